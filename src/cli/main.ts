@@ -1,0 +1,30 @@
+// The `paravane` command line. Input: the user's arguments (untrusted:
+// commander validates them; each command checks its own values).
+
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { formatHypercallTable } from './abi-table.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
+
+export function buildCli(): Command {
+  const program = new Command();
+  program
+    .name('paravane')
+    .description(pkg.description)
+    .version(pkg.version, '-V, --version', 'print the paravane version')
+    .showHelpAfterError();
+
+  program
+    .command('abi')
+    .description('print the hypercall table (number, name, arguments) from the ABI schemas')
+    .option('--json', 'print JSON instead of a table')
+    .option('--experimental', 'only the experimental (paravane) hypercalls')
+    .action((opts: { json?: boolean; experimental?: boolean }) => {
+      process.stdout.write(formatHypercallTable(opts));
+    });
+
+  return program;
+}
+
+await buildCli().parseAsync(process.argv);
