@@ -1,0 +1,146 @@
+// Kicking a running vCPU out of KVM_RUN: a real-time signal whose handler
+// sets kvm_run.immediate_exit (a signal alone is lost when it lands while the
+// thread is outside KVM_RUN; immediate_exit alone is only read at entry).
+// Deadlines are per-vCPU POSIX timers aimed at the vCPU's thread
+// (SIGEV_THREAD_ID). Node uses SIGUSR1 for its inspector, hence SIGRTMIN+3.
+#include "common.h"
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <atomic>
+#include <mutex>
+
+namespace pv {
+namespace {
+
+constexpr int kSlots = 4096;
+
+struct Slot {
+  std::atomic<struct kvm_run *> run{nullptr};
+  std::atomic<uint32_t> gen{0};
+  pthread_t thread{};
+  timer_t timer{};
+  bool used = false;
+};
+
+Slot g_slots[kSlots];
+std::mutex g_lock;
+bool g_installed = false;
+
+int KickSignal() { return SIGRTMIN + 3; }
+
+// handle = slot index | generation << 12; a stale handle (slot reused) is ignored.
+void OnKick(int, siginfo_t *si, void *) {
+  uint32_t h = (uint32_t)si->si_value.sival_int;
+  Slot &s = g_slots[h % kSlots];
+  if (s.gen.load(std::memory_order_acquire) != (h / kSlots)) return;
+  struct kvm_run *r = s.run.load(std::memory_order_acquire);
+  if (r) r->immediate_exit = 1;
+}
+
+bool Install(Napi::Env env) {
+  if (g_installed) return true;
+  struct sigaction sa = {};
+  sa.sa_sigaction = OnKick;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(KickSignal(), &sa, nullptr) < 0) { ThrowErrno(env, "sigaction", errno); return false; }
+  g_installed = true;
+  return true;
+}
+
+Slot *Lookup(Napi::Env env, const Napi::CallbackInfo &info, uint32_t *handle) {
+  int64_t h;
+  if (!ArgInt(info, 0, UINT32_MAX, &h)) return nullptr;
+  Slot &s = g_slots[h % kSlots];
+  if (!s.used || s.gen.load() != (uint32_t)(h / kSlots)) { ThrowArg(env, "not a live kick handle"); return nullptr; }
+  *handle = (uint32_t)h;
+  return &s;
+}
+
+// kickInit(runBuffer): registers a vCPU's kvm_run area for kicks from the
+// calling thread (the one that will call run) and creates its deadline timer.
+Napi::Value KickInit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowArg(env, "argument must be the kvm_run ArrayBuffer");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.ByteLength() < sizeof(struct kvm_run)) return ThrowArg(env, "buffer is smaller than struct kvm_run");
+  std::lock_guard<std::mutex> guard(g_lock);
+  if (!Install(env)) return env.Undefined();
+  int idx = -1;
+  for (int i = 0; i < kSlots; i++) if (!g_slots[i].used) { idx = i; break; }
+  if (idx < 0) return ThrowErrno(env, "kickInit (no free slot)", ENOSPC);
+  Slot &s = g_slots[idx];
+  uint32_t gen = (s.gen.load() + 1) % (UINT32_MAX / kSlots);
+  uint32_t handle = (uint32_t)idx + gen * kSlots;
+  struct sigevent se = {};
+  se.sigev_notify = SIGEV_THREAD_ID;
+  se.sigev_signo = KickSignal();
+  se.sigev_value.sival_int = (int)handle;
+  se._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+  if (timer_create(CLOCK_MONOTONIC, &se, &s.timer) < 0) return ThrowErrno(env, "timer_create", errno);
+  s.thread = pthread_self();
+  s.used = true;
+  s.gen.store(gen, std::memory_order_release);
+  s.run.store(static_cast<struct kvm_run *>(ab.Data()), std::memory_order_release);
+  return Napi::Number::New(env, handle);
+}
+
+// kickFree(handle): deletes the timer; later kicks with this handle do nothing.
+Napi::Value KickFree(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::lock_guard<std::mutex> guard(g_lock);
+  uint32_t h;
+  Slot *s = Lookup(env, info, &h);
+  if (!s) return env.Undefined();
+  s->run.store(nullptr, std::memory_order_release);
+  s->gen.store((s->gen.load() + 1) % (UINT32_MAX / kSlots), std::memory_order_release);
+  timer_delete(s->timer);
+  s->used = false;
+  return env.Undefined();
+}
+
+// setDeadline(handle, absNs): kick at CLOCK_MONOTONIC time absNs (a bigint);
+// 0 cancels.
+Napi::Value SetDeadline(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t h;
+  Slot *s = Lookup(env, info, &h);
+  uint64_t ns;
+  if (!s || !ArgU64(info, 1, &ns)) return env.Undefined();
+  struct itimerspec its = {};
+  its.it_value.tv_sec = (time_t)(ns / 1000000000ULL);
+  its.it_value.tv_nsec = (long)(ns % 1000000000ULL);
+  if (timer_settime(s->timer, TIMER_ABSTIME, &its, nullptr) < 0) return ThrowErrno(env, "timer_settime", errno);
+  return env.Undefined();
+}
+
+// kick(handle): from any thread; the vCPU leaves KVM_RUN now or, if it is not
+// in it, at its next entry.
+Napi::Value Kick(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t h;
+  Slot *s = Lookup(env, info, &h);
+  if (!s) return env.Undefined();
+  union sigval v;
+  v.sival_int = (int)h;
+  int err = pthread_sigqueue(s->thread, KickSignal(), v);
+  if (err != 0) return ThrowErrno(env, "pthread_sigqueue", err);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitKick(Napi::Env env, Napi::Object exports) {
+  exports.Set("kickInit", Napi::Function::New(env, KickInit, "kickInit"));
+  exports.Set("kickFree", Napi::Function::New(env, KickFree, "kickFree"));
+  exports.Set("setDeadline", Napi::Function::New(env, SetDeadline, "setDeadline"));
+  exports.Set("kick", Napi::Function::New(env, Kick, "kick"));
+  exports.Set("kickSignal", Napi::Number::New(env, KickSignal()));
+}
+
+}  // namespace pv

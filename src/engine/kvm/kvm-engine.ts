@@ -1,0 +1,446 @@
+// The KVM engine: machine memory as memfd-backed ArrayBuffers, VMs, vCPUs
+// whose kvm_run area (with KVM_CAP_SYNC_REGS) is read and written in place,
+// deadlines and kicks. Arguments are checked here before they reach the
+// addon; the addon checks again and reports failures with errno.
+
+import type { KvmAddon } from '../../../native/index.js';
+import {
+  destroyed, EngineUnavailableError, fromNative, usage,
+} from '../errors.js';
+import {
+  GPR_NAMES, PAGE_SIZE,
+  type DescriptorTable, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryChunk,
+  type MemoryRegion, type RegisterFile, type Segment, type SpecialRegisters, type Vcpu, type VirtualMachine,
+} from '../types.js';
+import { loadAddon } from './native.js';
+
+const KVM_API_VERSION = 12;
+const DEFAULT_CHUNK = 1 << 30;
+const EINTR = 4;
+const EAGAIN = 11;
+
+/** Capabilities the engine cannot work without. */
+const REQUIRED_CAPS = ['KVM_CAP_USER_MEMORY', 'KVM_CAP_SYNC_REGS', 'KVM_CAP_IMMEDIATE_EXIT', 'KVM_CAP_READONLY_MEM'] as const;
+/** Capabilities reported by info() and `paravane doctor`. */
+const REPORTED_CAPS = [...REQUIRED_CAPS, 'KVM_CAP_NR_MEMSLOTS', 'KVM_CAP_MAX_VCPUS', 'KVM_CAP_GET_TSC_KHZ',
+  'KVM_CAP_VCPU_EVENTS', 'KVM_CAP_EXIT_HYPERCALL', 'KVM_CAP_DIRTY_LOG_RING', 'KVM_CAP_IOEVENTFD',
+  'KVM_CAP_COALESCED_PIO', 'KVM_CAP_X86_USER_SPACE_MSR'] as const;
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+function checkAligned(what: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0 || v % PAGE_SIZE !== 0) throw usage(`${what} must be a non-negative multiple of ${PAGE_SIZE}, not ${v}`);
+}
+
+/** Opens /dev/kvm, turning the usual failures into instructions. */
+function openKvm(a: KvmAddon, path: string): number {
+  try {
+    return a.open(path);
+  } catch (e) {
+    const errno = (e as { errno?: number }).errno;
+    if (errno === 2) throw new EngineUnavailableError(`${path} does not exist: this host has no KVM (load the kvm module, or enable nested virtualization for this VM)`, e);
+    if (errno === 13 || errno === 1) {
+      throw new EngineUnavailableError(`${path} exists but cannot be opened (permission denied): add your user to its group (\`sudo usermod -aG kvm $USER\`, then log in again) or run as root`, e);
+    }
+    throw new EngineUnavailableError(`cannot open ${path}: ${(e as Error).message}`, e);
+  }
+}
+
+export class KvmEngine implements Engine {
+  readonly name = 'kvm';
+  private readonly a: KvmAddon;
+  private fd: number;
+  private readonly runSize: number;
+  private readonly vms = new Set<KvmVm>();
+
+  constructor(path = '/dev/kvm') {
+    this.a = loadAddon();
+    this.fd = openKvm(this.a, path);
+    const c = this.a.constants;
+    const version = call(() => this.a.getApiVersion(this.fd));
+    if (version !== KVM_API_VERSION) {
+      this.a.close(this.fd);
+      throw new EngineUnavailableError(`KVM API version ${version} is not the ${KVM_API_VERSION} this engine speaks`);
+    }
+    for (const cap of REQUIRED_CAPS) {
+      const v = call(() => this.a.checkExtension(this.fd, c[cap]!));
+      const ok = cap === 'KVM_CAP_SYNC_REGS' ? (v & c.KVM_SYNC_X86_REGS!) !== 0 : v > 0;
+      if (!ok) {
+        this.a.close(this.fd);
+        throw new EngineUnavailableError(`the host's KVM lacks ${cap}, which the engine needs`);
+      }
+    }
+    this.runSize = call(() => this.a.getVcpuMmapSize(this.fd));
+  }
+
+  info(): EngineInfo {
+    this.live();
+    const capabilities: Record<string, number> = {};
+    for (const cap of REPORTED_CAPS) capabilities[cap] = call(() => this.a.checkExtension(this.fd, this.a.constants[cap]!));
+    return { name: this.name, apiVersion: call(() => this.a.getApiVersion(this.fd)), capabilities };
+  }
+
+  createMemory(size: number, opts: { chunkSize?: number; name?: string } = {}): MachineMemory {
+    this.live();
+    checkAligned('memory size', size);
+    if (size === 0) throw usage('memory size must be positive');
+    const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
+    checkAligned('chunk size', chunkSize);
+    return new KvmMemory(this.a, size, chunkSize, opts.name ?? 'paravane-machine-memory');
+  }
+
+  createVm(): VirtualMachine {
+    this.live();
+    const vm = new KvmVm(this.a, call(() => this.a.createVm(this.fd, 0)), this.runSize, () => this.vms.delete(vm));
+    this.vms.add(vm);
+    return vm;
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    for (const vm of [...this.vms]) vm.destroy();
+    this.a.close(this.fd);
+    this.fd = -1;
+  }
+
+  private live(): void {
+    if (this.fd < 0) throw destroyed('the KVM engine');
+  }
+}
+
+class KvmMemory implements MachineMemory {
+  readonly chunks: MemoryChunk[] = [];
+  private fd: number;
+
+  constructor(private readonly a: KvmAddon, readonly size: number, readonly chunkSize: number, name: string) {
+    this.fd = call(() => a.memfdCreate(name, size));
+    try {
+      for (let base = 0; base < size; base += chunkSize) {
+        const len = Math.min(chunkSize, size - base);
+        const buffer = call(() => a.mmap(this.fd, len, base));
+        this.chunks.push({ base, size: len, buffer, bytes: new Uint8Array(buffer), view: new DataView(buffer) });
+      }
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  chunkAt(addr: number): MemoryChunk {
+    const c = this.chunks[Math.floor(addr / this.chunkSize)];
+    if (!c || addr < 0 || addr >= this.size) throw usage(`machine address ${addr} is outside the ${this.size}-byte memory`);
+    return c;
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    for (const c of this.chunks) if (c.buffer.byteLength) this.a.munmap(c.buffer);
+    this.a.close(this.fd);
+    this.fd = -1;
+  }
+}
+
+interface SlotInfo { pages: number; logDirty: boolean }
+
+class KvmVm implements VirtualMachine {
+  private readonly slots = new Map<number, SlotInfo>();
+  private readonly vcpus = new Map<number, KvmVcpu>();
+  private fd: number;
+
+  constructor(private readonly a: KvmAddon, fd: number, private readonly runSize: number, private readonly onDestroy: () => void) {
+    this.fd = fd;
+  }
+
+  mapMemory(r: MemoryRegion): void {
+    this.live();
+    checkAligned('guestPhys', r.guestPhys);
+    checkAligned('offset', r.offset);
+    checkAligned('size', r.size);
+    if (r.size === 0) throw usage('a memory region cannot be empty');
+    if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot > 0x7fff) throw usage(`slot ${r.slot} is not a valid slot number`);
+    if (this.slots.has(r.slot)) throw usage(`slot ${r.slot} is already mapped`);
+    const chunk = r.memory.chunkAt(r.offset);
+    if (r.offset + r.size > chunk.base + chunk.size) throw usage(`region ${r.offset}+${r.size} crosses a memory chunk boundary`);
+    const c = this.a.constants;
+    const flags = (r.readonly ? c.KVM_MEM_READONLY! : 0) | (r.logDirty ? c.KVM_MEM_LOG_DIRTY_PAGES! : 0);
+    const host = call(() => this.a.address(chunk.buffer, r.offset - chunk.base));
+    call(() => this.a.setUserMemoryRegion(this.fd, r.slot, flags, r.guestPhys, r.size, host));
+    this.slots.set(r.slot, { pages: r.size / PAGE_SIZE, logDirty: !!r.logDirty });
+  }
+
+  unmapMemory(slot: number): void {
+    this.live();
+    if (!this.slots.has(slot)) throw usage(`slot ${slot} is not mapped`);
+    call(() => this.a.setUserMemoryRegion(this.fd, slot, 0, 0, 0, 0n));
+    this.slots.delete(slot);
+  }
+
+  dirtyPages(slot: number): number[] {
+    this.live();
+    const s = this.slots.get(slot);
+    if (!s) throw usage(`slot ${slot} is not mapped`);
+    if (!s.logDirty) throw usage(`slot ${slot} was mapped without logDirty`);
+    const bitmap = new Uint8Array(Math.ceil(s.pages / 64) * 8);
+    call(() => this.a.getDirtyLog(this.fd, slot, bitmap));
+    const pages: number[] = [];
+    for (let i = 0; i < bitmap.length; i++) {
+      const b = bitmap[i]!;
+      if (b) for (let bit = 0; bit < 8; bit++) if (b & (1 << bit)) pages.push(i * 8 + bit);
+    }
+    return pages;
+  }
+
+  createVcpu(id: number): Vcpu {
+    this.live();
+    if (!Number.isInteger(id) || id < 0) throw usage(`vCPU id ${id} is not a non-negative integer`);
+    if (this.vcpus.has(id)) throw usage(`vCPU ${id} already exists`);
+    const fd = call(() => this.a.createVcpu(this.fd, id));
+    let vcpu: KvmVcpu;
+    try {
+      vcpu = new KvmVcpu(this.a, id, fd, this.runSize, () => this.vcpus.delete(id));
+    } catch (e) {
+      this.a.close(fd);
+      throw e;
+    }
+    this.vcpus.set(id, vcpu);
+    return vcpu;
+  }
+
+  /**
+   * Teardown order: vCPUs first (their kick timers, kvm_run mappings and
+   * fds), then the VM fd, which releases the memory slots. Machine memory
+   * belongs to its creator and is not freed here.
+   */
+  destroy(): void {
+    if (this.fd < 0) return;
+    for (const v of [...this.vcpus.values()]) v.destroy();
+    this.a.close(this.fd);
+    this.fd = -1;
+    this.onDestroy();
+  }
+
+  private live(): void {
+    if (this.fd < 0) throw destroyed('this VM');
+  }
+}
+
+/** A vCPU: its exits are decoded from kvm_run in place. */
+class KvmVcpu implements Vcpu {
+  readonly regs: RegisterFile;
+  /** Handle for kicking this vCPU from another thread (native `kick(handle)`). */
+  readonly kickHandle: number;
+  private readonly runArea: ArrayBuffer;
+  private readonly view: DataView;
+  private readonly L: Record<string, number>;
+  private readonly K: Record<string, number>;
+  private readonly sregsBuf: Uint8Array;
+  private fd: number;
+
+  constructor(private readonly a: KvmAddon, readonly id: number, fd: number, runSize: number, private readonly onDestroy: () => void) {
+    this.fd = fd;
+    this.L = a.layout as Record<string, number>;
+    this.K = a.constants as Record<string, number>;
+    this.runArea = call(() => a.mmap(fd, runSize, 0));
+    this.view = new DataView(this.runArea);
+    this.sregsBuf = new Uint8Array(this.L.kvm_sregs!);
+    try {
+      this.kickHandle = call(() => a.kickInit(this.runArea));
+    } catch (e) {
+      a.munmap(this.runArea);
+      throw e;
+    }
+    // KVM copies the general registers into kvm_run at every exit; seed the
+    // area with the reset state so it is valid before the first run.
+    this.view.setUint32(this.L['run.kvm_valid_regs']!, this.K.KVM_SYNC_X86_REGS!, true);
+    call(() => a.getRegs(fd, new Uint8Array(this.runArea, this.L['run.s.regs']!, this.L.kvm_regs!)));
+    this.regs = makeRegisterFile(this.view, this.L['run.s.regs']!, this.L['run.kvm_dirty_regs']!, this.K.KVM_SYNC_X86_REGS!);
+  }
+
+  run(): Exit {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const r = this.a.run(this.fd);
+    const L = this.L;
+    const v = this.view;
+    if (r === -EINTR || r === -EAGAIN) {
+      v.setUint8(L['run.immediate_exit']!, 0);
+      return { kind: 'interrupted' };
+    }
+    const K = this.K;
+    const reason = v.getUint32(L['run.exit_reason']!, true);
+    switch (reason) {
+      case K.KVM_EXIT_IO: {
+        const size = v.getUint8(L['run.io.size']!) as 1 | 2 | 4;
+        const count = v.getUint32(L['run.io.count']!, true);
+        const off = Number(v.getBigUint64(L['run.io.data_offset']!, true));
+        return {
+          kind: 'io', direction: v.getUint8(L['run.io.direction']!) === K.KVM_EXIT_IO_OUT ? 'out' : 'in',
+          port: v.getUint16(L['run.io.port']!, true), size, count, data: new Uint8Array(this.runArea, off, size * count),
+        };
+      }
+      case K.KVM_EXIT_MMIO:
+        return {
+          kind: 'mmio', address: Number(v.getBigUint64(L['run.mmio.phys_addr']!, true)),
+          isWrite: v.getUint8(L['run.mmio.is_write']!) !== 0,
+          data: new Uint8Array(this.runArea, L['run.mmio.data']!, v.getUint32(L['run.mmio.len']!, true)),
+        };
+      case K.KVM_EXIT_HLT: return { kind: 'halt' };
+      case K.KVM_EXIT_SHUTDOWN: return { kind: 'shutdown' };
+      case K.KVM_EXIT_INTR:
+        v.setUint8(L['run.immediate_exit']!, 0);
+        return { kind: 'interrupted' };
+      case K.KVM_EXIT_INTERNAL_ERROR: {
+        const n = Math.min(v.getUint32(L['run.internal.ndata']!, true), 16);
+        const detail: bigint[] = [];
+        for (let i = 0; i < n; i++) detail.push(v.getBigUint64(L['run.internal.data']! + 8 * i, true));
+        return { kind: 'internal-error', suberror: v.getUint32(L['run.internal.suberror']!, true), detail };
+      }
+      case K.KVM_EXIT_FAIL_ENTRY:
+        return { kind: 'entry-failed', reason: v.getBigUint64(L['run.fail_entry.reason']!, true) };
+      default:
+        return { kind: 'unknown', code: reason };
+    }
+  }
+
+  getSpecialRegisters(): SpecialRegisters {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    call(() => this.a.getSregs(this.fd, this.sregsBuf));
+    return decodeSregs(new DataView(this.sregsBuf.buffer), this.L);
+  }
+
+  setSpecialRegisters(s: SpecialRegisters): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    // Keep fields this type does not carry (the interrupt bitmap) as they are.
+    call(() => this.a.getSregs(this.fd, this.sregsBuf));
+    encodeSregs(new DataView(this.sregsBuf.buffer), this.L, s);
+    call(() => this.a.setSregs(this.fd, this.sregsBuf));
+  }
+
+  getMsrs(indices: readonly number[]): bigint[] {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const buf = this.msrBuffer(indices.map((i) => [i, 0n] as const));
+    const n = call(() => this.a.getMsrs(this.fd, buf));
+    if (n !== indices.length) throw usage(`MSR 0x${indices[n]!.toString(16)} cannot be read on this host`);
+    const v = new DataView(buf.buffer);
+    return indices.map((_, k) => v.getBigUint64(this.L.kvm_msrs! + k * this.L.kvm_msr_entry! + this.L['msr_entry.data']!, true));
+  }
+
+  setMsrs(entries: ReadonlyArray<readonly [number, bigint]>): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const n = call(() => this.a.setMsrs(this.fd, this.msrBuffer(entries)));
+    if (n !== entries.length) throw usage(`MSR 0x${entries[n]![0].toString(16)} = 0x${entries[n]![1].toString(16)} was refused by the host`);
+  }
+
+  /** TSC frequency of this vCPU in kHz. */
+  tscKhz(): number {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    return call(() => this.a.getTscKhz(this.fd));
+  }
+
+  setDeadline(ns: bigint | null): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    if (ns !== null && ns <= 0n) throw usage('a deadline must be a positive CLOCK_MONOTONIC time');
+    call(() => this.a.setDeadline(this.kickHandle, ns ?? 0n));
+  }
+
+  kick(): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    call(() => this.a.kick(this.kickHandle));
+  }
+
+  /** Teardown order: the kick timer first (no signal may touch kvm_run after), then kvm_run, then the fd. */
+  destroy(): void {
+    if (this.fd < 0) return;
+    this.a.kickFree(this.kickHandle);
+    this.a.munmap(this.runArea);
+    this.a.close(this.fd);
+    this.fd = -1;
+    this.onDestroy();
+  }
+
+  private msrBuffer(entries: ReadonlyArray<readonly [number, bigint]>): Uint8Array {
+    const L = this.L;
+    const buf = new Uint8Array(L.kvm_msrs! + entries.length * L.kvm_msr_entry!);
+    const v = new DataView(buf.buffer);
+    v.setUint32(0, entries.length, true);
+    entries.forEach(([index, value], k) => {
+      const at = L.kvm_msrs! + k * L.kvm_msr_entry!;
+      v.setUint32(at + L['msr_entry.index']!, index, true);
+      v.setBigUint64(at + L['msr_entry.data']!, value, true);
+    });
+    return buf;
+  }
+}
+
+/** General registers over kvm_run's sync area: reads are in place, writes mark them dirty for the next entry. */
+function makeRegisterFile(view: DataView, base: number, dirtyOff: number, dirtyBit: number): RegisterFile {
+  const regs = {} as RegisterFile;
+  GPR_NAMES.forEach((name, i) => {
+    const at = base + 8 * i;
+    Object.defineProperty(regs, name, {
+      enumerable: true,
+      get: () => view.getBigUint64(at, true),
+      set: (v: bigint) => {
+        view.setBigUint64(at, BigInt.asUintN(64, v), true);
+        view.setUint32(dirtyOff, view.getUint32(dirtyOff, true) | dirtyBit, true);
+      },
+    });
+  });
+  return regs;
+}
+
+const SEGMENTS = ['cs', 'ds', 'es', 'fs', 'gs', 'ss', 'tr', 'ldt'] as const;
+const CONTROL = [['cr0', 'cr0'], ['cr2', 'cr2'], ['cr3', 'cr3'], ['cr4', 'cr4'], ['cr8', 'cr8'], ['efer', 'efer'], ['apicBase', 'apic_base']] as const;
+
+function decodeSregs(v: DataView, L: Record<string, number>): SpecialRegisters {
+  const seg = (at: number): Segment => ({
+    base: v.getBigUint64(at + L['segment.base']!, true),
+    limit: v.getUint32(at + L['segment.limit']!, true),
+    selector: v.getUint16(at + L['segment.selector']!, true),
+    type: v.getUint8(at + L['segment.type']!),
+    present: v.getUint8(at + L['segment.present']!) !== 0,
+    dpl: v.getUint8(at + L['segment.dpl']!),
+    db: v.getUint8(at + L['segment.db']!) !== 0,
+    s: v.getUint8(at + L['segment.s']!) !== 0,
+    l: v.getUint8(at + L['segment.l']!) !== 0,
+    g: v.getUint8(at + L['segment.g']!) !== 0,
+    avl: v.getUint8(at + L['segment.avl']!) !== 0,
+    unusable: v.getUint8(at + L['segment.unusable']!) !== 0,
+  });
+  const dt = (at: number): DescriptorTable => ({ base: v.getBigUint64(at + L['dtable.base']!, true), limit: v.getUint16(at + L['dtable.limit']!, true) });
+  const s = { gdt: dt(L['sregs.gdt']!), idt: dt(L['sregs.idt']!) } as SpecialRegisters;
+  for (const name of SEGMENTS) s[name] = seg(L[`sregs.${name}`]!);
+  for (const [key, c] of CONTROL) s[key] = v.getBigUint64(L[`sregs.${c}`]!, true);
+  return s;
+}
+
+function encodeSregs(v: DataView, L: Record<string, number>, s: SpecialRegisters): void {
+  for (const name of SEGMENTS) {
+    const at = L[`sregs.${name}`]!;
+    const g = s[name];
+    v.setBigUint64(at + L['segment.base']!, g.base, true);
+    v.setUint32(at + L['segment.limit']!, g.limit, true);
+    v.setUint16(at + L['segment.selector']!, g.selector, true);
+    v.setUint8(at + L['segment.type']!, g.type);
+    v.setUint8(at + L['segment.present']!, +g.present);
+    v.setUint8(at + L['segment.dpl']!, g.dpl);
+    v.setUint8(at + L['segment.db']!, +g.db);
+    v.setUint8(at + L['segment.s']!, +g.s);
+    v.setUint8(at + L['segment.l']!, +g.l);
+    v.setUint8(at + L['segment.g']!, +g.g);
+    v.setUint8(at + L['segment.avl']!, +g.avl);
+    v.setUint8(at + L['segment.unusable']!, +g.unusable);
+  }
+  for (const [name, d] of [['gdt', s.gdt], ['idt', s.idt]] as const) {
+    v.setBigUint64(L[`sregs.${name}`]! + L['dtable.base']!, d.base, true);
+    v.setUint16(L[`sregs.${name}`]! + L['dtable.limit']!, d.limit, true);
+  }
+  for (const [key, c] of CONTROL) v.setBigUint64(L[`sregs.${c}`]!, s[key], true);
+}
+
+export type { KvmVcpu };
