@@ -21,10 +21,16 @@ struct Mapping {
 std::mutex g_lock;
 std::unordered_map<void *, Mapping *> g_mappings;
 
+// Runs when the garbage collector frees the ArrayBuffer, which may be long
+// after munmap(): by then the address may belong to a newer mapping, so the
+// registry entry is removed only if it is still this one.
 void Finalize(Napi::Env, void *, Mapping *m) {
   std::lock_guard<std::mutex> guard(g_lock);
-  if (m->live) munmap(m->addr, m->len);
-  g_mappings.erase(m->addr);
+  if (m->live) {
+    munmap(m->addr, m->len);
+    auto it = g_mappings.find(m->addr);
+    if (it != g_mappings.end() && it->second == m) g_mappings.erase(it);
+  }
   delete m;
 }
 
@@ -74,6 +80,7 @@ Napi::Value Munmap(const Napi::CallbackInfo &info) {
     if (p == nullptr || it == g_mappings.end() || !it->second->live) return ThrowArg(env, "not a live mapping from mmap()");
     if (munmap(p, it->second->len) < 0) return ThrowErrno(env, "munmap", errno);
     it->second->live = false;
+    g_mappings.erase(it);
   }
   ab.Detach();
   return env.Undefined();

@@ -10,7 +10,7 @@ import { loadAddon } from '../../src/engine/kvm/native.js';
 import { EngineCallError, EngineUsageError } from '../../src/engine/errors.js';
 import type { Exit } from '../../src/engine/types.js';
 import { HAVE_KVM } from './kvm-gate.js';
-import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from './fixture.js';
+import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from '../../src/engine/probe-guest.js';
 
 describe.skipIf(!HAVE_KVM)('KVM engine', () => {
   let engine: KvmEngine;

@@ -240,6 +240,13 @@ class KvmVcpu implements Vcpu {
   private readonly L: Record<string, number>;
   private readonly K: Record<string, number>;
   private readonly sregsBuf: Uint8Array;
+  private readonly off: ExitOffsets;
+  private readonly views = new Map<number, Uint8Array>();
+  private lastView: Uint8Array = new Uint8Array(0);
+  /** The addon's KVM_RUN, held directly: no lookup on the addon object per exit. */
+  private readonly kvmRun: (fd: number) => number;
+  private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
+  private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
 
   constructor(private readonly a: KvmAddon, readonly id: number, fd: number, runSize: number, private readonly onDestroy: () => void) {
@@ -249,6 +256,8 @@ class KvmVcpu implements Vcpu {
     this.runArea = call(() => a.mmap(fd, runSize, 0));
     this.view = new DataView(this.runArea);
     this.sregsBuf = new Uint8Array(this.L.kvm_sregs!);
+    this.off = exitOffsets(this.L);
+    this.kvmRun = a.run;
     try {
       this.kickHandle = call(() => a.kickInit(this.runArea));
     } catch (e) {
@@ -262,38 +271,53 @@ class KvmVcpu implements Vcpu {
     this.regs = makeRegisterFile(this.view, this.L['run.s.regs']!, this.L['run.kvm_dirty_regs']!, this.K.KVM_SYNC_X86_REGS!);
   }
 
+  /**
+   * Runs the vCPU. The returned Exit (and its data bytes, which alias
+   * kvm_run) is reused: it is valid until the next run(). Nothing is
+   * allocated on this path once the exit kinds have been seen: every exit on
+   * this host flushes the TLB, so each page the handler touches costs.
+   */
   run(): Exit {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
-    const r = this.a.run(this.fd);
-    const L = this.L;
+    const r = this.kvmRun(this.fd);
     const v = this.view;
-    if (r === -EINTR || r === -EAGAIN) {
-      v.setUint8(L['run.immediate_exit']!, 0);
-      return { kind: 'interrupted' };
+    const o = this.off;
+    if (r !== 0) {
+      if (r !== -EINTR && r !== -EAGAIN) throw new Error(`KVM_RUN returned ${r}`);
+      v.setUint8(o.immediateExit, 0);
+      return INTERRUPTED;
     }
     const K = this.K;
-    const reason = v.getUint32(L['run.exit_reason']!, true);
+    const reason = v.getUint32(o.exitReason, true);
+    if (reason === K.KVM_EXIT_IO) {
+      const e = this.ioExit;
+      e.size = v.getUint8(o.ioSize) as 1 | 2 | 4;
+      e.count = v.getUint32(o.ioCount, true);
+      e.direction = v.getUint8(o.ioDirection) === K.KVM_EXIT_IO_OUT ? 'out' : 'in';
+      e.port = v.getUint16(o.ioPort, true);
+      e.data = this.bytesAt(v.getUint32(o.ioDataOffset, true), e.size * e.count); // an offset within the kvm_run pages
+      return e;
+    }
+    if (reason === K.KVM_EXIT_MMIO) {
+      const e = this.mmioExit;
+      e.address = v.getUint32(o.mmioAddr + 4, true) * 0x100000000 + v.getUint32(o.mmioAddr, true);
+      e.isWrite = v.getUint8(o.mmioIsWrite) !== 0;
+      e.data = this.bytesAt(o.mmioData, v.getUint32(o.mmioLen, true));
+      return e;
+    }
+    return this.rareExit(reason);
+  }
+
+  private rareExit(reason: number): Exit {
+    const K = this.K;
+    const L = this.L;
+    const v = this.view;
     switch (reason) {
-      case K.KVM_EXIT_IO: {
-        const size = v.getUint8(L['run.io.size']!) as 1 | 2 | 4;
-        const count = v.getUint32(L['run.io.count']!, true);
-        const off = Number(v.getBigUint64(L['run.io.data_offset']!, true));
-        return {
-          kind: 'io', direction: v.getUint8(L['run.io.direction']!) === K.KVM_EXIT_IO_OUT ? 'out' : 'in',
-          port: v.getUint16(L['run.io.port']!, true), size, count, data: new Uint8Array(this.runArea, off, size * count),
-        };
-      }
-      case K.KVM_EXIT_MMIO:
-        return {
-          kind: 'mmio', address: Number(v.getBigUint64(L['run.mmio.phys_addr']!, true)),
-          isWrite: v.getUint8(L['run.mmio.is_write']!) !== 0,
-          data: new Uint8Array(this.runArea, L['run.mmio.data']!, v.getUint32(L['run.mmio.len']!, true)),
-        };
       case K.KVM_EXIT_HLT: return { kind: 'halt' };
       case K.KVM_EXIT_SHUTDOWN: return { kind: 'shutdown' };
       case K.KVM_EXIT_INTR:
-        v.setUint8(L['run.immediate_exit']!, 0);
-        return { kind: 'interrupted' };
+        v.setUint8(this.off.immediateExit, 0);
+        return INTERRUPTED;
       case K.KVM_EXIT_INTERNAL_ERROR: {
         const n = Math.min(v.getUint32(L['run.internal.ndata']!, true), 16);
         const detail: bigint[] = [];
@@ -305,6 +329,21 @@ class KvmVcpu implements Vcpu {
       default:
         return { kind: 'unknown', code: reason };
     }
+  }
+
+  /** A Uint8Array over kvm_run bytes, cached per (offset, length). */
+  private bytesAt(offset: number, length: number): Uint8Array {
+    const last = this.lastView;
+    if (last.byteOffset === offset && last.length === length) return last;
+    const key = offset * 65536 + length;
+    let b = this.views.get(key);
+    if (b === undefined) {
+      if (offset + length > this.runArea.byteLength) throw new Error(`exit data ${offset}+${length} lies outside kvm_run`);
+      b = new Uint8Array(this.runArea, offset, length);
+      this.views.set(key, b);
+    }
+    this.lastView = b;
+    return b;
   }
 
   getSpecialRegisters(): SpecialRegisters {
@@ -375,6 +414,29 @@ class KvmVcpu implements Vcpu {
     });
     return buf;
   }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+const INTERRUPTED: Exit = Object.freeze({ kind: 'interrupted' });
+
+/** kvm_run offsets the exit path reads, as plain numbers (no lookups per exit). */
+interface ExitOffsets {
+  immediateExit: number; exitReason: number; ioDirection: number; ioSize: number; ioPort: number; ioCount: number;
+  ioDataOffset: number; mmioAddr: number; mmioData: number; mmioLen: number; mmioIsWrite: number;
+}
+
+function exitOffsets(L: Record<string, number>): ExitOffsets {
+  const at = (k: string): number => {
+    const v = L[k];
+    if (v === undefined) throw new Error(`the addon does not report the offset of ${k}`);
+    return v;
+  };
+  return {
+    immediateExit: at('run.immediate_exit'), exitReason: at('run.exit_reason'), ioDirection: at('run.io.direction'),
+    ioSize: at('run.io.size'), ioPort: at('run.io.port'), ioCount: at('run.io.count'), ioDataOffset: at('run.io.data_offset'),
+    mmioAddr: at('run.mmio.phys_addr'), mmioData: at('run.mmio.data'), mmioLen: at('run.mmio.len'), mmioIsWrite: at('run.mmio.is_write'),
+  };
 }
 
 /** General registers over kvm_run's sync area: reads are in place, writes mark them dirty for the next entry. */

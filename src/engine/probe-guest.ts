@@ -1,13 +1,16 @@
-// Boots the engine test guests (test/guests/engine/*.S) in 64-bit long mode
-// at CPL 3: identity-mapped page tables, a flat GDT with a TSS whose I/O
-// bitmap opens ports 0x10-0x1f, and an IDT whose CPL-0 stubs report any
-// exception on port 0xf0. Addresses match test/guests/engine/layout.h.
+// Probe guests: tiny assembled programs (native/guests/*.S) that exercise an
+// engine directly, for its tests, `paravane doctor` and the exit benchmark.
+// They run in 64-bit long mode at CPL 3 on identity-mapped page tables, a
+// flat GDT with a TSS whose I/O bitmap opens ports 0x10-0x1f, and an IDT
+// whose CPL-0 stubs report any exception on port 0xf0. Addresses match
+// native/guests/layout.h. Inputs: the project's own binaries (trusted).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Engine, Exit, MachineMemory, Segment, Vcpu, VirtualMachine } from '../../src/engine/types.js';
+import { fileURLToPath } from 'node:url';
+import type { Engine, Exit, MachineMemory, Segment, Vcpu, VirtualMachine } from './types.js';
 
-export const GUEST_DIR = path.resolve(import.meta.dirname, '../guests/engine/build');
+export const GUEST_DIR = fileURLToPath(new URL('../../native/build/guests', import.meta.url));
 export const LAYOUT = {
   PML4: 0x1000, PDPT: 0x2000, PD: 0x3000, PT: 0x4000, PT_DIRTY: 0xb000, GDT: 0x5000, IDT: 0x6000, STUBS: 0x7000, TSS: 0x8000,
   CODE: 0x10000, USER_STACK: 0x20000, KERNEL_STACK: 0x30000,
@@ -32,7 +35,7 @@ export interface TestGuest {
 
 export function guestBinary(name: string): Uint8Array {
   const p = path.join(GUEST_DIR, `${name}.bin`);
-  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run \`npm run build:guests\``);
+  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run \`npm run build:native\``);
   return fs.readFileSync(p);
 }
 

@@ -1,6 +1,6 @@
 /*
- * Memory layout and ports shared by the engine test guests and
- * test/engine/fixture.ts (which builds the page tables, GDT, IDT and TSS
+ * Memory layout and ports shared by the probe guests and
+ * src/engine/probe-guest.ts (which builds the page tables, GDT, IDT and TSS
  * these guests run on). Keep the two in step.
  */
 #define CODE_GPA    0x10000    /* guest code, CPL 3 */
