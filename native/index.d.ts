@@ -11,6 +11,9 @@ export interface KvmConstants {
   readonly [name: string]: number;
 }
 
+/** Opaque handle of a vCPU thread. */
+export type VcpuThreadHandle = { readonly __vcpuThread: unique symbol };
+
 export interface KvmAddon {
   /** open(path, O_RDWR | O_CLOEXEC): a file descriptor. */
   open(path: string): number;
@@ -58,6 +61,14 @@ export interface KvmAddon {
   /** Kick now, from any thread. */
   kick(handle: number): void;
   readonly kickSignal: number;
+  /** Starts a thread that issues KVM_RUN for this vCPU on request (see native/src/vcpu-thread.cc). */
+  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; kick: number };
+  /** Wakes the vCPU thread if it sleeps. */
+  vcpuThreadWake(handle: VcpuThreadHandle): void;
+  /** Sleeps until the requested run has exited. */
+  vcpuThreadWait(handle: VcpuThreadHandle): void;
+  /** Ends and joins the (idle) vCPU thread. */
+  vcpuThreadStop(handle: VcpuThreadHandle): void;
   readonly layout: KvmLayout;
   readonly constants: KvmConstants;
 }

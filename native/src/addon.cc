@@ -6,6 +6,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pv::InitKvm(env, exports);
   pv::InitMemory(env, exports);
   pv::InitKick(env, exports);
+  pv::InitVcpuThread(env, exports);
   return exports;
 }
 

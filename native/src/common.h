@@ -8,6 +8,10 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <pthread.h>
+#include <sys/types.h>
+
+struct kvm_run;
 
 namespace pv {
 
@@ -82,6 +86,10 @@ inline bool ArgBytes(const Napi::CallbackInfo &info, size_t i, size_t need, uint
 }
 
 void InitKvm(Napi::Env env, Napi::Object exports);
+void InitVcpuThread(Napi::Env env, Napi::Object exports);
+// kick.cc: registers kvm_run for kicks aimed at a thread; returns a handle or -errno.
+int64_t KickRegister(struct kvm_run *run, pid_t tid, pthread_t thread);
+int KickSignalNumber();
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitKick(Napi::Env env, Napi::Object exports);
 

@@ -42,17 +42,6 @@ void OnKick(int, siginfo_t *si, void *) {
   if (r) r->immediate_exit = 1;
 }
 
-bool Install(Napi::Env env) {
-  if (g_installed) return true;
-  struct sigaction sa = {};
-  sa.sa_sigaction = OnKick;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(KickSignal(), &sa, nullptr) < 0) { ThrowErrno(env, "sigaction", errno); return false; }
-  g_installed = true;
-  return true;
-}
-
 Slot *Lookup(Napi::Env env, const Napi::CallbackInfo &info, uint32_t *handle) {
   int64_t h;
   if (!ArgInt(info, 0, UINT32_MAX, &h)) return nullptr;
@@ -62,18 +51,23 @@ Slot *Lookup(Napi::Env env, const Napi::CallbackInfo &info, uint32_t *handle) {
   return &s;
 }
 
-// kickInit(runBuffer): registers a vCPU's kvm_run area for kicks from the
-// calling thread (the one that will call run) and creates its deadline timer.
-Napi::Value KickInit(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowArg(env, "argument must be the kvm_run ArrayBuffer");
-  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
-  if (ab.ByteLength() < sizeof(struct kvm_run)) return ThrowArg(env, "buffer is smaller than struct kvm_run");
+}  // namespace
+
+// Registers a kvm_run area for kicks aimed at thread `tid`/`thread` and
+// creates its deadline timer. Returns the handle, or -errno.
+int64_t KickRegister(struct kvm_run *run, pid_t tid, pthread_t thread) {
   std::lock_guard<std::mutex> guard(g_lock);
-  if (!Install(env)) return env.Undefined();
+  if (!g_installed) {
+    struct sigaction sa = {};
+    sa.sa_sigaction = OnKick;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(KickSignal(), &sa, nullptr) < 0) return -errno;
+    g_installed = true;
+  }
   int idx = -1;
   for (int i = 0; i < kSlots; i++) if (!g_slots[i].used) { idx = i; break; }
-  if (idx < 0) return ThrowErrno(env, "kickInit (no free slot)", ENOSPC);
+  if (idx < 0) return -ENOSPC;
   Slot &s = g_slots[idx];
   uint32_t gen = (s.gen.load() + 1) % (UINT32_MAX / kSlots);
   uint32_t handle = (uint32_t)idx + gen * kSlots;
@@ -81,13 +75,29 @@ Napi::Value KickInit(const Napi::CallbackInfo &info) {
   se.sigev_notify = SIGEV_THREAD_ID;
   se.sigev_signo = KickSignal();
   se.sigev_value.sival_int = (int)handle;
-  se._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-  if (timer_create(CLOCK_MONOTONIC, &se, &s.timer) < 0) return ThrowErrno(env, "timer_create", errno);
-  s.thread = pthread_self();
+  se._sigev_un._tid = tid;
+  if (timer_create(CLOCK_MONOTONIC, &se, &s.timer) < 0) return -errno;
+  s.thread = thread;
   s.used = true;
   s.gen.store(gen, std::memory_order_release);
-  s.run.store(static_cast<struct kvm_run *>(ab.Data()), std::memory_order_release);
-  return Napi::Number::New(env, handle);
+  s.run.store(run, std::memory_order_release);
+  return handle;
+}
+
+int KickSignalNumber() { return KickSignal(); }
+
+namespace {
+
+// kickInit(runBuffer): registers a vCPU's kvm_run area for kicks to the
+// calling thread (the one that will call run) and creates its deadline timer.
+Napi::Value KickInit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowArg(env, "argument must be the kvm_run ArrayBuffer");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.ByteLength() < sizeof(struct kvm_run)) return ThrowArg(env, "buffer is smaller than struct kvm_run");
+  int64_t h = KickRegister(static_cast<struct kvm_run *>(ab.Data()), (pid_t)syscall(SYS_gettid), pthread_self());
+  if (h < 0) return ThrowErrno(env, "kickInit", (int)-h);
+  return Napi::Number::New(env, (double)h);
 }
 
 // kickFree(handle): deletes the timer; later kicks with this handle do nothing.

@@ -12,12 +12,13 @@ import type { Exit } from '../../src/engine/types.js';
 import { HAVE_KVM } from './kvm-gate.js';
 import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from '../../src/engine/probe-guest.js';
 
-describe.skipIf(!HAVE_KVM)('KVM engine', () => {
+// Every behaviour holds in both run modes: KVM_RUN on a vCPU thread, and on the caller's thread.
+describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run mode %s)', (runMode) => {
   let engine: KvmEngine;
   const guests: TestGuest[] = [];
   const boot = (name: string) => { const g = bootTestGuest(engine, name); guests.push(g); return g; };
 
-  beforeAll(() => { engine = new KvmEngine(); });
+  beforeAll(() => { engine = new KvmEngine({ runMode }); });
   afterAll(() => { for (const g of guests) g.destroy(); engine?.close(); });
 
   it('runs the guest at CPL 3 in 64-bit mode', () => {
@@ -175,7 +176,7 @@ describe.skipIf(!HAVE_KVM)('KVM engine', () => {
     expect(() => g.vcpu.run()).toThrow('vCPU 0 was destroyed');
     expect(() => g.vm.createVcpu(1)).toThrow('this VM was destroyed');
     g.memory.close();
-    const other = new KvmEngine();
+    const other = new KvmEngine({ runMode });
     const h = bootTestGuest(other, 'pio');
     other.close();
     try {

@@ -18,6 +18,10 @@ function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+function threadCount(): number {
+  return fs.readdirSync('/proc/self/task').length;
+}
+
 function maps(): string[] {
   return fs.readFileSync('/proc/self/maps', 'utf8').trim().split('\n');
 }
@@ -27,12 +31,13 @@ function engineMaps(): number {
   return maps().filter((l) => /memfd:paravane|kvm-vcpu/.test(l)).length;
 }
 
-describe.skipIf(!HAVE_KVM)('KVM engine resources', () => {
-  it('leaks no file descriptors or mappings over 200 VMs created, run and destroyed', async () => {
-    const engine = new KvmEngine();
+describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine resources (run mode %s)', (runMode) => {
+  it('leaks no file descriptors, mappings or threads over 200 VMs created, run and destroyed', async () => {
+    const engine = new KvmEngine({ runMode });
     try {
       bootTestGuest(engine, 'pio').destroy(); // warm up: addon, signal handler
       const fds = fdCount();
+      const threads = threadCount();
       const all = maps().length;
       const ours = engineMaps();
       for (let i = 0; i < 200; i++) {
@@ -48,6 +53,7 @@ describe.skipIf(!HAVE_KVM)('KVM engine resources', () => {
         g.destroy();
       }
       expect(fdCount()).toBe(fds);
+      expect(threadCount()).toBe(threads);
       expect(engineMaps()).toBe(ours);
       // Other mappings may come and go with the JavaScript heap, but not one per VM.
       expect(maps().length - all).toBeLessThan(50);

@@ -3,9 +3,10 @@
 // deadlines and kicks. Arguments are checked here before they reach the
 // addon; the addon checks again and reports failures with errno.
 
-import type { KvmAddon } from '../../../native/index.js';
+import { availableParallelism } from 'node:os';
+import type { KvmAddon, VcpuThreadHandle } from '../../../native/index.js';
 import {
-  destroyed, EngineUnavailableError, fromNative, usage,
+  destroyed, EngineCallError, EngineUnavailableError, fromNative, usage,
 } from '../errors.js';
 import {
   GPR_NAMES, PAGE_SIZE,
@@ -18,6 +19,22 @@ const KVM_API_VERSION = 12;
 const DEFAULT_CHUNK = 1 << 30;
 const EINTR = 4;
 const EAGAIN = 11;
+/**
+ * Iterations the core spins waiting for a vCPU thread's exit before it
+ * sleeps (about 100-200 us, like KVM's own halt polling).
+ */
+const CORE_SPINS = 100_000;
+
+export interface KvmEngineOptions {
+  /** Path of the KVM device. */
+  path?: string;
+  /**
+   * Issue KVM_RUN from a dedicated thread per vCPU ('thread') or from the
+   * caller's thread ('direct'). Default: 'thread' when the host has two or
+   * more CPUs. See native/src/vcpu-thread.cc for why.
+   */
+  runMode?: 'thread' | 'direct';
+}
 
 /** Capabilities the engine cannot work without. */
 const REQUIRED_CAPS = ['KVM_CAP_USER_MEMORY', 'KVM_CAP_SYNC_REGS', 'KVM_CAP_IMMEDIATE_EXIT', 'KVM_CAP_READONLY_MEM'] as const;
@@ -59,7 +76,12 @@ export class KvmEngine implements Engine {
   private readonly runSize: number;
   private readonly vms = new Set<KvmVm>();
 
-  constructor(path = '/dev/kvm') {
+  readonly runMode: 'thread' | 'direct';
+
+  constructor(opts: KvmEngineOptions | string = {}) {
+    const o = typeof opts === 'string' ? { path: opts } : opts;
+    const path = o.path ?? '/dev/kvm';
+    this.runMode = o.runMode ?? (availableParallelism() >= 2 ? 'thread' : 'direct');
     this.a = loadAddon();
     this.fd = openKvm(this.a, path);
     const c = this.a.constants;
@@ -97,7 +119,7 @@ export class KvmEngine implements Engine {
 
   createVm(): VirtualMachine {
     this.live();
-    const vm = new KvmVm(this.a, call(() => this.a.createVm(this.fd, 0)), this.runSize, () => this.vms.delete(vm));
+    const vm = new KvmVm(this.a, call(() => this.a.createVm(this.fd, 0)), this.runSize, this.runMode, () => this.vms.delete(vm));
     this.vms.add(vm);
     return vm;
   }
@@ -153,7 +175,8 @@ class KvmVm implements VirtualMachine {
   private readonly vcpus = new Map<number, KvmVcpu>();
   private fd: number;
 
-  constructor(private readonly a: KvmAddon, fd: number, private readonly runSize: number, private readonly onDestroy: () => void) {
+  constructor(private readonly a: KvmAddon, fd: number, private readonly runSize: number,
+    private readonly runMode: 'thread' | 'direct', private readonly onDestroy: () => void) {
     this.fd = fd;
   }
 
@@ -203,7 +226,7 @@ class KvmVm implements VirtualMachine {
     const fd = call(() => this.a.createVcpu(this.fd, id));
     let vcpu: KvmVcpu;
     try {
-      vcpu = new KvmVcpu(this.a, id, fd, this.runSize, () => this.vcpus.delete(id));
+      vcpu = new KvmVcpu(this.a, id, fd, this.runSize, this.runMode, () => this.vcpus.delete(id));
     } catch (e) {
       this.a.close(fd);
       throw e;
@@ -245,11 +268,15 @@ class KvmVcpu implements Vcpu {
   private lastView: Uint8Array = new Uint8Array(0);
   /** The addon's KVM_RUN, held directly: no lookup on the addon object per exit. */
   private readonly kvmRun: (fd: number) => number;
+  /** In 'thread' mode: the vCPU thread and its control block (see native/src/vcpu-thread.cc). */
+  private readonly thread: VcpuThreadHandle | undefined;
+  private readonly ctl: Int32Array;
   private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
   private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
 
-  constructor(private readonly a: KvmAddon, readonly id: number, fd: number, runSize: number, private readonly onDestroy: () => void) {
+  constructor(private readonly a: KvmAddon, readonly id: number, fd: number, runSize: number,
+    readonly runMode: 'thread' | 'direct', private readonly onDestroy: () => void) {
     this.fd = fd;
     this.L = a.layout as Record<string, number>;
     this.K = a.constants as Record<string, number>;
@@ -259,7 +286,16 @@ class KvmVcpu implements Vcpu {
     this.off = exitOffsets(this.L);
     this.kvmRun = a.run;
     try {
-      this.kickHandle = call(() => a.kickInit(this.runArea));
+      if (runMode === 'thread') {
+        const t = call(() => a.vcpuThreadStart(fd, this.runArea));
+        this.thread = t.handle;
+        this.ctl = new Int32Array(t.control);
+        this.kickHandle = t.kick;
+      } else {
+        this.thread = undefined;
+        this.ctl = new Int32Array(4);
+        this.kickHandle = call(() => a.kickInit(this.runArea));
+      }
     } catch (e) {
       a.munmap(this.runArea);
       throw e;
@@ -279,11 +315,11 @@ class KvmVcpu implements Vcpu {
    */
   run(): Exit {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
-    const r = this.kvmRun(this.fd);
+    const r = this.thread === undefined ? this.kvmRun(this.fd) : this.runOnThread(this.thread);
     const v = this.view;
     const o = this.off;
     if (r !== 0) {
-      if (r !== -EINTR && r !== -EAGAIN) throw new Error(`KVM_RUN returned ${r}`);
+      if (r !== -EINTR && r !== -EAGAIN) throw new EngineCallError('KVM_RUN', -r, `errno ${-r}`, `KVM_RUN failed with errno ${-r}`);
       v.setUint8(o.immediateExit, 0);
       return INTERRUPTED;
     }
@@ -306,6 +342,22 @@ class KvmVcpu implements Vcpu {
       return e;
     }
     return this.rareExit(reason);
+  }
+
+  /** Hands one KVM_RUN to the vCPU thread and waits for its exit: spinning, then sleeping. */
+  private runOnThread(thread: VcpuThreadHandle): number {
+    const c = this.ctl;
+    Atomics.store(c, 0, 1);
+    if (Atomics.load(c, 2) !== 0) this.a.vcpuThreadWake(thread);
+    for (let spins = 0; Atomics.load(c, 0) !== 2;) {
+      if (++spins > CORE_SPINS) {
+        this.a.vcpuThreadWait(thread);
+        break;
+      }
+    }
+    const r = Atomics.load(c, 1);
+    Atomics.store(c, 0, 0);
+    return r;
   }
 
   private rareExit(reason: number): Exit {
@@ -392,9 +444,13 @@ class KvmVcpu implements Vcpu {
     call(() => this.a.kick(this.kickHandle));
   }
 
-  /** Teardown order: the kick timer first (no signal may touch kvm_run after), then kvm_run, then the fd. */
+  /**
+   * Teardown order: the vCPU thread (joined: no KVM_RUN after), the kick
+   * timer (no signal may touch kvm_run after), then kvm_run, then the fd.
+   */
   destroy(): void {
     if (this.fd < 0) return;
+    if (this.thread !== undefined) this.a.vcpuThreadStop(this.thread);
     this.a.kickFree(this.kickHandle);
     this.a.munmap(this.runArea);
     this.a.close(this.fd);

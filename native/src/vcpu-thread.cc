@@ -1,0 +1,193 @@
+// vCPU threads: a dedicated thread per vCPU issues KVM_RUN, and the
+// TypeScript core (on its own thread) hands it runs and takes its exits
+// through a small control block, spinning briefly before sleeping.
+//
+// Why: on this host every KVM exit is a world switch that leaves the
+// calling thread's caches and predictors cold; the JavaScript code between
+// two KVM_RUNs then costs about 2 us (measured with rdtsc, 5000 cycles).
+// With the switch on another thread, the core's code stays hot. The thread
+// does nothing but KVM_RUN: all exit handling stays in TypeScript.
+//
+// Control block (int32 words, read by TypeScript with Atomics):
+//   [0] state: 0 idle, 1 run requested, 2 exited (result valid), 3 quit
+//   [1] result: 0, or -errno of KVM_RUN (-EINTR when kicked)
+//   [2] thread sleeping (futex on state)   [3] core sleeping (futex on state)
+#include "common.h"
+
+#include <linux/futex.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <atomic>
+#include <cstdlib>
+
+namespace pv {
+namespace {
+
+enum : int32_t { kIdle = 0, kRun = 1, kExited = 2, kQuit = 3 };
+constexpr int kThreadSpins = 20000;
+
+struct Control {
+  std::atomic<int32_t> state;
+  std::atomic<int32_t> result;
+  std::atomic<int32_t> threadSleeping;
+  std::atomic<int32_t> coreSleeping;
+};
+
+struct VcpuThread {
+  Control *ctl;  // first: the ArrayBuffer handed to TypeScript starts here
+  int fd;
+  struct kvm_run *run;
+  pthread_t thread;
+  std::atomic<int64_t> kick;  // kick handle, or -errno, set by the thread at start
+  std::atomic<int32_t> started;
+  bool joined;
+};
+
+long Futex(std::atomic<int32_t> *addr, int op, int32_t val) {
+  return syscall(SYS_futex, reinterpret_cast<int32_t *>(addr), op, val, nullptr, nullptr, 0);
+}
+
+void *ThreadMain(void *arg) {
+  VcpuThread *t = static_cast<VcpuThread *>(arg);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, KickSignalNumber());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  t->kick.store(KickRegister(t->run, (pid_t)syscall(SYS_gettid), pthread_self()));
+  t->started.store(1);
+  Futex(&t->started, FUTEX_WAKE_PRIVATE, 1);
+  Control *c = t->ctl;
+  for (;;) {
+    int32_t s;
+    for (int spins = 0;; spins++) {
+      s = c->state.load();
+      if (s == kRun || s == kQuit) break;
+      if (spins < kThreadSpins) { __builtin_ia32_pause(); continue; }
+      c->threadSleeping.store(1);
+      if (c->state.load() == s) Futex(&c->state, FUTEX_WAIT_PRIVATE, s);
+      c->threadSleeping.store(0);
+      spins = 0;
+    }
+    if (s == kQuit) return nullptr;
+    int r = ioctl(t->fd, KVM_RUN, 0);
+    c->result.store(r == 0 ? 0 : -errno);
+    c->state.store(kExited);
+    if (c->coreSleeping.load()) Futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
+  }
+}
+
+void StopThread(VcpuThread *t) {
+  t->ctl->state.store(kQuit);
+  Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+  pthread_join(t->thread, nullptr);
+  t->joined = true;
+}
+
+// When the handle is garbage: stop the thread if TypeScript did not, free all.
+void Finalize(Napi::Env, VcpuThread *t) {
+  if (!t->joined) StopThread(t);
+  free(t->ctl);
+  delete t;
+}
+
+VcpuThread *Lookup(const Napi::CallbackInfo &info, size_t i) {
+  if (info.Length() <= i || !info[i].IsExternal()) {
+    ThrowArg(info.Env(), "argument must be a vCPU thread handle");
+    return nullptr;
+  }
+  VcpuThread *t = info[i].As<Napi::External<VcpuThread>>().Data();
+  if (t->joined) {
+    ThrowArg(info.Env(), "the vCPU thread was stopped");
+    return nullptr;
+  }
+  return t;
+}
+
+// vcpuThreadStart(vcpuFd, runBuffer): starts the thread; returns
+// { handle, control: ArrayBuffer (16 bytes), kick: kick handle }.
+Napi::Value Start(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, INT32_MAX, &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsArrayBuffer()) return ThrowArg(env, "argument 1 must be the kvm_run ArrayBuffer");
+  Napi::ArrayBuffer runAb = info[1].As<Napi::ArrayBuffer>();
+  if (runAb.ByteLength() < sizeof(struct kvm_run)) return ThrowArg(env, "buffer is smaller than struct kvm_run");
+  VcpuThread *t = new VcpuThread();
+  t->ctl = static_cast<Control *>(aligned_alloc(64, 64));
+  new (t->ctl) Control{};
+  t->fd = (int)fd;
+  t->run = static_cast<struct kvm_run *>(runAb.Data());
+  int err = pthread_create(&t->thread, nullptr, ThreadMain, t);
+  if (err != 0) {
+    free(t->ctl);
+    delete t;
+    return ThrowErrno(env, "pthread_create", err);
+  }
+  while (t->started.load() == 0) Futex(&t->started, FUTEX_WAIT_PRIVATE, 0);
+  int64_t kick = t->kick.load();
+  if (kick < 0) {
+    t->ctl->state.store(kQuit);
+    Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+    pthread_join(t->thread, nullptr);
+    free(t->ctl);
+    delete t;
+    return ThrowErrno(env, "kick registration", (int)-kick);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("handle", Napi::External<VcpuThread>::New(env, t, Finalize));
+  // The control block lives until vcpuThreadStop; TypeScript drops its view then.
+  out.Set("control", Napi::ArrayBuffer::New(env, t->ctl, sizeof(Control), [](Napi::Env, void *) {}));
+  out.Set("kick", Napi::Number::New(env, (double)kick));
+  return out;
+}
+
+// vcpuThreadWake(handle): wakes the thread if it sleeps (after a run request).
+napi_value Wake(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *data = nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 ||
+      napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    ThrowArg(Napi::Env(env), "argument must be a vCPU thread handle");
+    return nullptr;
+  }
+  Futex(&static_cast<VcpuThread *>(data)->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+  return nullptr;
+}
+
+// vcpuThreadWait(handle): sleeps until the requested run has exited.
+Napi::Value Wait(const Napi::CallbackInfo &info) {
+  VcpuThread *t = Lookup(info, 0);
+  if (!t) return info.Env().Undefined();
+  Control *c = t->ctl;
+  c->coreSleeping.store(1);
+  for (int32_t s; (s = c->state.load()) != kExited;) Futex(&c->state, FUTEX_WAIT_PRIVATE, s);
+  c->coreSleeping.store(0);
+  return info.Env().Undefined();
+}
+
+// vcpuThreadStop(handle): ends and joins the thread (it must be idle).
+Napi::Value Stop(const Napi::CallbackInfo &info) {
+  VcpuThread *t = Lookup(info, 0);
+  if (!t) return info.Env().Undefined();
+  StopThread(t);
+  // The record and the control block are freed with the handle (Finalize):
+  // TypeScript may still hold a view of the control block until then.
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitVcpuThread(Napi::Env env, Napi::Object exports) {
+  exports.Set("vcpuThreadStart", Napi::Function::New(env, Start, "vcpuThreadStart"));
+  napi_value fn;
+  napi_create_function(env, "vcpuThreadWake", NAPI_AUTO_LENGTH, Wake, nullptr, &fn);
+  exports.Set("vcpuThreadWake", Napi::Value(env, fn));
+  exports.Set("vcpuThreadWait", Napi::Function::New(env, Wait, "vcpuThreadWait"));
+  exports.Set("vcpuThreadStop", Napi::Function::New(env, Stop, "vcpuThreadStop"));
+}
+
+}  // namespace pv
