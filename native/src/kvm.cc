@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include <cstddef>
+#include "kvm-abi.h"
 
 namespace pv {
 namespace {
@@ -49,26 +50,26 @@ Napi::Value StructIoctl(const Napi::CallbackInfo &info, unsigned long req, const
 }
 
 #define INT_IOCTL(fn, req, hasArg) \
-  Napi::Value fn(const Napi::CallbackInfo &info) { return IntIoctl(info, req, #req, hasArg); }
+  Napi::Value fn(const Napi::CallbackInfo &info) { return IntIoctl(info, req, &#req[3], hasArg); }
 #define STRUCT_IOCTL(fn, req, type) \
-  Napi::Value fn(const Napi::CallbackInfo &info) { return StructIoctl(info, req, #req, sizeof(type)); }
+  Napi::Value fn(const Napi::CallbackInfo &info) { return StructIoctl(info, req, &#req[3], sizeof(type)); }
 
-INT_IOCTL(GetApiVersion, KVM_GET_API_VERSION, false)
-INT_IOCTL(CheckExtension, KVM_CHECK_EXTENSION, true)
-INT_IOCTL(GetVcpuMmapSize, KVM_GET_VCPU_MMAP_SIZE, false)
-INT_IOCTL(CreateVm, KVM_CREATE_VM, true)
-INT_IOCTL(CreateVcpu, KVM_CREATE_VCPU, true)
-INT_IOCTL(GetTscKhz, KVM_GET_TSC_KHZ, false)
-INT_IOCTL(SetTscKhz, KVM_SET_TSC_KHZ, true)
-STRUCT_IOCTL(GetRegs, KVM_GET_REGS, struct kvm_regs)
-STRUCT_IOCTL(SetRegs, KVM_SET_REGS, struct kvm_regs)
-STRUCT_IOCTL(GetSregs, KVM_GET_SREGS, struct kvm_sregs)
-STRUCT_IOCTL(SetSregs, KVM_SET_SREGS, struct kvm_sregs)
-STRUCT_IOCTL(GetFpu, KVM_GET_FPU, struct kvm_fpu)
-STRUCT_IOCTL(SetFpu, KVM_SET_FPU, struct kvm_fpu)
-STRUCT_IOCTL(GetVcpuEvents, KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events)
-STRUCT_IOCTL(SetVcpuEvents, KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events)
-STRUCT_IOCTL(EnableCap, KVM_ENABLE_CAP, struct kvm_enable_cap)
+INT_IOCTL(GetApiVersion, pv_KVM_GET_API_VERSION, false)
+INT_IOCTL(CheckExtension, pv_KVM_CHECK_EXTENSION, true)
+INT_IOCTL(GetVcpuMmapSize, pv_KVM_GET_VCPU_MMAP_SIZE, false)
+INT_IOCTL(CreateVm, pv_KVM_CREATE_VM, true)
+INT_IOCTL(CreateVcpu, pv_KVM_CREATE_VCPU, true)
+INT_IOCTL(GetTscKhz, pv_KVM_GET_TSC_KHZ, false)
+INT_IOCTL(SetTscKhz, pv_KVM_SET_TSC_KHZ, true)
+STRUCT_IOCTL(GetRegs, pv_KVM_GET_REGS, struct kvm_regs)
+STRUCT_IOCTL(SetRegs, pv_KVM_SET_REGS, struct kvm_regs)
+STRUCT_IOCTL(GetSregs, pv_KVM_GET_SREGS, struct kvm_sregs)
+STRUCT_IOCTL(SetSregs, pv_KVM_SET_SREGS, struct kvm_sregs)
+STRUCT_IOCTL(GetFpu, pv_KVM_GET_FPU, struct kvm_fpu)
+STRUCT_IOCTL(SetFpu, pv_KVM_SET_FPU, struct kvm_fpu)
+STRUCT_IOCTL(GetVcpuEvents, pv_KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events)
+STRUCT_IOCTL(SetVcpuEvents, pv_KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events)
+STRUCT_IOCTL(EnableCap, pv_KVM_ENABLE_CAP, struct kvm_enable_cap)
 
 // KVM_GET_MSRS / KVM_SET_MSRS: the buffer is a struct kvm_msrs followed by
 // nmsrs entries; returns how many entries were processed.
@@ -76,29 +77,29 @@ Napi::Value MsrIoctl(const Napi::CallbackInfo &info, unsigned long req, const ch
   int64_t fd;
   uint8_t *data;
   size_t len;
-  if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, sizeof(struct kvm_msrs), &data, &len)) return info.Env().Undefined();
+  if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, pv_msrs_entries_off, &data, &len)) return info.Env().Undefined();
   uint32_t n = reinterpret_cast<struct kvm_msrs *>(data)->nmsrs;
-  if (sizeof(struct kvm_msrs) + (size_t)n * sizeof(struct kvm_msr_entry) > len) return ThrowArg(info.Env(), "nmsrs exceeds the buffer");
+  if (pv_msrs_entries_off + (size_t)n * pv_msr_entry_size > len) return ThrowArg(info.Env(), "nmsrs exceeds the buffer");
   int r = ioctl((int)fd, req, data);
   if (r < 0) return ThrowErrno(info.Env(), name, errno);
   return Napi::Number::New(info.Env(), r);
 }
-Napi::Value GetMsrs(const Napi::CallbackInfo &info) { return MsrIoctl(info, KVM_GET_MSRS, "KVM_GET_MSRS"); }
-Napi::Value SetMsrs(const Napi::CallbackInfo &info) { return MsrIoctl(info, KVM_SET_MSRS, "KVM_SET_MSRS"); }
+Napi::Value GetMsrs(const Napi::CallbackInfo &info) { return MsrIoctl(info, pv_KVM_GET_MSRS, "KVM_GET_MSRS"); }
+Napi::Value SetMsrs(const Napi::CallbackInfo &info) { return MsrIoctl(info, pv_KVM_SET_MSRS, "KVM_SET_MSRS"); }
 
 // KVM_SET_CPUID2 / KVM_GET_SUPPORTED_CPUID: struct kvm_cpuid2 + nent entries.
 Napi::Value CpuidIoctl(const Napi::CallbackInfo &info, unsigned long req, const char *name) {
   int64_t fd;
   uint8_t *data;
   size_t len;
-  if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, sizeof(struct kvm_cpuid2), &data, &len)) return info.Env().Undefined();
+  if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, pv_cpuid2_entries_off, &data, &len)) return info.Env().Undefined();
   uint32_t n = reinterpret_cast<struct kvm_cpuid2 *>(data)->nent;
-  if (sizeof(struct kvm_cpuid2) + (size_t)n * sizeof(struct kvm_cpuid_entry2) > len) return ThrowArg(info.Env(), "nent exceeds the buffer");
+  if (pv_cpuid2_entries_off + (size_t)n * pv_cpuid_entry2_size > len) return ThrowArg(info.Env(), "nent exceeds the buffer");
   if (ioctl((int)fd, req, data) < 0) return ThrowErrno(info.Env(), name, errno);
   return info.Env().Undefined();
 }
-Napi::Value SetCpuid2(const Napi::CallbackInfo &info) { return CpuidIoctl(info, KVM_SET_CPUID2, "KVM_SET_CPUID2"); }
-Napi::Value GetSupportedCpuid(const Napi::CallbackInfo &info) { return CpuidIoctl(info, KVM_GET_SUPPORTED_CPUID, "KVM_GET_SUPPORTED_CPUID"); }
+Napi::Value SetCpuid2(const Napi::CallbackInfo &info) { return CpuidIoctl(info, pv_KVM_SET_CPUID2, "KVM_SET_CPUID2"); }
+Napi::Value GetSupportedCpuid(const Napi::CallbackInfo &info) { return CpuidIoctl(info, pv_KVM_GET_SUPPORTED_CPUID, "KVM_GET_SUPPORTED_CPUID"); }
 
 // KVM_SET_USER_MEMORY_REGION(vmFd, slot, flags, guestPhys, size, hostAddr).
 Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo &info) {
@@ -113,7 +114,7 @@ Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo &info) {
   r.guest_phys_addr = gpa;
   r.memory_size = size;
   r.userspace_addr = hva;
-  if (ioctl((int)fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) return ThrowErrno(info.Env(), "KVM_SET_USER_MEMORY_REGION", errno);
+  if (ioctl((int)fd, pv_KVM_SET_USER_MEMORY_REGION, &r) < 0) return ThrowErrno(info.Env(), "KVM_SET_USER_MEMORY_REGION", errno);
   return info.Env().Undefined();
 }
 
@@ -128,7 +129,7 @@ Napi::Value GetDirtyLog(const Napi::CallbackInfo &info) {
   struct kvm_dirty_log d = {};
   d.slot = (uint32_t)slot;
   d.dirty_bitmap = data;
-  if (ioctl((int)fd, KVM_GET_DIRTY_LOG, &d) < 0) return ThrowErrno(info.Env(), "KVM_GET_DIRTY_LOG", errno);
+  if (ioctl((int)fd, pv_KVM_GET_DIRTY_LOG, &d) < 0) return ThrowErrno(info.Env(), "KVM_GET_DIRTY_LOG", errno);
   return info.Env().Undefined();
 }
 
@@ -147,7 +148,7 @@ napi_value Run(napi_env env, napi_callback_info info) {
     ThrowArg(Napi::Env(env), "vcpu fd must be a number");
     return nullptr;
   }
-  int r = ioctl(fd, KVM_RUN, 0);
+  int r = ioctl(fd, pv_KVM_RUN, 0);
   int err = r == 0 ? 0 : errno;
   if (err != 0 && err != EINTR && err != EAGAIN) {
     ThrowErrno(Napi::Env(env), "KVM_RUN", err);
@@ -162,90 +163,7 @@ void SetNum(Napi::Env env, Napi::Object o, const char *k, double v) { o.Set(k, N
 
 Napi::Object Layout(Napi::Env env) {
   Napi::Object l = Napi::Object::New(env);
-#define OFF(name, type, member) SetNum(env, l, name, offsetof(type, member))
-#define SIZE(name, type) SetNum(env, l, name, sizeof(type))
-  SIZE("kvm_run", struct kvm_run);
-  OFF("run.immediate_exit", struct kvm_run, immediate_exit);
-  OFF("run.exit_reason", struct kvm_run, exit_reason);
-  OFF("run.io.direction", struct kvm_run, io.direction);
-  OFF("run.io.size", struct kvm_run, io.size);
-  OFF("run.io.port", struct kvm_run, io.port);
-  OFF("run.io.count", struct kvm_run, io.count);
-  OFF("run.io.data_offset", struct kvm_run, io.data_offset);
-  OFF("run.mmio.phys_addr", struct kvm_run, mmio.phys_addr);
-  OFF("run.mmio.data", struct kvm_run, mmio.data);
-  OFF("run.mmio.len", struct kvm_run, mmio.len);
-  OFF("run.mmio.is_write", struct kvm_run, mmio.is_write);
-  OFF("run.internal.suberror", struct kvm_run, internal.suberror);
-  OFF("run.internal.ndata", struct kvm_run, internal.ndata);
-  OFF("run.internal.data", struct kvm_run, internal.data);
-  OFF("run.fail_entry.reason", struct kvm_run, fail_entry.hardware_entry_failure_reason);
-  OFF("run.system_event.type", struct kvm_run, system_event.type);
-  OFF("run.kvm_valid_regs", struct kvm_run, kvm_valid_regs);
-  OFF("run.kvm_dirty_regs", struct kvm_run, kvm_dirty_regs);
-  OFF("run.s.regs", struct kvm_run, s.regs.regs);
-  OFF("run.s.sregs", struct kvm_run, s.regs.sregs);
-  OFF("run.s.events", struct kvm_run, s.regs.events);
-  SIZE("kvm_regs", struct kvm_regs);
-  OFF("regs.rax", struct kvm_regs, rax);
-  OFF("regs.rip", struct kvm_regs, rip);
-  OFF("regs.rflags", struct kvm_regs, rflags);
-  SIZE("kvm_sregs", struct kvm_sregs);
-  SIZE("kvm_segment", struct kvm_segment);
-  SIZE("kvm_dtable", struct kvm_dtable);
-  OFF("sregs.cs", struct kvm_sregs, cs);
-  OFF("sregs.ds", struct kvm_sregs, ds);
-  OFF("sregs.es", struct kvm_sregs, es);
-  OFF("sregs.fs", struct kvm_sregs, fs);
-  OFF("sregs.gs", struct kvm_sregs, gs);
-  OFF("sregs.ss", struct kvm_sregs, ss);
-  OFF("sregs.tr", struct kvm_sregs, tr);
-  OFF("sregs.ldt", struct kvm_sregs, ldt);
-  OFF("sregs.gdt", struct kvm_sregs, gdt);
-  OFF("sregs.idt", struct kvm_sregs, idt);
-  OFF("sregs.cr0", struct kvm_sregs, cr0);
-  OFF("sregs.cr2", struct kvm_sregs, cr2);
-  OFF("sregs.cr3", struct kvm_sregs, cr3);
-  OFF("sregs.cr4", struct kvm_sregs, cr4);
-  OFF("sregs.cr8", struct kvm_sregs, cr8);
-  OFF("sregs.efer", struct kvm_sregs, efer);
-  OFF("sregs.apic_base", struct kvm_sregs, apic_base);
-  OFF("segment.base", struct kvm_segment, base);
-  OFF("segment.limit", struct kvm_segment, limit);
-  OFF("segment.selector", struct kvm_segment, selector);
-  OFF("segment.type", struct kvm_segment, type);
-  OFF("segment.present", struct kvm_segment, present);
-  OFF("segment.dpl", struct kvm_segment, dpl);
-  OFF("segment.db", struct kvm_segment, db);
-  OFF("segment.s", struct kvm_segment, s);
-  OFF("segment.l", struct kvm_segment, l);
-  OFF("segment.g", struct kvm_segment, g);
-  OFF("segment.avl", struct kvm_segment, avl);
-  OFF("segment.unusable", struct kvm_segment, unusable);
-  OFF("dtable.base", struct kvm_dtable, base);
-  OFF("dtable.limit", struct kvm_dtable, limit);
-  SIZE("kvm_fpu", struct kvm_fpu);
-  OFF("fpu.fpr", struct kvm_fpu, fpr);
-  OFF("fpu.fcw", struct kvm_fpu, fcw);
-  OFF("fpu.xmm", struct kvm_fpu, xmm);
-  OFF("fpu.mxcsr", struct kvm_fpu, mxcsr);
-  SIZE("kvm_vcpu_events", struct kvm_vcpu_events);
-  OFF("events.exception.injected", struct kvm_vcpu_events, exception.injected);
-  OFF("events.exception.nr", struct kvm_vcpu_events, exception.nr);
-  OFF("events.exception.has_error_code", struct kvm_vcpu_events, exception.has_error_code);
-  OFF("events.exception.error_code", struct kvm_vcpu_events, exception.error_code);
-  OFF("events.flags", struct kvm_vcpu_events, flags);
-  SIZE("kvm_msrs", struct kvm_msrs);
-  SIZE("kvm_msr_entry", struct kvm_msr_entry);
-  OFF("msr_entry.index", struct kvm_msr_entry, index);
-  OFF("msr_entry.data", struct kvm_msr_entry, data);
-  SIZE("kvm_enable_cap", struct kvm_enable_cap);
-  OFF("enable_cap.cap", struct kvm_enable_cap, cap);
-  OFF("enable_cap.args", struct kvm_enable_cap, args);
-  SIZE("kvm_cpuid2", struct kvm_cpuid2);
-  SIZE("kvm_cpuid_entry2", struct kvm_cpuid_entry2);
-#undef OFF
-#undef SIZE
+  for (size_t i = 0; i < pv_kvm_layout_count; i++) SetNum(env, l, pv_kvm_layout[i].name, (double)pv_kvm_layout[i].value);
   return l;
 }
 

@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
+import { formatDoctor, runDoctor } from './doctor.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -22,6 +23,17 @@ export function buildCli(): Command {
     .option('--experimental', 'only the experimental (paravane) hypercalls')
     .action((opts: { json?: boolean; experimental?: boolean }) => {
       process.stdout.write(formatHypercallTable(opts));
+    });
+
+  program
+    .command('doctor')
+    .description('check that this host can run guests: KVM device, capabilities, hypercall transports, exit cost')
+    .option('--kvm <path>', 'KVM device to check', '/dev/kvm')
+    .option('--json', 'print JSON')
+    .action((opts: { kvm: string; json?: boolean }) => {
+      const r = runDoctor(opts.kvm);
+      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : formatDoctor(r));
+      if (!r.ok) process.exitCode = 1;
     });
 
   return program;

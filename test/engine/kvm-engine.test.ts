@@ -137,6 +137,13 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(() => g.vm.dirtyPages(SLOT.MAIN)).toThrow(/without logDirty/);
   });
 
+  it('sets and reads MSRs, and refuses an MSR the host does not have', () => {
+    const g = boot('syscall');
+    g.vcpu.setMsrs([[0xc0000082, 0x10100n], [0xc0000084, 0x700n]]);
+    expect(g.vcpu.getMsrs([0xc0000082, 0xc0000084])).toEqual([0x10100n, 0x700n]);
+    expect(() => g.vcpu.getMsrs([0xdeadbeef])).toThrow(/MSR 0xdeadbeef cannot be read/);
+  });
+
   it('delivers a guest exception to the IDT: the test harness sees #UD', () => {
     const g = boot('fault');
     expect(() => runToExit(g.vcpu)).toThrow('guest exception, vector 6');

@@ -85,7 +85,13 @@ export class KvmEngine implements Engine {
     this.a = loadAddon();
     this.fd = openKvm(this.a, path);
     const c = this.a.constants;
-    const version = call(() => this.a.getApiVersion(this.fd));
+    let version: number;
+    try {
+      version = this.a.getApiVersion(this.fd);
+    } catch (e) {
+      this.a.close(this.fd);
+      throw new EngineUnavailableError(`${path} is not a KVM device (${(e as Error).message})`, e);
+    }
     if (version !== KVM_API_VERSION) {
       this.a.close(this.fd);
       throw new EngineUnavailableError(`KVM API version ${version} is not the ${KVM_API_VERSION} this engine speaks`);
@@ -418,7 +424,7 @@ class KvmVcpu implements Vcpu {
     const n = call(() => this.a.getMsrs(this.fd, buf));
     if (n !== indices.length) throw usage(`MSR 0x${indices[n]!.toString(16)} cannot be read on this host`);
     const v = new DataView(buf.buffer);
-    return indices.map((_, k) => v.getBigUint64(this.L.kvm_msrs! + k * this.L.kvm_msr_entry! + this.L['msr_entry.data']!, true));
+    return indices.map((_, k) => v.getBigUint64(this.L['msrs.entries']! + k * this.L.kvm_msr_entry! + this.L['msr_entry.data']!, true));
   }
 
   setMsrs(entries: ReadonlyArray<readonly [number, bigint]>): void {
@@ -460,11 +466,11 @@ class KvmVcpu implements Vcpu {
 
   private msrBuffer(entries: ReadonlyArray<readonly [number, bigint]>): Uint8Array {
     const L = this.L;
-    const buf = new Uint8Array(L.kvm_msrs! + entries.length * L.kvm_msr_entry!);
+    const buf = new Uint8Array(L['msrs.entries']! + entries.length * L.kvm_msr_entry!);
     const v = new DataView(buf.buffer);
     v.setUint32(0, entries.length, true);
     entries.forEach(([index, value], k) => {
-      const at = L.kvm_msrs! + k * L.kvm_msr_entry!;
+      const at = L['msrs.entries']! + k * L.kvm_msr_entry!;
       v.setUint32(at + L['msr_entry.index']!, index, true);
       v.setBigUint64(at + L['msr_entry.data']!, value, true);
     });

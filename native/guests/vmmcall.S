@@ -1,0 +1,8 @@
+/* Hypercall transport probe: does vmmcall at CPL 3 exit, fault or fall through? */
+#include "layout.h"
+        .code64
+        .globl _start
+_start:
+        xorl %eax, %eax
+        vmmcall
+        DONE

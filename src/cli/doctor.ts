@@ -1,0 +1,71 @@
+// `paravane doctor`: can this host run guests, and how well? Reports the
+// KVM device, API version, the capabilities the engine uses, the hypercall
+// transports the host offers (probed) and the measured cost of one exit.
+
+import { accessSync, constants, existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { measureExitCost, probeTransports, type TransportReport } from '../engine/host-probe.js';
+
+export interface DoctorReport {
+  device: { path: string; exists: boolean; openable: boolean; problem?: string };
+  apiVersion?: number;
+  runMode?: string;
+  cpus: number;
+  capabilities?: Record<string, number>;
+  transports?: TransportReport[];
+  exitCostUs?: number;
+  ok: boolean;
+}
+
+export function runDoctor(path = '/dev/kvm'): DoctorReport {
+  const report: DoctorReport = { device: { path, exists: existsSync(path), openable: false }, cpus: availableParallelism(), ok: false };
+  if (!report.device.exists) {
+    report.device.problem = `${path} does not exist: this host has no KVM (load the kvm module, or enable nested virtualization)`;
+    return report;
+  }
+  let engine: KvmEngine;
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK);
+    engine = new KvmEngine({ path });
+  } catch (e) {
+    const msg = (e as Error).message;
+    report.device.problem = /EACCES|permission/i.test(msg)
+      ? `${path} exists but cannot be opened (permission denied): add your user to its group (\`sudo usermod -aG kvm $USER\`, then log in again) or run as root`
+      : msg;
+    return report;
+  }
+  try {
+    report.device.openable = true;
+    const info = engine.info();
+    report.apiVersion = info.apiVersion;
+    report.capabilities = info.capabilities;
+    report.runMode = engine.runMode;
+    report.transports = probeTransports(engine);
+    report.exitCostUs = measureExitCost(engine) / 1000;
+    report.ok = report.transports.some((t) => t.usable);
+  } finally {
+    engine.close();
+  }
+  return report;
+}
+
+export function formatDoctor(r: DoctorReport): string {
+  const lines: string[] = [];
+  const row = (k: string, v: string) => lines.push(`${k.padEnd(22)}${v}`);
+  row('KVM device', r.device.exists ? (r.device.openable ? `${r.device.path}: present, opened read/write` : `${r.device.path}: present, NOT usable`) : `${r.device.path}: missing`);
+  if (r.device.problem) row('problem', r.device.problem);
+  if (r.apiVersion !== undefined) row('KVM API version', String(r.apiVersion));
+  if (r.runMode) row('engine', `kvm, KVM_RUN on ${r.runMode === 'thread' ? 'a thread per vCPU' : 'the core thread'} (${r.cpus} CPUs)`);
+  if (r.capabilities) {
+    lines.push('capabilities');
+    for (const [k, v] of Object.entries(r.capabilities)) lines.push(`  ${k.padEnd(34)}${v}`);
+  }
+  if (r.transports) {
+    lines.push('hypercall transports (probed)');
+    for (const t of r.transports) lines.push(`  ${t.usable ? 'yes' : 'no '}  ${t.name}: ${t.behaviour}`);
+  }
+  if (r.exitCostUs !== undefined) row('exit cost', `${r.exitCostUs.toFixed(1)} us median round trip (port I/O exit, 2000 samples)`);
+  row('verdict', r.ok ? 'this host can run paravane guests' : 'this host cannot run paravane guests');
+  return lines.join('\n') + '\n';
+}
