@@ -1,0 +1,91 @@
+// Hypercall arguments are read and written through the guest's own page
+// tables; every bad pointer (unmapped, read-only for a write, kernel-only,
+// non-canonical, in the hypervisor area, wrapping) is a GuestFault (-EFAULT).
+
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createPlainMemory } from '../../src/engine/plain-memory.js';
+import { FrameTable, PAGE_SIZE } from '../../src/hv/frames.js';
+import { GuestFault, GuestMemory, guestRangeOk } from '../../src/hv/guest-access.js';
+
+const MIB = 1 << 20;
+
+/** Builds a page-table hierarchy in machine memory and maps pages into it. */
+class TableBuilder {
+  readonly l4: number;
+  constructor(readonly ft: FrameTable) {
+    this.l4 = ft.allocate(1, 1)[0]!;
+  }
+  private entry(mfn: number, i: number): DataView {
+    const p = this.ft.bytes(mfn);
+    return new DataView(p.buffer, p.byteOffset + i * 8, 8);
+  }
+  map(va: bigint, mfn: number, flags: bigint, upper = 7n): void {
+    let table = this.l4;
+    for (let level = 4; level > 1; level--) {
+      const e = this.entry(table, Number((va >> BigInt(12 + 9 * (level - 1))) & 0x1ffn));
+      let next = e.getBigUint64(0, true);
+      if (!(next & 1n)) {
+        next = (BigInt(this.ft.allocate(1, 1)[0]!) << 12n) | upper;
+        e.setBigUint64(0, next, true);
+      }
+      table = Number((next & 0x000ffffffffff000n) >> 12n);
+    }
+    this.entry(table, Number((va >> 12n) & 0x1ffn)).setBigUint64(0, (BigInt(mfn) << 12n) | flags, true);
+  }
+}
+
+describe('guest memory access', () => {
+  let ft: FrameTable;
+  let tb: TableBuilder;
+  let gm: GuestMemory;
+  let rw: number;
+  let ro: number;
+
+  beforeEach(() => {
+    ft = new FrameTable(createPlainMemory(8 * MIB));
+    tb = new TableBuilder(ft);
+    [rw, ro] = ft.allocate(1, 2) as [number, number];
+    tb.map(0x400000n, rw, 7n);          // P|RW|US
+    tb.map(0x401000n, ro, 5n);          // P|US, read-only
+    tb.map(0x403000n, rw, 3n);          // P|RW, no US: not reachable from ring 3
+    tb.map(0xffff880000000000n, ro, 5n); // first guest address above the hole
+    gm = new GuestMemory(ft, BigInt(tb.l4) << 12n);
+  });
+
+  it('reads and writes through the page tables, across page boundaries', () => {
+    gm.writeU64(0x400ff8n, 0x1122334455667788n);
+    expect(ft.bytes(rw)[0xff8]).toBe(0x88);
+    ft.bytes(ro).set([1, 2, 3, 4], 0);
+    expect([...gm.read(0x400ffen, 6)]).toEqual([0x22, 0x11, 1, 2, 3, 4]); // the last two bytes written above, then the next page
+    expect(gm.readU32(0xffff880000000000n)).toBe(0x04030201);
+  });
+
+  it('faults on unmapped, read-only (for writes) and supervisor-only pages', () => {
+    expect(() => gm.read(0x402000n, 1)).toThrow(/not present at level 1/);
+    expect(() => gm.read(0x80000000n, 1)).toThrow(/not present at level 3/);
+    expect(() => gm.writeU32(0x401000n, 1)).toThrow(/read-only at level 1/);
+    expect(() => gm.read(0x403000n, 1)).toThrow(/not accessible from the guest/);
+  });
+
+  it('writes nothing when any page of the range faults', () => {
+    expect(() => gm.write(0x400ffcn, new Uint8Array(8).fill(9))).toThrow(GuestFault);
+    expect(ft.bytes(rw).subarray(0xffc).every((b) => b === 0)).toBe(true);
+  });
+
+  it("refuses non-canonical, hypervisor-area and wrapping ranges before walking", () => {
+    expect(() => gm.read(0x0000800000000000n, 1)).toThrow(/not a guest address|not entirely guest memory/);
+    expect(() => gm.read(0xffff800000000000n, 8)).toThrow(GuestFault);  // M2P / hypervisor area
+    expect(() => gm.read(0xffff87fffffffff8n, 8)).toThrow(GuestFault);
+    expect(() => gm.read(0x00007ffffffffffcn, 8)).toThrow(/not entirely guest memory/); // crosses into non-canonical
+    expect(() => gm.read(0xfffffffffffffffcn, 8)).toThrow(/not entirely guest memory/); // wraps
+    expect(guestRangeOk(0xffff880000000000n, PAGE_SIZE)).toBe(true);
+    expect(guestRangeOk(0n, 0)).toBe(true);
+  });
+
+  it('refuses page tables or frames outside machine memory', () => {
+    tb.map(0x404000n, 1 << 30, 7n);
+    expect(() => gm.read(0x404000n, 1)).toThrow(/outside machine memory/);
+    const bad = new GuestMemory(ft, BigInt(1 << 30) << 12n);
+    expect(() => bad.read(0x400000n, 1)).toThrow(/outside machine memory/);
+  });
+});
