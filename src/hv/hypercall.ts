@@ -1,0 +1,72 @@
+// Hypercall dispatch: one table indexed by hypercall number, built from the
+// numbers the ABI schemas declare (src/abi/generated/hypercalls.ts), with a
+// TypeScript handler per implemented hypercall. Unknown or unimplemented
+// numbers return -ENOSYS; a bad guest pointer anywhere in a handler returns
+// -EFAULT. Inputs: the guest's registers (hostile).
+
+import { HYPERCALLS } from '../abi/generated/hypercalls.js';
+import { XenErrno } from '../abi/generated/errno.js';
+import { GuestFault, type GuestMemory } from './guest-access.js';
+
+/** The hypercall page holds 128 stubs: numbers 0 to 127 can be issued. */
+export const HYPERCALL_SLOTS = 128;
+
+/** What a handler may see and do of the calling domain and vCPU. */
+export interface HypercallContext {
+  readonly domid: number;
+  /** The calling vCPU's view of guest virtual memory (its current page tables). */
+  readonly guest: GuestMemory;
+  /** Pages the domain has now, and may have at most. */
+  readonly nrPages: number;
+  readonly maxPages: number;
+  /** The domain's 16-byte handle (UUID). */
+  readonly handle: Uint8Array;
+  /** Enabled VMASST_TYPE_* bits. */
+  vmAssist: bigint;
+  /** Console output from console_io. */
+  consoleWrite(bytes: Uint8Array): void;
+  /** Ends the domain with a SHUTDOWN_* reason (takes effect when the hypercall returns). */
+  shutdown(reason: number): void;
+  /** The vCPU gives up the rest of its time slice. */
+  yieldCpu(): void;
+}
+
+/** rdi, rsi, rdx, r10, r8. */
+export type HypercallArgs = readonly [bigint, bigint, bigint, bigint, bigint];
+
+/** Returns what the guest sees in rax: >= 0, or a negated XEN_E* value. */
+export type HypercallHandler = (ctx: HypercallContext, args: HypercallArgs) => bigint;
+
+export const errno = (name: keyof typeof XenErrno): bigint => -BigInt(XenErrno[name]);
+
+export class HypercallTable {
+  private readonly handlers: Array<HypercallHandler | undefined> = new Array(HYPERCALL_SLOTS).fill(undefined);
+  /** Calls per hypercall number (for `paravane run --stats`). */
+  readonly counts = new Float64Array(HYPERCALL_SLOTS);
+
+  /** Registers the handler of the hypercall the schemas name `name` ("console_io"). */
+  register(name: string, handler: HypercallHandler): this {
+    const info = HYPERCALLS.find((h) => h.name === name);
+    if (!info) throw new Error(`no hypercall named ${name} in the ABI schemas`);
+    if (this.handlers[info.nr]) throw new Error(`hypercall ${name} is registered twice`);
+    this.handlers[info.nr] = handler;
+    return this;
+  }
+
+  implemented(): number[] {
+    return this.handlers.flatMap((h, nr) => (h ? [nr] : []));
+  }
+
+  dispatch(ctx: HypercallContext, nr: bigint, args: HypercallArgs): bigint {
+    const n = nr < BigInt(HYPERCALL_SLOTS) && nr >= 0n ? Number(nr) : -1;
+    const handler = n >= 0 ? this.handlers[n] : undefined;
+    if (!handler) return errno('XEN_ENOSYS');
+    this.counts[n]! += 1;
+    try {
+      return handler(ctx, args);
+    } catch (e) {
+      if (e instanceof GuestFault) return errno('XEN_EFAULT');
+      throw e;
+    }
+  }
+}

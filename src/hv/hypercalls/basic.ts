@@ -1,0 +1,157 @@
+// The hypercalls a domain needs to boot and talk: console_io, xen_version,
+// sched_op (yield, shutdown), vm_assist, memory_op (reservation and layout
+// queries) and paravane's pvbench_op. Semantics follow Xen as a domU sees it
+// (../shared/xen-abi.md 1.4); every output buffer is fully written, so no
+// hypervisor memory leaks into the guest (XSA-122).
+
+import { ConsoleIo, VmAssist } from '../../abi/generated/xen.js';
+import { VirtLayout } from '../../abi/generated/arch-x86.js';
+import { VersionOp, XenCapabilitiesInfo, XenChangesetInfo, XenCompileInfo, XenExtraversion, XenFeatureInfo, XenPlatformParameters } from '../../abi/generated/version.js';
+import { SchedOp, SchedShutdown } from '../../abi/generated/sched.js';
+import { MemoryOp, XenMachphysMapping } from '../../abi/generated/memory.js';
+import { PvbenchCmd, PvbenchEcho } from '../../abi/generated/paravane-pvbench.js';
+import { DomidSpecial } from '../../abi/generated/xen.js';
+import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+
+/** The Xen version paravane reports: the interface its ABI follows (4.17). */
+export const XEN_MAJOR = 4;
+export const XEN_MINOR = 17;
+/** Largest console_io write accepted in one call. */
+const CONSOLE_MAX = 64 * 1024;
+
+/** Serialises a generated struct view into bytes, for copying to the guest. */
+function structBytes<T>(Cls: { SIZE: number; over(b: ArrayBufferLike, o?: number): T }, fill: (s: T) => void): Uint8Array {
+  const buf = new ArrayBuffer(Cls.SIZE);
+  fill(Cls.over(buf));
+  return new Uint8Array(buf);
+}
+
+const consoleIo: HypercallHandler = (ctx, [cmd, count, buf]) => {
+  switch (Number(cmd)) {
+    case ConsoleIo.CONSOLEIO_write: {
+      if (count > BigInt(CONSOLE_MAX)) return errno('XEN_EINVAL');
+      ctx.consoleWrite(ctx.guest.read(buf, Number(count)));
+      return 0n;
+    }
+    case ConsoleIo.CONSOLEIO_read:
+      return 0n; // no console input yet
+    default:
+      return errno('XEN_EINVAL');
+  }
+};
+
+const xenVersion: HypercallHandler = (ctx, [cmd, arg]) => {
+  const g = ctx.guest;
+  switch (Number(cmd)) {
+    case VersionOp.XENVER_version:
+      return BigInt((XEN_MAJOR << 16) | XEN_MINOR);
+    case VersionOp.XENVER_extraversion:
+      g.write(arg, structBytes(XenExtraversion, (s) => { s.extraversion = '-paravane'; }));
+      return 0n;
+    case VersionOp.XENVER_compile_info:
+      g.write(arg, structBytes(XenCompileInfo, (s) => {
+        s.compiler = `paravane (Node.js ${process.versions.node})`;
+        s.compile_by = 'paravane';
+        s.compile_domain = 'paravane';
+        s.compile_date = 'n/a';
+      }));
+      return 0n;
+    case VersionOp.XENVER_capabilities:
+      g.write(arg, structBytes(XenCapabilitiesInfo, (s) => { s.capabilities = 'xen-3.0-x86_64'; }));
+      return 0n;
+    case VersionOp.XENVER_changeset:
+      g.write(arg, structBytes(XenChangesetInfo, (s) => { s.changeset = 'paravane'; }));
+      return 0n;
+    case VersionOp.XENVER_platform_parameters:
+      g.write(arg, structBytes(XenPlatformParameters, (s) => { s.virt_start = VirtLayout.HYPERVISOR_VIRT_START; }));
+      return 0n;
+    case VersionOp.XENVER_get_features: {
+      const idx = g.readU32(arg);
+      if (idx !== 0) return errno('XEN_EINVAL');
+      // No optional feature is offered yet; bits are added as paravane implements them.
+      g.write(arg, structBytes(XenFeatureInfo, (s) => { s.submap_idx = 0; s.submap = 0; }));
+      return 0n;
+    }
+    case VersionOp.XENVER_pagesize:
+      return arg === 0n ? 4096n : errno('XEN_EINVAL');
+    case VersionOp.XENVER_guest_handle:
+      g.write(arg, ctx.handle);
+      return 0n;
+    default:
+      return errno('XEN_ENOSYS');
+  }
+};
+
+const schedOp: HypercallHandler = (ctx, [cmd, arg]) => {
+  switch (Number(cmd)) {
+    case SchedOp.SCHEDOP_yield:
+      ctx.yieldCpu();
+      return 0n;
+    case SchedOp.SCHEDOP_shutdown: {
+      const s = SchedShutdown.over(ctx.guest.read(arg, SchedShutdown.SIZE).buffer);
+      ctx.shutdown(s.reason);
+      return 0n;
+    }
+    default:
+      return errno('XEN_ENOSYS');
+  }
+};
+
+/** Assist types valid for a 64-bit PV guest. */
+const VALID_ASSISTS = new Set<number>([
+  VmAssist.VMASST_TYPE_4gb_segments, VmAssist.VMASST_TYPE_4gb_segments_notify, VmAssist.VMASST_TYPE_writable_pagetables,
+  VmAssist.VMASST_TYPE_pae_extended_cr3, VmAssist.VMASST_TYPE_architectural_iopl, VmAssist.VMASST_TYPE_runstate_update_flag,
+  VmAssist.VMASST_TYPE_m2p_strict,
+]);
+
+const vmAssist: HypercallHandler = (ctx, [cmd, type]) => {
+  if (cmd !== BigInt(VmAssist.VMASST_CMD_enable) && cmd !== BigInt(VmAssist.VMASST_CMD_disable)) return errno('XEN_ENOSYS');
+  if (type > 63n || !VALID_ASSISTS.has(Number(type))) return errno('XEN_EINVAL');
+  const bit = 1n << type;
+  ctx.vmAssist = cmd === BigInt(VmAssist.VMASST_CMD_enable) ? ctx.vmAssist | bit : ctx.vmAssist & ~bit;
+  return 0n;
+};
+
+const memoryOp: HypercallHandler = (ctx, [cmd, arg]) => {
+  const op = Number(cmd & 0x3fn); // bits 6 and up carry a continuation's start extent
+  switch (op) {
+    case MemoryOp.XENMEM_current_reservation:
+    case MemoryOp.XENMEM_maximum_reservation: {
+      const dom = ctx.guest.read(arg, 2);
+      const domid = dom[0]! | (dom[1]! << 8);
+      if (domid !== DomidSpecial.DOMID_SELF && domid !== ctx.domid) return errno('XEN_EPERM');
+      return BigInt(op === MemoryOp.XENMEM_current_reservation ? ctx.nrPages : ctx.maxPages);
+    }
+    case MemoryOp.XENMEM_machphys_mapping:
+      ctx.guest.write(arg, structBytes(XenMachphysMapping, (s) => {
+        s.v_start = VirtLayout.MACH2PHYS_VIRT_START;
+        s.v_end = VirtLayout.MACH2PHYS_VIRT_END;
+        s.max_mfn = BigInt(VirtLayout.MACH2PHYS_NR_ENTRIES) - 1n;
+      }));
+      return 0n;
+    case MemoryOp.XENMEM_memory_map:
+      return errno('XEN_ENOSYS'); // as Xen answers a domU whose toolstack set no map
+    default:
+      return errno('XEN_ENOSYS');
+  }
+};
+
+const pvbenchOp: HypercallHandler = (ctx: HypercallContext, [cmd, arg]) => {
+  switch (Number(cmd)) {
+    case PvbenchCmd.PVBENCHOP_nop:
+      return 0n;
+    case PvbenchCmd.PVBENCHOP_echo: {
+      const value = ctx.guest.readU64(arg + BigInt(PvbenchEcho.OFFSETS.value));
+      ctx.guest.writeU64(arg + BigInt(PvbenchEcho.OFFSETS.result), value + 1n);
+      return 0n;
+    }
+    default:
+      return errno('XEN_ENOSYS');
+  }
+};
+
+/** Registers the hypercalls of this file. */
+export function registerBasicHypercalls(t: HypercallTable): HypercallTable {
+  return t.register('console_io', consoleIo).register('xen_version', xenVersion).register('sched_op', schedOp)
+    .register('vm_assist', vmAssist).register('memory_op', memoryOp).register('pvbench_op', pvbenchOp);
+}
