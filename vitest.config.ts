@@ -6,5 +6,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    // One test file at a time: KVM tests measure deadlines to the millisecond, and
+    // the engine's vCPU threads poll; parallel files on a 2-CPU host would skew both.
+    fileParallelism: false,
   },
 });
