@@ -9,7 +9,7 @@ export function tsModuleName(file: AbiFile): string {
 }
 
 function tsNamespace(file: AbiFile): string {
-  return file.rel.replace(/\.proto$/, '').replace(/[^A-Za-z0-9]+/g, '_');
+  return tsModuleName(file).replace(/-/g, '_');
 }
 
 function docComment(text: string, indent: string): string[] {

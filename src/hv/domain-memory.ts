@@ -4,7 +4,7 @@
 // returns every frame to the free pool. Inputs: sizes from the domain
 // builder (checked) and frame numbers from the frame table.
 
-import { FrameError, INVALID_PFN, PAGE_SIZE, type FrameTable } from './frames.js';
+import { FrameError, PAGE_SIZE, type FrameTable } from './frames.js';
 
 export class DomainMemory {
   /** PFN -> MFN for pfn < nrPages. */
@@ -51,8 +51,7 @@ export class DomainMemory {
       this.frames.typeCount[mfn] = 0;
       this.frames.refCount[mfn] = 1;
       this.frames.flags[mfn] = 0;
-      this.frames.setM2p(mfn, INVALID_PFN);
-      this.frames.release(mfn);
+      this.frames.release(mfn); // also zeroes the frame and resets its M2P entry
     }
     return owned.length;
   }

@@ -10,6 +10,7 @@ import { GuestFault, type GuestMemory } from './guest-access.js';
 
 /** The hypercall page holds 128 stubs: numbers 0 to 127 can be issued. */
 export const HYPERCALL_SLOTS = 128;
+const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 
 /** What a handler may see and do of the calling domain and vCPU. */
 export interface HypercallContext {
@@ -58,7 +59,7 @@ export class HypercallTable {
   }
 
   dispatch(ctx: HypercallContext, nr: bigint, args: HypercallArgs): bigint {
-    const n = nr < BigInt(HYPERCALL_SLOTS) && nr >= 0n ? Number(nr) : -1;
+    const n = nr >= 0n && nr < SLOTS_N ? Number(nr) : -1;
     const handler = n >= 0 ? this.handlers[n] : undefined;
     if (!handler) return errno('XEN_ENOSYS');
     this.counts[n]! += 1;
