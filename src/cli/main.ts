@@ -1,10 +1,11 @@
 // The `paravane` command line. Input: the user's arguments (untrusted:
 // commander validates them; each command checks its own values).
 
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { runCommand, type RunCommandOptions } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -14,7 +15,11 @@ export function buildCli(): Command {
     .name('paravane')
     .description(pkg.description)
     .version(pkg.version, '-V, --version', 'print the paravane version')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage errors (unknown option, missing argument) exit with status 2.
+    .exitOverride((err: CommanderError) => {
+      throw err;
+    });
 
   program
     .command('abi')
@@ -36,7 +41,30 @@ export function buildCli(): Command {
       if (!r.ok) process.exitCode = 1;
     });
 
+  program
+    .command('run')
+    .description('build a domain from a PV kernel (ELF with Xen notes), run it and stream its console')
+    .argument('<kernel>', 'the guest kernel (ELF64 x86-64 with Xen ELF notes)')
+    .option('-m, --memory <MiB>', 'domain memory in MiB', '32')
+    .option('--cmdline <string>', 'the command line passed in start_info')
+    .option('--initrd <file>', 'an initial ramdisk, passed as Xen passes it')
+    .option('--timeout <seconds>', 'kill the domain after this long')
+    .option('--stats', 'print hypercall and exit counts to stderr when the domain ends')
+    .option('--kvm <path>', 'KVM device', '/dev/kvm')
+    .addHelpText('after', '\nExit status: 0 the guest powered off; 1 it crashed, shut down otherwise, was killed or timed out; 2 bad input.')
+    .action(async (kernel: string, opts: RunCommandOptions) => {
+      process.exitCode = await runCommand(kernel, opts);
+    });
+
+  // Subcommands report usage errors through the same override.
+  for (const c of program.commands) c.exitOverride((err: CommanderError) => { throw err; });
   return program;
 }
 
-await buildCli().parseAsync(process.argv);
+try {
+  await buildCli().parseAsync(process.argv);
+} catch (e) {
+  if (!(e instanceof CommanderError)) throw e;
+  // Help and version end with code 0; anything else is a usage error.
+  process.exitCode = e.exitCode === 0 ? 0 : 2;
+}

@@ -1,0 +1,338 @@
+// The domain builder: lays out a new PV domain exactly as Xen's toolstack
+// does for a 64-bit domU (../shared/xen-abi.md 3.2, libxc xc_dom_*), so a
+// kernel written for Xen boots unchanged. Inside one virtual region that
+// starts at VIRT_BASE (pfn = (va - virt_base) >> 12), in this order:
+//
+//   kernel image | [initrd] | [P2M list] | start_info | xenstore | console |
+//   bootstrap page tables (L4, L3s, L2s, L1s) | boot stack | >= 512 KiB slack,
+//   the whole region ending on a 4 MiB boundary and mapped with 4 KiB pages
+//   (page-table frames read-only). After it, unmapped: the initrd when the
+//   kernel asked for MOD_START_PFN, then with INIT_P2M the P2M list and the
+//   extra tables that map it at the address the note names.
+//
+// shared_info is a separate frame owned by the domain but outside its P2M;
+// every vcpu_info starts with events masked. Inputs: an ELF already parsed
+// by parseGuestKernel (untrusted but checked), sizes and strings from the
+// user (checked here, BuildError on anything unusable).
+
+import { StartInfo, StartInfoFlags, SharedInfo } from '../abi/generated/xen.js';
+import { DomainMemory } from './domain-memory.js';
+import type { GuestKernel } from './elf.js';
+import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
+import {
+  FIRST_RESERVED_SLOT, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, LAST_RESERVED_SLOT, PTE, hypercallStub, pte, readU64,
+  type PerDomainSpace, type XenSpace,
+} from './xen-space.js';
+import { HYPERCALL_SLOTS } from './hypercall.js';
+
+/** Bad input for the builder (memory too small, command line too long...). */
+export class BuildError extends Error {
+  readonly code = 'ERR_DOMAIN_BUILD';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BuildError';
+  }
+}
+
+export interface BuildOptions {
+  /** Domain memory in bytes, a multiple of 4 KiB. */
+  memoryBytes: number;
+  cmdline?: string;
+  initrd?: Uint8Array;
+}
+
+/** Where the builder put things: what the vCPU starts with and what tests check. */
+export interface BootLayout {
+  entry: bigint;
+  /** Initial rsp (top of the boot stack) and rsi (start_info). */
+  stackTop: bigint;
+  startInfoVa: bigint;
+  /** Machine frame of the bootstrap L4 (the initial CR3). */
+  l4Mfn: number;
+  sharedInfoMfn: number;
+  /** End of the initial mapping (exclusive). */
+  mappedEnd: bigint;
+  /** PFNs of each element. */
+  pfn: { kernel: number; startInfo: number; store: number; console: number; ptBase: number; stack: number; p2m: number; initrd: number };
+  nrPtFrames: number;
+}
+
+const MAX_CMDLINE = 1023;
+const SLACK = 512 * 1024;
+const ROUND = 4n << 20n;
+const L1_FLAGS = PTE.P | PTE.RW | PTE.US | PTE.A;
+const L1_RO_FLAGS = PTE.P | PTE.US | PTE.A;
+const UPPER_FLAGS = PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D;
+const CANONICAL_LOW_END = 1n << 47n;
+const PAGE = BigInt(PAGE_SIZE);
+
+const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+const pagesFor = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
+const roundUp = (v: bigint, to: bigint): bigint => ((v + to - 1n) / to) * to;
+
+/** Number of L1, L2 and L3 tables needed to map [start, end) with 4 KiB pages. */
+function tablesFor(start: bigint, end: bigint): { l1: number; l2: number; l3: number } {
+  const span = (shift: bigint): number => Number(((end - 1n) >> shift) - (start >> shift) + 1n);
+  return { l1: span(21n), l2: span(30n), l3: span(39n) };
+}
+
+/** A virtual range the guest may own: canonical and clear of the hypervisor's slots. */
+function guestRangeUsable(start: bigint, end: bigint): boolean {
+  if (end <= start || end > 1n << 64n) return false;
+  if (start < CANONICAL_LOW_END) return end <= CANONICAL_LOW_END;
+  return start >= HYPERVISOR_VIRT_END || (end <= HYPERVISOR_VIRT_START && start >= 0xffff800000000000n);
+}
+
+/** Incrementally maps pages into a four-level table, allocating tables from `nextTable`. */
+class Mapper {
+  constructor(private readonly ft: FrameTable, readonly l4: number, private readonly nextTable: (level: number) => number) {}
+
+  private entryView(mfn: number): DataView {
+    const b = this.ft.bytes(mfn);
+    return new DataView(b.buffer, b.byteOffset, PAGE_SIZE);
+  }
+
+  map(va: bigint, mfn: number, flags: bigint): void {
+    let table = this.l4;
+    for (let shift = 39n; shift > 12n; shift -= 9n) {
+      const view = this.entryView(table);
+      const i = Number((va >> shift) & 0x1ffn) * 8;
+      let e = view.getBigUint64(i, true);
+      if (!(e & PTE.P)) {
+        e = pte(this.nextTable(Number((shift - 12n) / 9n)), UPPER_FLAGS);
+        view.setBigUint64(i, e, true);
+      }
+      table = Number((e >> 12n) & 0xffffffffffn);
+    }
+    this.entryView(table).setBigUint64(Number((va >> 12n) & 0x1ffn) * 8, pte(mfn, flags), true);
+  }
+}
+
+/**
+ * Builds domain `domid` from `kernel` (parsed from `file`). On failure every
+ * frame taken is returned and a BuildError says why.
+ */
+export function buildDomain(
+  ft: FrameTable, xen: XenSpace, perDomain: PerDomainSpace, domid: number,
+  kernel: GuestKernel, file: Uint8Array, opts: BuildOptions,
+): { memory: DomainMemory; layout: BootLayout } {
+  const cmdline = opts.cmdline ?? '';
+  if (Buffer.byteLength(cmdline) > MAX_CMDLINE) throw new BuildError(`the command line is ${Buffer.byteLength(cmdline)} bytes; at most ${MAX_CMDLINE} fit in start_info`);
+  if (!Number.isSafeInteger(opts.memoryBytes) || opts.memoryBytes <= 0 || opts.memoryBytes % PAGE_SIZE) {
+    throw new BuildError(`domain memory must be a positive multiple of 4 KiB, not ${opts.memoryBytes}`);
+  }
+  const nrPages = opts.memoryBytes / PAGE_SIZE;
+  const vb = kernel.virtBase;
+  const notes = kernel.notes;
+  const va = (pfn: number): bigint => vb + BigInt(pfn) * PAGE;
+  if (vb % PAGE) throw new BuildError(`VIRT_BASE ${hex(vb)} is not page aligned`);
+
+  // --- Plan the layout (pfns), before touching any frame.
+  const kernelPfn = Number((kernel.imageStart - vb) / PAGE);
+  let next = Number(roundUp(kernel.imageEnd - vb, PAGE) / PAGE);
+  const initrd = opts.initrd;
+  const initrdUnmapped = initrd !== undefined && notes.modStartPfn === true;
+  let initrdPfn = -1;
+  if (initrd && !initrdUnmapped) {
+    initrdPfn = next;
+    next += pagesFor(initrd.length);
+  }
+  const p2mPages = pagesFor(nrPages * 8);
+  const p2mVa = notes.initP2m;
+  let useInitP2m = p2mVa !== undefined && p2mVa % PAGE === 0n && p2mVa < vb;
+  let p2mPfn = -1;
+  if (!useInitP2m) {
+    p2mPfn = next;
+    next += p2mPages;
+  }
+  const startInfoPfn = next++;
+  const storePfn = next++;
+  const consolePfn = next++;
+  const ptPfn = next;
+  let tables = { l1: 0, l2: 0, l3: 0 };
+  let end = 0n;
+  for (;;) {
+    const nTables = 1 + tables.l3 + tables.l2 + tables.l1;
+    const stackPfn = ptPfn + nTables;
+    const candidate = roundUp(va(stackPfn + 1) + BigInt(SLACK), ROUND);
+    const need = tablesFor(vb, candidate);
+    if (need.l1 === tables.l1 && need.l2 === tables.l2 && need.l3 === tables.l3 && candidate === end) break;
+    tables = need;
+    end = candidate;
+  }
+  const nrPtFrames = 1 + tables.l3 + tables.l2 + tables.l1;
+  const stackPfn = ptPfn + nrPtFrames;
+  if (!guestRangeUsable(vb, end)) throw new BuildError(`the initial mapping ${hex(vb)}-${hex(end)} is not a usable guest address range`);
+  let mappedPages = Number((end - vb) / PAGE);
+  next = mappedPages;
+  if (initrd && initrdUnmapped) {
+    initrdPfn = next;
+    next += pagesFor(initrd.length);
+  }
+  let p2mTables = 0;
+  if (useInitP2m) {
+    const p2mEnd = p2mVa! + BigInt(p2mPages) * PAGE;
+    if (!guestRangeUsable(p2mVa!, p2mEnd) || (p2mVa! < end && p2mEnd > vb)) {
+      useInitP2m = false; // as Xen: an unusable INIT_P2M note is ignored
+    }
+  }
+  if (useInitP2m) {
+    p2mPfn = next;
+    const t = tablesFor(p2mVa!, p2mVa! + BigInt(p2mPages) * PAGE);
+    // The P2M's own L3/L2/L1 tables; levels already present under the
+    // kernel mapping's L4 entry are not shared (Xen builds separate ones).
+    p2mTables = t.l3 + t.l2 + t.l1;
+    next += p2mPages + p2mTables;
+  } else if (p2mPfn < 0) {
+    // INIT_P2M was unusable: put the list in the mapped region after all.
+    throw new BuildError(`the INIT_P2M address ${hex(p2mVa!)} is unusable (it must be page aligned, below VIRT_BASE and clear of the kernel)`);
+  }
+  if (next > nrPages) {
+    throw new BuildError(`${opts.memoryBytes / (1 << 20)} MiB is too small for this kernel: its boot layout needs ${Math.ceil((next * PAGE_SIZE) / (1 << 20))} MiB`);
+  }
+  mappedPages = Number((end - vb) / PAGE);
+
+  // --- Populate.
+  const memory = DomainMemory.create(ft, domid, opts.memoryBytes);
+  try {
+    const [sharedInfoMfn] = ft.allocate(domid, 1);
+    const page = (pfn: number): Uint8Array => memory.page(pfn);
+
+    // Kernel segments (frames are zeroed at allocation, so bss needs nothing).
+    for (const s of kernel.segments) {
+      const src = file.subarray(s.fileOffset, s.fileOffset + s.fileSize);
+      copyToPfns(memory, Number(s.vaddr - vb), src);
+    }
+    if (notes.hypercallPage !== undefined) {
+      const hp = page(Number((notes.hypercallPage - vb) / PAGE));
+      hp.fill(0xcc);
+      for (let nr = 0; nr < HYPERCALL_SLOTS; nr++) hp.set(hypercallStub(nr), nr * 32);
+    }
+    if (initrd) copyToPfns(memory, initrdPfn * PAGE_SIZE, initrd);
+
+    // P2M list: one u64 MFN per pfn.
+    const p2m = new Uint8Array(p2mPages * PAGE_SIZE);
+    const p2mView = new DataView(p2m.buffer);
+    for (let pfn = 0; pfn < nrPages; pfn++) p2mView.setBigUint64(pfn * 8, BigInt(memory.p2m[pfn]!), true);
+    copyToPfns(memory, p2mPfn * PAGE_SIZE, p2m);
+
+    // Bootstrap page tables, in order L4, L3s, L2s, L1s.
+    let l3Next = ptPfn + 1, l2Next = l3Next + tables.l3, l1Next = l2Next + tables.l2;
+    const ptLevelOf = new Map<number, number>([[ptPfn, 4]]);
+    const l4Mfn = memory.mfnOf(ptPfn);
+    const mapper = new Mapper(ft, l4Mfn, (level) => {
+      const pfn = level === 3 ? l3Next++ : level === 2 ? l2Next++ : l1Next++;
+      ptLevelOf.set(pfn, level);
+      return memory.mfnOf(pfn);
+    });
+    const isPt = (pfn: number): boolean => pfn >= ptPfn && pfn < ptPfn + nrPtFrames;
+    for (let pfn = 0; pfn < mappedPages; pfn++) {
+      mapper.map(va(pfn), memory.mfnOf(pfn), isPt(pfn) ? L1_RO_FLAGS : L1_FLAGS);
+    }
+    if (l3Next !== ptPfn + 1 + tables.l3 || l2Next !== ptPfn + 1 + tables.l3 + tables.l2 || l1Next !== stackPfn) {
+      throw new Error('builder: page-table frame count mismatch');
+    }
+    if (useInitP2m) {
+      let tNext = p2mPfn + p2mPages;
+      const p2mMapper = new Mapper(ft, l4Mfn, () => memory.mfnOf(tNext++));
+      for (let i = 0; i < p2mPages; i++) p2mMapper.map(p2mVa! + BigInt(i) * PAGE, memory.mfnOf(p2mPfn + i), L1_FLAGS);
+      if (tNext > p2mPfn + p2mPages + p2mTables) throw new Error('builder: P2M table count mismatch');
+    }
+    // The hypervisor's slots.
+    const l4 = new DataView(ft.bytes(l4Mfn).buffer, ft.bytes(l4Mfn).byteOffset, PAGE_SIZE);
+    for (const [slot, e] of xen.reservedL4(perDomain)) l4.setBigUint64(slot * 8, e, true);
+
+    // shared_info: zeroed, every vCPU's events masked until the guest is ready.
+    const si = SharedInfo.over(ft.bytes(sharedInfoMfn!).buffer, ft.bytes(sharedInfoMfn!).byteOffset);
+    for (let v = 0; v < 32; v++) si.vcpu_info_at(v).evtchn_upcall_mask = 1;
+
+    // start_info.
+    const siPage = page(startInfoPfn);
+    const st = StartInfo.over(siPage.buffer, siPage.byteOffset);
+    st.magic = 'xen-3.0-x86_64';
+    st.nr_pages = BigInt(nrPages);
+    st.shared_info = BigInt(sharedInfoMfn!) * PAGE;
+    st.flags = initrdUnmapped ? StartInfoFlags.SIF_MOD_START_PFN : 0;
+    st.store_mfn = BigInt(memory.mfnOf(storePfn));
+    st.store_evtchn = 0; // event channels arrive with the events work; 0 = none
+    st.console.domU.mfn = BigInt(memory.mfnOf(consolePfn));
+    st.console.domU.evtchn = 0;
+    st.pt_base = va(ptPfn);
+    st.nr_pt_frames = BigInt(nrPtFrames);
+    st.mfn_list = useInitP2m ? p2mVa! : va(p2mPfn);
+    if (initrd) {
+      st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
+      st.mod_len = BigInt(initrd.length);
+    }
+    st.cmd_line = cmdline;
+    if (useInitP2m) {
+      st.first_p2m_pfn = BigInt(p2mPfn);
+      st.nr_p2m_frames = BigInt(p2mPages + p2mTables);
+    }
+
+    checkBootTables(ft, domid, l4Mfn);
+    return {
+      memory,
+      layout: {
+        entry: kernel.entry,
+        stackTop: va(stackPfn + 1),
+        startInfoVa: va(startInfoPfn),
+        l4Mfn,
+        sharedInfoMfn: sharedInfoMfn!,
+        mappedEnd: end,
+        pfn: { kernel: kernelPfn, startInfo: startInfoPfn, store: storePfn, console: consolePfn, ptBase: ptPfn, stack: stackPfn, p2m: p2mPfn, initrd: initrdPfn },
+        nrPtFrames,
+      },
+    };
+  } catch (e) {
+    memory.destroy();
+    throw e;
+  }
+}
+
+/** Copies `src` into the domain's pseudo-physical memory at byte `pfnByte`. */
+function copyToPfns(memory: DomainMemory, pfnByte: number, src: Uint8Array): void {
+  let done = 0;
+  while (done < src.length) {
+    const at = pfnByte + done;
+    const off = at % PAGE_SIZE;
+    const n = Math.min(PAGE_SIZE - off, src.length - done);
+    memory.page(Math.floor(at / PAGE_SIZE)).set(src.subarray(done, done + n), off);
+    done += n;
+  }
+}
+
+/**
+ * Checks the bootstrap hierarchy as pinning its L4 would, and gives each
+ * table frame its type: every present entry outside the hypervisor's slots
+ * names a frame the domain owns; no superpages; no page-table frame is
+ * mapped writable. (The full page-type system, with reference counts,
+ * replaces this walk when mmu_update arrives.)
+ */
+export function checkBootTables(ft: FrameTable, domid: number, l4Mfn: number): void {
+  const tableFrames = new Set<number>();
+  const leaves: Array<[number, bigint]> = [];
+  const walk = (mfn: number, level: number): void => {
+    if (ft.owner[mfn] !== domid) throw new BuildError(`level-${level} table frame ${hex(mfn)} is not the domain's`);
+    tableFrames.add(mfn);
+    ft.type[mfn] = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4][level]!;
+    ft.typeCount[mfn] = 1;
+    const page = ft.bytes(mfn);
+    for (let i = 0; i < 512; i++) {
+      if (level === 4 && i >= FIRST_RESERVED_SLOT && i <= LAST_RESERVED_SLOT) continue;
+      const e = readU64(page, i * 8);
+      if (!(e & PTE.P)) continue;
+      const child = Number((e >> 12n) & 0xffffffffffn);
+      if (!ft.isValid(child)) throw new BuildError(`level-${level} entry ${i} names frame ${hex(child)} outside machine memory`);
+      if (level > 1 && e & PTE.PS) throw new BuildError(`level-${level} entry ${i} is a superpage`);
+      if (level > 1) walk(child, level - 1);
+      else leaves.push([child, e]);
+    }
+  };
+  walk(l4Mfn, 4);
+  for (const [mfn, e] of leaves) {
+    if (ft.owner[mfn] !== domid) throw new BuildError(`a bootstrap mapping names frame ${hex(mfn)}, which is not the domain's`);
+    if (tableFrames.has(mfn) && e & PTE.RW) throw new BuildError(`page-table frame ${hex(mfn)} is mapped writable`);
+  }
+  ft.flags[l4Mfn]! |= 3; // validated | pinned
+}

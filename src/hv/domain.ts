@@ -1,0 +1,149 @@
+// A domain: a guest kernel's memory, its vCPUs (on an engine VM that maps
+// the whole machine memory, exactly as one Xen host's guests share one
+// machine address space), its hypercall context and its lifecycle:
+//
+//   building -> running <-> paused
+//                  |
+//                  v
+//            shutting-down (shutdown hypercall, crash, kill, timeout) -> dead
+//
+// Teardown order (destroy): the vCPUs stop (the core runs them, so none is
+// inside the engine), the engine VM and its vCPU threads go, then the
+// hypervisor's per-domain frames, then every frame the domain owns. After
+// that the frame table holds nothing of it.
+
+import { randomBytes } from 'node:crypto';
+import type { VirtualMachine } from '../engine/types.js';
+import type { DomainMemory } from './domain-memory.js';
+import type { FrameTable } from './frames.js';
+import { HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from './hypercall.js';
+import { PvVcpu, type VcpuHost } from './vcpu.js';
+import type { PerDomainSpace } from './xen-space.js';
+import type { BootLayout } from './builder.js';
+import { ShutdownReason } from '../abi/generated/sched.js';
+
+export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
+
+/** Why a domain ended. */
+export type DomainEnd =
+  | { kind: 'shutdown'; reason: number; reasonName: string }
+  | { kind: 'crashed'; reason: string }
+  | { kind: 'killed'; reason: string };
+
+export function shutdownReasonName(reason: number): string {
+  const e = Object.entries(ShutdownReason).find(([k, v]) => v === reason && k !== 'SHUTDOWN_MAX');
+  return e ? e[0].replace('SHUTDOWN_', '') : `unknown (${reason})`;
+}
+
+export interface DomainParts {
+  id: number;
+  name: string;
+  frames: FrameTable;
+  memory: DomainMemory;
+  perDomain: PerDomainSpace;
+  vm: VirtualMachine;
+  layout: BootLayout;
+  hypercalls: HypercallTable;
+  console: (bytes: Uint8Array) => void;
+}
+
+export class Domain implements VcpuHost {
+  readonly id: number;
+  readonly name: string;
+  readonly memory: DomainMemory;
+  readonly layout: BootLayout;
+  readonly hypercalls: HypercallTable;
+  readonly hypercallCounts = new Float64Array(HYPERCALL_SLOTS);
+  readonly exitCounts = new Map<string, number>();
+  readonly handle: Uint8Array = randomBytes(16);
+  readonly vcpus: PvVcpu[] = [];
+  vmAssist = 0n;
+  private stateNow: DomainState = 'building';
+  private ended: DomainEnd | undefined;
+  private readonly vm: VirtualMachine;
+  private readonly perDomain: PerDomainSpace;
+  private readonly console: (bytes: Uint8Array) => void;
+  /** Frames returned to the pool when the domain died (for tests and stats). */
+  framesReturned = 0;
+
+  constructor(p: DomainParts) {
+    this.id = p.id;
+    this.name = p.name;
+    this.memory = p.memory;
+    this.layout = p.layout;
+    this.hypercalls = p.hypercalls;
+    this.vm = p.vm;
+    this.perDomain = p.perDomain;
+    this.console = p.console;
+    const engineVcpu = this.vm.createVcpu(0);
+    this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
+      rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
+    }));
+  }
+
+  get state(): DomainState {
+    return this.stateNow;
+  }
+
+  get running(): boolean {
+    return this.stateNow === 'running';
+  }
+
+  /** How the domain ended, once it has. */
+  get end(): DomainEnd | undefined {
+    return this.ended;
+  }
+
+  start(): void {
+    if (this.stateNow !== 'building' && this.stateNow !== 'paused') throw new Error(`domain ${this.id} is ${this.stateNow}, it cannot start`);
+    this.stateNow = 'running';
+  }
+
+  pause(): void {
+    if (this.stateNow === 'running') this.stateNow = 'paused';
+  }
+
+  private finish(end: DomainEnd): void {
+    if (this.ended) return;
+    this.ended = end;
+    if (this.stateNow !== 'dead') this.stateNow = 'shutting-down';
+  }
+
+  crash(reason: string): void {
+    this.finish({ kind: 'crashed', reason });
+  }
+
+  kill(reason: string): void {
+    this.finish({ kind: 'killed', reason });
+  }
+
+  shutdown(reason: number): void {
+    this.finish({ kind: 'shutdown', reason, reasonName: shutdownReasonName(reason) });
+  }
+
+  context(vcpu: PvVcpu): HypercallContext {
+    const d = this;
+    return {
+      domid: d.id,
+      get guest() { return vcpu.guest; },
+      nrPages: d.memory.nrPages,
+      maxPages: d.memory.nrPages,
+      handle: d.handle,
+      get vmAssist() { return d.vmAssist; },
+      set vmAssist(v: bigint) { d.vmAssist = v; },
+      consoleWrite: (bytes) => d.console(bytes),
+      shutdown: (reason) => d.shutdown(reason),
+      yieldCpu: () => { /* one vCPU, one domain at a time for now: nothing to yield to */ },
+    };
+  }
+
+  /** Tears the domain down (see the order at the top of this file). Returns the frames freed. */
+  destroy(): number {
+    if (this.stateNow === 'dead') return 0;
+    if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
+    this.vm.destroy();
+    this.framesReturned = this.perDomain.release() + this.memory.destroy();
+    this.stateNow = 'dead';
+    return this.framesReturned;
+  }
+}

@@ -1,0 +1,166 @@
+// The hypervisor core: one machine (machine memory, frame table, M2P, the
+// hypervisor's shared frames, the hypercall table) and the domains built on
+// it. Single-threaded: it owns all state, runs vCPUs through the engine in
+// quanta and returns to the event loop between quanta so the process stays
+// responsive (signals, output, timers).
+
+import type { Engine, MachineMemory } from '../engine/types.js';
+import { buildDomain } from './builder.js';
+import { Domain, type DomainEnd } from './domain.js';
+import { parseGuestKernel } from './elf.js';
+import { FrameTable, PAGE_SIZE } from './frames.js';
+import { HypercallTable } from './hypercall.js';
+import { registerBasicHypercalls } from './hypercalls/basic.js';
+import { XenSpace } from './xen-space.js';
+import { BuildError } from './builder.js';
+
+export interface MachineOptions {
+  /** Machine memory in bytes (all domains plus the hypervisor's own frames). */
+  memoryBytes: number;
+}
+
+export interface DomainOptions {
+  name?: string;
+  memoryBytes: number;
+  cmdline?: string;
+  initrd?: Uint8Array;
+  /** Receives the guest's console output. */
+  console?: (bytes: Uint8Array) => void;
+}
+
+export interface RunOptions {
+  /** Stop the domain after this many milliseconds. */
+  timeoutMs?: number;
+  /** Length of one run quantum before the core looks at the event loop. */
+  quantumMs?: number;
+  /** Aborting kills the domain at the end of the current quantum. */
+  signal?: AbortSignal;
+}
+
+/** The domain ids Xen leaves to guests: 1 to DOMID_FIRST_RESERVED - 1 (0 is the control domain). */
+const FIRST_DOMID = 1;
+const LAST_DOMID = 0x7fef;
+const DEFAULT_QUANTUM_MS = 10;
+/** Frames the hypervisor keeps for itself beyond the M2P (shared tables, IDT, stubs). */
+const XEN_RESERVE_FRAMES = 64;
+
+/** Machine memory a single-domain run needs for a domain of `domainBytes`. */
+export function machineBytesFor(domainBytes: number): number {
+  const frames = Math.ceil(domainBytes / PAGE_SIZE) + 1 + 32 + XEN_RESERVE_FRAMES;
+  // The M2P takes 8 bytes per machine frame.
+  const total = frames + Math.ceil(((frames + 1024) * 8) / PAGE_SIZE) + 1024;
+  return Math.ceil((total * PAGE_SIZE) / (1 << 21)) * (1 << 21);
+}
+
+export class Hypervisor {
+  readonly memory: MachineMemory;
+  readonly frames: FrameTable;
+  readonly xen: XenSpace;
+  readonly hypercalls: HypercallTable;
+  readonly domains = new Map<number, Domain>();
+  private nextDomid = FIRST_DOMID;
+  private closed = false;
+
+  constructor(private readonly engine: Engine, opts: MachineOptions) {
+    this.memory = engine.createMemory(opts.memoryBytes);
+    try {
+      this.frames = new FrameTable(this.memory);
+      this.xen = new XenSpace(this.frames);
+      this.hypercalls = registerBasicHypercalls(new HypercallTable());
+    } catch (e) {
+      this.memory.close();
+      throw e;
+    }
+  }
+
+  private allocateDomid(): number {
+    for (let i = 0; i <= LAST_DOMID - FIRST_DOMID; i++) {
+      const id = this.nextDomid;
+      this.nextDomid = id >= LAST_DOMID ? FIRST_DOMID : id + 1;
+      if (!this.domains.has(id)) return id;
+    }
+    throw new BuildError('every domain id is in use');
+  }
+
+  /**
+   * Builds a domain from a kernel image. Throws GuestElfError for a bad
+   * kernel and BuildError for options that cannot work; nothing is left
+   * allocated after a failure.
+   */
+  createDomain(kernelFile: Uint8Array, opts: DomainOptions): Domain {
+    if (this.closed) throw new Error('the hypervisor is closed');
+    const kernel = parseGuestKernel(kernelFile);
+    const id = this.allocateDomid();
+    const perDomain = this.xen.buildPerDomain(1);
+    let built: ReturnType<typeof buildDomain> | undefined;
+    let vm: ReturnType<Engine['createVm']> | undefined;
+    try {
+      built = buildDomain(this.frames, this.xen, perDomain, id, kernel, kernelFile, opts);
+      vm = this.engine.createVm();
+      for (const [slot, c] of this.memory.chunks.entries()) {
+        vm.mapMemory({ slot, guestPhys: c.base, memory: this.memory, offset: c.base, size: c.size });
+      }
+      const d = new Domain({
+        id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
+        layout: built.layout, hypercalls: this.hypercalls, console: opts.console ?? (() => {}),
+      });
+      this.domains.set(id, d);
+      return d;
+    } catch (e) {
+      vm?.destroy();
+      built?.memory.destroy();
+      perDomain.release();
+      throw e;
+    }
+  }
+
+  /** Destroys a domain and forgets it; returns the frames freed. */
+  destroyDomain(d: Domain): number {
+    const n = d.destroy();
+    this.domains.delete(d.id);
+    return n;
+  }
+
+  /**
+   * Runs a domain's vCPU until the domain ends, then destroys it. Resolves
+   * with how it ended. Timeouts and aborts take effect within one quantum.
+   */
+  async run(d: Domain, opts: RunOptions = {}): Promise<DomainEnd> {
+    const quantum = BigInt(Math.max(1, opts.quantumMs ?? DEFAULT_QUANTUM_MS)) * 1_000_000n;
+    const deadline = opts.timeoutMs === undefined ? undefined : process.hrtime.bigint() + BigInt(Math.round(opts.timeoutMs * 1e6));
+    const vcpu = d.vcpus[0]!;
+    d.start();
+    try {
+      while (d.running) {
+        if (opts.signal?.aborted) {
+          d.kill(String(opts.signal.reason ?? 'aborted'));
+          break;
+        }
+        const now = process.hrtime.bigint();
+        if (deadline !== undefined && now >= deadline) {
+          d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
+          break;
+        }
+        const until = deadline !== undefined && deadline < now + quantum ? deadline : now + quantum;
+        vcpu.engine.setDeadline(until);
+        while (vcpu.handleExit(vcpu.engine.run()));
+        if (d.running) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      if (d.running) d.kill('stopped by an internal error');
+      if (d.state !== 'dead') vcpu.engine.setDeadline(null);
+    }
+    const end = d.end!;
+    this.destroyDomain(d);
+    return end;
+  }
+
+  /** Destroys every domain and releases the machine. */
+  close(): void {
+    if (this.closed) return;
+    for (const d of [...this.domains.values()]) this.destroyDomain(d);
+    this.xen.release();
+    this.memory.close();
+    this.closed = true;
+  }
+}

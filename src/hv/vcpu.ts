@@ -1,0 +1,217 @@
+// A PV vCPU: an engine vCPU set up as Xen sets up a 64-bit PV guest's, and
+// the exit handler that turns engine exits into hypercalls, faults and
+// stops. The loop is run -> decode -> handle (handleExit); the guest's
+// registers are untrusted, and nothing it does may throw out of here except
+// a bug in paravane: a guest that cannot continue is crashed (the domain is
+// destroyed with the reason) and the hypervisor goes on.
+
+import type { Exit, Segment, SpecialRegisters, Vcpu } from '../engine/types.js';
+import { GuestFault, GuestMemory } from './guest-access.js';
+import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
+import { HYPERCALL_SLOTS } from './hypercall.js';
+import {
+  CR0, CR4, EFER, GDT_LIMIT, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
+  SYSCALL_PORT, TSS_LIMIT, hasErrorCode,
+} from './xen-space.js';
+import { PAGE_SIZE } from './frames.js';
+
+/** What a vCPU needs from its domain. */
+export interface VcpuHost {
+  readonly hypercalls: HypercallTable;
+  /** Calls per hypercall number, this domain only. */
+  readonly hypercallCounts: Float64Array;
+  /** Exits by kind, this domain only. */
+  readonly exitCounts: Map<string, number>;
+  /** The domain is still running (not shutting down, crashed or killed). */
+  readonly running: boolean;
+  /** The domain cannot go on: destroy it with this reason. */
+  crash(reason: string): void;
+  context(vcpu: PvVcpu): HypercallContext;
+}
+
+/** Initial state of vCPU 0, from the builder. */
+export interface VcpuBoot {
+  rip: bigint;
+  rsp: bigint;
+  rsi: bigint;
+  cr3: bigint;
+}
+
+/** How the hypercall arrived. */
+export type Transport = 'page' | 'syscall' | 'vmcall';
+
+const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
+  '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
+  '#NP segment not present', '#SS stack fault', '#GP general protection', '#PF page fault', 'vector 15',
+  '#MF x87 error', '#AC alignment check', '#MC machine check', '#XM SIMD error', '#VE virtualization exception',
+  '#CP control protection'];
+const VMCALL = [0x0f, 0x01, 0xc1];
+const VMMCALL = [0x0f, 0x01, 0xd9];
+const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+
+function seg(selector: number, type: number, code: boolean): Segment {
+  return {
+    base: 0n, limit: 0xffffffff, selector, type, present: true, dpl: selector & 3,
+    db: !code, s: true, l: code, g: true, avl: false, unusable: false,
+  };
+}
+
+const NULL_SEG: Segment = {
+  base: 0n, limit: 0, selector: 0, type: 0, present: false, dpl: 0, db: false, s: false, l: false, g: false, avl: false, unusable: true,
+};
+
+export class PvVcpu {
+  /** Guest-kernel or guest-user mode (Xen's TF_kernel_mode); only kernel mode may issue hypercalls. */
+  kernelMode = true;
+  /** The guest's view of memory through its current page tables. */
+  guest: GuestMemory;
+  private readonly stackTop: bigint;
+  private ctx: HypercallContext | undefined;
+
+  constructor(
+    private readonly host: VcpuHost,
+    readonly engine: Vcpu,
+    readonly index: number,
+    private readonly perDomain: PerDomainSpace,
+    frames: ConstructorParameters<typeof GuestMemory>[0],
+    boot: VcpuBoot,
+  ) {
+    const at = PerDomainSpace.vcpuLayout(index);
+    this.stackTop = at.stackTop;
+    this.guest = new GuestMemory(frames, boot.cr3);
+    const s: SpecialRegisters = engine.getSpecialRegisters();
+    const data = seg(SEL.DS, 3, false);
+    Object.assign(s, {
+      cs: seg(SEL.CS64, 11, true), ss: data, ds: NULL_SEG, es: NULL_SEG, fs: NULL_SEG, gs: NULL_SEG,
+      tr: { base: at.tss, limit: TSS_LIMIT, selector: SEL.TSS, type: 11, present: true, dpl: 0, db: false, s: false, l: false, g: false, avl: false, unusable: false },
+      ldt: NULL_SEG,
+      gdt: { base: at.gdt, limit: GDT_LIMIT },
+      idt: { base: IDT_VIRT, limit: 256 * 16 - 1 },
+      cr0: CR0, cr3: boot.cr3, cr4: CR4, efer: EFER,
+    });
+    engine.setSpecialRegisters(s);
+    engine.setMsrs([
+      [MSR.STAR, (BigInt(SEL.CS32 & ~3) << 48n) | (BigInt(SEL.HV_CS) << 32n)],
+      [MSR.LSTAR, LSTAR_VIRT], [MSR.CSTAR, 0n], [MSR.FMASK, 0n],
+      [MSR.FS_BASE, 0n], [MSR.GS_BASE, 0n], [MSR.KERNEL_GS_BASE, 0n],
+    ]);
+    const r = engine.regs;
+    for (const k of ['rax', 'rbx', 'rcx', 'rdx', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) r[k] = 0n;
+    r.rip = boot.rip;
+    r.rsp = boot.rsp;
+    r.rsi = boot.rsi;
+    r.rflags = 0x200n;
+  }
+
+  private count(kind: string): void {
+    this.host.exitCounts.set(kind, (this.host.exitCounts.get(kind) ?? 0) + 1);
+  }
+
+  /** Issues the hypercall in the guest's registers and puts the result in rax. */
+  private hypercall(transport: Transport): void {
+    const r = this.engine.regs;
+    if (!this.kernelMode) {
+      this.host.crash(`hypercall from guest-user mode via ${transport}`);
+      return;
+    }
+    const nr = r.rax;
+    if (nr >= 0n && nr < BigInt(HYPERCALL_SLOTS)) this.host.hypercallCounts[Number(nr)]! += 1;
+    const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    r.rax = BigInt.asUintN(64, this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args));
+  }
+
+  /**
+   * Handles one exit. Returns false when the vCPU should stop running for
+   * now (deadline or kick, or the domain stopped).
+   */
+  handleExit(exit: Exit): boolean {
+    switch (exit.kind) {
+      case 'io':
+        if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
+          this.count('hypercall (page)');
+          this.hypercall('page');
+        } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
+          this.count('hypercall (syscall)');
+          this.hypercall('syscall');
+        } else {
+          this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
+        }
+        return this.host.running;
+      case 'halt':
+        this.exception();
+        return this.host.running;
+      case 'interrupted':
+        this.count('interrupted');
+        return false;
+      case 'shutdown':
+        this.host.crash(`triple fault at rip ${hex(this.engine.regs.rip)}`);
+        return false;
+      case 'mmio':
+        this.host.crash(`${exit.isWrite ? 'write to' : 'read from'} machine address ${hex(exit.address)}, outside machine memory`);
+        return false;
+      case 'internal-error':
+        this.host.crash(`the engine could not emulate an instruction at rip ${hex(this.engine.regs.rip)} (suberror ${exit.suberror})`);
+        return false;
+      case 'entry-failed':
+        this.host.crash(`the engine could not enter the guest (reason ${hex(exit.reason)})`);
+        return false;
+      case 'unknown':
+        this.host.crash(`unexpected exit ${exit.code}`);
+        return false;
+      default:
+        return assertNever(exit);
+    }
+  }
+
+  /**
+   * A guest exception reached a ring-0 stub, which halted. The frame the
+   * CPU pushed is on this vCPU's ring-0 stack; the stub's iretq resumes.
+   */
+  private exception(): void {
+    const r = this.engine.regs;
+    const offset = r.rip - 1n - STUBS_VIRT;
+    if (offset < 0n || offset >= 256n * BigInt(STUB_SIZE) || offset % BigInt(STUB_SIZE) !== 0n) {
+      this.host.crash(`halted at ${hex(r.rip)}, outside the exception stubs`);
+      return;
+    }
+    const vector = Number(offset / BigInt(STUB_SIZE));
+    const stack = this.perDomain.stackPage(this.index);
+    const at = Number(r.rsp - (this.stackTop - BigInt(PAGE_SIZE)));
+    const words = hasErrorCode(vector) ? 6 : 5;
+    if (at < 0 || at + words * 8 > PAGE_SIZE) {
+      this.host.crash(`exception ${vector} with the ring-0 stack at ${hex(r.rsp)}`);
+      return;
+    }
+    const view = new DataView(stack.buffer, stack.byteOffset + at, words * 8);
+    const ripAt = hasErrorCode(vector) ? 8 : 0;
+    const errorCode = hasErrorCode(vector) ? view.getBigUint64(0, true) : undefined;
+    const faultRip = view.getBigUint64(ripAt, true);
+    if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
+      this.count('hypercall (vmcall)');
+      view.setBigUint64(ripAt, faultRip + 3n, true);
+      this.hypercall('vmcall');
+      return;
+    }
+    this.count('exception');
+    const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
+    const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
+    const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';
+    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}; no trap handler is registered`);
+  }
+
+  private isHypercallInstruction(rip: bigint): boolean {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.guest.read(rip, 3);
+    } catch (e) {
+      if (e instanceof GuestFault) return false;
+      throw e;
+    }
+    const is = (op: number[]): boolean => op.every((b, i) => bytes[i] === b);
+    return is(VMCALL) || is(VMMCALL);
+  }
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled exit ${JSON.stringify(x)}`);
+}

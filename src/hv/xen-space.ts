@@ -1,0 +1,281 @@
+// The hypervisor's part of every guest address space: L4 slots 256-271
+// (HYPERVISOR_VIRT_START to HYPERVISOR_VIRT_END), which the guest can
+// neither see into (supervisor-only pages) nor change (the slots are
+// filled by the hypervisor). They hold:
+//
+//   slot 256  0xffff800000000000  the M2P table, read-only to the guest (Xen's address)
+//   slot 257  0xffff808000000000  per domain: each vCPU's GDT, TSS and ring-0 stack
+//             0xffff808000200000  shared by all domains: the IDT, the ring-0
+//                                  exception stubs and the syscall (LSTAR) stub
+//
+// The guest kernel runs at CPL 3 with Xen's flat selectors (0xe033 code,
+// 0xe02b stack), which live in the hypervisor's GDT page at 0xe000, where
+// Xen puts them (FIRST_RESERVED_GDT_ENTRY = 7168).
+//
+// How a guest reaches the hypervisor (../shared/DESIGN.md section 2):
+//   - hypercall page stubs: `mov $nr,%eax; out %al,$HYPERCALL_PORT; ret`,
+//     a port-I/O exit through the TSS I/O bitmap (the cheapest exit here);
+//   - `syscall`: on this host it stays at CPL 3 and jumps to LSTAR, whose
+//     stub does `out %al,$SYSCALL_PORT` and returns like sysret would; on
+//     hardware where syscall enters ring 0 the stub ends with sysretq;
+//   - `vmcall`/`vmmcall`: CPL 3 raises #GP into the IDT; every IDT gate
+//     leads to a ring-0 stub that executes `hlt` (an exit that changes no
+//     register), the core reads the exception frame from the vCPU's ring-0
+//     stack, recognises the opcode, and resumes through the stub's iretq.
+// Inputs: none from guests; machine frames from the frame table.
+
+import { FrameTable, OWNER_XEN, PAGE_SIZE } from './frames.js';
+
+export const HYPERVISOR_VIRT_START = 0xffff800000000000n;
+export const HYPERVISOR_VIRT_END = 0xffff880000000000n;
+export const FIRST_RESERVED_SLOT = 256;
+export const LAST_RESERVED_SLOT = 271;
+export const M2P_VIRT_START = 0xffff800000000000n;
+/** Base of the per-domain area (slot 257). */
+export const PERDOMAIN_VIRT = 0xffff808000000000n;
+/** Each vCPU's block inside the per-domain area. */
+export const VCPU_BLOCK = 0x20000;
+export const MAX_VCPUS = 16;
+/** Offsets inside a vCPU block. GDT pages 0-13 are the guest's (zero for now), page 14 is Xen's. */
+export const BLOCK = { GDT: 0, XEN_GDT_PAGE: 0xe000, TSS: 0xf000, STACK: 0x13000, STACK_TOP: 0x14000 } as const;
+/** The shared area: IDT, ring-0 stubs, LSTAR stub. */
+export const SHARED_VIRT = PERDOMAIN_VIRT + 0x200000n;
+export const IDT_VIRT = SHARED_VIRT;
+export const STUBS_VIRT = SHARED_VIRT + 0x1000n;
+export const LSTAR_VIRT = SHARED_VIRT + 0x2000n;
+/** Bytes per ring-0 exception stub. */
+export const STUB_SIZE = 16;
+
+/** Xen's selectors (FLAT_RING3_*), the ring-0 ones and the TSS. */
+export const SEL = { HV_CS: 0xe008, HV_DS: 0xe010, CS32: 0xe023, DS: 0xe02b, CS64: 0xe033, TSS: 0xe040 } as const;
+/** GDT limit covering Xen's reserved entries up to the TSS descriptor. */
+export const GDT_LIMIT = SEL.TSS + 16 - 1;
+
+export const HYPERCALL_PORT = 0xe0;
+export const SYSCALL_PORT = 0xe1;
+
+export const TSS_SIZE = 0x68;
+export const IOMAP_BYTES = 8192;
+/** TSS limit: header, I/O bitmap and its 0xff terminator byte. */
+export const TSS_LIMIT = TSS_SIZE + IOMAP_BYTES;
+
+/** MSR numbers the vCPU setup writes. */
+export const MSR = { STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, FMASK: 0xc0000084, FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102 } as const;
+export const EFER = 0xd01n;  // LME | LMA | SCE | NXE
+export const CR0 = 0x80010033n; // PG | WP | NE | ET | MP | PE
+export const CR4 = 0x620n;      // PAE | OSFXSR | OSXMMEXCPT
+
+// Page-table entry bits.
+export const PTE = { P: 1n, RW: 2n, US: 4n, A: 0x20n, D: 0x40n, PS: 0x80n, NX: 1n << 63n } as const;
+const UPPER = PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D;
+
+/** Vectors that push an error code. */
+const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
+
+/**
+ * Hypercall page stub `nr`: mov $nr,%eax; out %al,$HYPERCALL_PORT; ret.
+ * Like Xen's stubs it preserves every register but rax.
+ */
+export function hypercallStub(nr: number): number[] {
+  return [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe6, HYPERCALL_PORT, 0xc3];
+}
+
+/**
+ * The LSTAR stub. rcx = return rip, r11 = rflags (set by syscall).
+ *   out %al,$SYSCALL_PORT        the hypercall; the core puts the result in rax
+ *   push %rax; mov %cs,%eax; test $3,%al; pop %rax
+ *   jz 1f                        ring 0 (ordinary hardware): sysretq
+ *   push %r11; popfq; jmp *%rcx  ring 3 (this host's KVM): return by hand
+ * 1: sysretq
+ */
+export const LSTAR_STUB = [
+  0xe6, SYSCALL_PORT, 0x50, 0x8c, 0xc8, 0xa8, 0x03, 0x58, 0x74, 0x05,
+  0x41, 0x53, 0x9d, 0xff, 0xe1, 0x48, 0x0f, 0x07,
+];
+
+/** Ring-0 exception stub for `vector`: hlt; [add $8,%rsp;] iretq. */
+function exceptionStub(vector: number): number[] {
+  return ERROR_CODE_VECTORS.has(vector) ? [0xf4, 0x48, 0x83, 0xc4, 0x08, 0x48, 0xcf] : [0xf4, 0x48, 0xcf];
+}
+
+export function hasErrorCode(vector: number): boolean {
+  return ERROR_CODE_VECTORS.has(vector);
+}
+
+function setU64(page: Uint8Array, at: number, v: bigint): void {
+  new DataView(page.buffer, page.byteOffset, page.length).setBigUint64(at, v, true);
+}
+
+export function readU64(page: Uint8Array, at: number): bigint {
+  return new DataView(page.buffer, page.byteOffset, page.length).getBigUint64(at, true);
+}
+
+/** Entry pointing at frame `mfn` with `flags`. */
+export function pte(mfn: number, flags: bigint): bigint {
+  return (BigInt(mfn) << 12n) | flags;
+}
+
+/** The 16-byte TSS descriptor for a TSS at `base` (type 0xb: busy 64-bit TSS). */
+function tssDescriptor(base: bigint): [bigint, bigint] {
+  const limit = BigInt(TSS_LIMIT);
+  const low = (limit & 0xffffn) | ((base & 0xffffffn) << 16n) | (0x8bn << 40n) |
+    (((limit >> 16n) & 0xfn) << 48n) | (((base >> 24n) & 0xffn) << 56n);
+  return [low, base >> 32n];
+}
+
+/**
+ * The frames shared by all domains: the M2P mapping tables, the IDT, the
+ * stub pages and a zero page. Built once per machine.
+ */
+export class XenSpace {
+  /** L3 table for slot 256 (the M2P, read-only, user). */
+  readonly m2pL3: number;
+  readonly zero: number;
+  /** L1 table mapping the IDT and stub pages; hooked into every domain's slot-257 L2. */
+  readonly sharedL1: number;
+  private readonly frames: number[] = [];
+
+  constructor(private readonly ft: FrameTable) {
+    const take = (): number => {
+      const [mfn] = ft.allocate(OWNER_XEN, 1);
+      this.frames.push(mfn!);
+      return mfn!;
+    };
+    this.zero = take();
+    // M2P: one L1 entry per M2P frame, read-only to the guest, never executable.
+    this.m2pL3 = take();
+    for (let i = 0; i < ft.m2pFrames; i++) {
+      const va = BigInt(i) * BigInt(PAGE_SIZE);
+      const l3i = Number((va >> 30n) & 0x1ffn), l2i = Number((va >> 21n) & 0x1ffn), l1i = Number((va >> 12n) & 0x1ffn);
+      const l2 = this.child(this.m2pL3, l3i, take);
+      const l1 = this.child(l2, l2i, take);
+      setU64(ft.bytes(l1), l1i * 8, pte(ft.m2pFirst + i, PTE.P | PTE.US | PTE.A | PTE.NX));
+    }
+    const idt = take(), stubs = take(), lstar = take();
+    this.sharedL1 = take();
+    const l1 = ft.bytes(this.sharedL1);
+    setU64(l1, 0, pte(idt, PTE.P | PTE.A | PTE.NX));
+    setU64(l1, 8, pte(stubs, PTE.P | PTE.A));
+    setU64(l1, 16, pte(lstar, PTE.P | PTE.US | PTE.A));
+    const idtBytes = ft.bytes(idt), stubBytes = ft.bytes(stubs);
+    for (let v = 0; v < 256; v++) {
+      stubBytes.set(exceptionStub(v), v * STUB_SIZE);
+      const h = STUBS_VIRT + BigInt(v * STUB_SIZE);
+      // 64-bit interrupt gate, DPL 0 (a guest `int $n` gets #GP), ring-0 code selector.
+      setU64(idtBytes, v * 16, (h & 0xffffn) | (BigInt(SEL.HV_CS) << 16n) | (0x8en << 40n) | (((h >> 16n) & 0xffffn) << 48n));
+      setU64(idtBytes, v * 16 + 8, h >> 32n);
+    }
+    ft.bytes(lstar).fill(0xcc).set(LSTAR_STUB, 0);
+  }
+
+  /** Frames of the shared area (the M2P table itself is the frame table's). */
+  get frameCount(): number {
+    return this.frames.length;
+  }
+
+  /** Entry `i` of table `table`, allocating the next-level table if absent. */
+  private child(table: number, i: number, take: () => number): number {
+    const page = this.ft.bytes(table);
+    const e = readU64(page, i * 8);
+    if (e & PTE.P) return Number((e >> 12n) & 0xffffffffffn);
+    const mfn = take();
+    setU64(page, i * 8, pte(mfn, UPPER));
+    return mfn;
+  }
+
+  /**
+   * Builds a domain's slot-257 tables and the per-vCPU GDT/TSS/stack for
+   * `vcpus` vCPUs. The frames are the hypervisor's (OWNER_XEN: no guest can
+   * map them); the caller returns them with `release` when the domain dies.
+   */
+  buildPerDomain(vcpus: number): PerDomainSpace {
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new RangeError(`a domain has 1 to ${MAX_VCPUS} vCPUs, not ${vcpus}`);
+    const ft = this.ft;
+    const owned: number[] = [];
+    const take = (): number => {
+      const [mfn] = ft.allocate(OWNER_XEN, 1);
+      owned.push(mfn!);
+      return mfn!;
+    };
+    try {
+      const l3 = take(), l2 = take(), l1 = take();
+      setU64(ft.bytes(l3), 0, pte(l2, UPPER));
+      setU64(ft.bytes(l2), 0, pte(l1, UPPER));
+      setU64(ft.bytes(l2), 8, pte(this.sharedL1, UPPER));
+      const l1Bytes = ft.bytes(l1);
+      const map = (va: number, mfn: number, flags: bigint): void => setU64(l1Bytes, (va >> 12) * 8, pte(mfn, flags));
+      for (let v = 0; v < vcpus; v++) {
+        const block = v * VCPU_BLOCK;
+        const blockVa = PERDOMAIN_VIRT + BigInt(block);
+        for (let p = 0; p < BLOCK.XEN_GDT_PAGE; p += PAGE_SIZE) map(block + p, this.zero, PTE.P | PTE.A | PTE.NX);
+        const gdt = take(), tss = [take(), take(), take()], stack = take();
+        map(block + BLOCK.XEN_GDT_PAGE, gdt, PTE.P | PTE.A | PTE.NX);
+        tss.forEach((mfn, i) => map(block + BLOCK.TSS + i * PAGE_SIZE, mfn, PTE.P | PTE.A | PTE.NX));
+        map(block + BLOCK.STACK, stack, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX);
+        const g = ft.bytes(gdt);
+        const at = (sel: number): number => sel - BLOCK.XEN_GDT_PAGE;
+        // Descriptors with the accessed bit already set, so the CPU never writes the (read-only) GDT.
+        setU64(g, at(SEL.HV_CS), 0x00af9b000000ffffn);
+        setU64(g, at(SEL.HV_DS), 0x00cf93000000ffffn);
+        setU64(g, at(SEL.CS32 & ~3), 0x00cffb000000ffffn);
+        setU64(g, at(SEL.DS & ~3), 0x00cff3000000ffffn);
+        setU64(g, at(SEL.CS64 & ~3), 0x00affb000000ffffn);
+        const [lo, hi] = tssDescriptor(blockVa + BigInt(BLOCK.TSS));
+        setU64(g, at(SEL.TSS), lo);
+        setU64(g, at(SEL.TSS) + 8, hi);
+        // TSS: rsp0 = the ring-0 stack; I/O bitmap closed except the two hypercall ports.
+        const t = new Uint8Array(3 * PAGE_SIZE);
+        const tv = new DataView(t.buffer);
+        tv.setBigUint64(4, blockVa + BigInt(BLOCK.STACK_TOP), true);
+        tv.setUint16(0x66, TSS_SIZE, true);
+        t.fill(0xff, TSS_SIZE, TSS_SIZE + IOMAP_BYTES + 1);
+        for (const port of [HYPERCALL_PORT, SYSCALL_PORT]) t[TSS_SIZE + (port >> 3)]! &= ~(1 << (port & 7));
+        tss.forEach((mfn, i) => ft.bytes(mfn).set(t.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)));
+      }
+      return new PerDomainSpace(ft, l3, owned, vcpus);
+    } catch (e) {
+      for (const mfn of owned) ft.release(mfn);
+      throw e;
+    }
+  }
+
+  /** The L4 entries every guest L4 carries in slots 256-271. */
+  reservedL4(perDomain: PerDomainSpace): Map<number, bigint> {
+    return new Map([
+      [FIRST_RESERVED_SLOT, pte(this.m2pL3, UPPER)],
+      [FIRST_RESERVED_SLOT + 1, pte(perDomain.l3, UPPER)],
+    ]);
+  }
+
+  /** Returns the shared frames to the pool (when the machine shuts down). */
+  release(): void {
+    for (const mfn of this.frames.splice(0)) this.ft.release(mfn);
+  }
+}
+
+/** A domain's slot-257 tables and per-vCPU structures. */
+export class PerDomainSpace {
+  constructor(private readonly ft: FrameTable, readonly l3: number, private readonly owned: number[], readonly vcpus: number) {}
+
+  /** Virtual addresses of vCPU `v`'s structures. */
+  static vcpuLayout(v: number): { gdt: bigint; tss: bigint; stackTop: bigint } {
+    const base = PERDOMAIN_VIRT + BigInt(v * VCPU_BLOCK);
+    return { gdt: base + BigInt(BLOCK.GDT), tss: base + BigInt(BLOCK.TSS), stackTop: base + BigInt(BLOCK.STACK_TOP) };
+  }
+
+  get frameCount(): number {
+    return this.owned.length;
+  }
+
+  /** Machine bytes of vCPU `v`'s ring-0 stack page (where exception frames land). */
+  stackPage(v: number): Uint8Array {
+    // Per vCPU the frames are taken in order gdt, tss x3, stack, after the three tables.
+    return this.ft.bytes(this.owned[3 + v * 5 + 4]!);
+  }
+
+  release(): number {
+    const n = this.owned.length;
+    for (const mfn of this.owned.splice(0)) this.ft.release(mfn);
+    return n;
+  }
+}
