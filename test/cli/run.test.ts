@@ -1,0 +1,102 @@
+// `paravane run` exit statuses and messages: 0 on poweroff, 1 on a crash or
+// timeout (reason on stderr), 2 on bad input (a one-line message, never a
+// stack trace) for every kernel of the malformed corpus and for bad flags.
+
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HAVE_KVM } from '../engine/kvm-gate.js';
+import { malformedCorpus } from '../hv/malformed.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const BIN = path.join(ROOT, 'bin/paravane.js');
+const ELF = path.join(ROOT, 'test/guests/build/elf');
+
+function paravane(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    p.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+function expectOneLine(err: string, pattern: RegExp): void {
+  expect(err).toMatch(/^paravane: [^\n]+\n$/);
+  expect(err).toMatch(pattern);
+  expect(err).not.toMatch(/\n\s+at /); // no stack trace
+}
+
+describe('paravane run: bad input gets status 2 and one line', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paravane-corpus-'));
+  });
+
+  it('refuses every kernel of the malformed corpus', async () => {
+    const good = fs.readFileSync(path.join(ELF, 'minimal.elf'));
+    const corpus = malformedCorpus(good);
+    const results = await Promise.all(corpus.map(async (m) => {
+      const file = path.join(dir, `${m.name}.elf`);
+      fs.writeFileSync(file, m.image);
+      return { m, file, r: await paravane('run', file) };
+    }));
+    for (const { m, file, r } of results) {
+      expect(r.code, m.name).toBe(2);
+      expect(r.out, m.name).toBe('');
+      expectOneLine(r.err, m.message);
+      expect(r.err).toContain(file);
+    }
+  });
+
+  it('refuses missing files, bad flags and impossible sizes', async () => {
+    const minimal = path.join(ELF, 'minimal.elf');
+    const cases: Array<[string[], RegExp]> = [
+      [['run', path.join(dir, 'absent.elf')], /cannot read kernel .*absent\.elf: no such file/],
+      [['run', dir], /cannot read kernel .*: it is a directory/],
+      [['run', minimal, '--initrd', path.join(dir, 'absent.img')], /cannot read initrd/],
+      [['run', minimal, '--memory', 'lots'], /--memory must be a whole number of MiB/],
+      [['run', minimal, '--memory', '0'], /--memory must be between 1 and/],
+      [['run', minimal, '--memory', '1'], /1 MiB is too small for this kernel/],
+      [['run', minimal, '--timeout', '-1'], /--timeout must be a positive number/],
+      [['run', minimal, '--cmdline', 'x'.repeat(2000)], /command line is 2000 bytes; at most 1023/],
+      [['run', minimal, '--frobnicate'], /unknown option '--frobnicate'/],
+      [['run'], /missing required argument 'kernel'/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => paravane(...args)));
+    results.forEach((r, i) => {
+      expect(r.code, cases[i]![0].join(' ')).toBe(2);
+      expectOneLine(r.err, cases[i]![1]);
+    });
+  });
+});
+
+describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', () => {
+  it('reports a crash with its reason', async () => {
+    const r = await paravane('run', path.join(ELF, 'crash.elf'), '--stats');
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('about to fault\n');
+    expect(r.err).toMatch(/^paravane: domain 1 \(crash\) crashed: unhandled #UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+; no trap handler is registered$/m);
+    // --stats: hypercalls by name and exits by kind.
+    expect(r.err).toMatch(/^ {4}console_io +1$/m);
+    expect(r.err).toMatch(/^ {4}hypercall \(page\) +1$/m);
+    expect(r.err).toMatch(/^ {4}exception +1$/m);
+  });
+
+  it('kills a guest that runs past --timeout', async () => {
+    const r = await paravane('run', path.join(ELF, 'minimal.elf'), '--timeout', '0.2');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('paravane: domain 1 (minimal) killed: timed out after 0.2 s\n');
+  });
+
+  it('exits 0 when the guest powers off', async () => {
+    const r = await paravane('run', path.join(ELF, 'transports.elf'));
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('');
+    expect(Buffer.from(r.out, 'latin1').length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,119 @@
+/* The same hypercalls through each entry path: the hypercall page, vmcall
+ * and syscall. For each path the guest records, as 64-bit words:
+ *   xen_version(XENVER_version), pvbench echo (rax, result), console_io
+ *   write from NULL (-EFAULT), hypercall 60 (-ENOSYS), and whether rbx,
+ *   rbp and r12-r15 survived every call (1 = yes).
+ * It then writes the three 6-word rows to the console as raw bytes and
+ * powers off. Tests decode the bytes. */
+#include <xen/elfnote.h>
+#include <xen/xen.h>
+#include <xen/version.h>
+#include <xen/sched.h>
+#include <paravane/pvbench.h>
+
+#define ELFNOTE(type, directive, value)          \
+        .pushsection .note.Xen, "a", @note;      \
+        .balign 4;                               \
+        .long 2f - 1f;                           \
+        .long 4f - 3f;                           \
+        .long type;                              \
+1:      .asciz "Xen";                            \
+2:      .balign 4;                               \
+3:      directive value;                         \
+4:      .balign 4;                               \
+        .popsection
+
+ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-test")
+ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0")
+ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic")
+ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
+
+/* Issue hypercall \nr through \path with the arguments already in place. */
+.macro HCALL path, nr
+        mov $\nr, %eax
+        .ifc \path,page
+        call hypercall_page + \nr * 32
+        .endif
+        .ifc \path,vmcall
+        vmcall
+        .endif
+        .ifc \path,syscall
+        syscall
+        .endif
+.endm
+
+.macro SENTINELS
+        mov $0x1111, %rbx
+        mov $0x2222, %rbp
+        mov $0x3333, %r12
+        mov $0x4444, %r13
+        mov $0x5555, %r14
+        mov $0x6666, %r15
+.endm
+
+.macro CHECK row
+        cmp $0x1111, %rbx; jne 8f
+        cmp $0x2222, %rbp; jne 8f
+        cmp $0x3333, %r12; jne 8f
+        cmp $0x4444, %r13; jne 8f
+        cmp $0x5555, %r14; jne 8f
+        cmp $0x6666, %r15; jne 8f
+        jmp 9f
+8:      movq $0, \row + 40(%rip)
+9:
+.endm
+
+.macro ROW path, row
+        movq $1, \row + 40(%rip)
+        SENTINELS
+        mov $XENVER_version, %edi
+        xor %esi, %esi
+        HCALL \path, __HYPERVISOR_xen_version
+        mov %rax, \row + 0(%rip)
+        CHECK \row
+        movq $41, echo(%rip)
+        mov $PVBENCHOP_echo, %edi
+        lea echo(%rip), %rsi
+        HCALL \path, __HYPERVISOR_pvbench_op
+        mov %rax, \row + 8(%rip)
+        mov echo + 8(%rip), %rax
+        mov %rax, \row + 16(%rip)
+        CHECK \row
+        mov $CONSOLEIO_write, %edi
+        mov $16, %esi
+        movabs $0x0000800000000000, %rdx   /* non-canonical */
+        HCALL \path, __HYPERVISOR_console_io
+        mov %rax, \row + 24(%rip)
+        CHECK \row
+        HCALL \path, 60
+        mov %rax, \row + 32(%rip)
+        CHECK \row
+.endm
+
+        .text
+        .code64
+        .globl _start
+_start:
+        ROW page, rows
+        ROW vmcall, rows + 48
+        ROW syscall, rows + 96
+        mov $CONSOLEIO_write, %edi
+        mov $144, %esi
+        lea rows(%rip), %rdx
+        call hypercall_page + __HYPERVISOR_console_io * 32
+        movl $SHUTDOWN_poweroff, reason(%rip)
+        mov $SCHEDOP_shutdown, %edi
+        lea reason(%rip), %rsi
+        call hypercall_page + __HYPERVISOR_sched_op * 32
+        ud2
+
+        .balign 4096
+        .globl hypercall_page
+hypercall_page:
+        .fill 4096, 1, 0
+
+        .data
+        .balign 8
+echo:   .quad 0, 0
+rows:   .fill 18, 8, 0
+reason: .long 0
