@@ -15,8 +15,9 @@ export function buildCli(): Command {
     .name('paravane')
     .description(pkg.description)
     .version(pkg.version, '-V, --version', 'print the paravane version')
-    .showHelpAfterError()
-    // Usage errors (unknown option, missing argument) exit with status 2.
+    // Usage errors (unknown option, missing argument) are one line on
+    // stderr and exit status 2; subcommands inherit these settings.
+    .configureOutput({ outputError: (str, write) => write(`paravane: ${str.replace(/^error: /, '')}`) })
     .exitOverride((err: CommanderError) => {
       throw err;
     });
@@ -56,8 +57,6 @@ export function buildCli(): Command {
       process.exitCode = await runCommand(kernel, opts);
     });
 
-  // Subcommands report usage errors through the same override.
-  for (const c of program.commands) c.exitOverride((err: CommanderError) => { throw err; });
   return program;
 }
 

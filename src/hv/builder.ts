@@ -138,8 +138,12 @@ export function buildDomain(
     next += pagesFor(initrd.length);
   }
   const p2mPages = pagesFor(nrPages * 8);
+  // INIT_P2M: the list is mapped at the note's address, outside the initial
+  // mapping, if that address is page aligned, below VIRT_BASE and a usable
+  // range; otherwise the note is ignored, as Xen ignores it.
   const p2mVa = notes.initP2m;
-  let useInitP2m = p2mVa !== undefined && p2mVa % PAGE === 0n && p2mVa < vb;
+  const useInitP2m = p2mVa !== undefined && p2mVa % PAGE === 0n && p2mVa < vb &&
+    p2mVa + BigInt(p2mPages) * PAGE <= vb && guestRangeUsable(p2mVa, p2mVa + BigInt(p2mPages) * PAGE);
   let p2mPfn = -1;
   if (!useInitP2m) {
     p2mPfn = next;
@@ -171,21 +175,11 @@ export function buildDomain(
   }
   let p2mTables = 0;
   if (useInitP2m) {
-    const p2mEnd = p2mVa! + BigInt(p2mPages) * PAGE;
-    if (!guestRangeUsable(p2mVa!, p2mEnd) || (p2mVa! < end && p2mEnd > vb)) {
-      useInitP2m = false; // as Xen: an unusable INIT_P2M note is ignored
-    }
-  }
-  if (useInitP2m) {
     p2mPfn = next;
-    const t = tablesFor(p2mVa!, p2mVa! + BigInt(p2mPages) * PAGE);
-    // The P2M's own L3/L2/L1 tables; levels already present under the
-    // kernel mapping's L4 entry are not shared (Xen builds separate ones).
+    const t = tablesFor(p2mVa, p2mVa + BigInt(p2mPages) * PAGE);
+    // The P2M mapping's own L3/L2/L1 tables, hooked into the same L4.
     p2mTables = t.l3 + t.l2 + t.l1;
     next += p2mPages + p2mTables;
-  } else if (p2mPfn < 0) {
-    // INIT_P2M was unusable: put the list in the mapped region after all.
-    throw new BuildError(`the INIT_P2M address ${hex(p2mVa!)} is unusable (it must be page aligned, below VIRT_BASE and clear of the kernel)`);
   }
   if (next > nrPages) {
     throw new BuildError(`${opts.memoryBytes / (1 << 20)} MiB is too small for this kernel: its boot layout needs ${Math.ceil((next * PAGE_SIZE) / (1 << 20))} MiB`);
@@ -235,7 +229,7 @@ export function buildDomain(
     if (useInitP2m) {
       let tNext = p2mPfn + p2mPages;
       const p2mMapper = new Mapper(ft, l4Mfn, () => memory.mfnOf(tNext++));
-      for (let i = 0; i < p2mPages; i++) p2mMapper.map(p2mVa! + BigInt(i) * PAGE, memory.mfnOf(p2mPfn + i), L1_FLAGS);
+      for (let i = 0; i < p2mPages; i++) p2mMapper.map(p2mVa + BigInt(i) * PAGE, memory.mfnOf(p2mPfn + i), L1_FLAGS);
       if (tNext > p2mPfn + p2mPages + p2mTables) throw new Error('builder: P2M table count mismatch');
     }
     // The hypervisor's slots.
@@ -259,7 +253,7 @@ export function buildDomain(
     st.console.domU.evtchn = 0;
     st.pt_base = va(ptPfn);
     st.nr_pt_frames = BigInt(nrPtFrames);
-    st.mfn_list = useInitP2m ? p2mVa! : va(p2mPfn);
+    st.mfn_list = useInitP2m ? p2mVa : va(p2mPfn);
     if (initrd) {
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
       st.mod_len = BigInt(initrd.length);
