@@ -69,6 +69,8 @@ export interface KvmAddon {
   vcpuThreadWait(handle: VcpuThreadHandle): void;
   /** Ends and joins the (idle) vCPU thread. */
   vcpuThreadStop(handle: VcpuThreadHandle): void;
+  /** Worker threads parked for the next vCPU (at most 4). */
+  vcpuThreadPoolSize(): number;
   readonly layout: KvmLayout;
   readonly constants: KvmConstants;
 }

@@ -29,23 +29,35 @@ Napi::Value Close(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// ioctl(fd, req, arg) where arg is an integer; returns the ioctl's result.
+// Every ioctl but KVM_RUN is restarted when a signal interrupts it: vCPU
+// kicks, profilers and Node itself send signals to this process, and a VM
+// or vCPU set-up call is not meant to be cut short (KVM_RUN's EINTR is a
+// kick and is reported).
+template <typename T>
+int RetryIoctl(int fd, unsigned long req, T arg) {
+  int r;
+  do r = ioctl(fd, req, arg);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+// RetryIoctl(fd, req, arg) where arg is an integer; returns the ioctl's result.
 Napi::Value IntIoctl(const Napi::CallbackInfo &info, unsigned long req, const char *name, bool hasArg) {
   int64_t fd, arg = 0;
   if (!ArgInt(info, 0, INT32_MAX, &fd)) return info.Env().Undefined();
   if (hasArg && !ArgInt(info, 1, INT32_MAX, &arg)) return info.Env().Undefined();
-  int r = ioctl((int)fd, req, (unsigned long)arg);
+  int r = RetryIoctl((int)fd, req, (unsigned long)arg);
   if (r < 0) return ThrowErrno(info.Env(), name, errno);
   return Napi::Number::New(info.Env(), r);
 }
 
-// ioctl(fd, req, buffer) for a fixed-size structure passed as bytes.
+// RetryIoctl(fd, req, buffer) for a fixed-size structure passed as bytes.
 Napi::Value StructIoctl(const Napi::CallbackInfo &info, unsigned long req, const char *name, size_t size) {
   int64_t fd;
   uint8_t *data;
   size_t len;
   if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, size, &data, &len)) return info.Env().Undefined();
-  if (ioctl((int)fd, req, data) < 0) return ThrowErrno(info.Env(), name, errno);
+  if (RetryIoctl((int)fd, req, data) < 0) return ThrowErrno(info.Env(), name, errno);
   return info.Env().Undefined();
 }
 
@@ -80,7 +92,7 @@ Napi::Value MsrIoctl(const Napi::CallbackInfo &info, unsigned long req, const ch
   if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, pv_msrs_entries_off, &data, &len)) return info.Env().Undefined();
   uint32_t n = reinterpret_cast<struct kvm_msrs *>(data)->nmsrs;
   if (pv_msrs_entries_off + (size_t)n * pv_msr_entry_size > len) return ThrowArg(info.Env(), "nmsrs exceeds the buffer");
-  int r = ioctl((int)fd, req, data);
+  int r = RetryIoctl((int)fd, req, data);
   if (r < 0) return ThrowErrno(info.Env(), name, errno);
   return Napi::Number::New(info.Env(), r);
 }
@@ -95,7 +107,7 @@ Napi::Value CpuidIoctl(const Napi::CallbackInfo &info, unsigned long req, const 
   if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgBytes(info, 1, pv_cpuid2_entries_off, &data, &len)) return info.Env().Undefined();
   uint32_t n = reinterpret_cast<struct kvm_cpuid2 *>(data)->nent;
   if (pv_cpuid2_entries_off + (size_t)n * pv_cpuid_entry2_size > len) return ThrowArg(info.Env(), "nent exceeds the buffer");
-  if (ioctl((int)fd, req, data) < 0) return ThrowErrno(info.Env(), name, errno);
+  if (RetryIoctl((int)fd, req, data) < 0) return ThrowErrno(info.Env(), name, errno);
   return info.Env().Undefined();
 }
 Napi::Value SetCpuid2(const Napi::CallbackInfo &info) { return CpuidIoctl(info, pv_KVM_SET_CPUID2, "KVM_SET_CPUID2"); }
@@ -114,7 +126,7 @@ Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo &info) {
   r.guest_phys_addr = gpa;
   r.memory_size = size;
   r.userspace_addr = hva;
-  if (ioctl((int)fd, pv_KVM_SET_USER_MEMORY_REGION, &r) < 0) return ThrowErrno(info.Env(), "KVM_SET_USER_MEMORY_REGION", errno);
+  if (RetryIoctl((int)fd, pv_KVM_SET_USER_MEMORY_REGION, &r) < 0) return ThrowErrno(info.Env(), "KVM_SET_USER_MEMORY_REGION", errno);
   return info.Env().Undefined();
 }
 
@@ -129,7 +141,7 @@ Napi::Value GetDirtyLog(const Napi::CallbackInfo &info) {
   struct kvm_dirty_log d = {};
   d.slot = (uint32_t)slot;
   d.dirty_bitmap = data;
-  if (ioctl((int)fd, pv_KVM_GET_DIRTY_LOG, &d) < 0) return ThrowErrno(info.Env(), "KVM_GET_DIRTY_LOG", errno);
+  if (RetryIoctl((int)fd, pv_KVM_GET_DIRTY_LOG, &d) < 0) return ThrowErrno(info.Env(), "KVM_GET_DIRTY_LOG", errno);
   return info.Env().Undefined();
 }
 

@@ -3,6 +3,7 @@
 // destroy time, not left to the garbage collector.
 
 import { describe, expect, it } from 'vitest';
+import { loadAddon } from '../../src/engine/kvm/native.js';
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -53,10 +54,44 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine resou
         g.destroy();
       }
       expect(fdCount()).toBe(fds);
+      // Finished vCPUs park their threads for the next one, at most four.
       expect(threadCount()).toBe(threads);
+      expect(loadAddon().vcpuThreadPoolSize()).toBeLessThanOrEqual(4);
       expect(engineMaps()).toBe(ours);
       // Other mappings may come and go with the JavaScript heap, but not one per VM.
       expect(maps().length - all).toBeLessThan(50);
+    } finally {
+      engine.close();
+    }
+  });
+});
+
+describe.skipIf(!HAVE_KVM)('vCPU threads', () => {
+  it('park at most four finished threads and reuse them for new vCPUs', () => {
+    // Some kernels add a task per VM (KVM's NX recovery worker): count it with a direct-mode VM.
+    const direct = new KvmEngine({ runMode: 'direct' });
+    const before = threadCount();
+    const probe = bootTestGuest(direct, 'pio');
+    runToExit(probe.vcpu); // the task, if any, starts with the first run
+    const perVm = threadCount() - before;
+    probe.destroy();
+    direct.close();
+
+    const engine = new KvmEngine({ runMode: 'thread' });
+    try {
+      const guests = Array.from({ length: 6 }, () => bootTestGuest(engine, 'pio'));
+      for (const g of guests) expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
+      for (const g of guests) g.destroy();
+      expect(loadAddon().vcpuThreadPoolSize()).toBe(4);
+      const idle = threadCount();
+      // The next vCPUs take parked threads: only the per-VM tasks appear.
+      const again = Array.from({ length: 3 }, () => bootTestGuest(engine, 'pio'));
+      for (const g of again) expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
+      expect(threadCount()).toBe(idle + 3 * perVm);
+      expect(loadAddon().vcpuThreadPoolSize()).toBe(1);
+      for (const g of again) g.destroy();
+      expect(loadAddon().vcpuThreadPoolSize()).toBe(4);
+      expect(threadCount()).toBe(idle);
     } finally {
       engine.close();
     }

@@ -269,6 +269,8 @@ class KvmVcpu implements Vcpu {
   private readonly L: Record<string, number>;
   private readonly K: Record<string, number>;
   private readonly sregsBuf: Uint8Array;
+  /** sregsBuf holds the vCPU's current special registers (no run since they were read or written). */
+  private sregsFresh = false;
   private readonly off: ExitOffsets;
   private readonly views = new Map<number, Uint8Array>();
   private lastView: Uint8Array = new Uint8Array(0);
@@ -321,6 +323,7 @@ class KvmVcpu implements Vcpu {
    */
   run(): Exit {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    this.sregsFresh = false; // the guest may change them
     const r = this.thread === undefined ? this.kvmRun(this.fd) : this.runOnThread(this.thread);
     const v = this.view;
     const o = this.off;
@@ -407,13 +410,15 @@ class KvmVcpu implements Vcpu {
   getSpecialRegisters(): SpecialRegisters {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     call(() => this.a.getSregs(this.fd, this.sregsBuf));
+    this.sregsFresh = true;
     return decodeSregs(new DataView(this.sregsBuf.buffer), this.L);
   }
 
   setSpecialRegisters(s: SpecialRegisters): void {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
-    // Keep fields this type does not carry (the interrupt bitmap) as they are.
-    call(() => this.a.getSregs(this.fd, this.sregsBuf));
+    // Keep fields this type does not carry (the interrupt bitmap) as they
+    // are: sregsBuf holds them from the last getSpecialRegisters().
+    if (!this.sregsFresh) call(() => this.a.getSregs(this.fd, this.sregsBuf));
     encodeSregs(new DataView(this.sregsBuf.buffer), this.L, s);
     call(() => this.a.setSregs(this.fd, this.sregsBuf));
   }
