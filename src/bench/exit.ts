@@ -49,7 +49,7 @@ export function engineExitLoop(engine: Engine, exits: number): number {
   }
 }
 
-function referenceExitLoop(exits: number): number {
+export function referenceExitLoop(exits: number): number {
   const r = spawnSync(REF, [GUEST_DIR, String(exits)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${REF} failed: ${r.stderr || r.error?.message}`);
   return (JSON.parse(r.stdout) as { ns_per_exit: number }).ns_per_exit;

@@ -3,6 +3,8 @@
 
 import { Command } from 'commander';
 import { formatExitBench, runExitBench } from './exit.js';
+import { formatHypercallBench, runHypercallBench } from './hypercall.js';
+import { formatBootBench, runBootBench } from './boot.js';
 
 const program = new Command()
   .name('npm run bench --')
@@ -18,6 +20,35 @@ program
     if (!(o.exits > 0) || !(o.rounds > 0)) program.error('--exits and --rounds must be positive integers');
     const r = await runExitBench({ exits: o.exits, rounds: o.rounds });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatExitBench(r));
+  });
+
+const positive = (v: string): number => {
+  const n = Number.parseInt(v, 10);
+  if (!(n > 0) || String(n) !== v) program.error(`expected a positive integer, not "${v}"`);
+  return n;
+};
+
+program
+  .command('hypercall')
+  .description('null-hypercall round trip per entry path (page, vmcall, syscall) against the C raw exit')
+  .option('--calls <n>', 'calls per path per round', positive, 20000)
+  .option('--rounds <n>', 'alternating rounds', positive, 5)
+  .option('--json', 'print JSON')
+  .action(async (o: { calls: number; rounds: number; json?: boolean }) => {
+    const r = await runHypercallBench({ calls: o.calls, rounds: o.rounds });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatHypercallBench(r));
+  });
+
+program
+  .command('boot')
+  .description('domain creation to first hypercall against a C VMM\'s VM creation to first exit')
+  .option('--domains <n>', 'domains to create (and C VMs)', positive, 60)
+  .option('--memory <MiB>', 'memory per domain', positive, 16)
+  .option('--machine <MiB>', 'machine memory (default: what `paravane run` makes for one domain)', positive)
+  .option('--json', 'print JSON')
+  .action(async (o: { domains: number; memory: number; machine?: number; json?: boolean }) => {
+    const r = await runBootBench({ domains: o.domains, memoryMiB: o.memory, machineMiB: o.machine });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatBootBench(r));
   });
 
 await program.parseAsync(process.argv);

@@ -20,7 +20,7 @@ import { DomainMemory } from './domain-memory.js';
 import type { GuestKernel } from './elf.js';
 import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import {
-  FIRST_RESERVED_SLOT, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, LAST_RESERVED_SLOT, PTE, hypercallStub, pte, readU64,
+  FIRST_RESERVED_SLOT, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, LAST_RESERVED_SLOT, PTE, hypercallStub,
   type PerDomainSpace, type XenSpace,
 } from './xen-space.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
@@ -60,9 +60,9 @@ export interface BootLayout {
 const MAX_CMDLINE = 1023;
 const SLACK = 512 * 1024;
 const ROUND = 4n << 20n;
-const L1_FLAGS = PTE.P | PTE.RW | PTE.US | PTE.A;
-const L1_RO_FLAGS = PTE.P | PTE.US | PTE.A;
-const UPPER_FLAGS = PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D;
+const L1_FLAGS = Number(PTE.P | PTE.RW | PTE.US | PTE.A);
+const L1_RO_FLAGS = Number(PTE.P | PTE.US | PTE.A);
+const UPPER_FLAGS = Number(PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D);
 const CANONICAL_LOW_END = 1n << 47n;
 const PAGE = BigInt(PAGE_SIZE);
 
@@ -83,28 +83,49 @@ function guestRangeUsable(start: bigint, end: bigint): boolean {
   return start >= HYPERVISOR_VIRT_END || (end <= HYPERVISOR_VIRT_START && start >= 0xffff800000000000n);
 }
 
-/** Incrementally maps pages into a four-level table, allocating tables from `nextTable`. */
+/** Machine frame named by the entry whose 32-bit halves are `lo`, `hi`. */
+const entryMfn = (lo: number, hi: number): number => (lo >>> 12) + (hi & 0xfffff) * 0x100000;
+
+/** Writes entry `i` of a table viewed as 32-bit words: frame `mfn`, low flag bits `flags`. */
+function setEntry(t: Uint32Array, i: number, mfn: number, flags: number): void {
+  t[2 * i] = (((mfn & 0xfffff) << 12) | flags) >>> 0;
+  t[2 * i + 1] = Math.floor(mfn / 0x100000);
+}
+
+/**
+ * Maps pages into a four-level table, allocating tables from `nextTable`.
+ * Entries are written as 32-bit halves: the builder touches thousands of
+ * them per domain, and BigInt arithmetic would dominate domain creation.
+ */
 class Mapper {
+  private readonly views = new Map<number, Uint32Array>();
   constructor(private readonly ft: FrameTable, readonly l4: number, private readonly nextTable: (level: number) => number) {}
 
-  private entryView(mfn: number): DataView {
-    const b = this.ft.bytes(mfn);
-    return new DataView(b.buffer, b.byteOffset, PAGE_SIZE);
+  private table(mfn: number): Uint32Array {
+    let t = this.views.get(mfn);
+    if (!t) this.views.set(mfn, (t = this.ft.words32(mfn)));
+    return t;
   }
 
-  map(va: bigint, mfn: number, flags: bigint): void {
-    let table = this.l4;
-    for (let shift = 39n; shift > 12n; shift -= 9n) {
-      const view = this.entryView(table);
-      const i = Number((va >> shift) & 0x1ffn) * 8;
-      let e = view.getBigUint64(i, true);
-      if (!(e & PTE.P)) {
-        e = pte(this.nextTable(Number((shift - 12n) / 9n)), UPPER_FLAGS);
-        view.setBigUint64(i, e, true);
-      }
-      table = Number((e >> 12n) & 0xffffffffffn);
+  /** The L1 table that maps `va`, creating the path to it. */
+  private l1For(va: bigint): Uint32Array {
+    let table = this.table(this.l4);
+    for (let level = 3; level >= 1; level--) {
+      const i = Number((va >> BigInt(12 + 9 * level)) & 0x1ffn);
+      if (!(table[2 * i]! & 1)) setEntry(table, i, this.nextTable(level), UPPER_FLAGS);
+      table = this.table(entryMfn(table[2 * i]!, table[2 * i + 1]!));
     }
-    this.entryView(table).setBigUint64(Number((va >> 12n) & 0x1ffn) * 8, pte(mfn, flags), true);
+    return table;
+  }
+
+  /** Maps `count` consecutive pages from `va`: page i to frame `mfn(i)` with `flags(i)`. */
+  mapRange(va: bigint, count: number, mfn: (i: number) => number, flags: (i: number) => number): void {
+    let i = 0;
+    while (i < count) {
+      const at = va + BigInt(i) * PAGE;
+      const l1 = this.l1For(at);
+      for (let slot = Number((at >> 12n) & 0x1ffn); slot < 512 && i < count; slot++, i++) setEntry(l1, slot, mfn(i), flags(i));
+    }
   }
 }
 
@@ -205,10 +226,10 @@ export function buildDomain(
     if (initrd) copyToPfns(memory, initrdPfn * PAGE_SIZE, initrd);
 
     // P2M list: one u64 MFN per pfn.
-    const p2m = new Uint8Array(p2mPages * PAGE_SIZE);
-    const p2mView = new DataView(p2m.buffer);
-    for (let pfn = 0; pfn < nrPages; pfn++) p2mView.setBigUint64(pfn * 8, BigInt(memory.p2m[pfn]!), true);
-    copyToPfns(memory, p2mPfn * PAGE_SIZE, p2m);
+    for (let i = 0; i < p2mPages; i++) {
+      const words = ft.words32(memory.mfnOf(p2mPfn + i));
+      for (let j = 0, pfn = i * 512; j < 512 && pfn < nrPages; j++, pfn++) words[2 * j] = memory.p2m[pfn]!;
+    }
 
     // Bootstrap page tables, in order L4, L3s, L2s, L1s.
     let l3Next = ptPfn + 1, l2Next = l3Next + tables.l3, l1Next = l2Next + tables.l2;
@@ -220,21 +241,20 @@ export function buildDomain(
       return memory.mfnOf(pfn);
     });
     const isPt = (pfn: number): boolean => pfn >= ptPfn && pfn < ptPfn + nrPtFrames;
-    for (let pfn = 0; pfn < mappedPages; pfn++) {
-      mapper.map(va(pfn), memory.mfnOf(pfn), isPt(pfn) ? L1_RO_FLAGS : L1_FLAGS);
-    }
+    const p2mOf = memory.p2m;
+    mapper.mapRange(vb, mappedPages, (pfn) => p2mOf[pfn]!, (pfn) => (isPt(pfn) ? L1_RO_FLAGS : L1_FLAGS));
     if (l3Next !== ptPfn + 1 + tables.l3 || l2Next !== ptPfn + 1 + tables.l3 + tables.l2 || l1Next !== stackPfn) {
       throw new Error('builder: page-table frame count mismatch');
     }
     if (useInitP2m) {
       let tNext = p2mPfn + p2mPages;
       const p2mMapper = new Mapper(ft, l4Mfn, () => memory.mfnOf(tNext++));
-      for (let i = 0; i < p2mPages; i++) p2mMapper.map(p2mVa + BigInt(i) * PAGE, memory.mfnOf(p2mPfn + i), L1_FLAGS);
+      p2mMapper.mapRange(p2mVa, p2mPages, (i) => memory.mfnOf(p2mPfn + i), () => L1_FLAGS);
       if (tNext > p2mPfn + p2mPages + p2mTables) throw new Error('builder: P2M table count mismatch');
     }
     // The hypervisor's slots.
-    const l4 = new DataView(ft.bytes(l4Mfn).buffer, ft.bytes(l4Mfn).byteOffset, PAGE_SIZE);
-    for (const [slot, e] of xen.reservedL4(perDomain)) l4.setBigUint64(slot * 8, e, true);
+    const l4 = ft.words(l4Mfn);
+    for (const [slot, e] of xen.reservedL4(perDomain)) l4[slot] = e;
 
     // shared_info: zeroed, every vCPU's events masked until the guest is ready.
     const si = SharedInfo.over(ft.bytes(sharedInfoMfn!).buffer, ft.bytes(sharedInfoMfn!).byteOffset);
@@ -305,28 +325,28 @@ function copyToPfns(memory: DomainMemory, pfnByte: number, src: Uint8Array): voi
  */
 export function checkBootTables(ft: FrameTable, domid: number, l4Mfn: number): void {
   const tableFrames = new Set<number>();
-  const leaves: Array<[number, bigint]> = [];
+  const leaves: Array<[number, number]> = [];
   const walk = (mfn: number, level: number): void => {
     if (ft.owner[mfn] !== domid) throw new BuildError(`level-${level} table frame ${hex(mfn)} is not the domain's`);
     tableFrames.add(mfn);
     ft.type[mfn] = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4][level]!;
     ft.typeCount[mfn] = 1;
-    const page = ft.bytes(mfn);
+    const table = ft.words32(mfn);
     for (let i = 0; i < 512; i++) {
       if (level === 4 && i >= FIRST_RESERVED_SLOT && i <= LAST_RESERVED_SLOT) continue;
-      const e = readU64(page, i * 8);
-      if (!(e & PTE.P)) continue;
-      const child = Number((e >> 12n) & 0xffffffffffn);
+      const lo = table[2 * i]!;
+      if (!(lo & 1)) continue;
+      const child = entryMfn(lo, table[2 * i + 1]!);
       if (!ft.isValid(child)) throw new BuildError(`level-${level} entry ${i} names frame ${hex(child)} outside machine memory`);
-      if (level > 1 && e & PTE.PS) throw new BuildError(`level-${level} entry ${i} is a superpage`);
+      if (level > 1 && lo & 0x80) throw new BuildError(`level-${level} entry ${i} is a superpage`);
       if (level > 1) walk(child, level - 1);
-      else leaves.push([child, e]);
+      else leaves.push([child, lo]);
     }
   };
   walk(l4Mfn, 4);
   for (const [mfn, e] of leaves) {
     if (ft.owner[mfn] !== domid) throw new BuildError(`a bootstrap mapping names frame ${hex(mfn)}, which is not the domain's`);
-    if (tableFrames.has(mfn) && e & PTE.RW) throw new BuildError(`page-table frame ${hex(mfn)} is mapped writable`);
+    if (tableFrames.has(mfn) && e & 2) throw new BuildError(`page-table frame ${hex(mfn)} is mapped writable`);
   }
   ft.flags[l4Mfn]! |= 3; // validated | pinned
 }

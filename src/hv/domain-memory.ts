@@ -11,9 +11,9 @@ export class DomainMemory {
   readonly p2m: Uint32Array;
   private dead = false;
 
-  private constructor(readonly domid: number, private readonly frames: FrameTable, mfns: number[]) {
-    this.p2m = Uint32Array.from(mfns);
-    mfns.forEach((mfn, pfn) => frames.setM2p(mfn, BigInt(pfn)));
+  private constructor(readonly domid: number, private readonly frames: FrameTable, mfns: Uint32Array) {
+    this.p2m = mfns;
+    for (let pfn = 0; pfn < mfns.length; pfn++) frames.setM2pNumber(mfns[pfn]!, pfn);
   }
 
   /** Allocates `bytes` of memory (a multiple of the page size) for domain `domid`. */
@@ -21,7 +21,7 @@ export class DomainMemory {
     if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE) {
       throw new FrameError('ERR_FRAME_STATE', `domain memory ${bytes} is not a positive multiple of ${PAGE_SIZE}`);
     }
-    return new DomainMemory(domid, frames, frames.allocate(domid, bytes / PAGE_SIZE));
+    return new DomainMemory(domid, frames, frames.allocateArray(domid, bytes / PAGE_SIZE));
   }
 
   get nrPages(): number {
@@ -46,13 +46,6 @@ export class DomainMemory {
   destroy(): number {
     if (this.dead) return 0;
     this.dead = true;
-    const owned = this.frames.framesOf(this.domid);
-    for (const mfn of owned) {
-      this.frames.typeCount[mfn] = 0;
-      this.frames.refCount[mfn] = 1;
-      this.frames.flags[mfn] = 0;
-      this.frames.release(mfn); // also zeroes the frame and resets its M2P entry
-    }
-    return owned.length;
+    return this.frames.releaseAllOf(this.domid); // also zeroes the frames and resets their M2P entries
   }
 }

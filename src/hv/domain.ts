@@ -12,7 +12,7 @@
 // hypervisor's per-domain frames, then every frame the domain owns. After
 // that the frame table holds nothing of it.
 
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../engine/types.js';
 import type { DomainMemory } from './domain-memory.js';
 import type { FrameTable } from './frames.js';
@@ -55,7 +55,8 @@ export class Domain implements VcpuHost {
   readonly hypercalls: HypercallTable;
   readonly hypercallCounts = new Float64Array(HYPERCALL_SLOTS);
   readonly exitCounts = new Map<string, number>();
-  readonly handle: Uint8Array = randomBytes(16);
+  /** The domain's handle (xen_domain_handle_t), a random UUID as the toolstack gives. */
+  readonly handle: Uint8Array = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
   readonly vcpus: PvVcpu[] = [];
   vmAssist = 0n;
   private stateNow: DomainState = 'building';

@@ -54,6 +54,8 @@ export class FrameTable {
   /** First and last (exclusive) frame of the M2P table inside machine memory. */
   readonly m2pFirst: number;
   readonly m2pFrames: number;
+  /** The M2P as 32-bit halves (low, high) of each 64-bit entry: no BigInt on hot paths. */
+  private readonly m2p32: Uint32Array;
 
   constructor(private readonly memory: MachineMemory) {
     this.count = Math.floor(memory.size / PAGE_SIZE);
@@ -73,7 +75,11 @@ export class FrameTable {
       if (m2p[i] !== m2p[0]! + i) throw new FrameError('ERR_FRAME_STATE', 'the M2P table needs contiguous frames at start-up');
     }
     this.m2pFirst = m2p[0]!;
-    for (let mfn = 0; mfn < this.count; mfn++) this.setM2p(mfn, INVALID_PFN);
+    const at = this.m2pFirst * PAGE_SIZE;
+    const chunk = memory.chunkAt(at);
+    if (at + this.count * 8 > chunk.base + chunk.size) throw new FrameError('ERR_FRAME_STATE', 'the M2P table does not fit in the first memory chunk');
+    this.m2p32 = new Uint32Array(chunk.buffer, at - chunk.base, this.count * 2);
+    this.m2p32.fill(0xffffffff); // every entry INVALID_PFN
   }
 
   /** Frames in the free pool. */
@@ -87,9 +93,14 @@ export class FrameTable {
 
   /** Takes `n` frames from the free pool for `owner`; all or nothing. */
   allocate(owner: number, n: number): number[] {
+    return Array.from(this.allocateArray(owner, n));
+  }
+
+  /** allocate() into a typed array: no per-frame JavaScript values (domain creation). */
+  allocateArray(owner: number, n: number): Uint32Array {
     if (!Number.isInteger(n) || n < 0) throw new FrameError('ERR_FRAME_STATE', `cannot allocate ${n} frames`);
     if (n > this.freeTop) throw new FrameError('ERR_NO_MEMORY', `${n} frames requested, ${this.freeTop} free`);
-    const out: number[] = [];
+    const out = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       const mfn = this.freeStack[--this.freeTop]!;
       this.owner[mfn] = owner;
@@ -97,7 +108,7 @@ export class FrameTable {
       this.typeCount[mfn] = 0;
       this.refCount[mfn] = 1; // the allocation reference
       this.flags[mfn] = 0;
-      out.push(mfn);
+      out[i] = mfn;
     }
     return out;
   }
@@ -118,8 +129,48 @@ export class FrameTable {
     this.refCount[mfn] = 0;
     this.type[mfn] = PageType.none;
     this.flags[mfn] = 0;
-    this.setM2p(mfn, INVALID_PFN);
+    this.m2p32[2 * mfn] = 0xffffffff;
+    this.m2p32[2 * mfn + 1] = 0xffffffff;
     this.freeStack[this.freeTop++] = mfn;
+  }
+
+  /**
+   * Frees every frame `owner` holds, for a domain that is dead: the
+   * references its own tables, pins and CR3s held die with it. Frames are
+   * zeroed run by run (one fill per contiguous run, no per-frame garbage).
+   * Returns the number freed.
+   */
+  releaseAllOf(owner: number): number {
+    let freed = 0;
+    let runEnd = -1; // exclusive end of the current run of frames being freed (scanning downwards)
+    const zero = (first: number, end: number): void => {
+      for (let at = first * PAGE_SIZE; at < end * PAGE_SIZE;) {
+        const c = this.memory.chunkAt(at);
+        const stop = Math.min(end * PAGE_SIZE, c.base + c.size);
+        c.bytes.fill(0, at - c.base, stop - c.base);
+        at = stop;
+      }
+    };
+    // Downwards, so the lowest frames end on top of the free stack.
+    for (let mfn = this.count - 1; mfn >= 0; mfn--) {
+      if (this.owner[mfn] !== owner) {
+        if (runEnd >= 0) zero(mfn + 1, runEnd);
+        runEnd = -1;
+        continue;
+      }
+      if (runEnd < 0) runEnd = mfn + 1;
+      this.owner[mfn] = OWNER_FREE;
+      this.refCount[mfn] = 0;
+      this.typeCount[mfn] = 0;
+      this.type[mfn] = PageType.none;
+      this.flags[mfn] = 0;
+      this.m2p32[2 * mfn] = 0xffffffff;
+      this.m2p32[2 * mfn + 1] = 0xffffffff;
+      this.freeStack[this.freeTop++] = mfn;
+      freed++;
+    }
+    if (runEnd >= 0) zero(0, runEnd);
+    return freed;
   }
 
   /** Every frame `owner` holds. */
@@ -127,6 +178,13 @@ export class FrameTable {
     const out: number[] = [];
     for (let mfn = 0; mfn < this.count; mfn++) if (this.owner[mfn] === owner) out.push(mfn);
     return out;
+  }
+
+  /** A frame as 512 little-endian 64-bit words (page-table entries). */
+  words(mfn: number): BigUint64Array {
+    const addr = mfn * PAGE_SIZE;
+    const c = this.memory.chunkAt(addr);
+    return new BigUint64Array(c.buffer, addr - c.base, PAGE_SIZE / 8);
   }
 
   /** The 4 KiB of machine memory of a frame, shared with the guest. */
@@ -137,14 +195,24 @@ export class FrameTable {
   }
 
   m2p(mfn: number): bigint {
-    const addr = this.m2pFirst * PAGE_SIZE + mfn * 8;
-    const c = this.memory.chunkAt(addr);
-    return c.view.getBigUint64(addr - c.base, true);
+    return (BigInt(this.m2p32[2 * mfn + 1]!) << 32n) | BigInt(this.m2p32[2 * mfn]!);
   }
 
   setM2p(mfn: number, pfn: bigint): void {
-    const addr = this.m2pFirst * PAGE_SIZE + mfn * 8;
+    this.m2p32[2 * mfn] = Number(pfn & 0xffffffffn);
+    this.m2p32[2 * mfn + 1] = Number((pfn >> 32n) & 0xffffffffn);
+  }
+
+  /** setM2p for a pfn known to be a small number (the builder's loops). */
+  setM2pNumber(mfn: number, pfn: number): void {
+    this.m2p32[2 * mfn] = pfn >>> 0;
+    this.m2p32[2 * mfn + 1] = Math.floor(pfn / 0x100000000);
+  }
+
+  /** A frame as 1024 32-bit words: entry i is words [2i] (low) and [2i+1] (high). */
+  words32(mfn: number): Uint32Array {
+    const addr = mfn * PAGE_SIZE;
     const c = this.memory.chunkAt(addr);
-    c.view.setBigUint64(addr - c.base, pfn, true);
+    return new Uint32Array(c.buffer, addr - c.base, PAGE_SIZE / 4);
   }
 }

@@ -1,0 +1,120 @@
+// `npm run bench -- hypercall`: the null-hypercall round trip through each
+// entry path (hypercall page, vmcall, syscall), beside the raw exit cost of
+// the C reference (native/bench/exit-ref.c), measured the same way: host
+// time between exits, in alternating rounds. The guest is
+// test/guests/elf/pvbench.S; each of its calls is a full hypercall
+// (exit, decode, dispatch through the table, pvbench_op nop, result in rax,
+// re-entry). The guest's own rdtsc timing is printed beside it.
+//
+// Excludes: domain creation and teardown (see `-- boot`).
+
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { GUEST_DIR } from '../engine/probe-guest.js';
+import { Hypervisor } from '../hv/hypervisor.js';
+import { median } from './stats.js';
+import { referenceExitLoop } from './exit.js';
+
+export const BENCH_GUESTS = fileURLToPath(new URL('../../test/guests/build/elf', import.meta.url));
+const PATHS = ['page', 'vmcall', 'syscall'] as const;
+type Path = (typeof PATHS)[number];
+const MIB = 1 << 20;
+
+export interface HypercallBenchResult {
+  callsPerRound: number;
+  rounds: number;
+  cNsPerExit: number[];
+  /** Host-measured ns per hypercall, per path, per round. */
+  ns: Record<Path, number[]>;
+  /** The guest's own rdtsc measurement, ns per hypercall (median over rounds). */
+  guestNs: Record<Path, number>;
+  ratio: Record<Path, number>;
+}
+
+export function benchGuest(name: string): Uint8Array {
+  const p = `${BENCH_GUESTS}/${name}.elf`;
+  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\``);
+  return fs.readFileSync(p);
+}
+
+/** One run of the pvbench guest; returns host ns per call per path and the guest's TSC deltas. */
+function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number): { host: Record<Path, number>; guest: Record<Path, number> } {
+  const out: Uint8Array[] = [];
+  const d = hv.createDomain(file, { memoryBytes: 8 * MIB, console: (b) => out.push(b.slice()) });
+  const v = d.vcpus[0]!;
+  v.engine.regs.rbx = BigInt(calls);
+  const warm = (calls >> 3) + 1;
+  const per = warm + calls;
+  const stamps = new Float64Array(3 * per);
+  let n = 0;
+  // The guest's TSC rate (KVM-specific: this benchmark compares against KVM's C reference).
+  const khz = (v.engine as unknown as { tscKhz(): number }).tscKhz();
+  d.start();
+  try {
+    for (;;) {
+      const exit = v.engine.run();
+      if (n < stamps.length) stamps[n] = performance.now();
+      n++;
+      if (!v.handleExit(exit) && !d.running) break;
+    }
+  } finally {
+    hv.destroyDomain(d);
+  }
+  const end = d.end;
+  if (end?.kind !== 'shutdown' || end.reason !== 0) throw new Error(`pvbench guest ended badly: ${JSON.stringify(end)}`);
+  const host = {} as Record<Path, number>;
+  PATHS.forEach((p, i) => {
+    const first = i * per + warm - 1;
+    host[p] = ((stamps[first + calls]! - stamps[first]!) * 1e6) / calls;
+  });
+  const words = Buffer.concat(out);
+  const guest = {} as Record<Path, number>;
+  PATHS.forEach((p, i) => { guest[p] = (Number(words.readBigUInt64LE(i * 8)) / khz) * 1e6 / calls; });
+  return { host, guest };
+}
+
+export async function runHypercallBench(opts: { calls?: number; rounds?: number } = {}): Promise<HypercallBenchResult> {
+  const calls = opts.calls ?? 20000;
+  const rounds = opts.rounds ?? 5;
+  const engine = new KvmEngine();
+  const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
+  const file = benchGuest('pvbench');
+  try {
+    const c: number[] = [];
+    const ns: Record<Path, number[]> = { page: [], vmcall: [], syscall: [] };
+    const g: Record<Path, number[]> = { page: [], vmcall: [], syscall: [] };
+    for (let r = 0; r < rounds; r++) {
+      c.push(referenceExitLoop(calls));
+      const res = pvbenchRound(hv, file, calls);
+      for (const p of PATHS) {
+        ns[p].push(res.host[p]);
+        g[p].push(res.guest[p]);
+      }
+    }
+    const ratio = {} as Record<Path, number>;
+    const guestNs = {} as Record<Path, number>;
+    for (const p of PATHS) {
+      ratio[p] = median(ns[p]) / median(c);
+      guestNs[p] = median(g[p]);
+    }
+    return { callsPerRound: calls, rounds, cNsPerExit: c, ns, guestNs, ratio };
+  } finally {
+    hv.close();
+    engine.close();
+  }
+}
+
+export function formatHypercallBench(r: HypercallBenchResult): string {
+  const us = (ns: number) => (ns / 1000).toFixed(2);
+  const lines = [
+    `null hypercall round trip (pvbench_op nop), ${r.rounds} alternating rounds of ${r.callsPerRound} calls per path`,
+    `  C reference raw exit (native/bench/exit-ref.c)  median ${us(median(r.cNsPerExit))} us   rounds: ${r.cNsPerExit.map(us).join(' ')}`,
+  ];
+  for (const p of PATHS) {
+    const target = p === 'page' ? ' (target <= 1.15)' : '';
+    lines.push(`  ${`${p} path`.padEnd(14)} median ${us(median(r.ns[p]))} us, ratio ${r.ratio[p].toFixed(3)}${target}   guest-measured ${us(r.guestNs[p])} us   rounds: ${r.ns[p].map(us).join(' ')}`);
+  }
+  return lines.join('\n') + '\n';
+}

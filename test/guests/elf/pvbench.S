@@ -1,0 +1,95 @@
+/* Null-hypercall benchmark guest (`npm run bench -- hypercall`). rbx holds
+ * the number of calls per entry path (the bench sets it before the first
+ * run; 0 means 20000). For each path -- hypercall page, vmcall, syscall --
+ * it makes a tenth as many warm-up calls, then times rbx calls of
+ * pvbench_op(PVBENCHOP_nop) with rdtsc. It writes the three TSC deltas and
+ * the count to the console as four raw 64-bit words, then powers off. */
+#include <xen/elfnote.h>
+#include <xen/xen.h>
+#include <xen/sched.h>
+#include <paravane/pvbench.h>
+
+#define ELFNOTE(type, directive, value)          \
+        .pushsection .note.Xen, "a", @note;      \
+        .balign 4;                               \
+        .long 2f - 1f;                           \
+        .long 4f - 3f;                           \
+        .long type;                              \
+1:      .asciz "Xen";                            \
+2:      .balign 4;                               \
+3:      directive value;                         \
+4:      .balign 4;                               \
+        .popsection
+
+ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-bench")
+ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0")
+ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic")
+ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
+
+.macro NOP path
+        mov $PVBENCHOP_nop, %edi
+        mov $__HYPERVISOR_pvbench_op, %eax
+        .ifc \path,page
+        call hypercall_page + __HYPERVISOR_pvbench_op * 32
+        .endif
+        .ifc \path,vmcall
+        vmcall
+        .endif
+        .ifc \path,syscall
+        syscall
+        .endif
+.endm
+
+/* r13 = loop counter, r14 = start TSC; result stored at \slot. */
+.macro TIME path, slot
+        mov %rbx, %r13
+        shr $3, %r13
+        inc %r13
+1:      NOP \path
+        dec %r13
+        jnz 1b
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        mov %rdx, %r14
+        mov %rbx, %r13
+2:      NOP \path
+        dec %r13
+        jnz 2b
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        sub %r14, %rdx
+        mov %rdx, \slot(%rip)
+.endm
+
+        .text
+        .code64
+        .globl _start
+_start:
+        test %rbx, %rbx
+        jnz 1f
+        mov $20000, %ebx
+1:      mov %rbx, result + 24(%rip)
+        TIME page, result
+        TIME vmcall, result + 8
+        TIME syscall, result + 16
+        mov $CONSOLEIO_write, %edi
+        mov $32, %esi
+        lea result(%rip), %rdx
+        call hypercall_page + __HYPERVISOR_console_io * 32
+        movl $SHUTDOWN_poweroff, reason(%rip)
+        mov $SCHEDOP_shutdown, %edi
+        lea reason(%rip), %rsi
+        call hypercall_page + __HYPERVISOR_sched_op * 32
+        ud2
+
+        .balign 4096
+        .globl hypercall_page
+hypercall_page:
+        .fill 4096, 1, 0
+
+        .data
+        .balign 8
+result: .fill 4, 8, 0
+reason: .long 0
