@@ -93,10 +93,19 @@ describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', (
     expect(r.err).toBe('paravane: domain 1 (minimal) killed: timed out after 0.2 s\n');
   });
 
-  it('exits 0 when the guest powers off', async () => {
-    const r = await paravane('run', path.join(ELF, 'transports.elf'));
+  it("runs the hello example (the README's main job): its output on stdout, status 0", async () => {
+    const r = await paravane('run', path.join(ROOT, 'build/guests/hello.elf'), '--memory', '16', '--cmdline', 'from the test', '--stats');
     expect(r.code).toBe(0);
-    expect(r.err).toBe('');
-    expect(Buffer.from(r.out, 'latin1').length).toBeGreaterThan(0);
+    expect(r.out).toMatch(/^Hello from paravane!\nstart_info: magic=xen-3\.0-x86_64 nr_pages=4096 cmdline="from the test"\nxen_version: 4\.17-paravane\n/);
+    expect(r.err).toMatch(/^ {4}console_io +\d+$/m);
+    expect(r.err).toMatch(/^ {4}xen_version +2$/m);
+    expect(r.err).toMatch(/^ {4}sched_op +1$/m);
+    expect(r.err).not.toMatch(/crashed|killed/);
+  });
+
+  it('exits 1 with the reason when the guest shuts down other than by poweroff', async () => {
+    const r = await paravane('run', path.join(ELF, 'reboot.elf'));
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('paravane: domain 1 (reboot) shut down with reason reboot\n');
   });
 });
