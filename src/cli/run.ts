@@ -64,7 +64,7 @@ export function formatStats(d: Domain, seconds: number): string {
   });
   if (!any) lines.push('    (none)');
   lines.push('  exits:');
-  for (const [kind, n] of [...d.exitCounts.entries()].sort()) lines.push(`    ${kind.padEnd(20)} ${String(n).padStart(10)}`);
+  for (const [kind, n] of d.exitCounts.entries()) lines.push(`    ${kind.padEnd(20)} ${String(n).padStart(10)}`);
   return lines.join('\n') + '\n';
 }
 

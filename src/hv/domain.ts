@@ -17,7 +17,7 @@ import type { VirtualMachine } from '../engine/types.js';
 import type { DomainMemory } from './domain-memory.js';
 import type { FrameTable } from './frames.js';
 import { HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from './hypercall.js';
-import { PvVcpu, type VcpuHost } from './vcpu.js';
+import { ExitCounts, PvVcpu, type VcpuHost } from './vcpu.js';
 import type { PerDomainSpace } from './xen-space.js';
 import type { BootLayout } from './builder.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
@@ -54,7 +54,7 @@ export class Domain implements VcpuHost {
   readonly layout: BootLayout;
   readonly hypercalls: HypercallTable;
   readonly hypercallCounts = new Float64Array(HYPERCALL_SLOTS);
-  readonly exitCounts = new Map<string, number>();
+  readonly exitCounts = new ExitCounts();
   /** The domain's handle (xen_domain_handle_t), a random UUID as the toolstack gives. */
   readonly handle: Uint8Array = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
   readonly vcpus: PvVcpu[] = [];

@@ -42,8 +42,6 @@ export const errno = (name: keyof typeof XenErrno): bigint => -BigInt(XenErrno[n
 
 export class HypercallTable {
   private readonly handlers: Array<HypercallHandler | undefined> = new Array(HYPERCALL_SLOTS).fill(undefined);
-  /** Calls per hypercall number (for `paravane run --stats`). */
-  readonly counts = new Float64Array(HYPERCALL_SLOTS);
 
   /** Registers the handler of the hypercall the schemas name `name` ("console_io"). */
   register(name: string, handler: HypercallHandler): this {
@@ -62,7 +60,6 @@ export class HypercallTable {
     const n = nr >= 0n && nr < SLOTS_N ? Number(nr) : -1;
     const handler = n >= 0 ? this.handlers[n] : undefined;
     if (!handler) return errno('XEN_ENOSYS');
-    this.counts[n]! += 1;
     try {
       return handler(ctx, args);
     } catch (e) {

@@ -11,9 +11,25 @@ import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercal
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
   CR0, CR4, EFER, GDT_LIMIT, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
-  SYSCALL_PORT, TSS_LIMIT, hasErrorCode,
+  RESULT_PORT, SYSCALL_PORT, TSS_LIMIT, WIDE_RESULT, hasErrorCode,
 } from './xen-space.js';
 import { PAGE_SIZE } from './frames.js';
+
+/** Exit kinds counted per domain (`paravane run --stats`). */
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'exception', 'interrupted'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, exception: 3, interrupted: 4 } as const;
+
+/** Exit counts in a typed array: counting is on every exit's path. */
+export class ExitCounts {
+  readonly n = new Float64Array(EXIT_KINDS.length);
+  get(kind: (typeof EXIT_KINDS)[number]): number {
+    return this.n[EXIT_KINDS.indexOf(kind)]!;
+  }
+  /** The kinds seen, with their counts. */
+  entries(): Array<[string, number]> {
+    return EXIT_KINDS.flatMap((k, i) => (this.n[i] ? [[k, this.n[i]!] as [string, number]] : []));
+  }
+}
 
 /** What a vCPU needs from its domain. */
 export interface VcpuHost {
@@ -21,7 +37,7 @@ export interface VcpuHost {
   /** Calls per hypercall number, this domain only. */
   readonly hypercallCounts: Float64Array;
   /** Exits by kind, this domain only. */
-  readonly exitCounts: Map<string, number>;
+  readonly exitCounts: ExitCounts;
   /** The domain is still running (not shutting down, crashed or killed). */
   readonly running: boolean;
   /** The domain cannot go on: destroy it with this reason. */
@@ -45,6 +61,7 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#NP segment not present', '#SS stack fault', '#GP general protection', '#PF page fault', 'vector 15',
   '#MF x87 error', '#AC alignment check', '#MC machine check', '#XM SIMD error', '#VE virtualization exception',
   '#CP control protection'];
+const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -67,6 +84,8 @@ export class PvVcpu {
   guest: GuestMemory;
   private readonly stackTop: bigint;
   private ctx: HypercallContext | undefined;
+  /** A page-path result wider than 32 bits, waiting for the stub's `out`. */
+  private wideResult: bigint | undefined;
 
   constructor(
     private readonly host: VcpuHost,
@@ -103,21 +122,48 @@ export class PvVcpu {
     r.rflags = 0x200n;
   }
 
-  private count(kind: string): void {
-    this.host.exitCounts.set(kind, (this.host.exitCounts.get(kind) ?? 0) + 1);
+  private count(kind: number): void {
+    this.host.exitCounts.n[kind]! += 1;
   }
 
-  /** Issues the hypercall in the guest's registers and puts the result in rax. */
-  private hypercall(transport: Transport): void {
+  /** Issues the hypercall in the guest's registers; returns the result, or undefined if refused. */
+  private issue(transport: Transport): bigint | undefined {
     const r = this.engine.regs;
     if (!this.kernelMode) {
       this.host.crash(`hypercall from guest-user mode via ${transport}`);
-      return;
+      return undefined;
     }
     const nr = r.rax;
-    if (nr >= 0n && nr < BigInt(HYPERCALL_SLOTS)) this.host.hypercallCounts[Number(nr)]! += 1;
+    if (nr >= 0n && nr < SLOTS_N) this.host.hypercallCounts[Number(nr)]! += 1;
     const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
-    r.rax = BigInt.asUintN(64, this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args));
+    return this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args);
+  }
+
+  /** A hypercall whose result goes back in rax. */
+  private hypercall(transport: Transport): void {
+    const result = this.issue(transport);
+    if (result !== undefined) this.engine.regs.rax = BigInt.asUintN(64, result);
+  }
+
+  /**
+   * A hypercall through a hypercall-page stub (see hypercallStub): a result
+   * in (INT32_MIN, INT32_MAX] goes back as the `in`'s data, which KVM puts
+   * in eax (no register write-back); any other is kept for the stub's
+   * follow-up `out` to RESULT_PORT, and the `in` returns INT32_MIN.
+   */
+  private hypercallByIn(data: Uint8Array): void {
+    const result = this.issue('page');
+    if (result === undefined) return;
+    const narrow = result > -0x80000000n && result < 0x80000000n;
+    new DataView(data.buffer, data.byteOffset, 4).setInt32(0, narrow ? Number(result) : WIDE_RESULT, true);
+    this.wideResult = narrow ? undefined : result;
+  }
+
+  /** The stub's follow-up for a wide result: rax gets all 64 bits. */
+  private fetchWideResult(): void {
+    if (this.wideResult === undefined) return; // nothing pending: a stray out, ignored
+    this.engine.regs.rax = BigInt.asUintN(64, this.wideResult);
+    this.wideResult = undefined;
   }
 
   /**
@@ -127,11 +173,14 @@ export class PvVcpu {
   handleExit(exit: Exit): boolean {
     switch (exit.kind) {
       case 'io':
-        if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
-          this.count('hypercall (page)');
-          this.hypercall('page');
+        if (exit.port === HYPERCALL_PORT) {
+          this.count(EXIT.page);
+          if (exit.direction === 'in' && exit.size === 4) this.hypercallByIn(exit.data);
+          else this.hypercall('page');
+        } else if (exit.direction === 'out' && exit.port === RESULT_PORT) {
+          this.fetchWideResult();
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
-          this.count('hypercall (syscall)');
+          this.count(EXIT.syscall);
           this.hypercall('syscall');
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
@@ -141,7 +190,7 @@ export class PvVcpu {
         this.exception();
         return this.host.running;
       case 'interrupted':
-        this.count('interrupted');
+        this.count(EXIT.interrupted);
         return false;
       case 'shutdown':
         this.host.crash(`triple fault at rip ${hex(this.engine.regs.rip)}`);
@@ -187,12 +236,12 @@ export class PvVcpu {
     const errorCode = hasErrorCode(vector) ? view.getBigUint64(0, true) : undefined;
     const faultRip = view.getBigUint64(ripAt, true);
     if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
-      this.count('hypercall (vmcall)');
+      this.count(EXIT.vmcall);
       view.setBigUint64(ripAt, faultRip + 3n, true);
       this.hypercall('vmcall');
       return;
     }
-    this.count('exception');
+    this.count(EXIT.exception);
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
     const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';

@@ -92,9 +92,10 @@ describe('domain builder', () => {
     const { layout, memory, pd } = build({ memoryBytes: 8 * MIB });
     const g = new GuestMemory(ft, BigInt(layout.l4Mfn) << 12n);
     const hp = g.read(kernel.notes.hypercallPage!, 4096);
-    expect([...hp.subarray(29 * 32, 29 * 32 + 8)]).toEqual(hypercallStub(29));
-    expect(hp[29 * 32 + 8]).toBe(0xcc);
-    expect([...hp.subarray(64 * 32, 64 * 32 + 8)]).toEqual(hypercallStub(64));
+    const n = hypercallStub(0).length;
+    expect([...hp.subarray(29 * 32, 29 * 32 + n)]).toEqual(hypercallStub(29));
+    expect(hp[29 * 32 + n]).toBe(0xcc);
+    expect([...hp.subarray(64 * 32, 64 * 32 + n)]).toEqual(hypercallStub(64));
     const shared = ft.bytes(layout.sharedInfoMfn);
     const si = SharedInfo.over(shared.buffer, shared.byteOffset);
     for (let v = 0; v < 32; v++) expect(si.vcpu_info_at(v).evtchn_upcall_mask).toBe(1);

@@ -32,6 +32,12 @@
  * arg: IN/OUT struct pvbench_echo *. Bad pointer: -EFAULT.
  */
 #define PVBENCHOP_echo 1
+/*
+ * Return arg itself, all 64 bits, as the result: checks that every entry
+ * path returns full-width values (negative ones included).
+ * arg: any value (not a pointer).
+ */
+#define PVBENCHOP_ret  2
 
 #ifndef __ASSEMBLY__
 

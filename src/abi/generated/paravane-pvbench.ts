@@ -27,6 +27,12 @@ export const PvbenchCmd = {
    * arg: IN/OUT struct pvbench_echo *. Bad pointer: -EFAULT.
    */
   PVBENCHOP_echo: 1,
+  /**
+   * Return arg itself, all 64 bits, as the result: checks that every entry
+   * path returns full-width values (negative ones included).
+   * arg: any value (not a pointer).
+   */
+  PVBENCHOP_ret: 2,
 } as const;
 
 /**

@@ -145,6 +145,8 @@ const pvbenchOp: HypercallHandler = (ctx: HypercallContext, [cmd, arg]) => {
       ctx.guest.writeU64(arg + BigInt(PvbenchEcho.OFFSETS.result), value + 1n);
       return 0n;
     }
+    case PvbenchCmd.PVBENCHOP_ret:
+      return BigInt.asIntN(64, arg);
     default:
       return errno('XEN_ENOSYS');
   }

@@ -1,9 +1,11 @@
 /* The same hypercalls through each entry path: the hypercall page, vmcall
  * and syscall. For each path the guest records, as 64-bit words:
  *   xen_version(XENVER_version), pvbench echo (rax, result), console_io
- *   write from NULL (-EFAULT), hypercall 60 (-ENOSYS), and whether rbx,
- *   rbp and r12-r15 survived every call (1 = yes).
- * It then writes the three 6-word rows to the console as raw bytes and
+ *   write from a non-canonical address (-EFAULT), hypercall 60 (-ENOSYS),
+ *   whether rbx, rbp and r12-r15 survived every call (1 = yes), and pvbench
+ *   ret of 0x123456789abcdef0, 0xffffffff00000000 and -5 (results wider
+ *   than 32 bits, and a negative one).
+ * It then writes the three 9-word rows to the console as raw bytes and
  * powers off. Tests decode the bytes. */
 #include <xen/elfnote.h>
 #include <xen/xen.h>
@@ -88,6 +90,21 @@ ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
         HCALL \path, 60
         mov %rax, \row + 32(%rip)
         CHECK \row
+        mov $PVBENCHOP_ret, %edi
+        movabs $0x123456789abcdef0, %rsi
+        HCALL \path, __HYPERVISOR_pvbench_op
+        mov %rax, \row + 48(%rip)
+        CHECK \row
+        mov $PVBENCHOP_ret, %edi
+        movabs $0xffffffff00000000, %rsi
+        HCALL \path, __HYPERVISOR_pvbench_op
+        mov %rax, \row + 56(%rip)
+        CHECK \row
+        mov $PVBENCHOP_ret, %edi
+        mov $-5, %rsi
+        HCALL \path, __HYPERVISOR_pvbench_op
+        mov %rax, \row + 64(%rip)
+        CHECK \row
 .endm
 
         .text
@@ -95,10 +112,10 @@ ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
         .globl _start
 _start:
         ROW page, rows
-        ROW vmcall, rows + 48
-        ROW syscall, rows + 96
+        ROW vmcall, rows + 72
+        ROW syscall, rows + 144
         mov $CONSOLEIO_write, %edi
-        mov $144, %esi
+        mov $216, %esi
         lea rows(%rip), %rdx
         call hypercall_page + __HYPERVISOR_console_io * 32
         movl $SHUTDOWN_poweroff, reason(%rip)
@@ -115,5 +132,5 @@ hypercall_page:
         .data
         .balign 8
 echo:   .quad 0, 0
-rows:   .fill 18, 8, 0
+rows:   .fill 27, 8, 0
 reason: .long 0
