@@ -11,7 +11,7 @@ import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercal
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
   CR0, CR4, EFER, GDT_LIMIT, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
-  RESULT_PORT, SYSCALL_PORT, TSS_LIMIT, WIDE_RESULT, hasErrorCode,
+  SYSCALL_PORT, TSS_LIMIT, hasErrorCode,
 } from './xen-space.js';
 import { PAGE_SIZE } from './frames.js';
 
@@ -84,8 +84,6 @@ export class PvVcpu {
   guest: GuestMemory;
   private readonly stackTop: bigint;
   private ctx: HypercallContext | undefined;
-  /** A page-path result wider than 32 bits, waiting for the stub's `out`. */
-  private wideResult: bigint | undefined;
 
   constructor(
     private readonly host: VcpuHost,
@@ -146,39 +144,15 @@ export class PvVcpu {
   }
 
   /**
-   * A hypercall through a hypercall-page stub (see hypercallStub): a result
-   * in (INT32_MIN, INT32_MAX] goes back as the `in`'s data, which KVM puts
-   * in eax (no register write-back); any other is kept for the stub's
-   * follow-up `out` to RESULT_PORT, and the `in` returns INT32_MIN.
-   */
-  private hypercallByIn(data: Uint8Array): void {
-    const result = this.issue('page');
-    if (result === undefined) return;
-    const narrow = result > -0x80000000n && result < 0x80000000n;
-    new DataView(data.buffer, data.byteOffset, 4).setInt32(0, narrow ? Number(result) : WIDE_RESULT, true);
-    this.wideResult = narrow ? undefined : result;
-  }
-
-  /** The stub's follow-up for a wide result: rax gets all 64 bits. */
-  private fetchWideResult(): void {
-    if (this.wideResult === undefined) return; // nothing pending: a stray out, ignored
-    this.engine.regs.rax = BigInt.asUintN(64, this.wideResult);
-    this.wideResult = undefined;
-  }
-
-  /**
    * Handles one exit. Returns false when the vCPU should stop running for
    * now (deadline or kick, or the domain stopped).
    */
   handleExit(exit: Exit): boolean {
     switch (exit.kind) {
       case 'io':
-        if (exit.port === HYPERCALL_PORT) {
+        if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
           this.count(EXIT.page);
-          if (exit.direction === 'in' && exit.size === 4) this.hypercallByIn(exit.data);
-          else this.hypercall('page');
-        } else if (exit.direction === 'out' && exit.port === RESULT_PORT) {
-          this.fetchWideResult();
+          this.hypercall('page');
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
           this.count(EXIT.syscall);
           this.hypercall('syscall');

@@ -13,9 +13,8 @@
 // Xen puts them (FIRST_RESERVED_GDT_ENTRY = 7168).
 //
 // How a guest reaches the hypervisor (../shared/DESIGN.md section 2):
-//   - hypercall page stubs: `mov $nr,%eax; in $HYPERCALL_PORT,%eax; ...`,
-//     a port-I/O exit through the TSS I/O bitmap (the cheapest exit here)
-//     whose result comes back as the `in`'s data (see hypercallStub);
+//   - hypercall page stubs: `mov $nr,%eax; out %al,$HYPERCALL_PORT; ret`,
+//     a port-I/O exit through the TSS I/O bitmap (the cheapest exit here);
 //   - `syscall`: on this host it stays at CPL 3 and jumps to LSTAR, whose
 //     stub does `out %al,$SYSCALL_PORT` and returns like sysret would; on
 //     hardware where syscall enters ring 0 the stub ends with sysretq;
@@ -52,14 +51,12 @@ export const SEL = { HV_CS: 0xe008, HV_DS: 0xe010, CS32: 0xe023, DS: 0xe02b, CS6
 /** GDT limit covering Xen's reserved entries up to the TSS descriptor. */
 export const GDT_LIMIT = SEL.TSS + 16 - 1;
 
-/** Hypercall-page stubs use a 32-bit `in` here: ports 0xe0-0xe3 are open. */
+/** The hypercall-page stubs' one-byte `out`. */
 export const HYPERCALL_PORT = 0xe0;
 /** The LSTAR stub's one-byte `out`. */
 export const SYSCALL_PORT = 0xe4;
-/** A hypercall-page stub fetches a result wider than 32 bits with an `out` here. */
-export const RESULT_PORT = 0xe5;
 /** Ports the TSS I/O bitmap opens to the guest; every other port is closed. */
-const OPEN_PORTS = [HYPERCALL_PORT, HYPERCALL_PORT + 1, HYPERCALL_PORT + 2, HYPERCALL_PORT + 3, SYSCALL_PORT, RESULT_PORT];
+const OPEN_PORTS = [HYPERCALL_PORT, SYSCALL_PORT];
 
 export const TSS_SIZE = 0x68;
 export const IOMAP_BYTES = 8192;
@@ -80,27 +77,15 @@ const UPPER = PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D;
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
 
 /**
- * Hypercall page stub `nr` (20 bytes; like Xen's, it preserves every
- * register but rax):
- *
- *   mov $nr,%eax
- *   in $HYPERCALL_PORT,%eax       the hypercall; its result comes back as the
- *   cltq                          `in`'s data (KVM writes eax), sign-extended
- *   cmp $-0x80000000,%rax         INT32_MIN means "wider than 32 bits":
- *   jne 1f
- *   out %al,$RESULT_PORT          fetch the full value into rax
- * 1: ret
- *
- * Returning through the `in` avoids writing the registers back into the
- * vCPU, which costs about 0.5 us per exit here. Results outside
- * (INT32_MIN, INT32_MAX] take a second exit.
+ * Hypercall page stub `nr`: mov $nr,%eax; out %al,$HYPERCALL_PORT; ret.
+ * Like Xen's stubs it preserves every register but rax, which the core
+ * writes with the result. (Returning the result as an `in`'s data instead,
+ * to spare the register write-back, measured the same here: an `in` exit
+ * costs that much more than an `out`.)
  */
 export function hypercallStub(nr: number): number[] {
-  return [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe5, HYPERCALL_PORT, 0x48, 0x98,
-    0x48, 0x3d, 0x00, 0x00, 0x00, 0x80, 0x75, 0x02, 0xe6, RESULT_PORT, 0xc3];
+  return [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe6, HYPERCALL_PORT, 0xc3];
 }
-/** The `in` data meaning "fetch the result with an `out` to RESULT_PORT". */
-export const WIDE_RESULT = -0x80000000;
 
 /**
  * The LSTAR stub. rcx = return rip, r11 = rflags (set by syscall).
