@@ -7,6 +7,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -22,6 +23,10 @@ constexpr int kSlots = 4096;
 struct Slot {
   std::atomic<struct kvm_run *> run{nullptr};
   std::atomic<uint32_t> gen{0};
+  // Handlers between loading `run` and writing through it: kickFree waits
+  // for zero before returning, so the kvm_run area is never unmapped under
+  // a handler that already holds its address.
+  std::atomic<int32_t> inHandler{0};
   pthread_t thread{};
   timer_t timer{};
   bool used = false;
@@ -37,9 +42,12 @@ int KickSignal() { return SIGRTMIN + 3; }
 void OnKick(int, siginfo_t *si, void *) {
   uint32_t h = (uint32_t)si->si_value.sival_int;
   Slot &s = g_slots[h % kSlots];
-  if (s.gen.load(std::memory_order_acquire) != (h / kSlots)) return;
-  struct kvm_run *r = s.run.load(std::memory_order_acquire);
-  if (r) r->immediate_exit = 1;
+  s.inHandler.fetch_add(1);
+  if (s.gen.load() == (h / kSlots)) {
+    struct kvm_run *r = s.run.load();
+    if (r) r->immediate_exit = 1;
+  }
+  s.inHandler.fetch_sub(1);
 }
 
 Slot *Lookup(Napi::Env env, const Napi::CallbackInfo &info, uint32_t *handle) {
@@ -107,9 +115,11 @@ Napi::Value KickFree(const Napi::CallbackInfo &info) {
   uint32_t h;
   Slot *s = Lookup(env, info, &h);
   if (!s) return env.Undefined();
-  s->run.store(nullptr, std::memory_order_release);
-  s->gen.store((s->gen.load() + 1) % (UINT32_MAX / kSlots), std::memory_order_release);
   timer_delete(s->timer);
+  s->run.store(nullptr);
+  s->gen.store((s->gen.load() + 1) % (UINT32_MAX / kSlots));
+  // A handler that loaded the old area before the store above finishes now.
+  while (s->inHandler.load() != 0) sched_yield();
   s->used = false;
   return env.Undefined();
 }

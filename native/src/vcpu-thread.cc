@@ -50,7 +50,6 @@ struct VcpuThread {
   int fd;
   struct kvm_run *run;
   Worker *worker;
-  std::atomic<int32_t> done;  // the worker has left this vCPU (after kQuit)
   bool stopped;
 };
 
@@ -61,6 +60,10 @@ struct Worker {
   std::atomic<VcpuThread *> job;
   std::atomic<int32_t> jobWord;  // futex: bumped when a job is assigned or the worker must exit
   std::atomic<int32_t> started;
+  // Set when the worker has left its current vCPU (after kQuit). It lives in
+  // the worker, which outlives every assignment, so the wake-up after the
+  // store never touches a record the core may already have freed.
+  std::atomic<int32_t> done;
   std::atomic<bool> exit;
 };
 
@@ -93,17 +96,20 @@ void RunJob(VcpuThread *t) {
     spinLimit = kThreadSpins;
     int r = ioctl(t->fd, KVM_RUN, 0);
     c->result.store(r == 0 ? 0 : -errno);
-    c->state.store(kExited);
+    int32_t expected = kRun;
+    if (!c->state.compare_exchange_strong(expected, kExited)) return;  // quit was asked during the run
     if (c->coreSleeping.load()) Futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
   }
 }
 
 void *WorkerMain(void *arg) {
   Worker *w = static_cast<Worker *>(arg);
+  // Only kicks reach this thread: a process-directed signal delivered here
+  // would cut KVM_RUN short for nothing.
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, KickSignalNumber());
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  sigfillset(&set);
+  sigdelset(&set, KickSignalNumber());
+  pthread_sigmask(SIG_SETMASK, &set, nullptr);
   w->tid = (pid_t)syscall(SYS_gettid);
   w->started.store(1);
   Futex(&w->started, FUTEX_WAKE_PRIVATE, 1);
@@ -116,8 +122,8 @@ void *WorkerMain(void *arg) {
       continue;
     }
     RunJob(t);
-    t->done.store(1);
-    Futex(&t->done, FUTEX_WAKE_PRIVATE, 1);
+    w->done.store(1);
+    Futex(&w->done, FUTEX_WAKE_PRIVATE, 1);
   }
 }
 
@@ -141,13 +147,8 @@ Worker *TakeWorker(int *err) {
   return w;
 }
 
-// Stops the vCPU's run loop and parks its worker, or ends it if enough are parked.
-void StopThread(VcpuThread *t) {
-  t->ctl->state.store(kQuit);
-  Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
-  while (t->done.load() == 0) Futex(&t->done, FUTEX_WAIT_PRIVATE, 0);
-  t->stopped = true;
-  Worker *w = t->worker;
+// Parks an idle worker, or ends it if enough are parked.
+void ReleaseWorker(Worker *w) {
   {
     std::lock_guard<std::mutex> guard(g_poolLock);
     if (g_parked.size() < kMaxParked) {
@@ -160,6 +161,16 @@ void StopThread(VcpuThread *t) {
   Futex(&w->jobWord, FUTEX_WAKE_PRIVATE, 1);
   pthread_join(w->thread, nullptr);
   delete w;
+}
+
+// Stops the vCPU's run loop and parks its worker, or ends it if enough are parked.
+void StopThread(VcpuThread *t) {
+  Worker *w = t->worker;
+  t->ctl->state.store(kQuit);
+  Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+  while (w->done.load() == 0) Futex(&w->done, FUTEX_WAIT_PRIVATE, 0);
+  t->stopped = true;
+  ReleaseWorker(w);
 }
 
 // When the handle is garbage: stop the vCPU if TypeScript did not, free all.
@@ -203,14 +214,12 @@ Napi::Value Start(const Napi::CallbackInfo &info) {
   // Kicks and deadline timers go to the worker's thread id.
   int64_t kick = KickRegister(t->run, w->tid, w->thread);
   if (kick < 0) {
-    {
-      std::lock_guard<std::mutex> guard(g_poolLock);
-      g_parked.push_back(w);
-    }
     free(t->ctl);
     delete t;
+    ReleaseWorker(w);
     return ThrowErrno(env, "kick registration", (int)-kick);
   }
+  w->done.store(0);
   w->job.store(t);
   w->jobWord.fetch_add(1);
   Futex(&w->jobWord, FUTEX_WAKE_PRIVATE, 1);
@@ -238,7 +247,8 @@ napi_value Wake(napi_env env, napi_callback_info info) {
     ThrowArg(Napi::Env(env), "argument must be a vCPU thread handle");
     return nullptr;
   }
-  Futex(&static_cast<VcpuThread *>(data)->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+  VcpuThread *t = static_cast<VcpuThread *>(data);
+  if (!t->stopped) Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
   return nullptr;
 }
 
