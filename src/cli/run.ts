@@ -104,6 +104,7 @@ export async function runCommand(
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       const t0 = process.hrtime.bigint();
       const end = await hv.run(d, { timeoutMs: timeout === undefined ? undefined : timeout * 1000, signal: abort.signal });
+      if (end.kind === 'paused') throw new Error('the domain was paused, which `paravane run` never does');
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (opts.stats) io.err(formatStats(d, seconds));
       const { code, message } = describeEnd(d, end);

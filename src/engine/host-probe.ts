@@ -41,6 +41,18 @@ function describeInstruction(name: string, exit: Exit, rax: bigint): TransportRe
   return { name, behaviour: `exits to the engine (${exit.kind})`, usable: true };
 }
 
+/**
+ * Whether `syscall` at CPL 3 stays at CPL 3 on this host (as kvm_pvm does)
+ * or enters ring 0 (ordinary hardware virtualization). Runs one probe guest.
+ */
+export function syscallStaysAtCpl3(engine: Engine): boolean {
+  const sys = firstExit(engine, 'syscall', (g) => {
+    g.vcpu.setMsrs([[MSR_STAR, 0x0010000800000000n], [MSR_LSTAR, BigInt(LAYOUT.CODE + 0x100)], [MSR_FMASK, 0x700n]]);
+  }).exit;
+  if (sys.kind !== 'io' || sys.port !== PORT.A) return false;
+  return ((sys.data[0]! | (sys.data[1]! << 8)) & 3) === 3;
+}
+
 /** Runs the transport probe guests. */
 export function probeTransports(engine: Engine): TransportReport[] {
   const out: TransportReport[] = [];

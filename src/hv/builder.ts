@@ -76,6 +76,11 @@ function tablesFor(start: bigint, end: bigint): { l1: number; l2: number; l3: nu
   return { l1: span(21n), l2: span(30n), l3: span(39n) };
 }
 
+/** Whether [a, aEnd) and [b, bEnd) share an L4 slot. */
+function overlapsSlots(a: bigint, aEnd: bigint, b: bigint, bEnd: bigint): boolean {
+  return a >> 39n <= (bEnd - 1n) >> 39n && b >> 39n <= (aEnd - 1n) >> 39n;
+}
+
 /** A virtual range the guest may own: canonical and clear of the hypervisor's slots. */
 function guestRangeUsable(start: bigint, end: bigint): boolean {
   if (end <= start || end > 1n << 64n) return false;
@@ -160,11 +165,15 @@ export function buildDomain(
   }
   const p2mPages = pagesFor(nrPages * 8);
   // INIT_P2M: the list is mapped at the note's address, outside the initial
-  // mapping, if that address is page aligned, below VIRT_BASE and a usable
-  // range; otherwise the note is ignored, as Xen ignores it.
+  // mapping, if that address is page aligned, below VIRT_BASE, a usable
+  // range, and in L4 slots of its own (Linux frees the whole slot of that
+  // mapping once it has its own P2M, so it must not share tables with the
+  // kernel's mapping); otherwise the note is ignored, as Xen ignores it.
   const p2mVa = notes.initP2m;
-  const useInitP2m = p2mVa !== undefined && p2mVa % PAGE === 0n && p2mVa < vb &&
-    p2mVa + BigInt(p2mPages) * PAGE <= vb && guestRangeUsable(p2mVa, p2mVa + BigInt(p2mPages) * PAGE);
+  const p2mEndVa = p2mVa === undefined ? 0n : p2mVa + BigInt(p2mPages) * PAGE;
+  const mappingBound = vb + BigInt(nrPages) * PAGE; // the initial mapping cannot end past this
+  const useInitP2m = p2mVa !== undefined && p2mVa % PAGE === 0n && p2mVa < vb && p2mEndVa <= vb &&
+    guestRangeUsable(p2mVa, p2mEndVa) && !overlapsSlots(p2mVa, p2mEndVa, vb, mappingBound);
   let p2mPfn = -1;
   if (!useInitP2m) {
     p2mPfn = next;
@@ -233,11 +242,9 @@ export function buildDomain(
 
     // Bootstrap page tables, in order L4, L3s, L2s, L1s.
     let l3Next = ptPfn + 1, l2Next = l3Next + tables.l3, l1Next = l2Next + tables.l2;
-    const ptLevelOf = new Map<number, number>([[ptPfn, 4]]);
     const l4Mfn = memory.mfnOf(ptPfn);
     const mapper = new Mapper(ft, l4Mfn, (level) => {
       const pfn = level === 3 ? l3Next++ : level === 2 ? l2Next++ : l1Next++;
-      ptLevelOf.set(pfn, level);
       return memory.mfnOf(pfn);
     });
     const isPt = (pfn: number): boolean => pfn >= ptPfn && pfn < ptPfn + nrPtFrames;
@@ -275,8 +282,10 @@ export function buildDomain(
     st.nr_pt_frames = BigInt(nrPtFrames);
     st.mfn_list = useInitP2m ? p2mVa : va(p2mPfn);
     if (initrd) {
+      // Mapped: its virtual address and length in bytes. By PFN (MOD_START_PFN):
+      // its first PFN and the length of the pages it fills (../shared/xen-abi.md 3.2).
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
-      st.mod_len = BigInt(initrd.length);
+      st.mod_len = initrdUnmapped ? BigInt(pagesFor(initrd.length) * PAGE_SIZE) : BigInt(initrd.length);
     }
     st.cmd_line = cmdline;
     if (useInitP2m) {

@@ -13,10 +13,13 @@ import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { XenSpace } from './xen-space.js';
 import { BuildError } from './builder.js';
+import { syscallStaysAtCpl3 } from '../engine/host-probe.js';
 
 export interface MachineOptions {
   /** Machine memory in bytes (all domains plus the hypervisor's own frames). */
   memoryBytes: number;
+  /** Whether `syscall` stays at CPL 3 on this host; probed when not given. */
+  syscallAtCpl3?: boolean;
 }
 
 export interface DomainOptions {
@@ -65,7 +68,8 @@ export class Hypervisor {
     this.memory = engine.createMemory(opts.memoryBytes);
     try {
       this.frames = new FrameTable(this.memory);
-      this.xen = new XenSpace(this.frames);
+      // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
+      this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
       this.hypercalls = registerBasicHypercalls(new HypercallTable());
     } catch (e) {
       this.memory.close();
@@ -122,10 +126,14 @@ export class Hypervisor {
   }
 
   /**
-   * Runs a domain's vCPU until the domain ends, then destroys it. Resolves
-   * with how it ended. Timeouts and aborts take effect within one quantum.
+   * Runs a domain's vCPU until the domain ends, then destroys it, and
+   * resolves with how it ended; or until it is paused, and resolves with
+   * { kind: 'paused' } (the domain keeps its state and can run again).
+   * Timeouts and aborts take effect within one quantum. Whatever happens,
+   * even a paravane bug thrown from a handler, an ended domain is destroyed
+   * and its frames return to the pool.
    */
-  async run(d: Domain, opts: RunOptions = {}): Promise<DomainEnd> {
+  async run(d: Domain, opts: RunOptions = {}): Promise<DomainEnd | { kind: 'paused' }> {
     const quantum = BigInt(Math.max(1, opts.quantumMs ?? DEFAULT_QUANTUM_MS)) * 1_000_000n;
     const deadline = opts.timeoutMs === undefined ? undefined : process.hrtime.bigint() + BigInt(Math.round(opts.timeoutMs * 1e6));
     const vcpu = d.vcpus[0]!;
@@ -146,13 +154,17 @@ export class Hypervisor {
         while (vcpu.handleExit(vcpu.engine.run()));
         if (d.running) await new Promise<void>((resolve) => setImmediate(resolve));
       }
-    } finally {
-      if (d.running) d.kill('stopped by an internal error');
-      if (d.state !== 'dead') vcpu.engine.setDeadline(null);
+    } catch (e) {
+      d.crash(`internal error: ${(e as Error).message}`);
+      this.destroyDomain(d);
+      throw e;
     }
-    const end = d.end!;
+    if (d.state === 'paused') {
+      vcpu.engine.setDeadline(null);
+      return { kind: 'paused' };
+    }
     this.destroyDomain(d);
-    return end;
+    return d.end!;
   }
 
   /** Destroys every domain and releases the machine. */

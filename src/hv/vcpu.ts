@@ -10,7 +10,7 @@ import { GuestFault, GuestMemory } from './guest-access.js';
 import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
-  CR0, CR4, EFER, GDT_LIMIT, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
+  CR0, CR4, CSTAR_OFFSET, EFER, GDT_LIMIT, SYSCALL_FMASK, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
   SYSCALL_PORT, TSS_LIMIT, hasErrorCode,
 } from './xen-space.js';
 import { PAGE_SIZE } from './frames.js';
@@ -65,6 +65,9 @@ const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+/** The stub page syscall lands in: a guest halting or faulting there tried a syscall paravane refuses. */
+const inSyscallStubs = (rip: bigint): boolean => rip >= LSTAR_VIRT && rip < LSTAR_VIRT + 4096n;
+const SYSCALL_REFUSED = 'syscall is refused on this host (it leaves CPL 3 here, or was a 32-bit syscall); use the hypercall page or vmcall';
 
 function seg(selector: number, type: number, code: boolean): Segment {
   return {
@@ -109,7 +112,7 @@ export class PvVcpu {
     engine.setSpecialRegisters(s);
     engine.setMsrs([
       [MSR.STAR, (BigInt(SEL.CS32 & ~3) << 48n) | (BigInt(SEL.HV_CS) << 32n)],
-      [MSR.LSTAR, LSTAR_VIRT], [MSR.CSTAR, 0n], [MSR.FMASK, 0n],
+      [MSR.LSTAR, LSTAR_VIRT], [MSR.CSTAR, LSTAR_VIRT + BigInt(CSTAR_OFFSET)], [MSR.FMASK, SYSCALL_FMASK],
       [MSR.FS_BASE, 0n], [MSR.GS_BASE, 0n], [MSR.KERNEL_GS_BASE, 0n],
     ]);
     const r = engine.regs;
@@ -192,6 +195,10 @@ export class PvVcpu {
    */
   private exception(): void {
     const r = this.engine.regs;
+    if (inSyscallStubs(r.rip - 1n)) {
+      this.host.crash(SYSCALL_REFUSED);
+      return;
+    }
     const offset = r.rip - 1n - STUBS_VIRT;
     if (offset < 0n || offset >= 256n * BigInt(STUB_SIZE) || offset % BigInt(STUB_SIZE) !== 0n) {
       this.host.crash(`halted at ${hex(r.rip)}, outside the exception stubs`);
@@ -216,6 +223,10 @@ export class PvVcpu {
       return;
     }
     this.count(EXIT.exception);
+    if (inSyscallStubs(faultRip)) {
+      this.host.crash(SYSCALL_REFUSED);
+      return;
+    }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
     const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';

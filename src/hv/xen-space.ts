@@ -88,17 +88,20 @@ export function hypercallStub(nr: number): number[] {
 }
 
 /**
- * The LSTAR stub. rcx = return rip, r11 = rflags (set by syscall).
+ * The LSTAR stub, where `syscall` lands. rcx = return rip, r11 = rflags.
+ * On a host whose `syscall` stays at CPL 3 (this one):
  *   out %al,$SYSCALL_PORT        the hypercall; the core puts the result in rax
- *   push %rax; mov %cs,%eax; test $3,%al; pop %rax
- *   jz 1f                        ring 0 (ordinary hardware): sysretq
- *   push %r11; popfq; jmp *%rcx  ring 3 (this host's KVM): return by hand
- * 1: sysretq
+ *   push %r11; popfq; jmp *%rcx  return as sysret would (sysret #GPs at CPL 3)
+ * On a host where `syscall` enters ring 0 the stub is `hlt` instead: the
+ * domain is crashed with the reason. Ring-0 code here would run on the
+ * guest's own stack, at an address the guest chose, so none is run.
  */
-export const LSTAR_STUB = [
-  0xe6, SYSCALL_PORT, 0x50, 0x8c, 0xc8, 0xa8, 0x03, 0x58, 0x74, 0x05,
-  0x41, 0x53, 0x9d, 0xff, 0xe1, 0x48, 0x0f, 0x07,
-];
+export const LSTAR_STUB_CPL3 = [0xe6, SYSCALL_PORT, 0x41, 0x53, 0x9d, 0xff, 0xe1];
+export const LSTAR_STUB_REFUSE = [0xf4, 0xeb, 0xfd];
+/** CSTAR (32-bit `syscall`): never a hypercall path; halts (ring 0) or faults (CPL 3). */
+export const CSTAR_OFFSET = 0x20;
+/** RFLAGS bits `syscall` clears: TF, DF, NT, AC (IF is the guest's; popfq at CPL 3 could not restore it). */
+export const SYSCALL_FMASK = 0x44500n;
 
 /** Ring-0 exception stub for `vector`: hlt; [add $8,%rsp;] iretq. */
 function exceptionStub(vector: number): number[] {
@@ -142,7 +145,12 @@ export class XenSpace {
   readonly sharedL1: number;
   private readonly frames: number[] = [];
 
-  constructor(private readonly ft: FrameTable) {
+  /**
+   * `syscallAtCpl3`: whether this host's `syscall` stays at CPL 3 (see
+   * syscallStaysAtCpl3 in src/engine/host-probe.ts); if not, syscall
+   * hypercalls are refused.
+   */
+  constructor(private readonly ft: FrameTable, readonly syscallAtCpl3: boolean) {
     const take = (): number => {
       const [mfn] = ft.allocate(OWNER_XEN, 1);
       this.frames.push(mfn!);
@@ -172,7 +180,9 @@ export class XenSpace {
       setU64(idtBytes, v * 16, (h & 0xffffn) | (BigInt(SEL.HV_CS) << 16n) | (0x8en << 40n) | (((h >> 16n) & 0xffffn) << 48n));
       setU64(idtBytes, v * 16 + 8, h >> 32n);
     }
-    ft.bytes(lstar).fill(0xcc).set(LSTAR_STUB, 0);
+    const lstarPage = ft.bytes(lstar).fill(0xcc);
+    lstarPage.set(syscallAtCpl3 ? LSTAR_STUB_CPL3 : LSTAR_STUB_REFUSE, 0);
+    lstarPage.set(LSTAR_STUB_REFUSE, CSTAR_OFFSET);
   }
 
   /** Frames of the shared area (the M2P table itself is the frame table's). */

@@ -85,6 +85,24 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
     expect(hv.frames.free).toBe(freeAtStart);
   });
 
+  it('pauses a running domain and resumes it later', async () => {
+    const d = hv.createDomain(guest('minimal'), { memoryBytes: 8 * MIB });
+    setTimeout(() => d.pause(), 50);
+    expect(await hv.run(d, { timeoutMs: 10_000 })).toEqual({ kind: 'paused' });
+    expect(d.state).toBe('paused');
+    expect(hv.frames.framesOf(d.id).length).toBeGreaterThan(2048); // still holds its memory
+    expect(await hv.run(d, { timeoutMs: 100 })).toEqual({ kind: 'killed', reason: 'timed out after 0.1 s' });
+    expect(hv.frames.free).toBe(freeAtStart);
+  });
+
+  it('destroys the domain and rethrows when paravane itself fails during a hypercall', async () => {
+    const d = hv.createDomain(guest('crash'), { memoryBytes: 8 * MIB, console: () => { throw new Error('console sink failed'); } });
+    await expect(hv.run(d)).rejects.toThrow('console sink failed');
+    expect(d.state).toBe('dead');
+    expect(d.end).toEqual({ kind: 'crashed', reason: 'internal error: console sink failed' });
+    expect(hv.frames.free).toBe(freeAtStart);
+  });
+
   it('keeps several domains built at once apart and frees each on destroy', () => {
     const a = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
     const b = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
@@ -94,6 +112,18 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
     hv.destroyDomain(a);
     hv.destroyDomain(b);
     expect(hv.frames.free).toBe(freeAtStart);
+  });
+
+  it('refuses syscall hypercalls, crashing the domain with the reason, on a host whose syscall enters ring 0', async () => {
+    const strict = new Hypervisor(engine, { memoryBytes: 32 * MIB, syscallAtCpl3: false });
+    try {
+      const d = strict.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
+      const end = await strict.run(d, { timeoutMs: 20_000 });
+      expect(end).toEqual({ kind: 'crashed', reason: expect.stringMatching(/^syscall is refused on this host/) });
+      expect(d.exitCounts.get('hypercall (vmcall)')).toBe(7); // the page and vmcall rows ran first
+    } finally {
+      strict.close();
+    }
   });
 
   it('refuses a malformed kernel or impossible options without allocating anything', () => {

@@ -12,7 +12,7 @@ import { FrameTable, OWNER_XEN, PageType } from '../../src/hv/frames.js';
 import { GuestMemory } from '../../src/hv/guest-access.js';
 import { BuildError, buildDomain } from '../../src/hv/builder.js';
 import { parseGuestKernel, type GuestKernel } from '../../src/hv/elf.js';
-import { XenSpace, M2P_VIRT_START, LSTAR_STUB, LSTAR_VIRT, hypercallStub } from '../../src/hv/xen-space.js';
+import { XenSpace, M2P_VIRT_START, LSTAR_STUB_CPL3, LSTAR_STUB_REFUSE, CSTAR_OFFSET, hypercallStub } from '../../src/hv/xen-space.js';
 import { SharedInfo, StartInfo, StartInfoFlags } from '../../src/abi/generated/xen.js';
 
 const MIB = 1 << 20;
@@ -30,7 +30,7 @@ describe('domain builder', () => {
   let freeBefore: number;
   beforeEach(() => {
     ft = new FrameTable(createPlainMemory(64 * MIB));
-    xen = new XenSpace(ft);
+    xen = new XenSpace(ft, true);
     freeBefore = ft.free;
   });
 
@@ -105,8 +105,13 @@ describe('domain builder', () => {
     expect(() => g.read(M2P_VIRT_START, 8)).toThrow(/not entirely guest memory/);
     // The hypervisor's frames are its own.
     expect(ft.owner[xen.m2pL3]).toBe(OWNER_XEN);
-    expect(LSTAR_STUB.length).toBeLessThan(32);
-    expect(LSTAR_VIRT > M2P_VIRT_START).toBe(true);
+    // The syscall stub page: the CPL-3 stub at LSTAR, a halt at CSTAR; a host whose syscall enters ring 0 gets halts only.
+    const stubPage = (x: XenSpace) => ft.bytes(Number(ft.words32(x.sharedL1)[4]! >>> 12));
+    expect([...stubPage(xen).subarray(0, LSTAR_STUB_CPL3.length)]).toEqual(LSTAR_STUB_CPL3);
+    expect([...stubPage(xen).subarray(CSTAR_OFFSET, CSTAR_OFFSET + 3)]).toEqual(LSTAR_STUB_REFUSE);
+    const refusing = new XenSpace(ft, false);
+    expect([...stubPage(refusing).subarray(0, 3)]).toEqual(LSTAR_STUB_REFUSE);
+    refusing.release();
     memory.destroy();
     pd.release();
   });
@@ -127,6 +132,7 @@ describe('domain builder', () => {
     const g2 = new GuestMemory(ft, BigInt(b.layout.l4Mfn) << 12n);
     const si2 = startInfo(g2, b.layout.startInfoVa);
     expect(si2.flags & StartInfoFlags.SIF_MOD_START_PFN).toBe(StartInfoFlags.SIF_MOD_START_PFN);
+    expect(si2.mod_len).toBe(3n * 4096n); // by PFN: the pages it fills
     const pfn = Number(si2.mod_start);
     expect(BigInt(pfn) << 12n).toBeGreaterThanOrEqual(b.layout.mappedEnd); // unmapped, after the initial mapping
     expect(b.memory.page(pfn).subarray(0, 4096)).toEqual(initrd.subarray(0, 4096));
@@ -155,6 +161,12 @@ describe('domain builder', () => {
     expect(layout.pfn.p2m).toBe(Number(si.first_p2m_pfn));
     memory.destroy();
     pd.release();
+    // A note in the kernel mapping's own L4 slot is ignored (Linux frees that slot's tables later).
+    const shared = build({ memoryBytes: 16 * MIB }, { ...high, notes: { ...high.notes, initP2m: 0xffffff8000000000n } });
+    const si3 = startInfo(new GuestMemory(ft, BigInt(shared.layout.l4Mfn) << 12n), shared.layout.startInfoVa);
+    expect(si3.mfn_list).toBe(up + (BigInt(shared.layout.pfn.p2m) << 12n));
+    shared.memory.destroy();
+    shared.pd.release();
     // A note above VIRT_BASE is ignored: the list stays in the initial mapping.
     const ignored = build({ memoryBytes: 8 * MIB }, { ...kernel, notes: { ...kernel.notes, initP2m: 0x8000000000n } });
     const si2 = startInfo(new GuestMemory(ft, BigInt(ignored.layout.l4Mfn) << 12n), ignored.layout.startInfoVa);
