@@ -8,20 +8,8 @@
  * event delivery masked. Nothing else may be assumed.
  */
 #include <xen/elfnote.h>
+#include <paravane/elfnote-asm.h>
 #include <paravane/pte.h>
-
-/* One Xen note: namesz, descsz, type, "Xen", then the descriptor. */
-#define ELFNOTE(type, directive, value)          \
-        .pushsection .note.Xen, "a", @note;      \
-        .balign 4;                               \
-        .long 2f - 1f;                           \
-        .long 4f - 3f;                           \
-        .long type;                              \
-1:      .asciz "Xen";                            \
-2:      .balign 4;                               \
-3:      directive value;                         \
-4:      .balign 4;                               \
-        .popsection
 
 /* Numbers that are addresses come from the linker: __virt_base is set in
  * guest.lds, so the note and the link address cannot disagree. */

@@ -1,24 +1,8 @@
 /* Prints a line, then executes ud2 with no trap handler registered: the
  * hypervisor must destroy this domain alone, with the reason. */
-#include <xen/elfnote.h>
-#include <xen/xen.h>
+#include "guest.h"
 
-#define ELFNOTE(type, directive, value)          \
-        .pushsection .note.Xen, "a", @note;      \
-        .balign 4;                               \
-        .long 2f - 1f;                           \
-        .long 4f - 3f;                           \
-        .long type;                              \
-1:      .asciz "Xen";                            \
-2:      .balign 4;                               \
-3:      directive value;                         \
-4:      .balign 4;                               \
-        .popsection
-
-ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-test")
-ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0")
-ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic")
-ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
+TEST_GUEST_NOTES
 
         .text
         .code64
@@ -31,10 +15,7 @@ _start:
         .globl fault
 fault:  ud2
 
-        .balign 4096
-        .globl hypercall_page
-hypercall_page:
-        .fill 4096, 1, 0
+        HYPERCALL_PAGE
 
         .data
 msg:    .ascii "about to fault\n"

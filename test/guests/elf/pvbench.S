@@ -4,40 +4,14 @@
  * it makes a tenth as many warm-up calls, then times rbx calls of
  * pvbench_op(PVBENCHOP_nop) with rdtsc. It writes the three TSC deltas and
  * the count to the console as four raw 64-bit words, then powers off. */
-#include <xen/elfnote.h>
-#include <xen/xen.h>
-#include <xen/sched.h>
+#include "guest.h"
 #include <paravane/pvbench.h>
 
-#define ELFNOTE(type, directive, value)          \
-        .pushsection .note.Xen, "a", @note;      \
-        .balign 4;                               \
-        .long 2f - 1f;                           \
-        .long 4f - 3f;                           \
-        .long type;                              \
-1:      .asciz "Xen";                            \
-2:      .balign 4;                               \
-3:      directive value;                         \
-4:      .balign 4;                               \
-        .popsection
-
-ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-bench")
-ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0")
-ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic")
-ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
+TEST_GUEST_NOTES
 
 .macro NOP path
         mov $PVBENCHOP_nop, %edi
-        mov $__HYPERVISOR_pvbench_op, %eax
-        .ifc \path,page
-        call hypercall_page + __HYPERVISOR_pvbench_op * 32
-        .endif
-        .ifc \path,vmcall
-        vmcall
-        .endif
-        .ifc \path,syscall
-        syscall
-        .endif
+        HCALL \path, __HYPERVISOR_pvbench_op
 .endm
 
 /* r13 = loop counter, r14 = start TSC; result stored at \slot. */
@@ -78,16 +52,9 @@ _start:
         mov $32, %esi
         lea result(%rip), %rdx
         call hypercall_page + __HYPERVISOR_console_io * 32
-        movl $SHUTDOWN_poweroff, reason(%rip)
-        mov $SCHEDOP_shutdown, %edi
-        lea reason(%rip), %rsi
-        call hypercall_page + __HYPERVISOR_sched_op * 32
-        ud2
+        SHUTDOWN SHUTDOWN_poweroff, reason
 
-        .balign 4096
-        .globl hypercall_page
-hypercall_page:
-        .fill 4096, 1, 0
+        HYPERCALL_PAGE
 
         .data
         .balign 8

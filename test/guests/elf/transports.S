@@ -7,42 +7,11 @@
  *   than 32 bits, and a negative one).
  * It then writes the three 9-word rows to the console as raw bytes and
  * powers off. Tests decode the bytes. */
-#include <xen/elfnote.h>
-#include <xen/xen.h>
+#include "guest.h"
 #include <xen/version.h>
-#include <xen/sched.h>
 #include <paravane/pvbench.h>
 
-#define ELFNOTE(type, directive, value)          \
-        .pushsection .note.Xen, "a", @note;      \
-        .balign 4;                               \
-        .long 2f - 1f;                           \
-        .long 4f - 3f;                           \
-        .long type;                              \
-1:      .asciz "Xen";                            \
-2:      .balign 4;                               \
-3:      directive value;                         \
-4:      .balign 4;                               \
-        .popsection
-
-ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-test")
-ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0")
-ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic")
-ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
-
-/* Issue hypercall \nr through \path with the arguments already in place. */
-.macro HCALL path, nr
-        mov $\nr, %eax
-        .ifc \path,page
-        call hypercall_page + \nr * 32
-        .endif
-        .ifc \path,vmcall
-        vmcall
-        .endif
-        .ifc \path,syscall
-        syscall
-        .endif
-.endm
+TEST_GUEST_NOTES
 
 .macro SENTINELS
         mov $0x1111, %rbx
@@ -118,16 +87,9 @@ _start:
         mov $216, %esi
         lea rows(%rip), %rdx
         call hypercall_page + __HYPERVISOR_console_io * 32
-        movl $SHUTDOWN_poweroff, reason(%rip)
-        mov $SCHEDOP_shutdown, %edi
-        lea reason(%rip), %rsi
-        call hypercall_page + __HYPERVISOR_sched_op * 32
-        ud2
+        SHUTDOWN SHUTDOWN_poweroff, reason
 
-        .balign 4096
-        .globl hypercall_page
-hypercall_page:
-        .fill 4096, 1, 0
+        HYPERCALL_PAGE
 
         .data
         .balign 8

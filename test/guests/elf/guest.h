@@ -1,0 +1,48 @@
+/* Shared by the assembly test guests: Xen's notes, the hypercall page, and
+ * hypercall and shutdown macros. Include with -D__ASSEMBLY__. */
+#ifndef TEST_GUEST_H
+#define TEST_GUEST_H
+#include <xen/elfnote.h>
+#include <xen/xen.h>
+#include <xen/sched.h>
+#include <paravane/elfnote-asm.h>
+
+/* The notes every test guest carries (GUEST_OS "paravane-test"). */
+#define TEST_GUEST_NOTES                                                 \
+        ELFNOTE(XEN_ELFNOTE_GUEST_OS, .asciz, "paravane-test");          \
+        ELFNOTE(XEN_ELFNOTE_XEN_VERSION, .asciz, "xen-3.0");             \
+        ELFNOTE(XEN_ELFNOTE_LOADER, .asciz, "generic");                  \
+        ELFNOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad, hypercall_page)
+
+/* The page the hypervisor fills with stubs: put it in .text, page aligned. */
+#define HYPERCALL_PAGE                                                   \
+        .balign 4096;                                                    \
+        .globl hypercall_page;                                           \
+hypercall_page:                                                          \
+        .fill 4096, 1, 0
+
+/* Issue hypercall \nr through \path (page, vmcall or syscall); the
+ * arguments are already in rdi, rsi, rdx, r10, r8. */
+.macro HCALL path, nr
+        mov $\nr, %eax
+        .ifc \path,page
+        call hypercall_page + \nr * 32
+        .endif
+        .ifc \path,vmcall
+        vmcall
+        .endif
+        .ifc \path,syscall
+        syscall
+        .endif
+.endm
+
+/* sched_op(SCHEDOP_shutdown, &{reason}) through the page; \slot is a
+ * 4-byte scratch variable in .data. Does not return. */
+.macro SHUTDOWN reason, slot
+        movl $\reason, \slot(%rip)
+        mov $SCHEDOP_shutdown, %edi
+        lea \slot(%rip), %rsi
+        call hypercall_page + __HYPERVISOR_sched_op * 32
+        ud2
+.endm
+#endif
