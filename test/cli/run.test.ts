@@ -87,6 +87,16 @@ describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', (
     expect(r.err).toMatch(/^ {4}exception +1$/m);
   });
 
+  it('kills the guest on SIGINT and says so', async () => {
+    const p = spawn(process.execPath, [BIN, 'run', path.join(ELF, 'minimal.elf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    setTimeout(() => p.kill('SIGINT'), 400);
+    const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
+    expect(code).toBe(1);
+    expect(err).toBe('paravane: domain 1 (minimal) killed: interrupted by SIGINT\n');
+  });
+
   it('kills a guest that runs past --timeout', async () => {
     const r = await paravane('run', path.join(ELF, 'minimal.elf'), '--timeout', '0.2');
     expect(r.code).toBe(1);
