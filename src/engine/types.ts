@@ -128,6 +128,13 @@ export interface VirtualMachine {
   unmapMemory(slot: number): void;
   /** Page indices (within the slot) written by the guest since the last call. */
   dirtyPages(slot: number): number[];
+  /**
+   * Makes this VM's vCPUs re-read guest page tables from memory at their
+   * next entry. Needed after the host (not the guest) changed page tables
+   * the guest has used: an engine may cache translations it derived from
+   * them (KVM's shadow paging does, and does not see host writes).
+   */
+  dropCachedTranslations(): void;
   createVcpu(id: number): Vcpu;
   destroy(): void;
 }

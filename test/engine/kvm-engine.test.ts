@@ -64,6 +64,23 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(new DataView(g.ro.buffer, g.ro.byteOffset).getUint32(0x10, true)).toBe(0xcafef00d);
   });
 
+  it('sees page-table entries the host changed once cached translations are dropped', () => {
+    const g = boot('tlbprobe');
+    const view = new DataView(g.main.buffer, g.main.byteOffset);
+    view.setUint32(0x100000, 0xaaaa, true);
+    view.setUint32(0x101000, 0xbbbb, true);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xaaaa);
+    // The host remaps 0x100000 to the next frame, as the hypervisor does for mmu_update.
+    view.setBigUint64(LAYOUT.PT + 8 * 0x100, 0x101000n | 7n, true);
+    g.vm.dropCachedTranslations();
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xbbbb);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xbbbb);
+    // Its reserved slot and page are refused to callers.
+    const last = engine.info().capabilities.KVM_CAP_NR_MEMSLOTS! - 1;
+    expect(() => g.vm.mapMemory({ slot: last, guestPhys: 0x4000000, memory: g.memory, offset: 0, size: 4096 })).toThrow(EngineUsageError);
+    expect(() => g.vm.mapMemory({ slot: 9, guestPhys: 0xfffff0000, memory: g.memory, offset: 0, size: 4096 })).toThrow(/reserved guest-physical page/);
+  });
+
   it('reads and writes registers through the sync area', () => {
     const g = boot('regs');
     g.vcpu.regs.rax = 40n;

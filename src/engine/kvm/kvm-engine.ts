@@ -17,6 +17,8 @@ import { loadAddon } from './native.js';
 
 const KVM_API_VERSION = 12;
 const DEFAULT_CHUNK = 1 << 30;
+/** The guest-physical page dropCachedTranslations maps briefly (below 64 GiB); its slot is the host's last. */
+const FLUSH_GPA = 0xfffff0000;
 const EINTR = 4;
 const EAGAIN = 11;
 /**
@@ -74,6 +76,8 @@ export class KvmEngine implements Engine {
   private readonly a: KvmAddon;
   private fd: number;
   private readonly runSize: number;
+  /** The highest memory-slot id, reserved for dropCachedTranslations. */
+  private readonly flushSlot: number;
   private readonly vms = new Set<KvmVm>();
 
   readonly runMode: 'thread' | 'direct';
@@ -105,6 +109,9 @@ export class KvmEngine implements Engine {
       }
     }
     this.runSize = call(() => this.a.getVcpuMmapSize(this.fd));
+    // KVM_CAP_NR_MEMSLOTS is the number of slot ids (0 if the host does not say: KVM's old 32).
+    const slots = call(() => this.a.checkExtension(this.fd, c.KVM_CAP_NR_MEMSLOTS!));
+    this.flushSlot = (slots > 0 ? slots : 32) - 1;
   }
 
   info(): EngineInfo {
@@ -125,7 +132,7 @@ export class KvmEngine implements Engine {
 
   createVm(): VirtualMachine {
     this.live();
-    const vm = new KvmVm(this.a, call(() => this.a.createVm(this.fd, 0)), this.runSize, this.runMode, () => this.vms.delete(vm));
+    const vm = new KvmVm(this.a, call(() => this.a.createVm(this.fd, 0)), this.runSize, this.runMode, this.flushSlot, () => this.vms.delete(vm));
     this.vms.add(vm);
     return vm;
   }
@@ -179,10 +186,13 @@ interface SlotInfo { pages: number; logDirty: boolean }
 class KvmVm implements VirtualMachine {
   private readonly slots = new Map<number, SlotInfo>();
   private readonly vcpus = new Map<number, KvmVcpu>();
+  /** Some mapped chunk: host memory for dropCachedTranslations' slot. */
+  private anyChunk: MemoryChunk | undefined;
   private fd: number;
 
+  /** `flushSlot`: the highest slot id, kept for dropCachedTranslations. */
   constructor(private readonly a: KvmAddon, fd: number, private readonly runSize: number,
-    private readonly runMode: 'thread' | 'direct', private readonly onDestroy: () => void) {
+    private readonly runMode: 'thread' | 'direct', private readonly flushSlot: number, private readonly onDestroy: () => void) {
     this.fd = fd;
   }
 
@@ -192,7 +202,8 @@ class KvmVm implements VirtualMachine {
     checkAligned('offset', r.offset);
     checkAligned('size', r.size);
     if (r.size === 0) throw usage('a memory region cannot be empty');
-    if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot > 0x7fff) throw usage(`slot ${r.slot} is not a valid slot number`);
+    if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot >= this.flushSlot) throw usage(`slot ${r.slot} is not a valid slot number (0 to ${this.flushSlot - 1})`);
+    if (r.guestPhys + r.size > FLUSH_GPA) throw usage(`region ${r.guestPhys}+${r.size} reaches the engine's reserved guest-physical page`);
     if (this.slots.has(r.slot)) throw usage(`slot ${r.slot} is already mapped`);
     const chunk = r.memory.chunkAt(r.offset);
     if (r.offset + r.size > chunk.base + chunk.size) throw usage(`region ${r.offset}+${r.size} crosses a memory chunk boundary`);
@@ -201,6 +212,7 @@ class KvmVm implements VirtualMachine {
     const host = call(() => this.a.address(chunk.buffer, r.offset - chunk.base));
     call(() => this.a.setUserMemoryRegion(this.fd, r.slot, flags, r.guestPhys, r.size, host));
     this.slots.set(r.slot, { pages: r.size / PAGE_SIZE, logDirty: !!r.logDirty });
+    this.anyChunk ??= chunk;
   }
 
   unmapMemory(slot: number): void {
@@ -208,6 +220,25 @@ class KvmVm implements VirtualMachine {
     if (!this.slots.has(slot)) throw usage(`slot ${slot} is not mapped`);
     call(() => this.a.setUserMemoryRegion(this.fd, slot, 0, 0, 0, 0n));
     this.slots.delete(slot);
+  }
+
+  /**
+   * KVM with shadow paging derives its page tables from the guest's and
+   * write-protects the guest's; writes made from the host through the
+   * memory mapping bypass that, so KVM keeps translating with stale
+   * entries (neither an unchanged CR3 through KVM_SET_SREGS nor a CR0
+   * change discards them). Deleting any memory slot makes KVM discard every
+   * shadow page of the VM, so this adds and deletes a one-page slot aliasing
+   * the first page of machine memory far above it (~0.2 ms, and the guest
+   * then refaults what it touches).
+   */
+  dropCachedTranslations(): void {
+    this.live();
+    const chunk = this.anyChunk;
+    if (!chunk) return; // no memory mapped: nothing can be cached
+    const host = call(() => this.a.address(chunk.buffer, 0));
+    call(() => this.a.setUserMemoryRegion(this.fd, this.flushSlot, 0, FLUSH_GPA, PAGE_SIZE, host));
+    call(() => this.a.setUserMemoryRegion(this.fd, this.flushSlot, 0, 0, 0, 0n));
   }
 
   dirtyPages(slot: number): number[] {
