@@ -18,11 +18,9 @@
 import { StartInfo, StartInfoFlags, SharedInfo } from '../abi/generated/xen.js';
 import { DomainMemory } from './domain-memory.js';
 import type { GuestKernel } from './elf.js';
-import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
-import {
-  FIRST_RESERVED_SLOT, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, LAST_RESERVED_SLOT, PTE, hypercallStub,
-  type PerDomainSpace, type XenSpace,
-} from './xen-space.js';
+import { FrameTable, PAGE_SIZE } from './frames.js';
+import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, PTE, hypercallStub } from './xen-space.js';
+import { PageTypeError, type PageTypes } from './page-types.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 
 /** Bad input for the builder (memory too small, command line too long...). */
@@ -139,9 +137,9 @@ class Mapper {
  * frame taken is returned and a BuildError says why.
  */
 export function buildDomain(
-  ft: FrameTable, xen: XenSpace, perDomain: PerDomainSpace, domid: number,
-  kernel: GuestKernel, file: Uint8Array, opts: BuildOptions,
+  pt: PageTypes, domid: number, kernel: GuestKernel, file: Uint8Array, opts: BuildOptions,
 ): { memory: DomainMemory; layout: BootLayout } {
+  const ft = pt.ft;
   const cmdline = opts.cmdline ?? '';
   if (Buffer.byteLength(cmdline) > MAX_CMDLINE) throw new BuildError(`the command line is ${Buffer.byteLength(cmdline)} bytes; at most ${MAX_CMDLINE} fit in start_info`);
   if (!Number.isSafeInteger(opts.memoryBytes) || opts.memoryBytes <= 0 || opts.memoryBytes % PAGE_SIZE) {
@@ -259,9 +257,6 @@ export function buildDomain(
       p2mMapper.mapRange(p2mVa, p2mPages, (i) => memory.mfnOf(p2mPfn + i), () => L1_FLAGS);
       if (tNext > p2mPfn + p2mPages + p2mTables) throw new Error('builder: P2M table count mismatch');
     }
-    // The hypervisor's slots.
-    const l4 = ft.words(l4Mfn);
-    for (const [slot, e] of xen.reservedL4(perDomain)) l4[slot] = e;
 
     // shared_info: zeroed, every vCPU's events masked until the guest is ready.
     const si = SharedInfo.over(ft.bytes(sharedInfoMfn!).buffer, ft.bytes(sharedInfoMfn!).byteOffset);
@@ -293,7 +288,15 @@ export function buildDomain(
       st.nr_p2m_frames = BigInt(p2mPages + p2mTables);
     }
 
-    checkBootTables(ft, domid, l4Mfn);
+    // Pin the bootstrap L4 as Xen's builder does (MMUEXT_PIN_L4_TABLE): this
+    // validates the whole hierarchy with the same rules as any guest table
+    // and fills the hypervisor's slots.
+    try {
+      pt.pin(l4Mfn, 4, domid);
+    } catch (e) {
+      if (e instanceof PageTypeError) throw new BuildError(`the bootstrap page tables do not validate: ${e.message}`);
+      throw e;
+    }
     return {
       memory,
       layout: {
@@ -323,39 +326,4 @@ function copyToPfns(memory: DomainMemory, pfnByte: number, src: Uint8Array): voi
     memory.page(Math.floor(at / PAGE_SIZE)).set(src.subarray(done, done + n), off);
     done += n;
   }
-}
-
-/**
- * Checks the bootstrap hierarchy as pinning its L4 would, and gives each
- * table frame its type: every present entry outside the hypervisor's slots
- * names a frame the domain owns; no superpages; no page-table frame is
- * mapped writable. (The full page-type system, with reference counts,
- * replaces this walk when mmu_update arrives.)
- */
-export function checkBootTables(ft: FrameTable, domid: number, l4Mfn: number): void {
-  const tableFrames = new Set<number>();
-  const leaves: Array<[number, number]> = [];
-  const walk = (mfn: number, level: number): void => {
-    if (ft.owner[mfn] !== domid) throw new BuildError(`level-${level} table frame ${hex(mfn)} is not the domain's`);
-    tableFrames.add(mfn);
-    ft.type[mfn] = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4][level]!;
-    ft.typeCount[mfn] = 1;
-    const table = ft.words32(mfn);
-    for (let i = 0; i < 512; i++) {
-      if (level === 4 && i >= FIRST_RESERVED_SLOT && i <= LAST_RESERVED_SLOT) continue;
-      const lo = table[2 * i]!;
-      if (!(lo & 1)) continue;
-      const child = entryMfn(lo, table[2 * i + 1]!);
-      if (!ft.isValid(child)) throw new BuildError(`level-${level} entry ${i} names frame ${hex(child)} outside machine memory`);
-      if (level > 1 && lo & 0x80) throw new BuildError(`level-${level} entry ${i} is a superpage`);
-      if (level > 1) walk(child, level - 1);
-      else leaves.push([child, lo]);
-    }
-  };
-  walk(l4Mfn, 4);
-  for (const [mfn, e] of leaves) {
-    if (ft.owner[mfn] !== domid) throw new BuildError(`a bootstrap mapping names frame ${hex(mfn)}, which is not the domain's`);
-    if (tableFrames.has(mfn) && e & 2) throw new BuildError(`page-table frame ${hex(mfn)} is mapped writable`);
-  }
-  ft.flags[l4Mfn]! |= 3; // validated | pinned
 }

@@ -15,11 +15,12 @@
 import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../engine/types.js';
 import type { DomainMemory } from './domain-memory.js';
-import type { FrameTable } from './frames.js';
+import { PageType, type FrameTable } from './frames.js';
 import { HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from './hypercall.js';
 import { ExitCounts, PvVcpu, type VcpuHost } from './vcpu.js';
 import type { PerDomainSpace } from './xen-space.js';
 import type { BootLayout } from './builder.js';
+import type { PageTypes } from './page-types.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
@@ -44,6 +45,7 @@ export interface DomainParts {
   vm: VirtualMachine;
   layout: BootLayout;
   hypercalls: HypercallTable;
+  pageTypes: PageTypes;
   console: (bytes: Uint8Array) => void;
 }
 
@@ -64,6 +66,8 @@ export class Domain implements VcpuHost {
   private readonly vm: VirtualMachine;
   private readonly perDomain: PerDomainSpace;
   private readonly console: (bytes: Uint8Array) => void;
+  /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
+  roots: number[];
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
@@ -76,6 +80,9 @@ export class Domain implements VcpuHost {
     this.vm = p.vm;
     this.perDomain = p.perDomain;
     this.console = p.console;
+    // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
+    p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
+    this.roots = [p.layout.l4Mfn];
     const engineVcpu = this.vm.createVcpu(0);
     this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
       rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,

@@ -11,7 +11,8 @@ import { parseGuestKernel } from './elf.js';
 import { FrameTable, PAGE_SIZE } from './frames.js';
 import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
-import { XenSpace } from './xen-space.js';
+import { XenSpace, type PerDomainSpace } from './xen-space.js';
+import { PageTypes } from './page-types.js';
 import { BuildError } from './builder.js';
 import { syscallStaysAtCpl3 } from '../engine/host-probe.js';
 
@@ -61,6 +62,9 @@ export class Hypervisor {
   readonly xen: XenSpace;
   readonly hypercalls: HypercallTable;
   readonly domains = new Map<number, Domain>();
+  /** The page-type system: every guest page table is validated by it. */
+  readonly pageTypes: PageTypes;
+  private readonly perDomain = new Map<number, PerDomainSpace>();
   private nextDomid = FIRST_DOMID;
   private closed = false;
 
@@ -71,6 +75,11 @@ export class Hypervisor {
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
       this.hypercalls = registerBasicHypercalls(new HypercallTable());
+      this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
+        const pd = this.perDomain.get(domid);
+        if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
+        this.xen.fillReservedL4(mfn, pd);
+      });
     } catch (e) {
       this.memory.close();
       throw e;
@@ -99,14 +108,15 @@ export class Hypervisor {
     let built: ReturnType<typeof buildDomain> | undefined;
     let vm: ReturnType<Engine['createVm']> | undefined;
     try {
-      built = buildDomain(this.frames, this.xen, perDomain, id, kernel, kernelFile, opts);
+      this.perDomain.set(id, perDomain);
+      built = buildDomain(this.pageTypes, id, kernel, kernelFile, opts);
       vm = this.engine.createVm();
       for (const [slot, c] of this.memory.chunks.entries()) {
         vm.mapMemory({ slot, guestPhys: c.base, memory: this.memory, offset: c.base, size: c.size });
       }
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
-        layout: built.layout, hypercalls: this.hypercalls, console: opts.console ?? (() => {}),
+        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, console: opts.console ?? (() => {}),
       });
       this.domains.set(id, d);
       return d;
@@ -114,6 +124,7 @@ export class Hypervisor {
       vm?.destroy();
       built?.memory.destroy();
       perDomain.release();
+      this.perDomain.delete(id);
       throw e;
     }
   }
@@ -122,6 +133,7 @@ export class Hypervisor {
   destroyDomain(d: Domain): number {
     const n = d.destroy();
     this.domains.delete(d.id);
+    this.perDomain.delete(d.id);
     return n;
   }
 

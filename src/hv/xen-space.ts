@@ -256,12 +256,12 @@ export class XenSpace {
     }
   }
 
-  /** The L4 entries every guest L4 carries in slots 256-271. */
-  reservedL4(perDomain: PerDomainSpace): Map<number, bigint> {
-    return new Map([
-      [FIRST_RESERVED_SLOT, pte(this.m2pL3, UPPER)],
-      [FIRST_RESERVED_SLOT + 1, pte(perDomain.l3, UPPER)],
-    ]);
+  /** Writes the entries every guest L4 carries in slots 256-271 (the rest of them empty). */
+  fillReservedL4(l4: number, perDomain: PerDomainSpace): void {
+    const page = this.ft.bytes(l4);
+    for (let slot = FIRST_RESERVED_SLOT; slot <= LAST_RESERVED_SLOT; slot++) setU64(page, slot * 8, 0n);
+    setU64(page, FIRST_RESERVED_SLOT * 8, pte(this.m2pL3, UPPER));
+    setU64(page, (FIRST_RESERVED_SLOT + 1) * 8, pte(perDomain.l3, UPPER));
   }
 
   /** Returns the shared frames to the pool (when the machine shuts down). */

@@ -12,6 +12,7 @@ import { Hypervisor } from '../../src/hv/hypervisor.js';
 import { GuestElfError } from '../../src/hv/elf.js';
 import { BuildError } from '../../src/hv/builder.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
+import { auditPageTypes } from '../../src/hv/page-audit.js';
 
 const MIB = 1 << 20;
 const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
@@ -106,6 +107,8 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
   it('keeps several domains built at once apart and frees each on destroy', () => {
     const a = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
     const b = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
+    // Every reference the two domains' tables, pins and CR3s hold is accounted for.
+    expect(auditPageTypes(hv.frames, [a, b].map((d) => ({ domid: d.id, roots: d.roots })))).toEqual([]);
     expect(a.id).not.toBe(b.id);
     const mine = new Set(hv.frames.framesOf(a.id));
     expect(hv.frames.framesOf(b.id).some((m) => mine.has(m))).toBe(false);

@@ -14,6 +14,8 @@ import { BuildError, buildDomain } from '../../src/hv/builder.js';
 import { parseGuestKernel, type GuestKernel } from '../../src/hv/elf.js';
 import { XenSpace, M2P_VIRT_START, LSTAR_STUB_CPL3, LSTAR_STUB_REFUSE, CSTAR_OFFSET, hypercallStub } from '../../src/hv/xen-space.js';
 import { SharedInfo, StartInfo, StartInfoFlags } from '../../src/abi/generated/xen.js';
+import { PageTypes } from '../../src/hv/page-types.js';
+import { auditPageTypes } from '../../src/hv/page-audit.js';
 
 const MIB = 1 << 20;
 const TRANSPORTS = path.resolve(import.meta.dirname, '../guests/build/elf/transports.elf');
@@ -34,10 +36,11 @@ describe('domain builder', () => {
     freeBefore = ft.free;
   });
 
-  const build = (opts: Parameters<typeof buildDomain>[6], k: GuestKernel = kernel) => {
+  const build = (opts: Parameters<typeof buildDomain>[4], k: GuestKernel = kernel) => {
     const pd = xen.buildPerDomain(1);
     try {
-      return { ...buildDomain(ft, xen, pd, 1, k, file, opts), pd };
+      const pt = new PageTypes(ft, (mfn) => xen.fillReservedL4(mfn, pd));
+      return { ...buildDomain(pt, 1, k, file, opts), pd };
     } catch (e) {
       pd.release();
       throw e;
@@ -80,9 +83,12 @@ describe('domain builder', () => {
     expect(() => g.write(layout.stackTop - 8n, new Uint8Array(8))).not.toThrow();
     expect(() => g.read(layout.mappedEnd, 1)).toThrow(/not present/);
     expect(() => g.read(layout.mappedEnd - 1n, 1)).not.toThrow();
-    // The tables are typed and the L4 pinned.
+    // The tables are validated and typed, the L4 pinned, and every count is what the tables hold.
     expect(ft.type[layout.l4Mfn]).toBe(PageType.l4);
     expect(ft.flags[layout.l4Mfn]! & 2).toBe(2);
+    expect(ft.type[memory.mfnOf(p.ptBase + 1)]).toBe(PageType.l3);
+    expect(ft.type[memory.mfnOf(p.stack)]).toBe(PageType.writable);
+    expect(auditPageTypes(ft, [{ domid: 1, roots: [] }])).toEqual([]);
     memory.destroy();
     pd.release();
     expect(ft.free).toBe(freeBefore);

@@ -1,0 +1,297 @@
+// The page-type system: what keeps every domain inside its own frames.
+// Xen's model (../shared/xen-abi.md 4.1-4.4): each frame has an owner, a
+// general reference count, a type (none, writable, L1-L4, segment
+// descriptors), a type count and validated/pinned bits. Page tables are
+// typed only after every present entry is validated, which takes the
+// references those entries hold (recursively typing lower tables); the last
+// type reference devalidates the table and drops them.
+//
+// The rules, each with an id used in docs/page-types.md and by the test
+// named after it:
+//
+//   PT-1  A frame changes type only when its type count is zero.
+//   PT-2  A page-table type is taken only after every present entry is
+//         validated; a failed validation takes no reference and leaves the
+//         frame untyped.
+//   PT-3  A writable mapping takes a `writable` type reference, so a frame
+//         typed as a page table (or descriptor page) cannot be mapped
+//         writable, itself included.
+//   PT-4  A frame mapped writable anywhere cannot become a page table.
+//   PT-5  An entry may map only a frame the domain owns (-EBUSY); a frame
+//         outside machine memory is refused (-EPERM: no I/O memory access).
+//   PT-6  Reserved and forbidden bits are refused (-EINVAL): superpages
+//         (PSE at L2/L3/L4), cache-control bits (PWT, PCD, PAT), global at
+//         L2-L4, and bits 52-62.
+//   PT-7  The hypervisor's L4 slots (256-271) are skipped when an L4 is
+//         validated and filled by the hypervisor; they cannot be updated.
+//   PT-8  Linear page tables (an entry naming a table of its own level or
+//         above, itself included) are refused.
+//   PT-9  The last type reference of a page table devalidates it: every
+//         reference its entries held is dropped, recursively.
+//   PT-10 Pinning validates and holds a type reference; a second pin is
+//         -EINVAL; unpinning a table still in use (CR3, a parent entry)
+//         leaves it validated.
+//   PT-11 A vCPU's CR3 (kernel and user) holds a type reference on its L4.
+//   PT-12 The M2P and every other hypervisor frame belong to the
+//         hypervisor: no guest entry can map them (PT-5), so the M2P is only
+//         ever the read-only mapping the hypervisor puts in slot 256.
+//   PT-13 Counts cannot overflow (-EINVAL).
+//
+// Inputs: entries written by guests (hostile) and frame numbers from them
+// (checked with isValid before any use).
+
+import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
+import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
+
+/** Flags bits (FrameTable.flags). */
+export const VALIDATED = 1;
+export const PINNED = 2;
+
+/** Xen errno values the rules return (negated by the hypercalls). */
+export const PTE_ERR = { EPERM: 1, EINVAL: 22, EBUSY: 16, ENOMEM: 12 } as const;
+
+/** A refused page-table operation, with the rule and Xen's errno. */
+export class PageTypeError extends Error {
+  constructor(readonly rule: string, readonly errno: number, message: string) {
+    super(`${rule}: ${message}`);
+    this.name = 'PageTypeError';
+  }
+}
+
+// Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
+const P = 0x1, RW = 0x2, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
+/** High-half bits 52-62 (bits 20-30 of the high word). */
+const HI_RESERVED = 0x7ff00000;
+const HI_ADDR = 0x000fffff;
+/** Low-half bits a leaf (L1) entry may not set (PT-6). */
+const L1_BAD_LO = PWT | PCD | PSE_PAT;
+/** Low-half bits an upper-level entry may not set (PT-6). */
+const UPPER_BAD_LO = PWT | PCD | PSE_PAT | G;
+const MAX_COUNT = 0xfffffff0;
+
+const LEVEL_TYPE = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4] as const;
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
+/** The frame an entry names (its 32-bit halves). */
+export function entryFrame(lo: number, hi: number): number {
+  return (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+}
+
+export function isPageTableType(t: number): boolean {
+  return t >= PageType.l1 && t <= PageType.l4;
+}
+
+/**
+ * The page-type system over a frame table. Methods throw PageTypeError for
+ * a refused operation and leave every count as it was before the call.
+ */
+export class PageTypes {
+  /**
+   * `fillReservedL4(mfn, domid)` writes the hypervisor's entries into
+   * slots 256-271 of an L4 of `domid` that has just been validated (PT-7).
+   */
+  constructor(readonly ft: FrameTable, private readonly fillReservedL4: (mfn: number, domid: number) => void = () => {}) {}
+
+  // --- General references.
+
+  /** Takes a general reference on a frame `domid` owns (PT-5). */
+  getPage(mfn: number, domid: number): void {
+    const ft = this.ft;
+    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', PTE_ERR.EPERM, `frame ${hex(mfn)} is outside machine memory`);
+    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', PTE_ERR.EBUSY, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
+    if (ft.refCount[mfn]! >= MAX_COUNT) throw new PageTypeError('PT-13', PTE_ERR.EINVAL, `frame ${hex(mfn)} has too many references`);
+    ft.refCount[mfn]! += 1;
+  }
+
+  putPage(mfn: number): void {
+    if (this.ft.refCount[mfn]! <= 1) throw new Error(`page-types: general reference underflow on frame ${hex(mfn)}`);
+    this.ft.refCount[mfn]! -= 1;
+  }
+
+  // --- Type references.
+
+  /**
+   * Takes a type reference of `type` (PT-1); the first reference of a
+   * page-table type validates the table (PT-2), typing what it maps.
+   */
+  getPageType(mfn: number, type: PageType, domid: number): void {
+    const ft = this.ft;
+    const count = ft.typeCount[mfn]!;
+    if (count > 0) {
+      const now = ft.type[mfn]!;
+      if (now !== type) {
+        const rule = type === PageType.writable ? 'PT-3' : now === PageType.writable ? 'PT-4' : 'PT-1';
+        throw new PageTypeError(rule, PTE_ERR.EINVAL, `frame ${hex(mfn)} is in use as ${typeName(now)}, not ${typeName(type)}`);
+      }
+      if (count >= MAX_COUNT) throw new PageTypeError('PT-13', PTE_ERR.EINVAL, `frame ${hex(mfn)} has too many type references`);
+      if (isPageTableType(type) && !(ft.flags[mfn]! & VALIDATED)) {
+        // Typed but not validated: it is being validated further up this
+        // call chain, so this entry names a table that contains it (PT-8).
+        throw new PageTypeError('PT-8', PTE_ERR.EINVAL, `frame ${hex(mfn)} would be a linear page table`);
+      }
+      ft.typeCount[mfn] = count + 1;
+      return;
+    }
+    ft.type[mfn] = type;
+    ft.flags[mfn]! &= ~VALIDATED;
+    ft.typeCount[mfn] = 1;
+    if (isPageTableType(type)) {
+      try {
+        this.validate(mfn, type, domid);
+      } catch (e) {
+        ft.typeCount[mfn] = 0;
+        ft.type[mfn] = PageType.none;
+        throw e;
+      }
+      if (type === PageType.l4) this.fillReservedL4(mfn, domid);
+    }
+    ft.flags[mfn]! |= VALIDATED;
+  }
+
+  /** Drops a type reference; the last one of a page table devalidates it (PT-9). */
+  putPageType(mfn: number): void {
+    const ft = this.ft;
+    const count = ft.typeCount[mfn]!;
+    if (count === 0) throw new Error(`page-types: type reference underflow on frame ${hex(mfn)}`);
+    if (count > 1) {
+      ft.typeCount[mfn] = count - 1;
+      return;
+    }
+    const type = ft.type[mfn]! as PageType;
+    if (isPageTableType(type) && ft.flags[mfn]! & VALIDATED) this.devalidate(mfn, type);
+    ft.typeCount[mfn] = 0;
+    ft.type[mfn] = PageType.none;
+    ft.flags[mfn]! &= ~(VALIDATED | PINNED);
+  }
+
+  getPageAndType(mfn: number, type: PageType, domid: number): void {
+    this.getPage(mfn, domid);
+    try {
+      this.getPageType(mfn, type, domid);
+    } catch (e) {
+      this.putPage(mfn);
+      throw e;
+    }
+  }
+
+  putPageAndType(mfn: number): void {
+    this.putPageType(mfn);
+    this.putPage(mfn);
+  }
+
+  // --- Entries.
+
+  /** Checks an entry's bits for `level` (PT-6). */
+  checkEntryBits(level: number, lo: number, hi: number): void {
+    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, `level-${level} entry sets reserved bits 52-62`);
+    if (level === 1) {
+      if (lo & L1_BAD_LO) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, 'level-1 entry sets a cache-control bit (PWT, PCD or PAT)');
+    } else if (lo & UPPER_BAD_LO) {
+      throw new PageTypeError('PT-6', PTE_ERR.EINVAL, lo & PSE_PAT
+        ? `level-${level} entry maps a superpage (PSE), which paravane does not offer`
+        : `level-${level} entry sets a forbidden bit (PWT, PCD or global)`);
+    }
+  }
+
+  /** Takes the references a present entry at `level` holds (its target's general and type refs). */
+  getEntry(level: number, lo: number, hi: number, domid: number): void {
+    if (!(lo & P)) return;
+    this.checkEntryBits(level, lo, hi);
+    const target = entryFrame(lo, hi);
+    if (level === 1) {
+      this.getPage(target, domid);
+      if (lo & RW) {
+        try {
+          this.getPageType(target, PageType.writable, domid);
+        } catch (e) {
+          this.putPage(target);
+          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', PTE_ERR.EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.message}`);
+          throw e;
+        }
+      }
+      return;
+    }
+    try {
+      this.getPageAndType(target, LEVEL_TYPE[level - 1]!, domid);
+    } catch (e) {
+      // A table of this level or above where a lower table belongs: a linear page table.
+      const t = this.ft.isValid(target) ? this.ft.type[target]! : PageType.none;
+      if (e instanceof PageTypeError && e.rule === 'PT-1' && isPageTableType(t) && t >= level) {
+        throw new PageTypeError('PT-8', PTE_ERR.EINVAL, `level-${level} entry names frame ${hex(target)}, itself a level-${t} table (linear page tables are refused)`);
+      }
+      throw e;
+    }
+  }
+
+  /** Drops what getEntry took. */
+  putEntry(level: number, lo: number, hi: number): void {
+    if (!(lo & P)) return;
+    const target = entryFrame(lo, hi);
+    if (level === 1) {
+      if (lo & RW) this.putPageType(target);
+      this.putPage(target);
+      return;
+    }
+    this.putPageAndType(target);
+  }
+
+  /** Entry indices validation looks at: all but the hypervisor's L4 slots (PT-7). */
+  static isGuestSlot(level: number, index: number): boolean {
+    return level !== 4 || index < FIRST_RESERVED_SLOT || index > LAST_RESERVED_SLOT;
+  }
+
+  private validate(mfn: number, type: PageType, domid: number): void {
+    const level = type as number; // l1..l4 are 1..4
+    const words = this.ft.words32(mfn);
+    let i = 0;
+    try {
+      for (; i < 512; i++) {
+        if (!PageTypes.isGuestSlot(level, i)) continue;
+        this.getEntry(level, words[2 * i]!, words[2 * i + 1]!, domid);
+      }
+    } catch (e) {
+      for (let j = i - 1; j >= 0; j--) {
+        if (PageTypes.isGuestSlot(level, j)) this.putEntry(level, words[2 * j]!, words[2 * j + 1]!);
+      }
+      throw e;
+    }
+  }
+
+  private devalidate(mfn: number, type: PageType): void {
+    const level = type as number;
+    const words = this.ft.words32(mfn);
+    for (let i = 0; i < 512; i++) {
+      if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
+    }
+    this.ft.flags[mfn]! &= ~VALIDATED;
+  }
+
+  // --- Pins.
+
+  /** MMUEXT_PIN_Ln_TABLE (PT-10). */
+  pin(mfn: number, level: 1 | 2 | 3 | 4, domid: number): void {
+    const ft = this.ft;
+    if (ft.isValid(mfn) && ft.owner[mfn] === domid && ft.flags[mfn]! & PINNED) {
+      throw new PageTypeError('PT-10', PTE_ERR.EINVAL, `frame ${hex(mfn)} is already pinned`);
+    }
+    this.getPageAndType(mfn, LEVEL_TYPE[level]!, domid);
+    ft.flags[mfn]! |= PINNED;
+  }
+
+  /** MMUEXT_UNPIN_TABLE (PT-10). */
+  unpin(mfn: number, domid: number): void {
+    const ft = this.ft;
+    if (!ft.isValid(mfn) || ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', PTE_ERR.EINVAL, `frame ${hex(mfn)} is not the domain's`);
+    if (!(ft.flags[mfn]! & PINNED)) throw new PageTypeError('PT-10', PTE_ERR.EINVAL, `frame ${hex(mfn)} is not pinned`);
+    ft.flags[mfn]! &= ~PINNED;
+    this.putPageAndType(mfn);
+  }
+}
+
+export function typeName(t: number): string {
+  return ['none', 'L1', 'L2', 'L3', 'L4', 'segment descriptors', 'writable'][t] ?? `type ${t}`;
+}
+
+/** Bytes per page-table entry. */
+export const ENTRY_SIZE = 8;
+export const ENTRIES = PAGE_SIZE / ENTRY_SIZE;
