@@ -68,6 +68,9 @@ export class Domain implements VcpuHost {
   private readonly console: (bytes: Uint8Array) => void;
   /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
   roots: number[];
+  readonly pageTypes: PageTypes;
+  /** Page tables changed since the vCPUs last ran: the engine's cached translations are stale. */
+  private staleTranslations = false;
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
@@ -80,6 +83,7 @@ export class Domain implements VcpuHost {
     this.vm = p.vm;
     this.perDomain = p.perDomain;
     this.console = p.console;
+    this.pageTypes = p.pageTypes;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
@@ -129,6 +133,20 @@ export class Domain implements VcpuHost {
     this.finish({ kind: 'shutdown', reason, reasonName: shutdownReasonName(reason) });
   }
 
+  rootsChanged(): void {
+    this.roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
+  }
+
+  flushTranslations(): void {
+    this.staleTranslations = true;
+  }
+
+  beforeRun(): void {
+    if (!this.staleTranslations) return;
+    this.staleTranslations = false;
+    this.vm.dropCachedTranslations();
+  }
+
   context(vcpu: PvVcpu): HypercallContext {
     const d = this;
     return {
@@ -142,6 +160,8 @@ export class Domain implements VcpuHost {
       consoleWrite: (bytes) => d.console(bytes),
       shutdown: (reason) => d.shutdown(reason),
       yieldCpu: () => { /* one vCPU, one domain at a time for now: nothing to yield to */ },
+      continueWith: (args) => vcpu.requestContinuation(args),
+      mm: vcpu.mm,
     };
   }
 

@@ -7,6 +7,7 @@
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { XenErrno } from '../abi/generated/errno.js';
 import { GuestFault, type GuestMemory } from './guest-access.js';
+import type { MmContext } from './hypercalls/mmu.js';
 
 /** The hypercall page holds 128 stubs: numbers 0 to 127 can be issued. */
 export const HYPERCALL_SLOTS = 128;
@@ -30,6 +31,14 @@ export interface HypercallContext {
   shutdown(reason: number): void;
   /** The vCPU gives up the rest of its time slice. */
   yieldCpu(): void;
+  /**
+   * Re-issue this hypercall with `args` when the guest resumes (Xen's
+   * continuation: the call is cut short to bound the work per exit). The
+   * handler then returns 0, which the guest does not see.
+   */
+  continueWith(args: HypercallArgs): void;
+  /** The calling vCPU's memory management (page tables, CR3), for the MMU hypercalls. */
+  readonly mm?: MmContext;
 }
 
 /** rdi, rsi, rdx, r10, r8. */

@@ -11,6 +11,7 @@ import { parseGuestKernel } from './elf.js';
 import { FrameTable, PAGE_SIZE } from './frames.js';
 import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
+import { registerMmuHypercalls } from './hypercalls/mmu.js';
 import { XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
 import { BuildError } from './builder.js';
@@ -74,7 +75,7 @@ export class Hypervisor {
       this.frames = new FrameTable(this.memory);
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
-      this.hypercalls = registerBasicHypercalls(new HypercallTable());
+      this.hypercalls = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));
       this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
@@ -163,7 +164,7 @@ export class Hypervisor {
         }
         const until = deadline !== undefined && deadline < now + quantum ? deadline : now + quantum;
         vcpu.engine.setDeadline(until);
-        while (vcpu.handleExit(vcpu.engine.run()));
+        while (vcpu.handleExit(vcpu.run()));
         if (d.running) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {

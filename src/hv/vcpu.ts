@@ -8,6 +8,8 @@
 import type { Exit, Segment, SpecialRegisters, Vcpu } from '../engine/types.js';
 import { GuestFault, GuestMemory } from './guest-access.js';
 import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
+import type { MmContext } from './hypercalls/mmu.js';
+import type { PageTypes } from './page-types.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
   CR0, CR4, CSTAR_OFFSET, EFER, GDT_LIMIT, SYSCALL_FMASK, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
@@ -43,6 +45,13 @@ export interface VcpuHost {
   /** The domain cannot go on: destroy it with this reason. */
   crash(reason: string): void;
   context(vcpu: PvVcpu): HypercallContext;
+  readonly pageTypes: PageTypes;
+  /** A vCPU loaded another root. */
+  rootsChanged(): void;
+  /** Page tables changed: cached translations must be dropped before any vCPU runs. */
+  flushTranslations(): void;
+  /** Called before each run of a vCPU: applies pending flushes. */
+  beforeRun(): void;
 }
 
 /** Initial state of vCPU 0, from the builder. */
@@ -87,6 +96,13 @@ export class PvVcpu {
   guest: GuestMemory;
   private readonly stackTop: bigint;
   private ctx: HypercallContext | undefined;
+  private continuation: HypercallArgs | undefined;
+  /** Kernel and user page-table roots (machine frames; user 0 = none). */
+  cr3Mfn: number;
+  userCr3Mfn = 0;
+  private cr3Pending = false;
+  /** The LDT set with MMUEXT_SET_LDT (loaded when descriptor tables are supported). */
+  ldt = { base: 0n, entries: 0 };
 
   constructor(
     private readonly host: VcpuHost,
@@ -99,6 +115,25 @@ export class PvVcpu {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
     this.guest = new GuestMemory(frames, boot.cr3);
+    this.cr3Mfn = Number(boot.cr3 >> 12n);
+    const v = this;
+    this.mm = {
+      pt: host.pageTypes,
+      get cr3() { return v.cr3Mfn; },
+      get userCr3() { return v.userCr3Mfn; },
+      setCr3(mfn) {
+        v.cr3Mfn = mfn;
+        v.guest = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
+        v.cr3Pending = true;
+        host.rootsChanged();
+      },
+      setUserCr3(mfn) {
+        v.userCr3Mfn = mfn;
+        host.rootsChanged();
+      },
+      flushTranslations: () => host.flushTranslations(),
+      setLdt: (base, entries) => { v.ldt = { base, entries }; },
+    };
     const s: SpecialRegisters = engine.getSpecialRegisters();
     const data = seg(SEL.DS, 3, false);
     Object.assign(s, {
@@ -127,23 +162,51 @@ export class PvVcpu {
     this.host.exitCounts.n[kind]! += 1;
   }
 
-  /** Issues the hypercall in the guest's registers; returns the result, or undefined if refused. */
-  private issue(transport: Transport): bigint | undefined {
+  /**
+   * Issues the hypercall in the guest's registers and puts the result in
+   * rax. Returns false when the call was cut short (a continuation): the
+   * argument registers then hold the rest of the work and rax the number,
+   * and the caller makes the guest issue it again.
+   */
+  private hypercall(transport: Transport): boolean {
     const r = this.engine.regs;
     if (!this.kernelMode) {
       this.host.crash(`hypercall from guest-user mode via ${transport}`);
-      return undefined;
+      return true;
     }
     const nr = r.rax;
     if (nr >= 0n && nr < SLOTS_N) this.host.hypercallCounts[Number(nr)]! += 1;
     const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
-    return this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args);
+    const result = this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args);
+    const next = this.continuation;
+    if (next) {
+      this.continuation = undefined;
+      [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = next;
+      r.rax = nr;
+      return false;
+    }
+    r.rax = BigInt.asUintN(64, result);
+    return true;
   }
 
-  /** A hypercall whose result goes back in rax. */
-  private hypercall(transport: Transport): void {
-    const result = this.issue(transport);
-    if (result !== undefined) this.engine.regs.rax = BigInt.asUintN(64, result);
+  /** Called by a handler through HypercallContext.continueWith. */
+  requestContinuation(args: HypercallArgs): void {
+    this.continuation = args;
+  }
+
+  /** The memory-management view the MMU hypercalls use. */
+  readonly mm: MmContext;
+
+  /** Runs the vCPU once, first applying what hypercalls changed (CR3, cached translations). */
+  run(): Exit {
+    if (this.cr3Pending) {
+      this.cr3Pending = false;
+      const s = this.engine.getSpecialRegisters();
+      s.cr3 = BigInt(this.cr3Mfn) << 12n;
+      this.engine.setSpecialRegisters(s);
+    }
+    this.host.beforeRun();
+    return this.engine.run();
   }
 
   /**
@@ -155,10 +218,10 @@ export class PvVcpu {
       case 'io':
         if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
           this.count(EXIT.page);
-          this.hypercall('page');
+          if (!this.hypercall('page')) this.engine.regs.rip -= 2n; // re-execute the stub's out
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
           this.count(EXIT.syscall);
-          this.hypercall('syscall');
+          if (!this.hypercall('syscall')) this.engine.regs.rip -= 2n; // the LSTAR stub's out again
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
@@ -218,8 +281,8 @@ export class PvVcpu {
     const faultRip = view.getBigUint64(ripAt, true);
     if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
       this.count(EXIT.vmcall);
-      view.setBigUint64(ripAt, faultRip + 3n, true);
-      this.hypercall('vmcall');
+      // Past the vmcall, unless the call continues: then it runs again.
+      if (this.hypercall('vmcall')) view.setBigUint64(ripAt, faultRip + 3n, true);
       return;
     }
     this.count(EXIT.exception);

@@ -1,0 +1,353 @@
+// The memory-management hypercalls: mmu_update, update_va_mapping,
+// mmuext_op and multicall, as Xen answers an unprivileged PV domain
+// (../shared/xen-abi.md 4.3-4.4). Every entry a guest asks to install goes
+// through the page-type system (src/hv/page-types.ts), which is what keeps
+// the domain inside its own frames. Long requests are processed in bounded
+// chunks with Xen's continuation convention (the count is rewritten, the
+// call is re-issued) so the hypervisor never stalls. Inputs: hostile
+// (pointers, counts, frame numbers, entry values).
+
+import { DomidSpecial, MmuUpdate, MmuUpdateType, MmuextCmd, MmuextOp, MulticallEntry, Uvmf } from '../../abi/generated/xen.js';
+import { Hypercall } from '../../abi/generated/xen.js';
+import { PageType } from '../frames.js';
+import { guestRangeOk } from '../guest-access.js';
+import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
+
+/** What the MMU hypercalls need of the calling vCPU and its domain. */
+export interface MmContext {
+  readonly pt: PageTypes;
+  /** The vCPU's kernel root and user root (0: none), machine frames. */
+  readonly cr3: number;
+  readonly userCr3: number;
+  /** Loads a new kernel or user root on this vCPU (its type reference is the caller's to take). */
+  setCr3(mfn: number): void;
+  setUserCr3(mfn: number): void;
+  /** Page tables changed or a flush was asked for: translations cached by the engine must go. */
+  flushTranslations(): void;
+  /** The LDT this vCPU asked for (checked; loaded with descriptor-table support). */
+  setLdt(base: bigint, entries: number): void;
+}
+
+/** Bit 31 of the count marks a continued mmu_update / mmuext_op. */
+export const MMU_UPDATE_PREEMPTED = 0x80000000;
+/** Requests processed per invocation before a continuation. */
+export const MMU_CHUNK = 1024;
+/** Multicall entries processed per invocation before a continuation. */
+export const MULTICALL_CHUNK = 256;
+const MAX_LDT_ENTRIES = 8192;
+const P = 1, RW = 2, US = 4, A = 0x20;
+/** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
+const L1_FAST_LO = US | A | 0x40 | 0x100 | 0xe00;
+const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
+
+function toErrno(e: unknown): bigint {
+  if (e instanceof PageTypeError) return -BigInt(e.errno);
+  throw e;
+}
+
+function foreignOk(ctx: HypercallContext, foreigndom: bigint): boolean {
+  const d = Number(foreigndom & 0xffffn);
+  return d === DomidSpecial.DOMID_SELF || d === ctx.domid;
+}
+
+function needMm(ctx: HypercallContext): MmContext {
+  if (!ctx.mm) throw new Error('MMU hypercalls need a vCPU memory context');
+  return ctx.mm;
+}
+
+/**
+ * Writes entry `index` of table `mfn` (level 1-4, validated) to `lo:hi`,
+ * taking the new entry's references before dropping the old one's. Xen's
+ * mod_lN_entry: US is forced (the guest kernel runs at CPL 3), the
+ * hypervisor's L4 slots cannot be changed (PT-7).
+ */
+export function modEntry(pt: PageTypes, domid: number, mfn: number, level: number, index: number, newLo: number, newHi: number, preserveAd: boolean): void {
+  if (!PageTypes.isGuestSlot(level, index)) throw new PageTypeError('PT-7', 22, `L4 slot ${index} belongs to the hypervisor`);
+  const words = pt.ft.words32(mfn);
+  const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+  if (newLo & P) {
+    newLo = (newLo | US) >>> 0;
+    if (level === 4) newLo = (newLo | A) >>> 0;
+    if (preserveAd) newLo = (newLo | (oldLo & 0x60)) >>> 0;
+    // Fast path: same frame and RW bit, only harmless bits differ (no reference changes).
+    if (level === 1 && oldLo & P && newHi === oldHi && ((newLo ^ oldLo) & ~L1_FAST_LO) === 0) {
+      pt.checkEntryBits(1, newLo, newHi);
+      words[2 * index] = newLo;
+      return;
+    }
+  }
+  pt.getEntry(level, newLo, newHi, domid);
+  words[2 * index] = newLo;
+  words[2 * index + 1] = newHi;
+  pt.putEntry(level, oldLo, oldHi);
+}
+
+/** One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request. */
+function ptUpdate(ctx: HypercallContext, mm: MmContext, maddr: bigint, val: bigint, preserveAd: boolean): void {
+  const ft = mm.pt.ft;
+  const mfn = maddr >> 12n < BigInt(ft.count) ? Number(maddr >> 12n) : -1;
+  if (!ft.isValid(mfn) || ft.owner[mfn] !== ctx.domid) {
+    throw new PageTypeError('PT-5', 22, `request names frame ${hex(maddr >> 12n)}, not one of the domain's`);
+  }
+  const index = Number((maddr & 0xfffn) >> 3n);
+  const lo = Number(val & 0xffffffffn) >>> 0, hi = Number((val >> 32n) & 0xffffffffn) >>> 0;
+  const type = ft.type[mfn]!;
+  if (isPageTableType(type) && ft.typeCount[mfn]! > 0) {
+    modEntry(mm.pt, ctx.domid, mfn, type, index, lo, hi, preserveAd);
+    mm.flushTranslations();
+    return;
+  }
+  if (type === PageType.none || type === PageType.writable) {
+    // An ordinary data page: a plain store (Xen allows it), done under a
+    // writable type reference so the page cannot be a table meanwhile.
+    mm.pt.getPageType(mfn, PageType.writable, ctx.domid);
+    const words = ft.words32(mfn);
+    words[2 * index] = lo;
+    words[2 * index + 1] = hi;
+    mm.pt.putPageType(mfn);
+    return;
+  }
+  throw new PageTypeError('PT-1', 22, `frame ${hex(mfn)} is typed ${type}, not a page table or data page`);
+}
+
+/**
+ * mmu_update(req, count, pdone, foreigndom). Stops at the first failing
+ * request; *pdone counts the requests done (across continuations).
+ */
+const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) => {
+  const mm = needMm(ctx);
+  if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
+  let count = Number(countArg & 0xffffffffn);
+  let done = 0;
+  if (count & MMU_UPDATE_PREEMPTED) {
+    count &= ~MMU_UPDATE_PREEMPTED;
+    if (pdone !== 0n) done = ctx.guest.readU32(pdone);
+  }
+  const n = Math.min(count, MMU_CHUNK);
+  let i = 0;
+  let rc = 0n;
+  // Read the whole chunk first (one bounds-checked copy), then apply.
+  const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
+  const view = new DataView(bytes.buffer);
+  for (; i < n; i++) {
+    const ptr = view.getBigUint64(i * 16, true);
+    const val = view.getBigUint64(i * 16 + 8, true);
+    const cmd = Number(ptr & 7n);
+    try {
+      if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) {
+        ptUpdate(ctx, mm, ptr & ~7n, val, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD);
+      } else if (cmd === MmuUpdateType.MMU_MACHPHYS_UPDATE) {
+        const mfn = Number(ptr >> 12n);
+        if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 1, `M2P update of frame ${hex(ptr >> 12n)}, not one of the domain's`);
+        mm.pt.ft.setM2p(mfn, val);
+      } else {
+        rc = errno('XEN_ENOSYS');
+        break;
+      }
+    } catch (e) {
+      rc = toErrno(e);
+      break;
+    }
+  }
+  if (rc === 0n && i < count) {
+    // More to do: re-issue with the rest (Xen's continuation).
+    if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
+    ctx.continueWith([reqs + BigInt(i * MmuUpdate.SIZE), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
+    return 0n;
+  }
+  if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
+  return rc;
+};
+
+/** The L1 frame mapping `va` in the tables rooted at `cr3`, as update_va_mapping finds it. */
+function l1For(pt: PageTypes, domid: number, cr3: number, va: bigint): number {
+  if (!guestRangeOk(va, 1)) throw new PageTypeError('PT-5', 22, `address ${hex(va)} is not a guest address`);
+  let table = cr3;
+  for (let level = 4; level > 1; level--) {
+    const words = pt.ft.words32(table);
+    const i = Number((va >> BigInt(12 + 9 * (level - 1))) & 0x1ffn);
+    const lo = words[2 * i]!;
+    if (!(lo & P) || (level < 4 && lo & 0x80)) throw new PageTypeError('PT-2', 22, `no level-1 table maps ${hex(va)}`);
+    table = entryFrame(lo, words[2 * i + 1]!);
+  }
+  if (!pt.ft.isValid(table) || pt.ft.owner[table] !== domid || pt.ft.type[table] !== PageType.l1) {
+    throw new PageTypeError('PT-2', 22, `the table mapping ${hex(va)} is not one of the domain's L1 tables`);
+  }
+  return table;
+}
+
+/** update_va_mapping(va, val, flags): one L1 entry of the current tables. */
+const updateVaMapping: HypercallHandler = (ctx, [va, val, flags]) => {
+  const mm = needMm(ctx);
+  const flush = flags & BigInt(Uvmf.UVMF_FLUSHTYPE_MASK);
+  if (flush === 3n) return errno('XEN_EINVAL');
+  const mask = flags & ~7n; // UVMF_MULTI: a pointer to the vCPU bitmap
+  if (mask && flush) ctx.guest.read(mask, 8);
+  try {
+    const l1 = l1For(mm.pt, ctx.domid, mm.cr3, va);
+    modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false);
+  } catch (e) {
+    return toErrno(e);
+  }
+  mm.flushTranslations();
+  return 0n;
+};
+
+/** One mmuext_op request; throws PageTypeError, returns an errno for the rest. */
+function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigint, arg2: bigint): bigint {
+  const pt = mm.pt;
+  const mfnArg = (): number => {
+    if (arg1 >= BigInt(pt.ft.count)) throw new PageTypeError('PT-5', 22, `frame ${hex(arg1)} does not exist`);
+    return Number(arg1);
+  };
+  switch (cmd) {
+    case MmuextCmd.MMUEXT_PIN_L1_TABLE:
+    case MmuextCmd.MMUEXT_PIN_L2_TABLE:
+    case MmuextCmd.MMUEXT_PIN_L3_TABLE:
+    case MmuextCmd.MMUEXT_PIN_L4_TABLE:
+      pt.pin(mfnArg(), (cmd + 1) as 1 | 2 | 3 | 4, ctx.domid);
+      return 0n;
+    case MmuextCmd.MMUEXT_UNPIN_TABLE:
+      pt.unpin(mfnArg(), ctx.domid);
+      mm.flushTranslations();
+      return 0n;
+    case MmuextCmd.MMUEXT_NEW_BASEPTR:
+    case MmuextCmd.MMUEXT_NEW_USER_BASEPTR: {
+      const user = cmd === MmuextCmd.MMUEXT_NEW_USER_BASEPTR;
+      const mfn = mfnArg();
+      const old = user ? mm.userCr3 : mm.cr3;
+      if (user && mfn === 0) {
+        if (old) pt.putPageAndType(old);
+        mm.setUserCr3(0);
+        return 0n;
+      }
+      if (mfn === old) return 0n;
+      pt.getPageAndType(mfn, PageType.l4, ctx.domid);
+      if (old) pt.putPageAndType(old);
+      if (user) mm.setUserCr3(mfn);
+      else mm.setCr3(mfn);
+      mm.flushTranslations();
+      return 0n;
+    }
+    case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:
+    case MmuextCmd.MMUEXT_TLB_FLUSH_MULTI:
+    case MmuextCmd.MMUEXT_TLB_FLUSH_ALL:
+      mm.flushTranslations();
+      return 0n;
+    case MmuextCmd.MMUEXT_INVLPG_LOCAL:
+    case MmuextCmd.MMUEXT_INVLPG_MULTI:
+    case MmuextCmd.MMUEXT_INVLPG_ALL:
+      if (!guestRangeOk(arg1, 1)) return errno('XEN_EINVAL'); // non-canonical or the hypervisor's
+      mm.flushTranslations();
+      return 0n;
+    case MmuextCmd.MMUEXT_FLUSH_CACHE:
+    case MmuextCmd.MMUEXT_FLUSH_CACHE_GLOBAL:
+      return errno('XEN_EPERM'); // needs cache-flush permission (I/O capable domains)
+    case MmuextCmd.MMUEXT_SET_LDT: {
+      const entries = Number(arg2 & 0xffffffffn);
+      if (arg1 & 0xfffn || entries > MAX_LDT_ENTRIES || arg2 > 0xffffffffn) return errno('XEN_EINVAL');
+      if (entries && !guestRangeOk(arg1, entries * 8)) return errno('XEN_EINVAL');
+      mm.setLdt(arg1, entries);
+      return 0n;
+    }
+    case MmuextCmd.MMUEXT_CLEAR_PAGE:
+    case MmuextCmd.MMUEXT_COPY_PAGE: {
+      const dst = mfnArg();
+      pt.getPageAndType(dst, PageType.writable, ctx.domid);
+      try {
+        if (cmd === MmuextCmd.MMUEXT_CLEAR_PAGE) {
+          pt.ft.bytes(dst).fill(0);
+        } else {
+          if (arg2 >= BigInt(pt.ft.count)) throw new PageTypeError('PT-5', 22, `frame ${hex(arg2)} does not exist`);
+          const src = Number(arg2);
+          pt.getPage(src, ctx.domid);
+          pt.ft.bytes(dst).set(pt.ft.bytes(src));
+          pt.putPage(src);
+        }
+      } finally {
+        pt.putPageAndType(dst);
+      }
+      return 0n;
+    }
+    default:
+      return errno('XEN_ENOSYS'); // MARK_SUPER and the rest: superpages are off
+  }
+}
+
+/** mmuext_op(ops, count, pdone, foreigndom). */
+const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => {
+  const mm = needMm(ctx);
+  if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
+  let count = Number(countArg & 0xffffffffn);
+  let done = 0;
+  if (count & MMU_UPDATE_PREEMPTED) {
+    count &= ~MMU_UPDATE_PREEMPTED;
+    if (pdone !== 0n) done = ctx.guest.readU32(pdone);
+  }
+  const n = Math.min(count, MMU_CHUNK);
+  const bytes = n ? ctx.guest.read(ops, n * MmuextOp.SIZE) : new Uint8Array(0);
+  const view = new DataView(bytes.buffer);
+  let i = 0;
+  let rc = 0n;
+  for (; i < n; i++) {
+    const at = i * MmuextOp.SIZE;
+    try {
+      rc = mmuextOne(ctx, mm, view.getUint32(at, true), view.getBigUint64(at + 8, true), view.getBigUint64(at + 16, true));
+    } catch (e) {
+      rc = toErrno(e);
+    }
+    if (rc !== 0n) break;
+  }
+  if (rc === 0n && i < count) {
+    if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
+    ctx.continueWith([ops + BigInt(i * MmuextOp.SIZE), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
+    return 0n;
+  }
+  if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
+  return rc;
+};
+
+/**
+ * multicall(list, nr_calls): each entry's hypercall runs in turn and its
+ * result is stored in the entry. A nested multicall gets -EINVAL; the list
+ * stops after an iret (which does not return to the list). Entries whose
+ * call continues (a long mmu_update) are re-run from the continuation.
+ */
+function makeMulticall(table: HypercallTable): HypercallHandler {
+  return (ctx, [list, nrArg]) => {
+    const nr = Number(nrArg & 0xffffffffn);
+    const n = Math.min(nr, MULTICALL_CHUNK);
+    for (let i = 0; i < n; i++) {
+      const at = list + BigInt(i * MulticallEntry.SIZE);
+      const e = MulticallEntry.over(ctx.guest.read(at, MulticallEntry.SIZE).buffer);
+      const op = e.op;
+      const args: HypercallArgs = [e.args_at(0), e.args_at(1), e.args_at(2), e.args_at(3), e.args_at(4)];
+      let result: bigint;
+      if (op === BigInt(Hypercall.HYPERVISOR_multicall)) {
+        result = errno('XEN_EINVAL'); // no nesting
+      } else {
+        let continued: HypercallArgs | undefined;
+        const sub: HypercallContext = Object.create(ctx, { continueWith: { value: (a: HypercallArgs) => { continued = a; } } });
+        result = table.dispatch(sub, op, args);
+        if (continued) {
+          // The sub-call was cut short: store its rewritten arguments in the
+          // entry and restart the list there (Xen's multicall preemption).
+          continued.forEach((v, k) => ctx.guest.writeU64(at + BigInt(MulticallEntry.OFFSETS.args + 8 * k), v));
+          ctx.continueWith([at, BigInt(nr - i), 0n, 0n, 0n]);
+          return 0n;
+        }
+      }
+      ctx.guest.writeU64(at + BigInt(MulticallEntry.OFFSETS.result), BigInt.asUintN(64, result));
+      if (op === BigInt(Hypercall.HYPERVISOR_iret)) return 0n; // iret does not come back to the list
+    }
+    if (n < nr) ctx.continueWith([list + BigInt(n * MulticallEntry.SIZE), BigInt(nr - n), 0n, 0n, 0n]);
+    return 0n;
+  };
+}
+
+/** Registers mmu_update, update_va_mapping, mmuext_op and multicall. */
+export function registerMmuHypercalls(t: HypercallTable): HypercallTable {
+  return t.register('mmu_update', mmuUpdate).register('update_va_mapping', updateVaMapping)
+    .register('mmuext_op', mmuextOp).register('multicall', makeMulticall(t));
+}
