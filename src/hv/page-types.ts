@@ -52,8 +52,8 @@ export const PTE_ERR = { EPERM: 1, EINVAL: 22, EBUSY: 16, ENOMEM: 12 } as const;
 
 /** A refused page-table operation, with the rule and Xen's errno. */
 export class PageTypeError extends Error {
-  constructor(readonly rule: string, readonly errno: number, message: string) {
-    super(`${rule}: ${message}`);
+  constructor(readonly rule: string, readonly errno: number, readonly detail: string) {
+    super(`${rule}: ${detail}`);
     this.name = 'PageTypeError';
   }
 }
@@ -205,7 +205,7 @@ export class PageTypes {
           this.getPageType(target, PageType.writable, domid);
         } catch (e) {
           this.putPage(target);
-          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', PTE_ERR.EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.message}`);
+          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', PTE_ERR.EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.detail}`);
           throw e;
         }
       }

@@ -9,7 +9,10 @@ import type { Exit, Segment, SpecialRegisters, Vcpu } from '../engine/types.js';
 import { GuestFault, GuestMemory } from './guest-access.js';
 import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
 import type { MmContext } from './hypercalls/mmu.js';
-import type { PageTypes } from './page-types.js';
+import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
+import { decodePtStore, type ModrmReg } from './ptwr.js';
+import { modEntry } from './hypercalls/mmu.js';
+import { PageType } from './frames.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
   CR0, CR4, CSTAR_OFFSET, EFER, GDT_LIMIT, SYSCALL_FMASK, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
@@ -18,8 +21,8 @@ import {
 import { PAGE_SIZE } from './frames.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'exception', 'interrupted'] as const;
-const EXIT = { page: 0, syscall: 1, vmcall: 2, exception: 3, interrupted: 4 } as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5 } as const;
 
 /** Exit counts in a typed array: counting is on every exit's path. */
 export class ExitCounts {
@@ -46,6 +49,7 @@ export interface VcpuHost {
   crash(reason: string): void;
   context(vcpu: PvVcpu): HypercallContext;
   readonly pageTypes: PageTypes;
+  readonly id: number;
   /** A vCPU loaded another root. */
   rootsChanged(): void;
   /** Page tables changed: cached translations must be dropped before any vCPU runs. */
@@ -285,6 +289,17 @@ export class PvVcpu {
       if (this.hypercall('vmcall')) view.setBigUint64(ripAt, faultRip + 3n, true);
       return;
     }
+    let ptwrRefusal = '';
+    if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n && this.kernelMode) {
+      // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
+      const cr2 = this.engine.getSpecialRegisters().cr2;
+      const r = this.emulatePtWrite(cr2, faultRip, view, ripAt);
+      if (r === true) {
+        this.count(EXIT.ptwr);
+        return;
+      }
+      ptwrRefusal = r ? `; as a page-table update it was refused: ${r}` : '';
+    }
     this.count(EXIT.exception);
     if (inSyscallStubs(faultRip)) {
       this.host.crash(SYSCALL_REFUSED);
@@ -293,7 +308,86 @@ export class PvVcpu {
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
     const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';
-    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}; no trap handler is registered`);
+    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}${ptwrRefusal}; no trap handler is registered`);
+  }
+
+  /**
+   * Writable page tables: emulates a store that faulted on a read-only
+   * mapping of one of the domain's L1 tables as a validated update of that
+   * entry. Returns true when done (the frame's rip is past the store),
+   * a reason when the update was refused, undefined when this was not such
+   * a store.
+   */
+  private emulatePtWrite(cr2: bigint, rip: bigint, frame: DataView, ripAt: number): true | string | undefined {
+    const pt = this.host.pageTypes;
+    const ft = pt.ft;
+    const walk = (): [number, number] | undefined => {
+      let table = this.cr3Mfn;
+      for (let level = 4; level >= 1; level--) {
+        const words = ft.words32(table);
+        const i = Number((cr2 >> BigInt(12 + 9 * (level - 1))) & 0x1ffn);
+        const lo = words[2 * i]!;
+        if (!(lo & 1) || (level > 1 && lo & 0x80)) return undefined;
+        if (level === 1) return lo & 2 ? undefined : [entryFrame(lo, words[2 * i + 1]!), i];
+        table = entryFrame(lo, words[2 * i + 1]!);
+        if (!ft.isValid(table)) return undefined;
+      }
+      return undefined;
+    };
+    if (cr2 >= 1n << 47n && cr2 < 0xffff800000000000n) return undefined;
+    const target = walk()?.[0];
+    if (target === undefined || !ft.isValid(target) || ft.owner[target] !== this.host.id || ft.type[target] !== PageType.l1 || !ft.typeCount[target]) return undefined;
+    // Up to 15 bytes of the instruction; fewer if the next page is not mapped.
+    let code: Uint8Array;
+    try {
+      code = this.guest.read(rip, 15);
+    } catch {
+      try { code = this.guest.read(rip, Math.min(15, 4096 - Number(rip & 0xfffn))); } catch { return undefined; }
+    }
+    const store = decodePtStore(code);
+    if (!store) return undefined;
+    const off = Number(cr2 & 0xfffn);
+    if (off % store.size) return undefined; // Xen emulates only naturally aligned stores
+    const index = off >> 3;
+    const regs = this.engine.regs;
+    const frameRsp = frame.getBigUint64(ripAt + 24, true);
+    const get = (r: ModrmReg): bigint => (r === 'rsp' ? frameRsp : regs[r]);
+    const words = ft.words32(target);
+    const old64 = (BigInt(words[2 * index + 1]!) << 32n) | BigInt(words[2 * index]!);
+    const shift = BigInt((off & 4) * 8);
+    const mask = store.size === 8 ? 0xffffffffffffffffn : 0xffffffffn << shift;
+    const oldPart = (old64 & mask) >> shift;
+    const src = store.reg ? get(store.reg) : store.imm!;
+    const part = store.size === 8 ? BigInt.asUintN(64, src) : BigInt.asUintN(32, src);
+    let write = true;
+    if (store.kind === 'cmpxchg') {
+      const acc = store.size === 8 ? regs.rax : BigInt.asUintN(32, regs.rax);
+      const rflagsAt = ripAt + 16;
+      const rflags = frame.getBigUint64(rflagsAt, true);
+      if (acc === oldPart) {
+        frame.setBigUint64(rflagsAt, rflags | 0x40n, true); // ZF
+      } else {
+        frame.setBigUint64(rflagsAt, rflags & ~0x40n, true);
+        regs.rax = oldPart; // 32-bit: zero-extended, as the CPU does
+        write = false;
+      }
+    }
+    if (write) {
+      const new64 = (old64 & ~mask) | (part << shift);
+      try {
+        modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
+      } catch (e) {
+        if (e instanceof PageTypeError) return e.message;
+        throw e;
+      }
+      if (store.kind === 'xchg' && store.reg) {
+        if (store.reg === 'rsp') return 'xchg with rsp is not emulated';
+        regs[store.reg] = oldPart;
+      }
+      this.host.flushTranslations();
+    }
+    frame.setBigUint64(ripAt, rip + BigInt(store.length), true);
+    return true;
   }
 
   private isHypercallInstruction(rip: bigint): boolean {

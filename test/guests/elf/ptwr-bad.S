@@ -1,0 +1,29 @@
+/* A hostile use of writable page tables: the guest stores an entry that
+ * would map its own L1 writable. The store must be refused (the fault then
+ * stands, and with no trap handler the domain is destroyed with the
+ * reason); nothing may change. */
+#include "guest.h"
+
+TEST_GUEST_NOTES
+
+#define START_INFO_PT_BASE 88
+
+        .text
+        .code64
+        .globl _start
+_start:
+        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
+        add $3 * 4096, %rbx                      /* VA of the first L1 */
+        mov %rbx, %rax
+        shr $12, %rax
+        and $511, %rax
+        lea (%rbx, %rax, 8), %rdi                /* VA of the L1's own entry */
+        mov (%rdi), %rax
+        or $2, %rax                              /* make it writable */
+        mov %rax, (%rdi)
+        SHUTDOWN SHUTDOWN_poweroff, reason       /* not reached */
+
+        HYPERCALL_PAGE
+
+        .data
+reason: .long 0

@@ -1,0 +1,62 @@
+/* Writable page tables: the guest writes its own L1 entries through their
+ * read-only mapping, as PV kernels do; paravane emulates each store as a
+ * validated update. The first L1 of the bootstrap tables maps 0-2 MiB and
+ * is the fourth table frame (L4, L3, L2, L1 at pt_base). Steps:
+ *   1. mov: remap page A to page B's frame; A then reads B's marker;
+ *   2. lock cmpxchg: remap A back to its own frame;
+ *   3. 4-byte mov to the entry's low half: remap A to B again;
+ * and reports the three words read through A, then powers off. */
+#include "guest.h"
+#include <xen/xen.h>
+
+TEST_GUEST_NOTES
+
+#define START_INFO_PT_BASE 88
+
+        .text
+        .code64
+        .globl _start
+_start:
+        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
+        add $3 * 4096, %rbx                      /* VA of the first L1 */
+        lea page_a(%rip), %rax
+        shr $12, %rax
+        and $511, %rax
+        lea (%rbx, %rax, 8), %rdi                /* VA of A's entry */
+        lea page_b(%rip), %rax
+        shr $12, %rax
+        and $511, %rax
+        lea (%rbx, %rax, 8), %rsi                /* VA of B's entry */
+        mov (%rdi), %r12                         /* A's entry */
+        mov (%rsi), %r13                         /* B's entry */
+        /* 1. mov %reg, (mem) */
+        mov %r13, (%rdi)
+        mov page_a(%rip), %rax
+        mov %rax, result(%rip)
+        /* 2. lock cmpxchg: expected old value in rax */
+        mov %r13, %rax
+        lock cmpxchg %r12, (%rdi)
+        jne 9f
+        mov page_a(%rip), %rax
+        mov %rax, result + 8(%rip)
+        /* 3. 4-byte store to the low half (the frame number's low bits and flags) */
+        mov %r13d, (%rdi)
+        mov page_a(%rip), %rax
+        mov %rax, result + 16(%rip)
+        mov $CONSOLEIO_write, %edi
+        mov $24, %esi
+        lea result(%rip), %rdx
+        call hypercall_page + __HYPERVISOR_console_io * 32
+        SHUTDOWN SHUTDOWN_poweroff, reason
+9:      ud2
+
+        HYPERCALL_PAGE
+
+        .data
+        .balign 4096
+page_a: .quad 0xaaaaaaaa
+        .balign 4096
+page_b: .quad 0xbbbbbbbb
+        .balign 4096
+result: .fill 3, 8, 0
+reason: .long 0
