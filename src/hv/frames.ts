@@ -209,10 +209,21 @@ export class FrameTable {
     this.m2p32[2 * mfn + 1] = Math.floor(pfn / 0x100000000);
   }
 
-  /** A frame as 1024 32-bit words: entry i is words [2i] (low) and [2i+1] (high). */
+  /**
+   * A frame as 1024 32-bit words: entry i is words [2i] (low) and [2i+1]
+   * (high). The last few views are kept: batches of updates hit the same
+   * tables, and a view per call was most of their garbage.
+   */
   words32(mfn: number): Uint32Array {
+    const slot = mfn & 7;
+    if (this.viewMfn[slot] === mfn) return this.views[slot]!;
     const addr = mfn * PAGE_SIZE;
     const c = this.memory.chunkAt(addr);
-    return new Uint32Array(c.buffer, addr - c.base, PAGE_SIZE / 4);
+    const v = new Uint32Array(c.buffer, addr - c.base, PAGE_SIZE / 4);
+    this.viewMfn[slot] = mfn;
+    this.views[slot] = v;
+    return v;
   }
+  private readonly viewMfn = new Int32Array(8).fill(-1);
+  private readonly views: Array<Uint32Array | undefined> = new Array(8);
 }

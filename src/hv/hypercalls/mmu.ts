@@ -83,30 +83,30 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
   pt.putEntry(level, oldLo, oldHi);
 }
 
-/** One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request. */
-function ptUpdate(ctx: HypercallContext, mm: MmContext, maddr: bigint, val: bigint, preserveAd: boolean): void {
-  const ft = mm.pt.ft;
-  const mfn = maddr >> 12n < BigInt(ft.count) ? Number(maddr >> 12n) : -1;
+/**
+ * One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request: entry `index` of frame
+ * `mfn` becomes lo:hi. Returns whether a page table changed. (Numbers,
+ * not BigInts: this runs once per request of every batch.)
+ */
+function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: number, lo: number, hi: number, preserveAd: boolean): boolean {
+  const ft = pt.ft;
   if (!ft.isValid(mfn) || ft.owner[mfn] !== ctx.domid) {
-    throw new PageTypeError('PT-5', 22, `request names frame ${hex(maddr >> 12n)}, not one of the domain's`);
+    throw new PageTypeError('PT-5', 22, `request names frame ${hex(mfn)}, not one of the domain's`);
   }
-  const index = Number((maddr & 0xfffn) >> 3n);
-  const lo = Number(val & 0xffffffffn) >>> 0, hi = Number((val >> 32n) & 0xffffffffn) >>> 0;
   const type = ft.type[mfn]!;
   if (isPageTableType(type) && ft.typeCount[mfn]! > 0) {
-    modEntry(mm.pt, ctx.domid, mfn, type, index, lo, hi, preserveAd);
-    mm.flushTranslations();
-    return;
+    modEntry(pt, ctx.domid, mfn, type, index, lo, hi, preserveAd);
+    return true;
   }
   if (type === PageType.none || type === PageType.writable) {
     // An ordinary data page: a plain store (Xen allows it), done under a
     // writable type reference so the page cannot be a table meanwhile.
-    mm.pt.getPageType(mfn, PageType.writable, ctx.domid);
+    pt.getPageType(mfn, PageType.writable, ctx.domid);
     const words = ft.words32(mfn);
     words[2 * index] = lo;
     words[2 * index + 1] = hi;
-    mm.pt.putPageType(mfn);
-    return;
+    pt.putPageType(mfn);
+    return false;
   }
   throw new PageTypeError('PT-1', 22, `frame ${hex(mfn)} is typed ${type}, not a page table or data page`);
 }
@@ -127,20 +127,21 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   const n = Math.min(count, MMU_CHUNK);
   let i = 0;
   let rc = 0n;
-  // Read the whole chunk first (one bounds-checked copy), then apply.
+  let changed = false;
+  // Read the whole chunk first (one bounds-checked copy), then apply it as
+  // 32-bit words: ptr low and high, val low and high.
   const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
-  const view = new DataView(bytes.buffer);
+  const w = new Uint32Array(bytes.buffer, 0, n * 4);
   for (; i < n; i++) {
-    const ptr = view.getBigUint64(i * 16, true);
-    const val = view.getBigUint64(i * 16 + 8, true);
-    const cmd = Number(ptr & 7n);
+    const ptrLo = w[4 * i]!, ptrHi = w[4 * i + 1]!;
+    const cmd = ptrLo & 7;
+    const mfn = (ptrLo >>> 12) + ptrHi * 0x100000;
     try {
       if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) {
-        ptUpdate(ctx, mm, ptr & ~7n, val, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD);
+        if (ptUpdate(ctx, mm.pt, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD)) changed = true;
       } else if (cmd === MmuUpdateType.MMU_MACHPHYS_UPDATE) {
-        const mfn = Number(ptr >> 12n);
-        if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 1, `M2P update of frame ${hex(ptr >> 12n)}, not one of the domain's`);
-        mm.pt.ft.setM2p(mfn, val);
+        if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 1, `M2P update of frame ${hex(mfn)}, not one of the domain's`);
+        mm.pt.ft.setM2p(mfn, (BigInt(w[4 * i + 3]!) << 32n) | BigInt(w[4 * i + 2]!));
       } else {
         rc = errno('XEN_ENOSYS');
         break;
@@ -150,6 +151,7 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
       break;
     }
   }
+  if (changed) mm.flushTranslations();
   if (rc === 0n && i < count) {
     // More to do: re-issue with the rest (Xen's continuation).
     if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
