@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { formatExitBench, runExitBench } from './exit.js';
 import { formatHypercallBench, runHypercallBench } from './hypercall.js';
 import { formatBootBench, runBootBench } from './boot.js';
+import { formatMmuBench, runMmuBench } from './mmu.js';
 
 const program = new Command()
   .name('npm run bench --')
@@ -49,6 +50,16 @@ program
   .action(async (o: { domains: number; memory: number; machine?: number; json?: boolean }) => {
     const r = await runBootBench({ domains: o.domains, memoryMiB: o.memory, machineMiB: o.machine });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatBootBench(r));
+  });
+
+program
+  .command('mmu')
+  .description('validated page-table updates: mmu_update batches from a guest, and the validator in process')
+  .option('--runs <n>', 'guest runs', positive, 5)
+  .option('--json', 'print JSON')
+  .action(async (o: { runs: number; json?: boolean }) => {
+    const r = await runMmuBench({ runs: o.runs });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatMmuBench(r));
   });
 
 await program.parseAsync(process.argv);
