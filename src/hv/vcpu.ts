@@ -374,17 +374,16 @@ export class PvVcpu {
     }
     if (write) {
       const new64 = (old64 & ~mask) | (part << shift);
+      if (store.kind === 'xchg' && store.reg === 'rsp') return 'xchg with rsp is not emulated';
+      let flush: boolean;
       try {
-        modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
+        flush = modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
       } catch (e) {
         if (e instanceof PageTypeError) return e.message;
         throw e;
       }
-      if (store.kind === 'xchg' && store.reg) {
-        if (store.reg === 'rsp') return 'xchg with rsp is not emulated';
-        regs[store.reg] = oldPart;
-      }
-      this.host.flushTranslations();
+      if (store.kind === 'xchg' && store.reg) regs[store.reg] = oldPart;
+      if (flush) this.host.flushTranslations();
     }
     frame.setBigUint64(ripAt, rip + BigInt(store.length), true);
     return true;

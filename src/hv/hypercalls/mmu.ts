@@ -23,7 +23,12 @@ export interface MmContext {
   /** Loads a new kernel or user root on this vCPU (its type reference is the caller's to take). */
   setCr3(mfn: number): void;
   setUserCr3(mfn: number): void;
-  /** Page tables changed or a flush was asked for: translations cached by the engine must go. */
+  /**
+   * A present entry changed (or a root was replaced): translations the
+   * engine cached from the old tables must go before the vCPU runs again.
+   * Entries that go from absent to present need no flush: the engine reads
+   * the tables afresh when the guest first uses the new mapping.
+   */
   flushTranslations(): void;
   /** The LDT this vCPU asked for (checked; loaded with descriptor-table support). */
   setLdt(base: bigint, entries: number): void;
@@ -60,9 +65,11 @@ function needMm(ctx: HypercallContext): MmContext {
  * Writes entry `index` of table `mfn` (level 1-4, validated) to `lo:hi`,
  * taking the new entry's references before dropping the old one's. Xen's
  * mod_lN_entry: US is forced (the guest kernel runs at CPL 3), the
- * hypervisor's L4 slots cannot be changed (PT-7).
+ * hypervisor's L4 slots cannot be changed (PT-7). Returns whether a
+ * present entry changed in a way translations cached from it must be
+ * dropped (anything but the fast path's harmless bits).
  */
-export function modEntry(pt: PageTypes, domid: number, mfn: number, level: number, index: number, newLo: number, newHi: number, preserveAd: boolean): void {
+export function modEntry(pt: PageTypes, domid: number, mfn: number, level: number, index: number, newLo: number, newHi: number, preserveAd: boolean): boolean {
   if (!PageTypes.isGuestSlot(level, index)) throw new PageTypeError('PT-7', 22, `L4 slot ${index} belongs to the hypervisor`);
   const words = pt.ft.words32(mfn);
   const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
@@ -74,18 +81,19 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
     if (level === 1 && oldLo & P && newHi === oldHi && ((newLo ^ oldLo) & ~L1_FAST_LO) === 0) {
       pt.checkEntryBits(1, newLo, newHi);
       words[2 * index] = newLo;
-      return;
+      return false;
     }
   }
   pt.getEntry(level, newLo, newHi, domid);
   words[2 * index] = newLo;
   words[2 * index + 1] = newHi;
   pt.putEntry(level, oldLo, oldHi);
+  return (oldLo & P) !== 0 && (oldLo !== newLo || oldHi !== newHi);
 }
 
 /**
  * One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request: entry `index` of frame
- * `mfn` becomes lo:hi. Returns whether a page table changed. (Numbers,
+ * `mfn` becomes lo:hi. Returns whether cached translations must go. (Numbers,
  * not BigInts: this runs once per request of every batch.)
  */
 function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: number, lo: number, hi: number, preserveAd: boolean): boolean {
@@ -94,10 +102,7 @@ function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: numb
     throw new PageTypeError('PT-5', 22, `request names frame ${hex(mfn)}, not one of the domain's`);
   }
   const type = ft.type[mfn]!;
-  if (isPageTableType(type) && ft.typeCount[mfn]! > 0) {
-    modEntry(pt, ctx.domid, mfn, type, index, lo, hi, preserveAd);
-    return true;
-  }
+  if (isPageTableType(type) && ft.typeCount[mfn]! > 0) return modEntry(pt, ctx.domid, mfn, type, index, lo, hi, preserveAd);
   if (type === PageType.none || type === PageType.writable) {
     // An ordinary data page: a plain store (Xen allows it), done under a
     // writable type reference so the page cannot be a table meanwhile.
@@ -188,11 +193,12 @@ const updateVaMapping: HypercallHandler = (ctx, [va, val, flags]) => {
   if (mask && flush) ctx.guest.read(mask, 8);
   try {
     const l1 = l1For(mm.pt, ctx.domid, mm.cr3, va);
-    modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false);
+    if (modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false)) {
+      mm.flushTranslations();
+    }
   } catch (e) {
     return toErrno(e);
   }
-  mm.flushTranslations();
   return 0n;
 };
 
@@ -211,8 +217,9 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       pt.pin(mfnArg(), (cmd + 1) as 1 | 2 | 3 | 4, ctx.domid);
       return 0n;
     case MmuextCmd.MMUEXT_UNPIN_TABLE:
+      // No flush: a table that loses its last reference here was already
+      // unreachable (unhooking it or replacing the root flushed).
       pt.unpin(mfnArg(), ctx.domid);
-      mm.flushTranslations();
       return 0n;
     case MmuextCmd.MMUEXT_NEW_BASEPTR:
     case MmuextCmd.MMUEXT_NEW_USER_BASEPTR: {
@@ -232,17 +239,17 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       mm.flushTranslations();
       return 0n;
     }
+    // Flush requests: the hypervisor already drops cached translations
+    // whenever a present entry changes (the guest cannot write its tables
+    // any other way), so there is nothing stale left to flush.
     case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:
     case MmuextCmd.MMUEXT_TLB_FLUSH_MULTI:
     case MmuextCmd.MMUEXT_TLB_FLUSH_ALL:
-      mm.flushTranslations();
       return 0n;
     case MmuextCmd.MMUEXT_INVLPG_LOCAL:
     case MmuextCmd.MMUEXT_INVLPG_MULTI:
     case MmuextCmd.MMUEXT_INVLPG_ALL:
-      if (!guestRangeOk(arg1, 1)) return errno('XEN_EINVAL'); // non-canonical or the hypervisor's
-      mm.flushTranslations();
-      return 0n;
+      return guestRangeOk(arg1, 1) ? 0n : errno('XEN_EINVAL'); // non-canonical or the hypervisor's
     case MmuextCmd.MMUEXT_FLUSH_CACHE:
     case MmuextCmd.MMUEXT_FLUSH_CACHE_GLOBAL:
       return errno('XEN_EPERM'); // needs cache-flush permission (I/O capable domains)
