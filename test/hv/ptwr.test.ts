@@ -63,6 +63,14 @@ describe.skipIf(!HAVE_KVM)('writable page tables on KVM', () => {
     expect(hv.frames.free).toBe(free);
   });
 
+  it('shows the guest a page unmapped and then mapped again (the mapping is an addition: no flush)', async () => {
+    const out: Buffer[] = [];
+    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'remap.elf')), { memoryBytes: 8 << 20, console: (b) => out.push(Buffer.from(b)) });
+    expect(await hv.run(d, { timeoutMs: 20_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    const w = Buffer.concat(out);
+    expect([0, 8, 16, 24].map((o) => w.readBigUInt64LE(o))).toEqual([0xaaaaaaaan, 0xbbbbbbbbn, 0n, 0n]);
+  });
+
   it('refuses a store that would map the L1 writable: the fault stands and only that domain goes', async () => {
     const bystander = hv.createDomain(fs.readFileSync(path.join(ELF, 'transports.elf')), { memoryBytes: 8 << 20 });
     const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ptwr-bad.elf')), { memoryBytes: 8 << 20 });

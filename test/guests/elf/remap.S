@@ -1,0 +1,51 @@
+/* update_va_mapping on KVM: page A is read (so the engine has cached its
+ * translation), unmapped, then mapped to page B's frame -- an addition,
+ * which needs no flush -- and read again. Reports both words read through
+ * A and the three results, then powers off. */
+#include "guest.h"
+#include <xen/xen.h>
+
+TEST_GUEST_NOTES
+
+#define START_INFO_PT_BASE 88
+
+        .text
+        .code64
+        .globl _start
+_start:
+        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
+        add $3 * 4096, %rbx                      /* VA of the first L1 */
+        lea page_b(%rip), %rax
+        shr $12, %rax
+        and $511, %rax
+        mov (%rbx, %rax, 8), %r13                /* B's entry */
+        mov page_a(%rip), %rax                   /* use A's translation */
+        mov %rax, result(%rip)
+        lea page_a(%rip), %rdi                   /* unmap A */
+        xor %esi, %esi
+        xor %edx, %edx
+        HCALL page, __HYPERVISOR_update_va_mapping
+        mov %rax, result + 16(%rip)
+        lea page_a(%rip), %rdi                   /* map A to B's frame */
+        mov %r13, %rsi
+        mov $UVMF_INVLPG, %edx
+        HCALL page, __HYPERVISOR_update_va_mapping
+        mov %rax, result + 24(%rip)
+        mov page_a(%rip), %rax
+        mov %rax, result + 8(%rip)
+        mov $CONSOLEIO_write, %edi
+        mov $32, %esi
+        lea result(%rip), %rdx
+        call hypercall_page + __HYPERVISOR_console_io * 32
+        SHUTDOWN SHUTDOWN_poweroff, reason
+
+        HYPERCALL_PAGE
+
+        .data
+        .balign 4096
+page_a: .quad 0xaaaaaaaa
+        .balign 4096
+page_b: .quad 0xbbbbbbbb
+        .balign 4096
+result: .fill 4, 8, 0
+reason: .long 0
