@@ -94,7 +94,7 @@ function mmuUpdateNs(): number {
   const noop = () => {};
   const ctx = {
     domid: 1, guest: new GuestMemory(ft, BigInt(l4) << 12n), continueWith: noop,
-    mm: { pt, cr3: l4, userCr3: 0, setCr3: noop, setUserCr3: noop, flushTranslations: noop, setLdt: noop },
+    mm: { pt, cr3: l4, userCr3: 0, setCr3: noop, setUserCr3: noop, tableChanged: noop, setLdt: noop },
   } as unknown as HypercallContext;
   const table = registerMmuHypercalls(new HypercallTable());
   const n = 2048;

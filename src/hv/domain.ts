@@ -69,8 +69,8 @@ export class Domain implements VcpuHost {
   /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
   roots: number[];
   readonly pageTypes: PageTypes;
-  /** Page tables changed since the vCPUs last ran: the engine's cached translations are stale. */
-  private staleTranslations = false;
+  /** Tables whose cached translations must go before a vCPU runs again. */
+  private readonly staleTables = new Set<number>();
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
@@ -137,13 +137,19 @@ export class Domain implements VcpuHost {
     this.roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
   }
 
-  flushTranslations(): void {
-    this.staleTranslations = true;
+  tableChanged(mfn: number): void {
+    this.staleTables.add(mfn);
   }
 
-  beforeRun(): void {
-    if (!this.staleTranslations) return;
-    this.staleTranslations = false;
+  /** The tables changed since a vCPU last ran (the engine must forget them), and clears them. */
+  takeStaleTables(): number[] | undefined {
+    if (this.staleTables.size === 0) return undefined;
+    const out = [...this.staleTables];
+    this.staleTables.clear();
+    return out;
+  }
+
+  dropCachedTranslations(): void {
     this.vm.dropCachedTranslations();
   }
 

@@ -80,7 +80,7 @@ export class Hypervisor {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
         this.xen.fillReservedL4(mfn, pd);
-      });
+      }, (mfn) => this.domains.get(this.frames.owner[mfn]!)?.tableChanged(mfn));
     } catch (e) {
       this.memory.close();
       throw e;

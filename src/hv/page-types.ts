@@ -90,7 +90,12 @@ export class PageTypes {
    * `fillReservedL4(mfn, domid)` writes the hypervisor's entries into
    * slots 256-271 of an L4 of `domid` that has just been validated (PT-7).
    */
-  constructor(readonly ft: FrameTable, private readonly fillReservedL4: (mfn: number, domid: number) => void = () => {}) {}
+  constructor(
+    readonly ft: FrameTable,
+    private readonly fillReservedL4: (mfn: number, domid: number) => void = () => {},
+    /** Called when a table is devalidated: an engine may still hold translations from it. */
+    private readonly onDevalidate: (mfn: number) => void = () => {},
+  ) {}
 
   // --- General references.
 
@@ -264,6 +269,7 @@ export class PageTypes {
       if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
     }
     this.ft.flags[mfn]! &= ~VALIDATED;
+    this.onDevalidate(mfn);
   }
 
   // --- Pins.

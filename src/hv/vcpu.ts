@@ -52,10 +52,11 @@ export interface VcpuHost {
   readonly id: number;
   /** A vCPU loaded another root. */
   rootsChanged(): void;
-  /** Page tables changed: cached translations must be dropped before any vCPU runs. */
-  flushTranslations(): void;
-  /** Called before each run of a vCPU: applies pending flushes. */
-  beforeRun(): void;
+  /** A present entry of table `mfn` changed: the engine must forget what it cached from it. */
+  tableChanged(mfn: number): void;
+  /** Tables changed since a vCPU last ran, and forgets them. */
+  takeStaleTables(): number[] | undefined;
+  dropCachedTranslations(): void;
 }
 
 /** Initial state of vCPU 0, from the builder. */
@@ -135,7 +136,7 @@ export class PvVcpu {
         v.userCr3Mfn = mfn;
         host.rootsChanged();
       },
-      flushTranslations: () => host.flushTranslations(),
+      tableChanged: (mfn) => host.tableChanged(mfn),
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
     };
     const s: SpecialRegisters = engine.getSpecialRegisters();
@@ -209,7 +210,10 @@ export class PvVcpu {
       s.cr3 = BigInt(this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
     }
-    this.host.beforeRun();
+    // Tables the host changed: KVM's shadow paging does not see host writes,
+    // so its cached translations go (docs/design.md has the measurements,
+    // including a per-table way that was no faster here).
+    if (this.host.takeStaleTables()) this.host.dropCachedTranslations();
     return this.engine.run();
   }
 
@@ -383,7 +387,7 @@ export class PvVcpu {
         throw e;
       }
       if (store.kind === 'xchg' && store.reg) regs[store.reg] = oldPart;
-      if (flush) this.host.flushTranslations();
+      if (flush) this.host.tableChanged(target);
     }
     frame.setBigUint64(ripAt, rip + BigInt(store.length), true);
     return true;

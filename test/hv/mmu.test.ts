@@ -66,7 +66,7 @@ beforeEach(() => {
     get userCr3() { return userCr3; },
     setCr3(m) { cr3 = m; ctx = { ...ctx, guest: new GuestMemory(ft, BigInt(m) << 12n) } as typeof ctx; },
     setUserCr3(m) { userCr3 = m; },
-    flushTranslations() { ctx.flushes++; },
+    tableChanged() { ctx.flushes++; },
     setLdt(base, n) { mm.ldt = [base, n]; },
   };
   ctx = {

@@ -24,12 +24,12 @@ export interface MmContext {
   setCr3(mfn: number): void;
   setUserCr3(mfn: number): void;
   /**
-   * A present entry changed (or a root was replaced): translations the
-   * engine cached from the old tables must go before the vCPU runs again.
-   * Entries that go from absent to present need no flush: the engine reads
-   * the tables afresh when the guest first uses the new mapping.
+   * A present entry of table `mfn` changed: translations the engine cached
+   * from it must go before any vCPU of the domain runs again. Entries that
+   * go from absent to present need no flush: the engine reads the tables
+   * afresh when the guest first uses the new mapping.
    */
-  flushTranslations(): void;
+  tableChanged(mfn: number): void;
   /** The LDT this vCPU asked for (checked; loaded with descriptor-table support). */
   setLdt(base: bigint, entries: number): void;
 }
@@ -132,7 +132,7 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   const n = Math.min(count, MMU_CHUNK);
   let i = 0;
   let rc = 0n;
-  let changed = false;
+  let changedTable = -1;
   // Read the whole chunk first (one bounds-checked copy), then apply it as
   // 32-bit words: ptr low and high, val low and high.
   const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
@@ -143,7 +143,10 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
     const mfn = (ptrLo >>> 12) + ptrHi * 0x100000;
     try {
       if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) {
-        if (ptUpdate(ctx, mm.pt, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD)) changed = true;
+        if (ptUpdate(ctx, mm.pt, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) && mfn !== changedTable) {
+          changedTable = mfn; // consecutive requests usually hit one table
+          mm.tableChanged(mfn);
+        }
       } else if (cmd === MmuUpdateType.MMU_MACHPHYS_UPDATE) {
         if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 1, `M2P update of frame ${hex(mfn)}, not one of the domain's`);
         mm.pt.ft.setM2p(mfn, (BigInt(w[4 * i + 3]!) << 32n) | BigInt(w[4 * i + 2]!));
@@ -156,7 +159,7 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
       break;
     }
   }
-  if (changed) mm.flushTranslations();
+
   if (rc === 0n && i < count) {
     // More to do: re-issue with the rest (Xen's continuation).
     if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
@@ -194,7 +197,7 @@ const updateVaMapping: HypercallHandler = (ctx, [va, val, flags]) => {
   try {
     const l1 = l1For(mm.pt, ctx.domid, mm.cr3, va);
     if (modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false)) {
-      mm.flushTranslations();
+      mm.tableChanged(l1);
     }
   } catch (e) {
     return toErrno(e);
@@ -217,8 +220,8 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       pt.pin(mfnArg(), (cmd + 1) as 1 | 2 | 3 | 4, ctx.domid);
       return 0n;
     case MmuextCmd.MMUEXT_UNPIN_TABLE:
-      // No flush: a table that loses its last reference here was already
-      // unreachable (unhooking it or replacing the root flushed).
+      // No flush: the table's contents do not change; if it loses its last
+      // reference it is reported as devalidated.
       pt.unpin(mfnArg(), ctx.domid);
       return 0n;
     case MmuextCmd.MMUEXT_NEW_BASEPTR:
@@ -234,14 +237,15 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       if (mfn === old) return 0n;
       pt.getPageAndType(mfn, PageType.l4, ctx.domid);
       if (old) pt.putPageAndType(old);
+      // No flush: the old root's tables are unchanged, and any that lost
+      // their last reference here are reported as devalidated.
       if (user) mm.setUserCr3(mfn);
       else mm.setCr3(mfn);
-      mm.flushTranslations();
       return 0n;
     }
-    // Flush requests: the hypervisor already drops cached translations
-    // whenever a present entry changes (the guest cannot write its tables
-    // any other way), so there is nothing stale left to flush.
+    // Flush requests: the hypervisor already makes the engine forget every
+    // table whose present entries changed (the guest cannot write its
+    // tables any other way), so there is nothing stale left to flush.
     case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:
     case MmuextCmd.MMUEXT_TLB_FLUSH_MULTI:
     case MmuextCmd.MMUEXT_TLB_FLUSH_ALL:
