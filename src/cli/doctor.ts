@@ -5,7 +5,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
-import { measureExitCost, probeTransports, type TransportReport } from '../engine/host-probe.js';
+import { measureExitCost, probeTransports, upperHalfSlot256Usable, type TransportReport } from '../engine/host-probe.js';
 
 export interface DoctorReport {
   device: { path: string; exists: boolean; openable: boolean; problem?: string };
@@ -15,6 +15,8 @@ export interface DoctorReport {
   capabilities?: Record<string, number>;
   transports?: TransportReport[];
   exitCostUs?: number;
+  /** Whether guests can use L4 slot 256, Xen's M2P address (else paravane reports another). */
+  slot256Usable?: boolean;
   ok: boolean;
 }
 
@@ -43,6 +45,7 @@ export function runDoctor(path = '/dev/kvm'): DoctorReport {
     report.runMode = engine.runMode;
     report.transports = probeTransports(engine);
     report.exitCostUs = measureExitCost(engine) / 1000;
+    report.slot256Usable = upperHalfSlot256Usable(engine);
     report.ok = report.transports.some((t) => t.usable);
   } finally {
     engine.close();
@@ -64,6 +67,11 @@ export function formatDoctor(r: DoctorReport): string {
   if (r.transports) {
     lines.push('hypercall transports (probed)');
     for (const t of r.transports) lines.push(`  ${t.usable ? 'yes' : 'no '}  ${t.name}: ${t.behaviour}`);
+  }
+  if (r.slot256Usable !== undefined) {
+    row('M2P address', r.slot256Usable
+      ? 'Xen\'s (0xffff800000000000): guests can use L4 slot 256'
+      : 'guests cannot use L4 slot 256 here; XENMEM_machphys_mapping reports 0xffff810000000000 instead (guests that hard-code Xen\'s address cannot read the M2P)');
   }
   if (r.exitCostUs !== undefined) row('exit cost', `${r.exitCostUs.toFixed(1)} us median round trip (port I/O exit, 2000 samples)`);
   row('verdict', r.ok ? 'this host can run paravane guests' : 'this host cannot run paravane guests');

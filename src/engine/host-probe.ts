@@ -2,7 +2,7 @@
 // work (measured by running probe guests, not assumed) and what one exit
 // costs. Used by `paravane doctor`.
 
-import { bootTestGuest, LAYOUT, PORT } from './probe-guest.js';
+import { bootTestGuest, ioValue, LAYOUT, PORT } from './probe-guest.js';
 import type { Engine, Exit } from './types.js';
 
 export interface TransportReport {
@@ -51,6 +51,24 @@ export function syscallStaysAtCpl3(engine: Engine): boolean {
   }).exit;
   if (sys.kind !== 'io' || sys.port !== PORT.A) return false;
   return ((sys.data[0]! | (sys.data[1]! << 8)) & 3) === 3;
+}
+
+/**
+ * Whether guest code at CPL 3 can use L4 slot 256 (0xffff800000000000), where
+ * Xen maps the M2P. On this machine's kvm_pvm it cannot: an access there
+ * faults whatever the guest's tables say. Runs one probe guest.
+ */
+export function upperHalfSlot256Usable(engine: Engine): boolean {
+  const g = bootTestGuest(engine, 'upperhalf');
+  try {
+    const view = new DataView(g.main.buffer, g.main.byteOffset);
+    view.setBigUint64(LAYOUT.PML4 + 256 * 8, BigInt(LAYOUT.PDPT) | 7n, true); // slot 256 maps like slot 0
+    const e = g.vcpu.run();
+    const expected = view.getUint32(LAYOUT.CODE, true);
+    return e.kind === 'io' && e.port === PORT.A && ioValue(e) === expected;
+  } finally {
+    g.destroy();
+  }
 }
 
 /** Runs the transport probe guests. */

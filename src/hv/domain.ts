@@ -46,6 +46,8 @@ export interface DomainParts {
   layout: BootLayout;
   hypercalls: HypercallTable;
   pageTypes: PageTypes;
+  /** Where guests read the M2P on this host. */
+  m2pVirt: bigint;
   console: (bytes: Uint8Array) => void;
 }
 
@@ -69,6 +71,7 @@ export class Domain implements VcpuHost {
   /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
   roots: number[];
   readonly pageTypes: PageTypes;
+  readonly m2pVirt: bigint;
   /** Tables whose cached translations must go before a vCPU runs again. */
   private readonly staleTables = new Set<number>();
   /** Frames returned to the pool when the domain died (for tests and stats). */
@@ -84,6 +87,7 @@ export class Domain implements VcpuHost {
     this.perDomain = p.perDomain;
     this.console = p.console;
     this.pageTypes = p.pageTypes;
+    this.m2pVirt = p.m2pVirt;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
@@ -167,6 +171,7 @@ export class Domain implements VcpuHost {
       shutdown: (reason) => d.shutdown(reason),
       yieldCpu: () => { /* one vCPU, one domain at a time for now: nothing to yield to */ },
       continueWith: (args) => vcpu.requestContinuation(args),
+      m2pVirt: d.m2pVirt,
       mm: vcpu.mm,
     };
   }

@@ -37,6 +37,8 @@ export interface HypercallContext {
    * handler then returns 0, which the guest does not see.
    */
   continueWith(args: HypercallArgs): void;
+  /** Where the guest can read the M2P (XENMEM_machphys_mapping's v_start). */
+  readonly m2pVirt: bigint;
   /** The calling vCPU's memory management (page tables, CR3), for the MMU hypercalls. */
   readonly mm?: MmContext;
 }

@@ -12,16 +12,18 @@ import { FrameTable, PAGE_SIZE } from './frames.js';
 import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { registerMmuHypercalls } from './hypercalls/mmu.js';
-import { XenSpace, type PerDomainSpace } from './xen-space.js';
+import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
 import { BuildError } from './builder.js';
-import { syscallStaysAtCpl3 } from '../engine/host-probe.js';
+import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
 
 export interface MachineOptions {
   /** Machine memory in bytes (all domains plus the hypervisor's own frames). */
   memoryBytes: number;
   /** Whether `syscall` stays at CPL 3 on this host; probed when not given. */
   syscallAtCpl3?: boolean;
+  /** Whether guests can use L4 slot 256 (Xen's M2P address) on this host; probed when not given. */
+  slot256Usable?: boolean;
 }
 
 export interface DomainOptions {
@@ -65,6 +67,8 @@ export class Hypervisor {
   readonly domains = new Map<number, Domain>();
   /** The page-type system: every guest page table is validated by it. */
   readonly pageTypes: PageTypes;
+  /** Where guests read the M2P: Xen's address, or its second mapping where the host reserves slot 256. */
+  readonly m2pVirt: bigint;
   private readonly perDomain = new Map<number, PerDomainSpace>();
   private nextDomid = FIRST_DOMID;
   private closed = false;
@@ -75,6 +79,7 @@ export class Hypervisor {
       this.frames = new FrameTable(this.memory);
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
+      this.m2pVirt = opts.slot256Usable ?? upperHalfSlot256Usable(engine) ? M2P_VIRT_START : M2P_ALT_VIRT_START;
       this.hypercalls = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));
       this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
         const pd = this.perDomain.get(domid);
@@ -117,7 +122,7 @@ export class Hypervisor {
       }
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
-        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, console: opts.console ?? (() => {}),
+        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}),
       });
       this.domains.set(id, d);
       return d;

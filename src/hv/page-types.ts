@@ -59,7 +59,7 @@ export class PageTypeError extends Error {
 }
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
-const P = 0x1, RW = 0x2, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
+const P = 0x1, RW = 0x2, US = 0x4, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
 /** High-half bits 52-62 (bits 20-30 of the high word). */
 const HI_RESERVED = 0x7ff00000;
 const HI_ADDR = 0x000fffff;
@@ -252,7 +252,11 @@ export class PageTypes {
     try {
       for (; i < 512; i++) {
         if (!PageTypes.isGuestSlot(level, i)) continue;
-        this.getEntry(level, words[2 * i]!, words[2 * i + 1]!, domid);
+        const lo = words[2 * i]!;
+        this.getEntry(level, lo, words[2 * i + 1]!, domid);
+        // As Xen's adjust_guest_lNe: the guest kernel runs at CPL 3, so every
+        // present entry of a 64-bit PV guest's tables gets the user bit.
+        if (lo & P && !(lo & US)) words[2 * i] = (lo | US) >>> 0;
       }
     } catch (e) {
       for (let j = i - 1; j >= 0; j--) {

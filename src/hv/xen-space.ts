@@ -4,6 +4,7 @@
 // filled by the hypervisor). They hold:
 //
 //   slot 256  0xffff800000000000  the M2P table, read-only to the guest (Xen's address)
+//   slot 258  0xffff810000000000  the M2P again, for hosts where slot 256 is unusable
 //   slot 257  0xffff808000000000  per domain: each vCPU's GDT, TSS and ring-0 stack
 //             0xffff808000200000  shared by all domains: the IDT, the ring-0
 //                                  exception stubs and the syscall (LSTAR) stub
@@ -31,6 +32,14 @@ export const HYPERVISOR_VIRT_END = 0xffff880000000000n;
 export const FIRST_RESERVED_SLOT = 256;
 export const LAST_RESERVED_SLOT = 271;
 export const M2P_VIRT_START = 0xffff800000000000n;
+/**
+ * A second mapping of the M2P, in slot 258: on this machine's kvm_pvm guest
+ * code cannot use slot 256 (an access faults whatever the tables say), so
+ * XENMEM_machphys_mapping reports this one there (see upperHalfSlot256Usable).
+ */
+export const M2P_ALT_VIRT_START = 0xffff810000000000n;
+/** Bytes of address space an M2P mapping reserves (MACH2PHYS_VIRT_END - START). */
+export const M2P_VIRT_SIZE = 0x4000000000n;
 /** Base of the per-domain area (slot 257). */
 export const PERDOMAIN_VIRT = 0xffff808000000000n;
 /** Each vCPU's block inside the per-domain area. */
@@ -262,6 +271,7 @@ export class XenSpace {
     for (let slot = FIRST_RESERVED_SLOT; slot <= LAST_RESERVED_SLOT; slot++) setU64(page, slot * 8, 0n);
     setU64(page, FIRST_RESERVED_SLOT * 8, pte(this.m2pL3, UPPER));
     setU64(page, (FIRST_RESERVED_SLOT + 1) * 8, pte(perDomain.l3, UPPER));
+    setU64(page, (FIRST_RESERVED_SLOT + 2) * 8, pte(this.m2pL3, UPPER)); // M2P_ALT_VIRT_START
   }
 
   /** Returns the shared frames to the pool (when the machine shuts down). */

@@ -70,7 +70,7 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     const { end, out, d } = await run(`hypercalls${variant}`);
     const transport = variant === '' ? 'page' : variant.slice(1);
     expect(out).not.toMatch(/^FAIL/m);
-    expect(out).toMatch(new RegExp(`^hypercalls: 62 ok, 0 failed \\(transport ${transport}\\)$`, 'm'));
+    expect(out).toMatch(new RegExp(`^hypercalls: 63 ok, 0 failed \\(transport ${transport}\\)$`, 'm'));
     expect(out).toMatch(/^ok console_io write from NULL/m);
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(d.exitCounts.get(`hypercall (${transport as 'page'})`)).toBeGreaterThan(50);

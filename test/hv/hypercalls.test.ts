@@ -43,6 +43,7 @@ describe('hypercall dispatch', () => {
       shutdown(r) { this.reasons.push(r); },
       yieldCpu() { this.yields++; },
       continueWith() { throw new Error("the boot hypercalls never continue"); },
+      m2pVirt: 0xffff800000000000n,
     };
     table = registerBasicHypercalls(new HypercallTable());
   });

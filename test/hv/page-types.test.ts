@@ -189,6 +189,16 @@ describe('page-type rules', () => {
     refused(() => pt.pin(l1, 1, ME), 'PT-5', 16);
   });
 
+  it('validation sets the user bit of every present entry, as Xen does for 64-bit PV guests', () => {
+    const [l2, l1, data] = mine as [number, number, number];
+    entry(l1, 0, data, P | RW);                              // no US
+    entry(l2, 0, l1, P | RW);
+    pt.pin(l2, 2, ME);
+    expect(ft.words(l1)[0]! & US).toBe(US);
+    expect(ft.words(l2)[0]! & US).toBe(US);
+    audit();
+  });
+
   it('PT-13: counts cannot overflow', () => {
     const [data] = mine as [number];
     ft.refCount[data] = 0xfffffff0;

@@ -124,8 +124,9 @@ const memoryOp: HypercallHandler = (ctx, [cmd, arg]) => {
     }
     case MemoryOp.XENMEM_machphys_mapping:
       ctx.guest.write(arg, structBytes(XenMachphysMapping, (s) => {
-        s.v_start = VirtLayout.MACH2PHYS_VIRT_START;
-        s.v_end = VirtLayout.MACH2PHYS_VIRT_END;
+        // Xen's address, or where this host lets the guest read it (xen-space.ts).
+        s.v_start = ctx.m2pVirt;
+        s.v_end = ctx.m2pVirt + (VirtLayout.MACH2PHYS_VIRT_END - VirtLayout.MACH2PHYS_VIRT_START);
         s.max_mfn = BigInt(VirtLayout.MACH2PHYS_NR_ENTRIES) - 1n;
       }));
       return 0n;
