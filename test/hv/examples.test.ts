@@ -76,6 +76,16 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(d.exitCounts.get(`hypercall (${transport as 'page'})`)).toBeGreaterThan(50);
   });
 
+  it('addrspace builds, pins and moves into a new address space, maps 4096 pages and gets Xen\'s refusals', async () => {
+    const { end, out, d } = await run('addrspace', { memoryBytes: 32 * MIB });
+    expect(out).not.toMatch(/^(FAIL|skip)/m);
+    expect(out).toMatch(/^addrspace: \d+ ok, 0 failed$/m);
+    expect(Number(/^addrspace: (\d+) ok/m.exec(out)![1])).toBeGreaterThanOrEqual(70);
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(d.hypercallCounts[1]).toBeGreaterThan(8);      // mmu_update batches
+    expect(d.hypercallCounts[26]).toBeGreaterThan(0);     // mmuext_op
+  });
+
   it('the three transports give the same answers', async () => {
     const outputs: string[] = [];
     for (const v of ['', '-vmcall', '-syscall']) outputs.push((await run(`hypercalls${v}`)).out);
