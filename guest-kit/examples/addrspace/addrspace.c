@@ -23,6 +23,7 @@
  * (the tables stay mapped read-only in the initial mapping).
  */
 #include <paravane/guest.h>
+#include <paravane/check.h>
 #include <paravane/mmu.h>
 
 #define DATA_PAGES  2048                                /* 8 MiB per window */
@@ -46,62 +47,6 @@ static uint64_t *tables[6 + 2 * WIN_L1S];
 static xen_pfn_t data_mfn[DATA_PAGES];
 /* The bootstrap tables on the way to the kernel (read-only in the initial mapping). */
 static uint64_t *boot_l4, *boot_l3, *boot_l2, *boot_l1;
-
-static unsigned int passed, failed;
-
-/* --- Reporting. */
-
-static void record(int ok, const char *what, const char *got, const char *expected)
-{
-    if (ok) {
-        passed++;
-        printk("ok %s\n", what);
-    } else {
-        failed++;
-        printk("FAIL %s: got %s expected %s\n", what, got, expected);
-    }
-}
-
-static const char *errno_name(long v)
-{
-    switch (v) {
-    case -XEN_EPERM:  return "-EPERM";
-    case -XEN_ENOENT: return "-ENOENT";
-    case -XEN_EFAULT: return "-EFAULT";
-    case -XEN_EBUSY:  return "-EBUSY";
-    case -XEN_EINVAL: return "-EINVAL";
-    case -XEN_ENOSYS: return "-ENOSYS";
-    default:          return NULL;
-    }
-}
-
-static void show(char *buf, size_t size, long v)
-{
-    const char *name = errno_name(v);
-
-    if (name != NULL)
-        snprintf(buf, size, "%s (%ld)", name, v);
-    else
-        snprintf(buf, size, "%ld", v);
-}
-
-static void check_eq(const char *what, long got, long expected)
-{
-    char g[40], e[40];
-
-    show(g, sizeof(g), got);
-    show(e, sizeof(e), expected);
-    record(got == expected, what, g, e);
-}
-
-static void check_hex(const char *what, uint64_t got, uint64_t expected)
-{
-    char g[24], e[24];
-
-    snprintf(g, sizeof(g), "%#lx", (unsigned long)got);
-    snprintf(e, sizeof(e), "%#lx", (unsigned long)expected);
-    record(got == expected, what, g, e);
-}
 
 /* --- Windows and their contents. */
 
@@ -480,6 +425,6 @@ int main(start_info_t *si)
         refusals();
         release_bootstrap();
     }
-    printk("addrspace: %u ok, %u failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    printk("addrspace: %u ok, %u failed\n", check_passed, check_failed);
+    return check_failed == 0 ? 0 : 1;
 }

@@ -7,79 +7,13 @@
  * Xen 4.17 towards an unprivileged PV domU.
  */
 #include <paravane/guest.h>
+#include <paravane/check.h>
 
 /* Addresses no hypercall may accept as a buffer. */
 #define NON_CANONICAL    0x0000800000000000UL  /* first address past the lower half */
 #define LOWER_HALF_END   0x00007ffffffffff0UL  /* 64 bytes from here cross into it */
 #define HYPERVISOR_HOLE  HYPERVISOR_VIRT_START /* readable M2P, but Xen's, not ours */
 #define WRAPPING         0xfffffffffffffff0UL  /* 64 bytes from here wrap to 0 */
-
-static unsigned int passed, failed;
-
-/* Counts one check and prints its line. */
-static void record(int ok, const char *what, const char *got, const char *expected)
-{
-    if (ok) {
-        passed++;
-        printk("ok %s\n", what);
-    } else {
-        failed++;
-        printk("FAIL %s: got %s expected %s\n", what, got, expected);
-    }
-}
-
-static const char *errno_name(long v)
-{
-    switch (v) {
-    case -XEN_EPERM:  return "-EPERM";
-    case -XEN_ENOENT: return "-ENOENT";
-    case -XEN_ESRCH:  return "-ESRCH";
-    case -XEN_EACCES: return "-EACCES";
-    case -XEN_EFAULT: return "-EFAULT";
-    case -XEN_EINVAL: return "-EINVAL";
-    case -XEN_ENOSYS: return "-ENOSYS";
-    default:          return NULL;
-    }
-}
-
-/* A result as text: -EFAULT (-14), or the number. */
-static void show(char *buf, size_t size, long v)
-{
-    const char *name = errno_name(v);
-
-    if (name != NULL)
-        snprintf(buf, size, "%s (%ld)", name, v);
-    else
-        snprintf(buf, size, "%ld", v);
-}
-
-static void check_eq(const char *what, long got, long expected)
-{
-    char g[40], e[40];
-
-    show(g, sizeof(g), got);
-    show(e, sizeof(e), expected);
-    record(got == expected, what, g, e);
-}
-
-static void check_hex(const char *what, unsigned long got, unsigned long expected)
-{
-    char g[24], e[24];
-
-    snprintf(g, sizeof(g), "%#lx", got);
-    snprintf(e, sizeof(e), "%#lx", expected);
-    record(got == expected, what, g, e);
-}
-
-/* got >= least */
-static void check_ge(const char *what, long got, long least)
-{
-    char g[40], e[40];
-
-    show(g, sizeof(g), got);
-    snprintf(e, sizeof(e), ">= %ld", least);
-    record(got >= least, what, g, e);
-}
 
 /*
  * A string field of size bytes that a hypercall filled, after the caller
@@ -94,17 +28,17 @@ static void check_string(const char *name, const char *s, size_t size)
              name, (int)len, s);
     if (len == size) {
         snprintf(got, sizeof(got), "no NUL in %zu bytes", size);
-        record(0, what, got, "a NUL");
+        check_record(0, what, got, "a NUL");
         return;
     }
     for (i = len + 1; i < size; i++) {
         if (s[i] != 0) {
             snprintf(got, sizeof(got), "byte %zu (after the NUL) = %#x", i, (unsigned char)s[i]);
-            record(0, what, got, "0");
+            check_record(0, what, got, "0");
             return;
         }
     }
-    record(1, what, "", "");
+    check_record(1, what, "", "");
 }
 
 /* The bytes past a structure the hypervisor filled are still 0xff. */
@@ -117,11 +51,11 @@ static void check_untouched(const char *name, const char *buf, size_t from, size
     for (i = from; i < to; i++) {
         if ((unsigned char)buf[i] != 0xff) {
             snprintf(got, sizeof(got), "byte %zu = %#x", i, (unsigned char)buf[i]);
-            record(0, what, got, "0xff");
+            check_record(0, what, got, "0xff");
             return;
         }
     }
-    record(1, what, "", "");
+    check_record(1, what, "", "");
 }
 
 static char big[XEN_CAPABILITIES_INFO_LEN + 64];
@@ -178,7 +112,7 @@ static void test_xen_version(void)
     xen_version_string(XENVER_extraversion, "xen_version extraversion", XEN_EXTRAVERSION_LEN);
     xen_version_string(XENVER_capabilities, "xen_version capabilities", XEN_CAPABILITIES_INFO_LEN);
     snprintf(got, sizeof(got), "\"%.20s\"", big);
-    record(strncmp(big, "xen-3.0-x86_64", 14) == 0,
+    check_record(strncmp(big, "xen-3.0-x86_64", 14) == 0,
            "xen_version capabilities start with xen-3.0-x86_64", got, "\"xen-3.0-x86_64...\"");
     xen_version_string(XENVER_changeset, "xen_version changeset", XEN_CHANGESET_INFO_LEN);
 
@@ -247,7 +181,7 @@ static void test_sched_op(void)
     check_eq("sched_op shutdown with a NULL argument",
              HYPERVISOR_sched_op(SCHEDOP_shutdown, NULL), -XEN_EFAULT);
     /* Reaching this line is the check: the bad shutdown did not end the domain. */
-    record(1, "the domain still runs after the failed shutdown", "", "");
+    check_record(1, "the domain still runs after the failed shutdown", "", "");
 }
 
 static void test_vm_assist(void)
@@ -286,7 +220,7 @@ static void test_memory_op(void)
     check_eq("memory_op machphys_mapping returns 0", rc, 0);
     /* Xen's address, or (where the host reserves that range) another place
      * in the hypervisor's area: guests are to use what this returns. */
-    record(m.v_start == MACH2PHYS_VIRT_START ||
+    check_record(m.v_start == MACH2PHYS_VIRT_START ||
            (m.v_start >= HYPERVISOR_VIRT_START && m.v_start < HYPERVISOR_VIRT_END),
            "memory_op machphys_mapping v_start is in the hypervisor's area", "", "");
     check_hex("memory_op machphys_mapping spans MACH2PHYS_VIRT_END - MACH2PHYS_VIRT_START",
@@ -316,7 +250,7 @@ static void test_pvbench_op(void)
     check_eq("pvbench_op nop", HYPERVISOR_pvbench_op(PVBENCHOP_nop, NULL), 0);
     check_eq("pvbench_op echo returns 0", HYPERVISOR_pvbench_op(PVBENCHOP_echo, &echo), 0);
     snprintf(got, sizeof(got), "%lu", (unsigned long)echo.result);
-    record(echo.value == 41 && echo.result == 42, "pvbench_op echo 41 gives 42", got, "42");
+    check_record(echo.value == 41 && echo.result == 42, "pvbench_op echo 41 gives 42", got, "42");
     check_eq("pvbench_op echo with a NULL argument",
              HYPERVISOR_pvbench_op(PVBENCHOP_echo, NULL), -XEN_EFAULT);
     /* Results of every width come back whole, whatever the transport (the
@@ -355,7 +289,7 @@ int main(start_info_t *si)
     test_memory_op();
     test_pvbench_op();
     test_unknown_hypercalls();
-    printk("hypercalls: %u ok, %u failed (transport %s)\n", passed, failed,
+    printk("hypercalls: %u ok, %u failed (transport %s)\n", check_passed, check_failed,
            hypercall_transport());
-    return failed == 0 ? 0 : 1;
+    return check_failed == 0 ? 0 : 1;
 }

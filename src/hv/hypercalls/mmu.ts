@@ -117,18 +117,37 @@ function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: numb
 }
 
 /**
+ * The count of a batch call (mmu_update, mmuext_op) and the requests done
+ * by earlier parts of it: a continued call carries MMU_UPDATE_PREEMPTED in
+ * its count and its progress in *pdone.
+ */
+function batchStart(ctx: HypercallContext, countArg: bigint, pdone: bigint): { count: number; done: number } {
+  const count = Number(countArg & 0xffffffffn);
+  if (!(count & MMU_UPDATE_PREEMPTED)) return { count, done: 0 };
+  return { count: (count & ~MMU_UPDATE_PREEMPTED) >>> 0, done: pdone !== 0n ? ctx.guest.readU32(pdone) : 0 };
+}
+
+/**
+ * Ends a batch call after `i` of `count` requests: records the progress in
+ * *pdone, and when all went well but some are left, re-issues the call
+ * with the rest (Xen's continuation).
+ */
+function batchEnd(ctx: HypercallContext, rc: bigint, [list, , pdone, foreigndom]: HypercallArgs, size: number, count: number, done: number, i: number): bigint {
+  if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
+  if (rc === 0n && i < count) {
+    ctx.continueWith([list + BigInt(i * size), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
+  }
+  return rc;
+}
+
+/**
  * mmu_update(req, count, pdone, foreigndom). Stops at the first failing
  * request; *pdone counts the requests done (across continuations).
  */
 const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) => {
   const mm = needMm(ctx);
   if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
-  let count = Number(countArg & 0xffffffffn);
-  let done = 0;
-  if (count & MMU_UPDATE_PREEMPTED) {
-    count &= ~MMU_UPDATE_PREEMPTED;
-    if (pdone !== 0n) done = ctx.guest.readU32(pdone);
-  }
+  const { count, done } = batchStart(ctx, countArg, pdone);
   const n = Math.min(count, MMU_CHUNK);
   let i = 0;
   let rc = 0n;
@@ -160,14 +179,7 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
     }
   }
 
-  if (rc === 0n && i < count) {
-    // More to do: re-issue with the rest (Xen's continuation).
-    if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
-    ctx.continueWith([reqs + BigInt(i * MmuUpdate.SIZE), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
-    return 0n;
-  }
-  if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
-  return rc;
+  return batchEnd(ctx, rc, [reqs, countArg, pdone, foreigndom, 0n], MmuUpdate.SIZE, count, done, i);
 };
 
 /** The L1 frame mapping `va` in the tables rooted at `cr3`, as update_va_mapping finds it. */
@@ -292,12 +304,7 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
 const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => {
   const mm = needMm(ctx);
   if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
-  let count = Number(countArg & 0xffffffffn);
-  let done = 0;
-  if (count & MMU_UPDATE_PREEMPTED) {
-    count &= ~MMU_UPDATE_PREEMPTED;
-    if (pdone !== 0n) done = ctx.guest.readU32(pdone);
-  }
+  const { count, done } = batchStart(ctx, countArg, pdone);
   const n = Math.min(count, MMU_CHUNK);
   const bytes = n ? ctx.guest.read(ops, n * MmuextOp.SIZE) : new Uint8Array(0);
   const view = new DataView(bytes.buffer);
@@ -312,13 +319,7 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
     }
     if (rc !== 0n) break;
   }
-  if (rc === 0n && i < count) {
-    if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
-    ctx.continueWith([ops + BigInt(i * MmuextOp.SIZE), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
-    return 0n;
-  }
-  if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
-  return rc;
+  return batchEnd(ctx, rc, [ops, countArg, pdone, foreigndom, 0n], MmuextOp.SIZE, count, done, i);
 };
 
 /**

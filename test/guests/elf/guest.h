@@ -45,4 +45,21 @@ hypercall_page:                                                          \
         call hypercall_page + __HYPERVISOR_sched_op * 32
         ud2
 .endm
+/* start_info.pt_base: the VA of the bootstrap L4. */
+#define START_INFO_PT_BASE 88
+
+/* \l1 = the VA of the first bootstrap L1 (it maps the image at 1 MiB), from
+ * start_info in rsi: the tables are the L4, an L3, an L2, then the L1s. */
+.macro FIRST_L1 l1
+        mov START_INFO_PT_BASE(%rsi), \l1
+        add $3 * 4096, \l1
+.endm
+
+/* \dst = the VA of the entry that maps \label's page in the L1 at \l1 (clobbers rax). */
+.macro ENTRY_VA label, l1, dst
+        lea \label(%rip), %rax
+        shr $12, %rax
+        and $511, %rax
+        lea (\l1, %rax, 8), \dst
+.endm
 #endif

@@ -6,14 +6,11 @@
 
 TEST_GUEST_NOTES
 
-#define START_INFO_PT_BASE 88
-
         .text
         .code64
         .globl _start
 _start:
-        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
-        add $3 * 4096, %rbx                      /* VA of the first L1 */
+        FIRST_L1 %rbx
         mov %rbx, %rax
         shr $12, %rax
         and $511, %rax

@@ -11,22 +11,13 @@
 
 TEST_GUEST_NOTES
 
-#define START_INFO_PT_BASE 88
-
         .text
         .code64
         .globl _start
 _start:
-        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
-        add $3 * 4096, %rbx                      /* VA of the first L1 */
-        lea page_a(%rip), %rax
-        shr $12, %rax
-        and $511, %rax
-        lea (%rbx, %rax, 8), %rdi                /* VA of A's entry */
-        lea page_b(%rip), %rax
-        shr $12, %rax
-        and $511, %rax
-        lea (%rbx, %rax, 8), %rsi                /* VA of B's entry */
+        FIRST_L1 %rbx
+        ENTRY_VA page_a, %rbx, %rdi              /* VA of A's entry */
+        ENTRY_VA page_b, %rbx, %rsi              /* VA of B's entry */
         mov (%rdi), %r12                         /* A's entry */
         mov (%rsi), %r13                         /* B's entry */
         /* 1. mov %reg, (mem) */

@@ -7,18 +7,13 @@
 
 TEST_GUEST_NOTES
 
-#define START_INFO_PT_BASE 88
-
         .text
         .code64
         .globl _start
 _start:
-        mov START_INFO_PT_BASE(%rsi), %rbx       /* VA of the L4 */
-        add $3 * 4096, %rbx                      /* VA of the first L1 */
-        lea page_b(%rip), %rax
-        shr $12, %rax
-        and $511, %rax
-        mov (%rbx, %rax, 8), %r13                /* B's entry */
+        FIRST_L1 %rbx
+        ENTRY_VA page_b, %rbx, %rdi
+        mov (%rdi), %r13                         /* B's entry */
         mov page_a(%rip), %rax                   /* use A's translation */
         mov %rax, result(%rip)
         lea page_a(%rip), %rdi                   /* unmap A */
