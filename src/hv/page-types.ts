@@ -21,7 +21,7 @@
 //         outside machine memory is refused (-EPERM: no I/O memory access).
 //   PT-6  Reserved and forbidden bits are refused (-EINVAL): superpages
 //         (PSE at L2/L3/L4), cache-control bits (PWT, PCD, PAT), global at
-//         L2-L4, and bits 52-62.
+//         L2-L4, and bit 62 (bits 52-61 are left to the guest, as on Xen).
 //   PT-7  The hypervisor's L4 slots (256-271) are skipped when an L4 is
 //         validated and filled by the hypervisor; they cannot be updated.
 //   PT-8  Linear page tables (an entry naming a table of its own level or
@@ -60,8 +60,8 @@ export class PageTypeError extends Error {
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
 const P = 0x1, RW = 0x2, US = 0x4, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
-/** High-half bits 52-62 (bits 20-30 of the high word). */
-const HI_RESERVED = 0x7ff00000;
+/** Bit 62 (bit 30 of the high word): Xen's _PAGE_GNTTAB, refused; 52-61 are the guest's. */
+const HI_RESERVED = 0x40000000;
 const HI_ADDR = 0x000fffff;
 /** Low-half bits a leaf (L1) entry may not set (PT-6). */
 const L1_BAD_LO = PWT | PCD | PSE_PAT;
@@ -87,6 +87,13 @@ export function isPageTableType(t: number): boolean {
  */
 export class PageTypes {
   /**
+   * Entries visited by validation and devalidation so far: the work that
+   * batch hypercalls budget (a guest must not be able to hold the
+   * hypervisor in one call).
+   */
+  work = 0;
+
+  /**
    * `fillReservedL4(mfn, domid)` writes the hypervisor's entries into
    * slots 256-271 of an L4 of `domid` that has just been validated (PT-7).
    */
@@ -99,11 +106,16 @@ export class PageTypes {
 
   // --- General references.
 
-  /** Takes a general reference on a frame `domid` owns (PT-5). */
-  getPage(mfn: number, domid: number): void {
+  /**
+   * Takes a general reference on a frame `domid` owns (PT-5). Xen's errors:
+   * for an L1 entry -EPERM outside RAM (no I/O memory) and -EBUSY for a
+   * frame of another owner; -EINVAL everywhere else (upper levels, pins,
+   * roots, page copies).
+   */
+  getPage(mfn: number, domid: number, forL1 = false): void {
     const ft = this.ft;
-    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', PTE_ERR.EPERM, `frame ${hex(mfn)} is outside machine memory`);
-    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', PTE_ERR.EBUSY, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
+    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', forL1 ? PTE_ERR.EPERM : PTE_ERR.EINVAL, `frame ${hex(mfn)} is outside machine memory`);
+    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', forL1 ? PTE_ERR.EBUSY : PTE_ERR.EINVAL, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
     if (ft.refCount[mfn]! >= MAX_COUNT) throw new PageTypeError('PT-13', PTE_ERR.EINVAL, `frame ${hex(mfn)} has too many references`);
     ft.refCount[mfn]! += 1;
   }
@@ -188,7 +200,7 @@ export class PageTypes {
 
   /** Checks an entry's bits for `level` (PT-6). */
   checkEntryBits(level: number, lo: number, hi: number): void {
-    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, `level-${level} entry sets reserved bits 52-62`);
+    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, `level-${level} entry sets bit 62`);
     if (level === 1) {
       if (lo & L1_BAD_LO) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, 'level-1 entry sets a cache-control bit (PWT, PCD or PAT)');
     } else if (lo & UPPER_BAD_LO) {
@@ -204,7 +216,7 @@ export class PageTypes {
     this.checkEntryBits(level, lo, hi);
     const target = entryFrame(lo, hi);
     if (level === 1) {
-      this.getPage(target, domid);
+      this.getPage(target, domid, true);
       if (lo & RW) {
         try {
           this.getPageType(target, PageType.writable, domid);
@@ -248,6 +260,7 @@ export class PageTypes {
   private validate(mfn: number, type: PageType, domid: number): void {
     const level = type as number; // l1..l4 are 1..4
     const words = this.ft.words32(mfn);
+    this.work += 512;
     let i = 0;
     try {
       for (; i < 512; i++) {
@@ -269,6 +282,7 @@ export class PageTypes {
   private devalidate(mfn: number, type: PageType): void {
     const level = type as number;
     const words = this.ft.words32(mfn);
+    this.work += 512;
     for (let i = 0; i < 512; i++) {
       if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
     }

@@ -9,7 +9,7 @@ import { FrameTable, PageType } from '../../src/hv/frames.js';
 import { GuestMemory } from '../../src/hv/guest-access.js';
 import { HypercallTable, type HypercallArgs, type HypercallContext } from '../../src/hv/hypercall.js';
 import { registerBasicHypercalls } from '../../src/hv/hypercalls/basic.js';
-import { MMU_CHUNK, MMU_UPDATE_PREEMPTED, registerMmuHypercalls, type MmContext } from '../../src/hv/hypercalls/mmu.js';
+import { MMU_CHUNK, MMU_UPDATE_PREEMPTED, WORK_BUDGET, registerMmuHypercalls, type MmContext } from '../../src/hv/hypercalls/mmu.js';
 import { PageTypes, PINNED } from '../../src/hv/page-types.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
 import { Hypercall, MmuextCmd } from '../../src/abi/generated/xen.js';
@@ -123,7 +123,9 @@ describe('mmu_update', () => {
     // MMU_MACHPHYS_UPDATE: own frames only.
     expect(call(Hypercall.HYPERVISOR_mmu_update, requests([[(BigInt(frames[9]!) << 12n) | 1n, 77n]]), 1n, 0n, DOMID_SELF)).toBe(0n);
     expect(ft.m2p(frames[9]!)).toBe(77n);
-    expect(call(Hypercall.HYPERVISOR_mmu_update, requests([[(BigInt(ft.m2pFirst) << 12n) | 1n, 77n]]), 1n, 0n, DOMID_SELF)).toBe(EPERM);
+    expect(call(Hypercall.HYPERVISOR_mmu_update, requests([[(BigInt(ft.m2pFirst) << 12n) | 1n, 77n]]), 1n, 0n, DOMID_SELF)).toBe(EINVAL);
+    // foreigndom naming itself by number is -ESRCH, as on Xen.
+    expect(call(Hypercall.HYPERVISOR_mmu_update, reqs, 1n, 0n, BigInt(ME))).toBe(-3n);
     audit();
   });
 
@@ -156,6 +158,45 @@ describe('mmu_update', () => {
     expect(calls).toBe(Math.ceil(n / MMU_CHUNK));
     expect(ctx.guest.readU32(pdone)).toBe(n);
     expect(ctx.guest.readU64(va(46))).toBe(ctx.guest.readU64(va(4))); // the last request won
+    audit();
+  });
+});
+
+describe('bounded work', () => {
+  it('continues a batch early when its requests hook and unhook big trees', () => {
+    // An L2 over 64 L1s of 512 present entries each: hooking or unhooking it visits ~33 000 entries.
+    const big = ft.allocate(ME, 65);
+    const [bigL2, ...l1s] = big as [number, ...number[]];
+    for (const [k, t] of l1s.entries()) {
+      for (let i = 0; i < 512; i++) ft.words(t)[i] = pte(frames[3]!, P | US);
+      ft.words(bigL2)[k] = pte(t, P | RW | US);
+    }
+    const n = 200;
+    const bytes = new Uint8Array(n * 16);
+    const v = new DataView(bytes.buffer);
+    for (let i = 0; i < n; i++) {
+      v.setBigUint64(16 * i, maddrOfEntry(l3, 1), true);
+      v.setBigUint64(16 * i + 8, i % 2 ? 0n : pte(bigL2, P | RW | US), true);
+    }
+    for (let k = 0; k < 1; k++) ft.words(l1)[48 + k] = 0n;
+    expect(call(Hypercall.HYPERVISOR_mmu_update, requests([[maddrOfEntry(l1, 48), pte(frames[30]!, P | RW | US)]]), 1n, 0n, DOMID_SELF)).toBe(0n);
+    ctx.guest.write(va(48), bytes);
+    const pdone = va(21);
+    let args: HypercallArgs = [va(48), BigInt(n), pdone, DOMID_SELF, 0n];
+    let calls = 0;
+    const perCall: number[] = [];
+    for (;;) {
+      ctx.continued = undefined;
+      const before = pt.work;
+      expect(table.dispatch(ctx, BigInt(Hypercall.HYPERVISOR_mmu_update), args)).toBe(0n);
+      perCall.push(pt.work - before);
+      calls++;
+      if (!ctx.continued) break;
+      args = ctx.continued;
+    }
+    expect(ctx.guest.readU32(pdone)).toBe(n);
+    expect(calls).toBeGreaterThan(10);                        // far more than the 1024-request chunks alone would give
+    expect(Math.max(...perCall)).toBeLessThan(WORK_BUDGET + 70_000); // the budget plus at most one request's work
     audit();
   });
 });
@@ -214,7 +255,10 @@ describe('mmuext_op', () => {
     expect(ext([[MmuextCmd.MMUEXT_INVLPG_ALL, 0xffff800000001000n]])).toBe(0n);        // the hypervisor's: ignored
     expect(ext([[MmuextCmd.MMUEXT_SET_LDT, 0x1001n, 1n]])).toBe(EINVAL);               // unaligned
     expect(ext([[MmuextCmd.MMUEXT_SET_LDT, 0x1000n, 8193n]])).toBe(EINVAL);            // too many entries
-    expect(ext([[MmuextCmd.MMUEXT_FLUSH_CACHE, 0n]])).toBe(EPERM);
+    expect(ext([[MmuextCmd.MMUEXT_FLUSH_CACHE, 0n]])).toBe(-13n);                     // -EACCES
+    expect(ext([[MmuextCmd.MMUEXT_MARK_SUPER, 0xffffffffffe00000n]])).toBe(-95n);     // -EOPNOTSUPP
+    expect(ext([[MmuextCmd.MMUEXT_SET_LDT, 0x1234n, 0n]])).toBe(0n);                  // no entries: the base is ignored
+    expect(ext([[MmuextCmd.MMUEXT_SET_LDT, 0x1000n, (1n << 40n) | 16n]])).toBe(0n);   // nr_ents is the low 32 bits
     expect(ext([[99, 0n]])).toBe(ENOSYS);
     expect(call(Hypercall.HYPERVISOR_mmuext_op, ops([[MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL, 0n]]), 1n, 0n, 3n)).toBe(EPERM);
     expect(ext([[MmuextCmd.MMUEXT_SET_LDT, 0x1000n, 16n], [MmuextCmd.MMUEXT_TLB_FLUSH_ALL, 0n], [MmuextCmd.MMUEXT_INVLPG_LOCAL, va(3)]])).toBe(0n);

@@ -104,20 +104,20 @@ describe('page-type rules', () => {
     refused(() => pt.pin(l1, 1, ME), 'PT-5', 16);
     entry(l1, 0, ft.count + 10, P | US);
     refused(() => pt.pin(l1, 1, ME), 'PT-5', 1);
-    refused(() => pt.pin(theirs[1]!, 1, ME), 'PT-5', 16);
+    refused(() => pt.pin(theirs[1]!, 1, ME), 'PT-5', 22);      // pins, roots, upper levels: -EINVAL as Xen
   });
 
-  it('PT-6: superpages, cache-control, global and reserved bits are refused', () => {
+  it('PT-6: superpages, cache-control, global and bit 62 are refused', () => {
     const [l1, l2, l3, data] = mine as [number, number, number, number];
     for (const [table, level, bits] of [
-      [l2, 2, PSE], [l3, 3, PSE], [l2, 2, PWT], [l3, 3, G], [l1, 1, PCD], [l1, 1, PSE], [l1, 1, 1n << 60n], [l2, 2, 1n << 52n],
+      [l2, 2, PSE], [l3, 3, PSE], [l2, 2, PWT], [l3, 3, G], [l1, 1, PCD], [l1, 1, PSE], [l1, 1, 1n << 62n], [l2, 2, 1n << 62n],
     ] as const) {
       ft.words(table).fill(0n);
       entry(table, 7, data, P | US | bits);
       refused(() => pt.pin(table, level, ME), 'PT-6', 22);
       ft.words(table).fill(0n);
     }
-    entry(l1, 7, data, P | US | (1n << 63n) | G);            // NX and global are fine in an L1
+    entry(l1, 7, data, P | US | (1n << 63n) | G | (1n << 61n) | (1n << 52n)); // NX, global and bits 52-61 are fine in an L1
     pt.pin(l1, 1, ME);
     audit();
   });

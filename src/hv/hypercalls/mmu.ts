@@ -40,6 +40,14 @@ export const MMU_UPDATE_PREEMPTED = 0x80000000;
 export const MMU_CHUNK = 1024;
 /** Multicall entries processed per invocation before a continuation. */
 export const MULTICALL_CHUNK = 256;
+/**
+ * Page-table entries validated or devalidated per invocation before a
+ * batch call continues (~5 ms here): requests are cheap one by one, but one
+ * that hooks or unhooks a big tree visits every entry below it. A single
+ * request still runs to the end (its work is bounded by the domain's size;
+ * Xen can also stop inside one, with partially validated tables).
+ */
+export const WORK_BUDGET = 1 << 18;
 const MAX_LDT_ENTRIES = 8192;
 const P = 1, RW = 2, US = 4, A = 0x20;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
@@ -51,9 +59,16 @@ function toErrno(e: unknown): bigint {
   throw e;
 }
 
-function foreignOk(ctx: HypercallContext, foreigndom: bigint): boolean {
-  const d = Number(foreigndom & 0xffffn);
-  return d === DomidSpecial.DOMID_SELF || d === ctx.domid;
+/**
+ * Xen's foreigndom checks for an unprivileged domain: the data owner (low
+ * half) must be DOMID_SELF (naming itself by number is -ESRCH), and a
+ * page-table owner (high half, plus one) only itself. Returns an errno or 0.
+ */
+function foreignCheck(ctx: HypercallContext, foreigndom: bigint): bigint {
+  const low = Number(foreigndom & 0xffffn), high = Number((foreigndom >> 16n) & 0xffffn);
+  if (high !== 0 && high - 1 !== ctx.domid) return errno('XEN_EPERM');
+  if (low === DomidSpecial.DOMID_SELF) return 0n;
+  return low === ctx.domid ? errno('XEN_ESRCH') : errno('XEN_EPERM');
 }
 
 function needMm(ctx: HypercallContext): MmContext {
@@ -146,7 +161,8 @@ function batchEnd(ctx: HypercallContext, rc: bigint, [list, , pdone, foreigndom]
  */
 const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) => {
   const mm = needMm(ctx);
-  if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
+  const bad = foreignCheck(ctx, foreigndom);
+  if (bad) return bad;
   const { count, done } = batchStart(ctx, countArg, pdone);
   const n = Math.min(count, MMU_CHUNK);
   let i = 0;
@@ -156,18 +172,20 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   // 32-bit words: ptr low and high, val low and high.
   const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
   const w = new Uint32Array(bytes.buffer, 0, n * 4);
+  const workStart = mm.pt.work;
   for (; i < n; i++) {
     const ptrLo = w[4 * i]!, ptrHi = w[4 * i + 1]!;
     const cmd = ptrLo & 7;
     const mfn = (ptrLo >>> 12) + ptrHi * 0x100000;
     try {
-      if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) {
+      // NO_TRANSLATE is NORMAL for a PV guest (its tables hold machine frames already).
+      if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) {
         if (ptUpdate(ctx, mm.pt, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) && mfn !== changedTable) {
           changedTable = mfn; // consecutive requests usually hit one table
           mm.tableChanged(mfn);
         }
       } else if (cmd === MmuUpdateType.MMU_MACHPHYS_UPDATE) {
-        if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 1, `M2P update of frame ${hex(mfn)}, not one of the domain's`);
+        if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 22, `M2P update of frame ${hex(mfn)}, not one of the domain's`);
         mm.pt.ft.setM2p(mfn, (BigInt(w[4 * i + 3]!) << 32n) | BigInt(w[4 * i + 2]!));
       } else {
         rc = errno('XEN_ENOSYS');
@@ -177,8 +195,11 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
       rc = toErrno(e);
       break;
     }
+    if (mm.pt.work - workStart >= WORK_BUDGET) {
+      i++; // this one is done; the rest continue in the next invocation
+      break;
+    }
   }
-
   return batchEnd(ctx, rc, [reqs, countArg, pdone, foreigndom, 0n], MmuUpdate.SIZE, count, done, i);
 };
 
@@ -268,12 +289,13 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       return 0n; // as Xen for a PV guest: an address that is not the guest's is ignored, not an error
     case MmuextCmd.MMUEXT_FLUSH_CACHE:
     case MmuextCmd.MMUEXT_FLUSH_CACHE_GLOBAL:
-      return errno('XEN_EPERM'); // needs cache-flush permission (I/O capable domains)
+      return errno('XEN_EACCES'); // needs cache-flush permission (I/O capable domains)
     case MmuextCmd.MMUEXT_SET_LDT: {
+      // As Xen: nr_ents is the low 32 bits; with no entries the base is ignored.
       const entries = Number(arg2 & 0xffffffffn);
-      if (arg1 & 0xfffn || entries > MAX_LDT_ENTRIES || arg2 > 0xffffffffn) return errno('XEN_EINVAL');
-      if (entries && !guestRangeOk(arg1, entries * 8)) return errno('XEN_EINVAL');
-      mm.setLdt(arg1, entries);
+      const base = entries ? arg1 : 0n;
+      if (base & 0xfffn || !guestRangeOk(base, 1) || entries > MAX_LDT_ENTRIES) return errno('XEN_EINVAL');
+      mm.setLdt(base, entries);
       return 0n;
     }
     case MmuextCmd.MMUEXT_CLEAR_PAGE:
@@ -295,21 +317,26 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       }
       return 0n;
     }
+    case MmuextCmd.MMUEXT_MARK_SUPER:
+    case MmuextCmd.MMUEXT_UNMARK_SUPER:
+      return errno('XEN_EOPNOTSUPP'); // superpages are off
     default:
-      return errno('XEN_ENOSYS'); // MARK_SUPER and the rest: superpages are off
+      return errno('XEN_ENOSYS');
   }
 }
 
 /** mmuext_op(ops, count, pdone, foreigndom). */
 const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => {
   const mm = needMm(ctx);
-  if (!foreignOk(ctx, foreigndom)) return errno('XEN_EPERM');
+  const bad = foreignCheck(ctx, foreigndom);
+  if (bad) return bad;
   const { count, done } = batchStart(ctx, countArg, pdone);
   const n = Math.min(count, MMU_CHUNK);
   const bytes = n ? ctx.guest.read(ops, n * MmuextOp.SIZE) : new Uint8Array(0);
   const view = new DataView(bytes.buffer);
   let i = 0;
   let rc = 0n;
+  const workStart = mm.pt.work;
   for (; i < n; i++) {
     const at = i * MmuextOp.SIZE;
     try {
@@ -318,6 +345,10 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
       rc = toErrno(e);
     }
     if (rc !== 0n) break;
+    if (mm.pt.work - workStart >= WORK_BUDGET) {
+      i++;
+      break;
+    }
   }
   return batchEnd(ctx, rc, [ops, countArg, pdone, foreigndom, 0n], MmuextOp.SIZE, count, done, i);
 };
@@ -332,7 +363,12 @@ function makeMulticall(table: HypercallTable): HypercallHandler {
   return (ctx, [list, nrArg]) => {
     const nr = Number(nrArg & 0xffffffffn);
     const n = Math.min(nr, MULTICALL_CHUNK);
+    const workStart = ctx.mm?.pt.work ?? 0;
     for (let i = 0; i < n; i++) {
+      if (i > 0 && (ctx.mm?.pt.work ?? 0) - workStart >= WORK_BUDGET) {
+        ctx.continueWith([list + BigInt(i * MulticallEntry.SIZE), BigInt(nr - i), 0n, 0n, 0n]);
+        return 0n;
+      }
       const at = list + BigInt(i * MulticallEntry.SIZE);
       const e = MulticallEntry.over(ctx.guest.read(at, MulticallEntry.SIZE).buffer);
       const op = e.op;
