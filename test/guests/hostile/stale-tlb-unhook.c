@@ -1,0 +1,65 @@
+/*
+ * A stale translation through a replaced table. The L1 T that maps the
+ * scratch pages is swapped, in the L2, for a copy T' of its own making in
+ * which the scratch address maps frame Y instead of X. T loses its last
+ * reference and is devalidated, so X has no writable mapping left and is
+ * pinned as an L1. A store through the scratch address must then reach Y;
+ * if the hypervisor left translations cached from T (or from the old L2
+ * entry), it lands in X, a validated L1. The stores are non-present
+ * entries, harmless if they do land.
+ * Xen: 0 and the store in Y. The line says "refused ...: 0" then.
+ */
+#include "hostile.h"
+
+#define FIRST  0x4242424242424240UL   /* not present: harmless in an L1 */
+#define SECOND 0x5454545454545450UL
+
+int main(start_info_t *si)
+{
+    const volatile uint64_t *t;
+    volatile uint64_t *copy, *p, *xview;
+    unsigned long va, x, y, f;
+    unsigned int i;
+    long rc;
+
+    (void)si;
+    if ((rc = hx_setup()))
+        return (int)rc;
+    va = hx_scratch(0);
+    /* The 2 MiB being swapped must hold neither the kernel, nor its tables, nor its stack. */
+    if (hx_index(va, 2) == hx_index(HX_VIRT_BASE, 2) || hx_index(va, 2) == hx_index(start_info->pt_base, 2) ||
+        hx_index(va, 2) == hx_index((unsigned long)&rc, 2) || hx_index(va, 2) == hx_index(start_info->mfn_list, 2))
+        return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
+    p = (volatile uint64_t *)va;
+    x = hx_virt_to_mfn(va);
+    y = hx_virt_to_mfn(hx_scratch(1));
+    f = hx_virt_to_mfn(hx_scratch(3));
+    t = hx_table(hx_table_mfn(va, 1));
+    /* T': T, but the scratch address on Y and T' itself read-only. */
+    copy = (volatile uint64_t *)hx_scratch(3);
+    for (i = 0; i < 512; i++)
+        copy[i] = t[i];
+    copy[hx_index(va, 1)] = (y << 12) | HX_RW;
+    copy[hx_index(hx_scratch(3), 1)] = (f << 12) | HX_RO;
+    rc = hx_update_va_mapping(hx_scratch(3), (f << 12) | HX_RO, UVMF_INVLPG);
+    if (rc != 0)
+        return hx_setup_failed("could not map the new L1 read-only", rc);
+    /* Use X through T, so that the translation is cached. */
+    p[0] = FIRST;
+    if (p[0] != FIRST)
+        return hx_setup_failed("the scratch page does not keep what is stored", 0);
+    rc = hx_mmu1(hx_pte_maddr(va, 2), (f << 12) | HX_RW);
+    if (rc != 0)
+        return hx_setup_failed("could not replace the L1 in the L2", rc);
+    rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
+    if (rc != 0)
+        return hx_setup_failed("could not pin the old frame as an L1", rc);
+    p[0] = SECOND;
+    rc = hx_update_va_mapping(hx_scratch(2), (x << 12) | HX_RO, UVMF_INVLPG);
+    if (rc != 0)
+        return hx_setup_failed("could not map the new L1 read-only", rc);
+    xview = (volatile uint64_t *)hx_scratch(2);
+    hx_attempt_any(0, xview[0] == FIRST && p[0] == SECOND,
+                   "a store through a translation from a table that was replaced");
+    return hx_finish();
+}
