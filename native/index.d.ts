@@ -46,6 +46,8 @@ export interface KvmAddon {
   setCpuid2(vcpuFd: number, cpuid: Uint8Array): void;
   getSupportedCpuid(kvmFd: number, cpuid: Uint8Array): void;
   /** memfd_create + ftruncate: returns the fd. */
+  /** Frees [offset, offset+length) of a memfd (FALLOC_FL_PUNCH_HOLE): it reads as zeros afterwards. */
+  punchHole(fd: number, offset: number | bigint, length: number | bigint): void;
   memfdCreate(name: string, size: number | bigint): number;
   /** A MAP_SHARED read/write mapping of fd as an ArrayBuffer. */
   mmap(fd: number, size: number | bigint, offset: number | bigint): ArrayBuffer;

@@ -4,6 +4,7 @@
 // domain's memory is gone without waiting for the garbage collector.
 #include "common.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <mutex>
@@ -49,6 +50,19 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
     return ThrowErrno(env, "ftruncate", err);
   }
   return Napi::Number::New(env, fd);
+}
+
+// punchHole(fd, offset, length): frees that range of a memfd; it reads as
+// zeros afterwards, and the host gets the memory back until it is touched.
+Napi::Value PunchHole(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  uint64_t offset, length;
+  if (!ArgInt(info, 0, INT32_MAX, &fd) || !ArgU64(info, 1, &offset) || !ArgU64(info, 2, &length)) return env.Undefined();
+  if (fallocate((int)fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) < 0) {
+    return ThrowErrno(env, "fallocate", errno);
+  }
+  return env.Undefined();
 }
 
 // mmap(fd, size, offset): a shared read/write mapping as an ArrayBuffer.
@@ -101,6 +115,7 @@ Napi::Value Address(const Napi::CallbackInfo &info) {
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("punchHole", Napi::Function::New(env, PunchHole, "punchHole"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("address", Napi::Function::New(env, Address, "address"));

@@ -20,6 +20,14 @@ export function createPlainMemory(size: number, chunkSize = 1 << 30): MachineMem
       if (!c || addr < 0 || addr >= size) throw usage(`machine address ${addr} is outside the ${size}-byte memory`);
       return c;
     },
+    discard(offset: number, length: number): void {
+      for (let at = offset; at < offset + length;) {
+        const c = this.chunkAt(at);
+        const end = Math.min(offset + length, c.base + c.size);
+        c.bytes.fill(0, at - c.base, end - c.base);
+        at = end;
+      }
+    },
     close() { /* garbage-collected */ },
   };
 }

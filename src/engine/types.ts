@@ -87,6 +87,12 @@ export interface MachineMemory {
   readonly chunks: readonly MemoryChunk[];
   /** The chunk holding machine byte `addr`. */
   chunkAt(addr: number): MemoryChunk;
+  /**
+   * Makes [offset, offset+length) read as zeros (page aligned). An engine
+   * may give the memory back to the host until it is touched again, which
+   * is cheaper than writing zeros.
+   */
+  discard(offset: number, length: number): void;
   close(): void;
 }
 

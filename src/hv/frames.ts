@@ -143,14 +143,10 @@ export class FrameTable {
   releaseAllOf(owner: number): number {
     let freed = 0;
     let runEnd = -1; // exclusive end of the current run of frames being freed (scanning downwards)
-    const zero = (first: number, end: number): void => {
-      for (let at = first * PAGE_SIZE; at < end * PAGE_SIZE;) {
-        const c = this.memory.chunkAt(at);
-        const stop = Math.min(end * PAGE_SIZE, c.base + c.size);
-        c.bytes.fill(0, at - c.base, stop - c.base);
-        at = stop;
-      }
-    };
+    // Discarding reads as zeros afterwards and hands the memory back to
+    // the host until it is used again: far cheaper than writing zeros
+    // (16 MiB took ~1.5 ms, and evicted the caches).
+    const zero = (first: number, end: number): void => this.memory.discard(first * PAGE_SIZE, (end - first) * PAGE_SIZE);
     // Downwards, so the lowest frames end on top of the free stack.
     for (let mfn = this.count - 1; mfn >= 0; mfn--) {
       if (this.owner[mfn] !== owner) {

@@ -186,7 +186,11 @@ export class PvVcpu {
     const next = this.continuation;
     if (next) {
       this.continuation = undefined;
-      [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = next;
+      r.rdi = next[0];
+      r.rsi = next[1];
+      r.rdx = next[2];
+      r.r10 = next[3];
+      r.r8 = next[4];
       r.rax = nr;
       return false;
     }

@@ -217,52 +217,57 @@ export class XenSpace {
   buildPerDomain(vcpus: number): PerDomainSpace {
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new RangeError(`a domain has 1 to ${MAX_VCPUS} vCPUs, not ${vcpus}`);
     const ft = this.ft;
-    const owned: number[] = [];
-    const take = (): number => {
-      const [mfn] = ft.allocate(OWNER_XEN, 1);
-      owned.push(mfn!);
-      return mfn!;
-    };
-    try {
-      const l3 = take(), l2 = take(), l1 = take();
-      setU64(ft.bytes(l3), 0, pte(l2, UPPER));
-      setU64(ft.bytes(l2), 0, pte(l1, UPPER));
-      setU64(ft.bytes(l2), 8, pte(this.sharedL1, UPPER));
-      const l1Bytes = ft.bytes(l1);
-      const map = (va: number, mfn: number, flags: bigint): void => setU64(l1Bytes, (va >> 12) * 8, pte(mfn, flags));
-      for (let v = 0; v < vcpus; v++) {
-        const block = v * VCPU_BLOCK;
-        const blockVa = PERDOMAIN_VIRT + BigInt(block);
-        for (let p = 0; p < BLOCK.XEN_GDT_PAGE; p += PAGE_SIZE) map(block + p, this.zero, PTE.P | PTE.A | PTE.NX);
-        const gdt = take(), tss = [take(), take(), take()], stack = take();
-        map(block + BLOCK.XEN_GDT_PAGE, gdt, PTE.P | PTE.A | PTE.NX);
-        tss.forEach((mfn, i) => map(block + BLOCK.TSS + i * PAGE_SIZE, mfn, PTE.P | PTE.A | PTE.NX));
-        map(block + BLOCK.STACK, stack, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX);
-        const g = ft.bytes(gdt);
-        const at = (sel: number): number => sel - BLOCK.XEN_GDT_PAGE;
-        // Descriptors with the accessed bit already set, so the CPU never writes the (read-only) GDT.
-        setU64(g, at(SEL.HV_CS), 0x00af9b000000ffffn);
-        setU64(g, at(SEL.HV_DS), 0x00cf93000000ffffn);
-        setU64(g, at(SEL.CS32 & ~3), 0x00cffb000000ffffn);
-        setU64(g, at(SEL.DS & ~3), 0x00cff3000000ffffn);
-        setU64(g, at(SEL.CS64 & ~3), 0x00affb000000ffffn);
-        const [lo, hi] = tssDescriptor(blockVa + BigInt(BLOCK.TSS));
-        setU64(g, at(SEL.TSS), lo);
-        setU64(g, at(SEL.TSS) + 8, hi);
-        // TSS: rsp0 = the ring-0 stack; I/O bitmap closed except the hypercall ports.
-        const t = new Uint8Array(3 * PAGE_SIZE);
-        const tv = new DataView(t.buffer);
-        tv.setBigUint64(4, blockVa + BigInt(BLOCK.STACK_TOP), true);
-        tv.setUint16(0x66, TSS_SIZE, true);
-        t.fill(0xff, TSS_SIZE, TSS_SIZE + IOMAP_BYTES + 1);
-        for (const port of OPEN_PORTS) t[TSS_SIZE + (port >> 3)]! &= ~(1 << (port & 7));
-        tss.forEach((mfn, i) => ft.bytes(mfn).set(t.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)));
-      }
-      return new PerDomainSpace(ft, l3, owned, vcpus);
-    } catch (e) {
-      for (const mfn of owned) ft.release(mfn);
-      throw e;
+    // Three tables, then per vCPU its GDT page, three TSS pages and its ring-0 stack.
+    const owned = Array.from(ft.allocateArray(OWNER_XEN, 3 + 5 * vcpus));
+    const [l3, l2, l1] = owned as [number, number, number];
+    setU64(ft.bytes(l3), 0, pte(l2, UPPER));
+    setU64(ft.bytes(l2), 0, pte(l1, UPPER));
+    setU64(ft.bytes(l2), 8, pte(this.sharedL1, UPPER));
+    const l1Bytes = ft.bytes(l1);
+    const map = (va: number, mfn: number, flags: bigint): void => setU64(l1Bytes, (va >> 12) * 8, pte(mfn, flags));
+    for (let v = 0; v < vcpus; v++) {
+      const block = v * VCPU_BLOCK;
+      for (let p = 0; p < BLOCK.XEN_GDT_PAGE; p += PAGE_SIZE) map(block + p, this.zero, PTE.P | PTE.A | PTE.NX);
+      const [gdt, tss0, tss1, tss2, stack] = owned.slice(3 + 5 * v, 8 + 5 * v) as [number, number, number, number, number];
+      map(block + BLOCK.XEN_GDT_PAGE, gdt, PTE.P | PTE.A | PTE.NX);
+      [tss0, tss1, tss2].forEach((mfn, i) => map(block + BLOCK.TSS + i * PAGE_SIZE, mfn, PTE.P | PTE.A | PTE.NX));
+      map(block + BLOCK.STACK, stack, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX);
+      // The GDT and TSS of vCPU v are the same in every domain (same addresses): copied from a template.
+      const t = this.vcpuTemplate(v);
+      ft.bytes(gdt).set(t.subarray(0, PAGE_SIZE));
+      [tss0, tss1, tss2].forEach((mfn, i) => ft.bytes(mfn).set(t.subarray((1 + i) * PAGE_SIZE, (2 + i) * PAGE_SIZE)));
     }
+    return new PerDomainSpace(ft, l3, owned, vcpus);
+  }
+
+  private readonly templates: Uint8Array[] = [];
+
+  /** vCPU v's GDT page and three TSS pages, built once. */
+  private vcpuTemplate(v: number): Uint8Array {
+    const cached = this.templates[v];
+    if (cached) return cached;
+    const t = new Uint8Array(4 * PAGE_SIZE);
+    const blockVa = PERDOMAIN_VIRT + BigInt(v * VCPU_BLOCK);
+    const g = t.subarray(0, PAGE_SIZE);
+    const at = (sel: number): number => sel - BLOCK.XEN_GDT_PAGE;
+    // Descriptors with the accessed bit already set, so the CPU never writes the (read-only) GDT.
+    setU64(g, at(SEL.HV_CS), 0x00af9b000000ffffn);
+    setU64(g, at(SEL.HV_DS), 0x00cf93000000ffffn);
+    setU64(g, at(SEL.CS32 & ~3), 0x00cffb000000ffffn);
+    setU64(g, at(SEL.DS & ~3), 0x00cff3000000ffffn);
+    setU64(g, at(SEL.CS64 & ~3), 0x00affb000000ffffn);
+    const [lo, hi] = tssDescriptor(blockVa + BigInt(BLOCK.TSS));
+    setU64(g, at(SEL.TSS), lo);
+    setU64(g, at(SEL.TSS) + 8, hi);
+    // TSS: rsp0 = the ring-0 stack; I/O bitmap closed except the hypercall ports.
+    const tss = t.subarray(PAGE_SIZE);
+    const tv = new DataView(tss.buffer, tss.byteOffset, tss.length);
+    tv.setBigUint64(4, blockVa + BigInt(BLOCK.STACK_TOP), true);
+    tv.setUint16(0x66, TSS_SIZE, true);
+    tss.fill(0xff, TSS_SIZE, TSS_SIZE + IOMAP_BYTES + 1);
+    for (const port of OPEN_PORTS) tss[TSS_SIZE + (port >> 3)]! &= ~(1 << (port & 7));
+    this.templates[v] = t;
+    return t;
   }
 
   /** Writes the entries every guest L4 carries in slots 256-271 (the rest of them empty). */

@@ -58,8 +58,12 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
 
   it('returns every frame to the free pool when a domain dies', async () => {
     const before = hv.frames.free;
+    let frames: number[] = [];
     const { d } = await boot('transports', { memoryBytes: 16 * MIB });
+    frames = [...d.memory.p2m];
     expect(d.state).toBe('dead');
+    // What the domain left in its frames is gone: they read as zeros (discarded, not copied over).
+    expect(frames.every((mfn) => hv.frames.bytes(mfn).every((b) => b === 0))).toBe(true);
     expect(d.framesReturned).toBeGreaterThan(4096);
     expect(hv.frames.free).toBe(before);
     expect(hv.frames.framesOf(d.id)).toEqual([]);

@@ -173,6 +173,14 @@ class KvmMemory implements MachineMemory {
     return c;
   }
 
+  discard(offset: number, length: number): void {
+    if (this.fd < 0) throw destroyed('this memory');
+    checkAligned('offset', offset);
+    checkAligned('length', length);
+    if (offset + length > this.size) throw usage(`range ${offset}+${length} is outside the ${this.size}-byte memory`);
+    if (length) call(() => this.a.punchHole(this.fd, offset, length));
+  }
+
   close(): void {
     if (this.fd < 0) return;
     for (const c of this.chunks) if (c.buffer.byteLength) this.a.munmap(c.buffer);
