@@ -9,18 +9,15 @@
 
 static unsigned long foreign[4096];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     volatile uint64_t *page;
     unsigned int i, j, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    n = hx_foreign_frames(foreign, ARRAY_SIZE(foreign));
+    n = hx_need_foreign(foreign, ARRAY_SIZE(foreign));
     if (n == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+        return 1;
     page = (volatile uint64_t *)hx_scratch(0);
     for (j = 0; j < 512; j++)
         page[j] = MARK;
@@ -33,5 +30,5 @@ int main(start_info_t *si)
                 intact = 0;
         hx_attempt(rc, intact, "copying another domain's frame");
     }
-    return hx_finish();
+    return 0;
 }

@@ -8,23 +8,20 @@
 
 static unsigned long foreign[1];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     mmu_update_t req;
     unsigned long va;
     uint64_t before;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    if (hx_foreign_frames(foreign, 1) == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+    if (hx_need_foreign(foreign, 1) == 0)
+        return 1;
     va = hx_scratch(0);
     before = hx_pte(va, 1);
     req.ptr = hx_pte_maddr(va, 1);
     req.val = (foreign[0] << 12) | HX_RW;
     rc = hx_mmu_update((unsigned long)&req, 1, 0, HX_VICTIM_DOMID);
     hx_attempt(rc, hx_pte(va, 1) == before, "mmu_update with foreigndom = the victim");
-    return hx_finish();
+    return 0;
 }

@@ -7,16 +7,13 @@
 
 static unsigned long foreign[1];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     struct mmuext_op op;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    if (hx_foreign_frames(foreign, 1) == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+    if (hx_need_foreign(foreign, 1) == 0)
+        return 1;
     memset(&op, 0, sizeof(op));
     op.cmd = MMUEXT_PIN_L1_TABLE;
     op.arg1.mfn = foreign[0];
@@ -25,5 +22,5 @@ int main(start_info_t *si)
     op.cmd = MMUEXT_NEW_BASEPTR;
     rc = hx_mmuext_op((unsigned long)&op, 1, 0, HX_VICTIM_DOMID);
     hx_attempt(rc, 1, "MMUEXT_NEW_BASEPTR with foreigndom = the victim");
-    return hx_finish();
+    return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * What the hostile guests share. Each guest (one .c file here) tries one
+ * What the hostile guests share. Each guest (one .c file here, or one
+ * variant of a family source, built with its own -D flags) tries one
  * escape through the MMU hypercalls (mmu_update, update_va_mapping,
  * mmuext_op, multicall) and ends with exactly one console line:
  *
@@ -12,7 +13,13 @@
  *
  * and powers off (SETUP: crashes). Whether rc is the right errno is decided
  * in one place, test/hv/hostile.test.ts. <name> is ATTACK, which the
- * Makefile sets from the file's name.
+ * Makefile sets from the guest's name.
+ *
+ * A guest defines `static int attack(void)`: it makes its attempts with
+ * hx_attempt and returns 0, or returns hx_setup_failed(...). main, below,
+ * runs hx_setup, then the attack, then prints the verdict. A source that
+ * serves several guests (a family, see the Makefile) picks its variant
+ * from the -D flags the Makefile gives each guest.
  *
  * Inputs: start_info and the boot page tables, laid out as Xen's domain
  * builder lays them out (trusted); the M2P, which every guest may read
@@ -334,6 +341,103 @@ static inline int hx_setup(void)
     if (hx_scratch(31) < (unsigned long)start_info->pt_base + (start_info->nr_pt_frames + 1) * HX_PAGE)
         return hx_setup_failed("the scratch pages overlap the boot page tables or stack", (long)hx_scratch(31));
     return 0;
+}
+
+/* --- Shared pieces of several attacks. */
+
+/* hx_foreign_frames, after a SETUP line if there are none (then 0: main returns 1). */
+static inline unsigned int hx_need_foreign(unsigned long *out, unsigned int max)
+{
+    unsigned int n = hx_foreign_frames(out, max);
+
+    if (n == 0)
+        hx_setup_failed("the M2P shows no other domain's frame", 0);
+    return n;
+}
+
+/* A digest of a table's 512 entries. */
+static inline uint64_t hx_digest(unsigned long mfn)
+{
+    const volatile uint64_t *t = hx_table(mfn);
+    uint64_t h = 0;
+    unsigned int i;
+
+    for (i = 0; i < 512; i++)
+        h = (h ^ t[i]) * 0x100000001b3UL;
+    return h;
+}
+
+/*
+ * Whether va's 2 MiB holds the kernel, the boot tables or the stack (where
+ * `stack` is), or with p2m also the P2M (start_info->mfn_list): an attack
+ * that changes that 2 MiB's L2 entry must not.
+ */
+static inline int hx_2m_in_use(unsigned long va, const void *stack, int p2m)
+{
+    unsigned int i = hx_index(va, 2);
+
+    return i == hx_index(HX_VIRT_BASE, 2) || i == hx_index(start_info->pt_base, 2) ||
+           i == hx_index((unsigned long)stack, 2) || (p2m && i == hx_index(start_info->mfn_list, 2));
+}
+
+/* Whether frame x, mapped at va, can still be mapped writable there: it is no page table. */
+static inline int hx_still_writable(unsigned long va, unsigned long x)
+{
+    return hx_update_va_mapping(va, (x << 12) | HX_RW, UVMF_INVLPG) == 0;
+}
+
+/*
+ * The stale-translation attacks (stale-tlb-*): p, the scratch address,
+ * first reaches frame X; each attack moves it to another frame in its own
+ * way and then calls hx_stale_store. The stores are non-present entries,
+ * harmless in an L1 if they do land.
+ */
+#define HX_STALE_FIRST  0x4242424242424240UL
+#define HX_STALE_SECOND 0x5454545454545450UL
+
+/* Stores HX_STALE_FIRST through p, so that the translation is cached; 0, or what main returns. */
+static inline int hx_stale_first(volatile uint64_t *p)
+{
+    p[0] = HX_STALE_FIRST;
+    if (p[0] != HX_STALE_FIRST)
+        return hx_setup_failed("the scratch page does not keep what is stored", 0);
+    return 0;
+}
+
+/*
+ * Pins the old frame x as an L1, stores HX_STALE_SECOND through p, and
+ * records whether that store reached the new frame and not x (looked at
+ * through a read-only mapping at scratch page 2). 0, or what main returns.
+ */
+static inline int hx_stale_store(volatile uint64_t *p, unsigned long x, const char *what)
+{
+    volatile uint64_t *xview = (volatile uint64_t *)hx_scratch(2);
+    long rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
+
+    if (rc != 0)
+        return hx_setup_failed("could not pin the old frame as an L1", rc);
+    p[0] = HX_STALE_SECOND;
+    rc = hx_update_va_mapping(hx_scratch(2), (x << 12) | HX_RO, UVMF_INVLPG);
+    if (rc != 0)
+        return hx_setup_failed("could not map the new L1 read-only", rc);
+    hx_attempt_any(0, xview[0] == HX_STALE_FIRST && p[0] == HX_STALE_SECOND, what);
+    return 0;
+}
+
+/* --- main: every guest's. */
+
+static int attack(void);
+
+int main(start_info_t *si)
+{
+    int rc;
+
+    (void)si;
+    if ((rc = hx_setup()))
+        return rc;
+    if ((rc = attack()))
+        return rc;
+    return hx_finish();
 }
 
 #endif /* HOSTILE_H */

@@ -13,16 +13,13 @@
 static uint64_t target[512] __attribute__((aligned(4096)));
 static unsigned int done;
 
-int main(start_info_t *si)
+static int attack(void)
 {
     mmu_update_t *reqs;
     uint64_t ptr;
     unsigned int i;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     reqs = (mmu_update_t *)(hx_mapping_end() - N * sizeof(*reqs));
     ptr = hx_virt_to_maddr((unsigned long)target) | MMU_NORMAL_PT_UPDATE;
     for (i = 0; i < N; i++) {
@@ -31,5 +28,5 @@ int main(start_info_t *si)
     }
     rc = hx_mmu_update((unsigned long)reqs, 0x7fffffff, (unsigned long)&done, DOMID_SELF);
     hx_attempt(rc, done <= N && target[0] == done, "mmu_update with count 0x7fffffff");
-    return hx_finish();
+    return 0;
 }

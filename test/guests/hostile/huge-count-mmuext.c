@@ -9,15 +9,12 @@
 
 static unsigned int done;
 
-int main(start_info_t *si)
+static int attack(void)
 {
     struct mmuext_op *ops;
     unsigned int i;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     ops = (struct mmuext_op *)(hx_mapping_end() - N * sizeof(*ops));
     for (i = 0; i < N; i++) {
         memset(&ops[i], 0, sizeof(ops[i]));
@@ -25,5 +22,5 @@ int main(start_info_t *si)
     }
     rc = hx_mmuext_op((unsigned long)ops, 0x7fffffff, (unsigned long)&done, DOMID_SELF);
     hx_attempt(rc, done <= N, "mmuext_op with count 0x7fffffff");
-    return hx_finish();
+    return 0;
 }

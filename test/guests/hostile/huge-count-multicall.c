@@ -9,16 +9,13 @@
 #define N 600
 #define UNTOUCHED 0x5555555555555555UL
 
-int main(start_info_t *si)
+static int attack(void)
 {
     multicall_entry_t *list;
     unsigned int i, ran = 0;
     int prefix = 1;
     long version, rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     version = HYPERVISOR_xen_version(XENVER_version, NULL);
     list = (multicall_entry_t *)(hx_mapping_end() - N * sizeof(*list));
     for (i = 0; i < N; i++) {
@@ -36,5 +33,5 @@ int main(start_info_t *si)
         ran++;
     }
     hx_attempt(rc, prefix, "multicall with nr_calls 0x7fffffff");
-    return hx_finish();
+    return 0;
 }

@@ -5,18 +5,15 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned long va;
     uint64_t before;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     va = hx_scratch(0);
     before = hx_pte(va, 2);
     rc = hx_mmu1(hx_pte_maddr(va, 2), before | _PAGE_GLOBAL);
     hx_attempt(rc, hx_pte(va, 2) == before, "setting G on an L2 entry");
-    return hx_finish();
+    return 0;
 }

@@ -8,22 +8,19 @@
 
 static unsigned long foreign[4096];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned int i, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    n = hx_foreign_frames(foreign, ARRAY_SIZE(foreign));
+    n = hx_need_foreign(foreign, ARRAY_SIZE(foreign));
     if (n == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+        return 1;
     for (i = 0; i < n; i++) {
         unsigned long before = hx_m2p()[foreign[i]];
 
         rc = hx_mmu1((foreign[i] << 12) | MMU_MACHPHYS_UPDATE, 7);
         hx_attempt(rc, hx_m2p()[foreign[i]] == before, "MMU_MACHPHYS_UPDATE of another domain's frame");
     }
-    return hx_finish();
+    return 0;
 }

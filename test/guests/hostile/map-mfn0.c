@@ -5,15 +5,12 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned long va;
     uint64_t before;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     if (hx_own(0))
         return hx_setup_failed("frame 0 is this domain's", 0);
     va = hx_scratch(0);
@@ -22,5 +19,5 @@ int main(start_info_t *si)
     hx_attempt(rc, hx_pte(va, 1) == before, "mmu_update mapping frame 0");
     rc = hx_update_va_mapping(va, (0UL << 12) | HX_RW, UVMF_INVLPG);
     hx_attempt(rc, hx_pte(va, 1) == before, "update_va_mapping mapping frame 0");
-    return hx_finish();
+    return 0;
 }

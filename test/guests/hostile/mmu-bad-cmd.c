@@ -7,19 +7,16 @@
 
 static uint64_t target[512] __attribute__((aligned(4096)));
 
-int main(start_info_t *si)
+static int attack(void)
 {
     uint64_t ptr;
     unsigned int cmd;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     ptr = hx_virt_to_maddr((unsigned long)target);
     for (cmd = 4; cmd <= 7; cmd++) {
         rc = hx_mmu1(ptr | cmd, 0x4242424242424242UL);
         hx_attempt(rc, target[0] == 0, "an mmu_update request of an unknown type");
     }
-    return hx_finish();
+    return 0;
 }

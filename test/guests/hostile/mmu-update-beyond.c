@@ -5,16 +5,13 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     rc = hx_mmu1(HX_FAR_MFN << 12, 0);
     hx_attempt(rc, 1, "mmu_update 16 TiB up");
     rc = hx_mmu1(0x000ffffffffff000UL, 0);
     hx_attempt(rc, 1, "mmu_update at the top of the 52-bit machine address space");
-    return hx_finish();
+    return 0;
 }

@@ -7,21 +7,18 @@
 
 static unsigned long foreign[4096];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned int i, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    n = hx_foreign_frames(foreign, ARRAY_SIZE(foreign));
+    n = hx_need_foreign(foreign, ARRAY_SIZE(foreign));
     if (n == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+        return 1;
     for (i = 0; i < n; i++) {
         rc = hx_mmu1((foreign[i] << 12) | MMU_NORMAL_PT_UPDATE, 0x4141414141414141UL);
         /* The victim's checksum, in the test, says whether anything landed. */
         hx_attempt(rc, 1, "mmu_update storing into another domain's frame");
     }
-    return hx_finish();
+    return 0;
 }

@@ -8,15 +8,12 @@
 
 static unsigned long unowned[4096];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     const volatile uint64_t *l4;
     unsigned int slot, i, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     l4 = hx_table(hx_l4_mfn());
     for (slot = HYPERVISOR_L4_FIRST_SLOT; slot <= HYPERVISOR_L4_LAST_SLOT; slot++) {
         if (!(l4[slot] & _PAGE_PRESENT))
@@ -30,5 +27,5 @@ int main(start_info_t *si)
         rc = hx_mmu1(hx_slot_maddr(unowned[i], 0), 0);
         hx_attempt(rc, 1, "mmu_update on a frame with no M2P entry");
     }
-    return hx_finish();
+    return 0;
 }

@@ -7,20 +7,17 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     const volatile uint64_t *l4;
     unsigned int i;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     l4 = hx_table(hx_l4_mfn());
     for (i = 0; i < 8; i++)
         if (l4[i] != 0)
             return hx_setup_failed("L4 slots 0-7 are not empty", i);
     rc = hx_multicall(start_info->pt_base, 1);
     hx_attempt(rc, l4[1] == 0, "a multicall whose result slot is read-only");
-    return hx_finish();
+    return 0;
 }

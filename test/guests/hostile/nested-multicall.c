@@ -8,17 +8,14 @@
 
 static multicall_entry_t list[1];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     list[0].op = __HYPERVISOR_multicall;
     list[0].args[0] = (unsigned long)list;
     list[0].args[1] = 1;
     rc = hx_multicall((unsigned long)list, 1);
     hx_attempt((long)list[0].result, rc == 0, "a multicall inside a multicall");
-    return hx_finish();
+    return 0;
 }

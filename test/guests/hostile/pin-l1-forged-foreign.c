@@ -8,19 +8,16 @@
 
 static unsigned long foreign[64];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned long va, x;
     volatile uint64_t *page;
     unsigned int i, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    n = hx_foreign_frames(foreign, 64);
+    n = hx_need_foreign(foreign, 64);
     if (n == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+        return 1;
     va = hx_scratch(0);
     x = hx_virt_to_mfn(va);
     page = (volatile uint64_t *)va;
@@ -30,7 +27,7 @@ int main(start_info_t *si)
     if (rc != 0)
         return hx_setup_failed("could not map the prepared frame read-only", rc);
     rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
-    hx_attempt(rc, hx_update_va_mapping(va, (x << 12) | HX_RW, UVMF_INVLPG) == 0,
+    hx_attempt(rc, hx_still_writable(va, x),
                "pinning as L1 a frame that maps another domain's frames");
-    return hx_finish();
+    return 0;
 }

@@ -7,15 +7,12 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned long va, x;
     volatile uint64_t *page;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     va = hx_scratch(0);
     x = hx_virt_to_mfn(va);
     page = (volatile uint64_t *)va;
@@ -25,7 +22,7 @@ int main(start_info_t *si)
         return hx_setup_failed("could not map the prepared frame read-only", rc);
     rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
     /* Still an ordinary page: it can be mapped writable again. */
-    hx_attempt(rc, hx_update_va_mapping(va, (x << 12) | HX_RW, UVMF_INVLPG) == 0,
+    hx_attempt(rc, hx_still_writable(va, x),
                "pinning as L1 a frame that maps itself writable");
-    return hx_finish();
+    return 0;
 }

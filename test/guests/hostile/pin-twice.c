@@ -6,14 +6,11 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     rc = hx_mmuext1(MMUEXT_PIN_L4_TABLE, hx_l4_mfn(), 0);
     hx_attempt(rc, 1, "pinning the pinned L4 again");
-    return hx_finish();
+    return 0;
 }

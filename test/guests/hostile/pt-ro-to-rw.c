@@ -6,15 +6,12 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     unsigned long va;
     uint64_t before;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     va = start_info->pt_base;
     before = hx_pte(va, 1);
     if (!(before & _PAGE_PRESENT) || (before & _PAGE_RW) || hx_entry_mfn(before) != hx_l4_mfn())
@@ -25,5 +22,5 @@ int main(start_info_t *si)
     hx_attempt(rc, hx_pte(va, 1) == before, "PRESERVE_AD update setting RW on the L4's mapping");
     rc = hx_update_va_mapping(va, before | _PAGE_RW, UVMF_INVLPG);
     hx_attempt(rc, hx_pte(va, 1) == before, "update_va_mapping setting RW on the L4's mapping");
-    return hx_finish();
+    return 0;
 }

@@ -6,7 +6,7 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     const unsigned long base[] = {
         HX_HOLE_M2P, (unsigned long)hx_m2p(), 0xffff808000000000UL, HX_NON_CANONICAL,
@@ -14,12 +14,9 @@ int main(start_info_t *si)
     unsigned int i;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     for (i = 0; i < ARRAY_SIZE(base); i++) {
         rc = hx_mmuext1(MMUEXT_SET_LDT, base[i], 1);
         hx_attempt(rc, 1, "SET_LDT outside guest addresses");
     }
-    return hx_finish();
+    return 0;
 }

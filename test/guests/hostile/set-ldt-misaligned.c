@@ -5,16 +5,13 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     rc = hx_mmuext1(MMUEXT_SET_LDT, hx_scratch(1) + 8, 1);
     hx_attempt(rc, 1, "SET_LDT at base + 8");
     rc = hx_mmuext1(MMUEXT_SET_LDT, hx_scratch(1) + 0x800, 16);
     hx_attempt(rc, 1, "SET_LDT at base + 0x800");
-    return hx_finish();
+    return 0;
 }

@@ -5,16 +5,13 @@
  */
 #include "hostile.h"
 
-int main(start_info_t *si)
+static int attack(void)
 {
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     rc = hx_mmuext1(MMUEXT_SET_LDT, hx_scratch(16), 8193);
     hx_attempt(rc, 1, "SET_LDT with 8193 entries");
     rc = hx_mmuext1(MMUEXT_SET_LDT, hx_scratch(16), 0xffffffffUL);
     hx_attempt(rc, 1, "SET_LDT with 0xffffffff entries");
-    return hx_finish();
+    return 0;
 }

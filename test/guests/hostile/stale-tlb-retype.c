@@ -11,38 +11,20 @@
  */
 #include "hostile.h"
 
-#define FIRST  0x4242424242424240UL   /* not present: harmless in an L1 */
-#define SECOND 0x5454545454545450UL
-
-int main(start_info_t *si)
+static int attack(void)
 {
-    volatile uint64_t *p, *xview;
+    volatile uint64_t *p;
     unsigned long va, x, y;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     va = hx_scratch(0);
     p = (volatile uint64_t *)va;
     x = hx_virt_to_mfn(va);
     y = hx_virt_to_mfn(hx_scratch(1));
-    p[0] = FIRST;
-    if (p[0] != FIRST)
-        return hx_setup_failed("the scratch page does not keep what is stored", 0);
+    if ((rc = hx_stale_first(p)))
+        return (int)rc;
     rc = hx_update_va_mapping(va, (y << 12) | HX_RW, UVMF_NONE);
     if (rc != 0)
         return hx_setup_failed("could not move the scratch address to another frame", rc);
-    rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
-    if (rc != 0)
-        return hx_setup_failed("could not pin the old frame as an L1", rc);
-    p[0] = SECOND;
-    /* Look at X through a read-only mapping (allowed for an L1). */
-    rc = hx_update_va_mapping(hx_scratch(2), (x << 12) | HX_RO, UVMF_INVLPG);
-    if (rc != 0)
-        return hx_setup_failed("could not map the new L1 read-only", rc);
-    xview = (volatile uint64_t *)hx_scratch(2);
-    hx_attempt_any(0, xview[0] == FIRST && p[0] == SECOND,
-                   "a store through a translation the hypervisor should have dropped");
-    return hx_finish();
+    return hx_stale_store(p, x, "a store through a translation the hypervisor should have dropped");
 }

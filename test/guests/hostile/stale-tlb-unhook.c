@@ -11,24 +11,17 @@
  */
 #include "hostile.h"
 
-#define FIRST  0x4242424242424240UL   /* not present: harmless in an L1 */
-#define SECOND 0x5454545454545450UL
-
-int main(start_info_t *si)
+static int attack(void)
 {
     const volatile uint64_t *t;
-    volatile uint64_t *copy, *p, *xview;
+    volatile uint64_t *copy, *p;
     unsigned long va, x, y, f;
     unsigned int i;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
     va = hx_scratch(0);
     /* The 2 MiB being swapped must hold neither the kernel, nor its tables, nor its stack. */
-    if (hx_index(va, 2) == hx_index(HX_VIRT_BASE, 2) || hx_index(va, 2) == hx_index(start_info->pt_base, 2) ||
-        hx_index(va, 2) == hx_index((unsigned long)&rc, 2) || hx_index(va, 2) == hx_index(start_info->mfn_list, 2))
+    if (hx_2m_in_use(va, &rc, 1))
         return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
     p = (volatile uint64_t *)va;
     x = hx_virt_to_mfn(va);
@@ -45,21 +38,10 @@ int main(start_info_t *si)
     if (rc != 0)
         return hx_setup_failed("could not map the new L1 read-only", rc);
     /* Use X through T, so that the translation is cached. */
-    p[0] = FIRST;
-    if (p[0] != FIRST)
-        return hx_setup_failed("the scratch page does not keep what is stored", 0);
+    if ((rc = hx_stale_first(p)))
+        return (int)rc;
     rc = hx_mmu1(hx_pte_maddr(va, 2), (f << 12) | HX_RW);
     if (rc != 0)
         return hx_setup_failed("could not replace the L1 in the L2", rc);
-    rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
-    if (rc != 0)
-        return hx_setup_failed("could not pin the old frame as an L1", rc);
-    p[0] = SECOND;
-    rc = hx_update_va_mapping(hx_scratch(2), (x << 12) | HX_RO, UVMF_INVLPG);
-    if (rc != 0)
-        return hx_setup_failed("could not map the new L1 read-only", rc);
-    xview = (volatile uint64_t *)hx_scratch(2);
-    hx_attempt_any(0, xview[0] == FIRST && p[0] == SECOND,
-                   "a store through a translation from a table that was replaced");
-    return hx_finish();
+    return hx_stale_store(p, x, "a store through a translation from a table that was replaced");
 }

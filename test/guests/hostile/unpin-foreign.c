@@ -8,18 +8,15 @@
 
 static unsigned long foreign[4096];
 
-int main(start_info_t *si)
+static int attack(void)
 {
     const volatile uint64_t *l4;
     unsigned int slot, i, n;
     long rc;
 
-    (void)si;
-    if ((rc = hx_setup()))
-        return (int)rc;
-    n = hx_foreign_frames(foreign, ARRAY_SIZE(foreign));
+    n = hx_need_foreign(foreign, ARRAY_SIZE(foreign));
     if (n == 0)
-        return hx_setup_failed("the M2P shows no other domain's frame", 0);
+        return 1;
     for (i = 0; i < n; i++) {
         rc = hx_mmuext1(MMUEXT_UNPIN_TABLE, foreign[i], 0);
         hx_attempt(rc, 1, "unpinning another domain's frame");
@@ -31,5 +28,5 @@ int main(start_info_t *si)
         rc = hx_mmuext1(MMUEXT_UNPIN_TABLE, hx_entry_mfn(l4[slot]), 0);
         hx_attempt(rc, 1, "unpinning a hypervisor table");
     }
-    return hx_finish();
+    return 0;
 }
