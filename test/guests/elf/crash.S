@@ -8,10 +8,7 @@ TEST_GUEST_NOTES
         .code64
         .globl _start
 _start:
-        mov $CONSOLEIO_write, %edi
-        mov $(msgend - msg), %esi
-        lea msg(%rip), %rdx
-        call hypercall_page + __HYPERVISOR_console_io * 32
+        CONSOLE_WRITE msg, (msgend - msg)
         .globl fault
 fault:  ud2
 

@@ -36,6 +36,14 @@ hypercall_page:                                                          \
         .endif
 .endm
 
+/* console_io(CONSOLEIO_write, \len, \label) through the page. */
+.macro CONSOLE_WRITE label, len
+        mov $CONSOLEIO_write, %edi
+        mov $\len, %esi
+        lea \label(%rip), %rdx
+        call hypercall_page + __HYPERVISOR_console_io * 32
+.endm
+
 /* sched_op(SCHEDOP_shutdown, &{reason}) through the page; \slot is a
  * 4-byte scratch variable in .data. Does not return. */
 .macro SHUTDOWN reason, slot

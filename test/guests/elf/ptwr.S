@@ -34,10 +34,7 @@ _start:
         mov %r13d, (%rdi)
         mov page_a(%rip), %rax
         mov %rax, result + 16(%rip)
-        mov $CONSOLEIO_write, %edi
-        mov $24, %esi
-        lea result(%rip), %rdx
-        call hypercall_page + __HYPERVISOR_console_io * 32
+        CONSOLE_WRITE result, 24
         SHUTDOWN SHUTDOWN_poweroff, reason
 9:      ud2
 

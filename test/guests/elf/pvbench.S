@@ -48,10 +48,7 @@ _start:
         TIME page, result
         TIME vmcall, result + 8
         TIME syscall, result + 16
-        mov $CONSOLEIO_write, %edi
-        mov $32, %esi
-        lea result(%rip), %rdx
-        call hypercall_page + __HYPERVISOR_console_io * 32
+        CONSOLE_WRITE result, 32
         SHUTDOWN SHUTDOWN_poweroff, reason
 
         HYPERCALL_PAGE

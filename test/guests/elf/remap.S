@@ -28,10 +28,7 @@ _start:
         mov %rax, result + 24(%rip)
         mov page_a(%rip), %rax
         mov %rax, result + 8(%rip)
-        mov $CONSOLEIO_write, %edi
-        mov $32, %esi
-        lea result(%rip), %rdx
-        call hypercall_page + __HYPERVISOR_console_io * 32
+        CONSOLE_WRITE result, 32
         SHUTDOWN SHUTDOWN_poweroff, reason
 
         HYPERCALL_PAGE

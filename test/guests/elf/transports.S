@@ -83,10 +83,7 @@ _start:
         ROW page, rows
         ROW vmcall, rows + 72
         ROW syscall, rows + 144
-        mov $CONSOLEIO_write, %edi
-        mov $216, %esi
-        lea rows(%rip), %rdx
-        call hypercall_page + __HYPERVISOR_console_io * 32
+        CONSOLE_WRITE rows, 216
         SHUTDOWN SHUTDOWN_poweroff, reason
 
         HYPERCALL_PAGE
