@@ -48,6 +48,8 @@ export interface KvmAddon {
   /** memfd_create + ftruncate: returns the fd. */
   /** Frees [offset, offset+length) of a memfd (FALLOC_FL_PUNCH_HOLE): it reads as zeros afterwards. */
   punchHole(fd: number, offset: number | bigint, length: number | bigint): void;
+  /** madvise(MADV_DONTNEED) on a page-aligned range of a buffer from mmap(): contents kept, KVM's translations to it dropped. */
+  dontNeed(buffer: ArrayBuffer, offset: number | bigint, length: number | bigint): void;
   memfdCreate(name: string, size: number | bigint): number;
   /** A MAP_SHARED read/write mapping of fd as an ArrayBuffer. */
   mmap(fd: number, size: number | bigint, offset: number | bigint): ArrayBuffer;

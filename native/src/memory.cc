@@ -100,6 +100,22 @@ Napi::Value Munmap(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// dontNeed(buffer, offset, length): madvise(MADV_DONTNEED) on that page-aligned
+// range of a mapping from mmap(). The memfd keeps the contents (the mapping is
+// shared); only the host page-table entries go, and with them, through the MMU
+// notifier, every translation KVM cached to those pages in any VM.
+Napi::Value DontNeed(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowArg(env, "argument must be an ArrayBuffer from mmap()");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  uint64_t off, len;
+  if (!ArgU64(info, 1, &off) || !ArgU64(info, 2, &len)) return env.Undefined();
+  if ((off | len) & 4095) return ThrowArg(env, "offset and length must be page-aligned");
+  if (off > ab.ByteLength() || len > ab.ByteLength() - off) return ThrowArg(env, "range is outside the buffer");
+  if (len && madvise((char *)ab.Data() + off, len, MADV_DONTNEED) < 0) return ThrowErrno(env, "madvise", errno);
+  return env.Undefined();
+}
+
 // address(buffer[, offset]): the host virtual address of a byte, as a bigint.
 Napi::Value Address(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -118,6 +134,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("punchHole", Napi::Function::New(env, PunchHole, "punchHole"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
+  exports.Set("dontNeed", Napi::Function::New(env, DontNeed, "dontNeed"));
   exports.Set("address", Napi::Function::New(env, Address, "address"));
 }
 

@@ -20,6 +20,7 @@ import { GuestMemory } from '../hv/guest-access.js';
 import { HypercallTable, type HypercallContext } from '../hv/hypercall.js';
 import { registerMmuHypercalls } from '../hv/hypercalls/mmu.js';
 import { Hypervisor } from '../hv/hypervisor.js';
+import { DomainTranslations, TranslationMarks } from '../hv/tlb.js';
 import { PageTypes } from '../hv/page-types.js';
 import { median } from './stats.js';
 
@@ -94,7 +95,7 @@ function mmuUpdateNs(): number {
   const noop = () => {};
   const ctx = {
     domid: 1, guest: new GuestMemory(ft, BigInt(l4) << 12n), continueWith: noop,
-    mm: { pt, cr3: l4, userCr3: 0, setCr3: noop, setUserCr3: noop, tableChanged: noop, setLdt: noop },
+    mm: { pt, cr3: l4, userCr3: 0, setCr3: noop, setUserCr3: noop, tlb: new DomainTranslations({ forget: noop, dropAll: noop }, new TranslationMarks(ft.count)), setLdt: noop },
   } as unknown as HypercallContext;
   const table = registerMmuHypercalls(new HypercallTable());
   const n = 2048;

@@ -28,6 +28,7 @@ export function createPlainMemory(size: number, chunkSize = 1 << 30): MachineMem
         at = end;
       }
     },
+    forgetTranslations() { /* plain memory has no VM caching translations to it */ },
     close() { /* garbage-collected */ },
   };
 }

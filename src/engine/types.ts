@@ -93,6 +93,15 @@ export interface MachineMemory {
    * is cheaper than writing zeros.
    */
   discard(offset: number, length: number): void;
+  /**
+   * Makes every VM that maps [offset, offset+length) (page aligned) forget
+   * the translations it cached to those bytes; contents are kept. This is
+   * the targeted TLB shootdown: after the host rewrites a page-table entry,
+   * forgetting its old target is enough for the guest to see the new one.
+   * KVM: madvise(MADV_DONTNEED) on the shared mapping, whose MMU notifier
+   * zaps KVM's entries for those pages (a few µs a call).
+   */
+  forgetTranslations(offset: number, length: number): void;
   close(): void;
 }
 

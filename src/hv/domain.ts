@@ -21,6 +21,7 @@ import { ExitCounts, PvVcpu, type VcpuHost } from './vcpu.js';
 import type { PerDomainSpace } from './xen-space.js';
 import type { BootLayout } from './builder.js';
 import type { PageTypes } from './page-types.js';
+import type { DomainTranslations } from './tlb.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
@@ -49,6 +50,7 @@ export interface DomainParts {
   /** Where guests read the M2P on this host. */
   m2pVirt: bigint;
   console: (bytes: Uint8Array) => void;
+  tlb: DomainTranslations;
 }
 
 export class Domain implements VcpuHost {
@@ -72,8 +74,8 @@ export class Domain implements VcpuHost {
   roots: number[];
   readonly pageTypes: PageTypes;
   readonly m2pVirt: bigint;
-  /** Tables whose cached translations must go before a vCPU runs again. */
-  private readonly staleTables = new Set<number>();
+  /** What the engine may have cached stale from the domain's tables (src/hv/tlb.ts). */
+  readonly tlb: DomainTranslations;
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
@@ -88,6 +90,7 @@ export class Domain implements VcpuHost {
     this.console = p.console;
     this.pageTypes = p.pageTypes;
     this.m2pVirt = p.m2pVirt;
+    this.tlb = p.tlb;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
@@ -139,22 +142,6 @@ export class Domain implements VcpuHost {
 
   rootsChanged(): void {
     this.roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
-  }
-
-  tableChanged(mfn: number): void {
-    this.staleTables.add(mfn);
-  }
-
-  /** The tables changed since a vCPU last ran (the engine must forget them), and clears them. */
-  takeStaleTables(): number[] | undefined {
-    if (this.staleTables.size === 0) return undefined;
-    const out = [...this.staleTables];
-    this.staleTables.clear();
-    return out;
-  }
-
-  dropCachedTranslations(): void {
-    this.vm.dropCachedTranslations();
   }
 
   context(vcpu: PvVcpu): HypercallContext {

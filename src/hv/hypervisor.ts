@@ -14,6 +14,7 @@ import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { registerMmuHypercalls } from './hypercalls/mmu.js';
 import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
+import { DomainTranslations, engineCache, TranslationMarks } from './tlb.js';
 import { BuildError } from './builder.js';
 import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
 
@@ -70,6 +71,9 @@ export class Hypervisor {
   /** Where guests read the M2P: Xen's address, or its second mapping where the host reserves slot 256. */
   readonly m2pVirt: bigint;
   private readonly perDomain = new Map<number, PerDomainSpace>();
+  /** Each domain's stale-translation tracker, from the start of its build. */
+  private readonly tlbs = new Map<number, DomainTranslations>();
+  private readonly marks: TranslationMarks;
   private nextDomid = FIRST_DOMID;
   private closed = false;
 
@@ -85,7 +89,11 @@ export class Hypervisor {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
         this.xen.fillReservedL4(mfn, pd);
-      }, (mfn) => this.domains.get(this.frames.owner[mfn]!)?.tableChanged(mfn));
+      }, {
+        typeTaken: (mfn, type) => this.tlbs.get(this.frames.owner[mfn]!)?.typeTaken(mfn, type),
+        tableValidated: (mfn) => this.tlbs.get(this.frames.owner[mfn]!)?.tableValidated(mfn),
+      });
+      this.marks = new TranslationMarks(this.frames.count);
     } catch (e) {
       this.memory.close();
       throw e;
@@ -113,8 +121,13 @@ export class Hypervisor {
     const perDomain = this.xen.buildPerDomain(1);
     let built: ReturnType<typeof buildDomain> | undefined;
     let vm: ReturnType<Engine['createVm']> | undefined;
+    // The tracker exists before the build so that the boot tables are
+    // marked as tables the engine may cache; it has nothing to flush
+    // until the VM exists.
+    const tlb = new DomainTranslations(engineCache({ dropCachedTranslations: () => vm?.dropCachedTranslations() }, this.memory), this.marks);
     try {
       this.perDomain.set(id, perDomain);
+      this.tlbs.set(id, tlb);
       built = buildDomain(this.pageTypes, id, kernel, kernelFile, opts);
       vm = this.engine.createVm();
       for (const [slot, c] of this.memory.chunks.entries()) {
@@ -122,7 +135,7 @@ export class Hypervisor {
       }
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
-        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}),
+        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), tlb,
       });
       this.domains.set(id, d);
       return d;
@@ -131,6 +144,7 @@ export class Hypervisor {
       built?.memory.destroy();
       perDomain.release();
       this.perDomain.delete(id);
+      this.tlbs.delete(id);
       throw e;
     }
   }
@@ -140,6 +154,7 @@ export class Hypervisor {
     const n = d.destroy();
     this.domains.delete(d.id);
     this.perDomain.delete(d.id);
+    this.tlbs.delete(d.id);
     return n;
   }
 

@@ -50,6 +50,19 @@ export const PINNED = 2;
 /** Xen errno values the rules return (negated by the hypercalls). */
 export const PTE_ERR = { EPERM: 1, EINVAL: 22, EBUSY: 16, ENOMEM: 12 } as const;
 
+/**
+ * What an engine's translation cache (src/hv/tlb.ts) needs to hear from
+ * the page-type system.
+ */
+export interface TypeHooks {
+  /** `mfn` takes its first type reference of `type` (it may be changing type): called before validation. */
+  typeTaken(mfn: number, type: PageType): void;
+  /** `mfn` has been validated as a page table. */
+  tableValidated(mfn: number): void;
+}
+
+const NO_HOOKS: TypeHooks = { typeTaken() {}, tableValidated() {} };
+
 /** A refused page-table operation, with the rule and Xen's errno. */
 export class PageTypeError extends Error {
   constructor(readonly rule: string, readonly errno: number, readonly detail: string) {
@@ -100,8 +113,7 @@ export class PageTypes {
   constructor(
     readonly ft: FrameTable,
     private readonly fillReservedL4: (mfn: number, domid: number) => void = () => {},
-    /** Called when a table is devalidated: an engine may still hold translations from it. */
-    private readonly onDevalidate: (mfn: number) => void = () => {},
+    private readonly hooks: TypeHooks = NO_HOOKS,
   ) {}
 
   // --- General references.
@@ -149,6 +161,7 @@ export class PageTypes {
       ft.typeCount[mfn] = count + 1;
       return;
     }
+    this.hooks.typeTaken(mfn, type);
     ft.type[mfn] = type;
     ft.flags[mfn]! &= ~VALIDATED;
     ft.typeCount[mfn] = 1;
@@ -161,6 +174,7 @@ export class PageTypes {
         throw e;
       }
       if (type === PageType.l4) this.fillReservedL4(mfn, domid);
+      this.hooks.tableValidated(mfn);
     }
     ft.flags[mfn]! |= VALIDATED;
   }
@@ -287,7 +301,6 @@ export class PageTypes {
       if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
     }
     this.ft.flags[mfn]! &= ~VALIDATED;
-    this.onDevalidate(mfn);
   }
 
   // --- Pins.

@@ -11,7 +11,8 @@ import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercal
 import type { MmContext } from './hypercalls/mmu.js';
 import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
 import { decodePtStore, type ModrmReg } from './ptwr.js';
-import { modEntry } from './hypercalls/mmu.js';
+import { modEntry, recordStale } from './hypercalls/mmu.js';
+import type { DomainTranslations } from './tlb.js';
 import { PageType } from './frames.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
@@ -52,11 +53,8 @@ export interface VcpuHost {
   readonly id: number;
   /** A vCPU loaded another root. */
   rootsChanged(): void;
-  /** A present entry of table `mfn` changed: the engine must forget what it cached from it. */
-  tableChanged(mfn: number): void;
-  /** Tables changed since a vCPU last ran, and forgets them. */
-  takeStaleTables(): number[] | undefined;
-  dropCachedTranslations(): void;
+  /** The domain's stale-translation tracker. */
+  readonly tlb: DomainTranslations;
 }
 
 /** Initial state of vCPU 0, from the builder. */
@@ -136,7 +134,7 @@ export class PvVcpu {
         v.userCr3Mfn = mfn;
         host.rootsChanged();
       },
-      tableChanged: (mfn) => host.tableChanged(mfn),
+      tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
     };
     const s: SpecialRegisters = engine.getSpecialRegisters();
@@ -214,10 +212,6 @@ export class PvVcpu {
       s.cr3 = BigInt(this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
     }
-    // Tables the host changed: KVM's shadow paging does not see host writes,
-    // so its cached translations go (docs/design.md has the measurements,
-    // including a per-table way that was no faster here).
-    if (this.host.takeStaleTables()) this.host.dropCachedTranslations();
     return this.engine.run();
   }
 
@@ -383,15 +377,16 @@ export class PvVcpu {
     if (write) {
       const new64 = (old64 & ~mask) | (part << shift);
       if (store.kind === 'xchg' && store.reg === 'rsp') return 'xchg with rsp is not emulated';
-      let flush: boolean;
+      let stale: number;
       try {
-        flush = modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
+        stale = modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
       } catch (e) {
         if (e instanceof PageTypeError) return e.message;
         throw e;
       }
       if (store.kind === 'xchg' && store.reg) regs[store.reg] = oldPart;
-      if (flush) this.host.tableChanged(target);
+      // As Xen's ptwr emulation: no flush; the guest asks for one as after an mmu_update.
+      recordStale(this.host.tlb, stale);
     }
     frame.setBigUint64(ripAt, rip + BigInt(store.length), true);
     return true;

@@ -81,6 +81,26 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(() => g.vm.mapMemory({ slot: 9, guestPhys: 0xfffff0000, memory: g.memory, offset: 0, size: 4096 })).toThrow(/reserved guest-physical page/);
   });
 
+  it('sees a remapped leaf entry once the old target frame is forgotten, and keeps its contents', () => {
+    const g = boot('tlbprobe');
+    const view = new DataView(g.main.buffer, g.main.byteOffset);
+    view.setUint32(0x100000, 0xaaaa, true);
+    view.setUint32(0x101000, 0xbbbb, true);
+    view.setUint32(0x102000, 0xcccc, true);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xaaaa);
+    view.setBigUint64(LAYOUT.PT + 8 * 0x100, 0x101000n | 7n, true);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xaaaa); // the cached translation is stale
+    g.memory.forgetTranslations(0x100000, 4096);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xbbbb);
+    expect(view.getUint32(0x100000, true)).toBe(0xaaaa); // contents kept
+    // A range covering several frames.
+    view.setBigUint64(LAYOUT.PT + 8 * 0x100, 0x102000n | 7n, true);
+    g.memory.forgetTranslations(0x100000, 3 * 4096);
+    expect(ioValue(runToExit(g.vcpu))).toBe(0xcccc);
+    expect(() => g.memory.forgetTranslations(1, 4096)).toThrow(EngineUsageError);
+    expect(() => g.memory.forgetTranslations(g.memory.size, 4096)).toThrow(EngineUsageError);
+  });
+
   it('reads and writes registers through the sync area', () => {
     const g = boot('regs');
     g.vcpu.regs.rax = 40n;

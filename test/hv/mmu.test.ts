@@ -13,6 +13,7 @@ import { MMU_CHUNK, MMU_UPDATE_PREEMPTED, WORK_BUDGET, registerMmuHypercalls, ty
 import { PageTypes, PINNED } from '../../src/hv/page-types.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
 import { Hypercall, MmuextCmd } from '../../src/abi/generated/xen.js';
+import { DomainTranslations, TranslationMarks } from '../../src/hv/tlb.js';
 
 const MIB = 1 << 20;
 const ME = 1;
@@ -27,7 +28,9 @@ let pt: PageTypes;
 let table: HypercallTable;
 let frames: number[];                 // the domain's frames (pfn -> mfn)
 let l4: number, l3: number, l2: number, l1: number;
-let ctx: HypercallContext & { continued?: HypercallArgs; flushes: number };
+let ctx: HypercallContext & { continued?: HypercallArgs };
+/** What the tracker asked the (fake) engine cache to forget. */
+let cacheCalls: string[];
 let mm: MmContext & { ldt?: [bigint, number] };
 
 const va = (pfn: number) => BASE + BigInt(pfn) * 4096n;
@@ -49,7 +52,12 @@ function requests(list: Array<[bigint, bigint]>, pfn = 20): bigint {
 
 beforeEach(() => {
   ft = new FrameTable(createPlainMemory(8 * MIB));
-  pt = new PageTypes(ft);
+  cacheCalls = [];
+  const tlb = new DomainTranslations({
+    forget: (m, n) => cacheCalls.push(`forget ${m}+${n}`),
+    dropAll: () => cacheCalls.push('drop'),
+  }, new TranslationMarks(ft.count));
+  pt = new PageTypes(ft, () => {}, { typeTaken: (m, t) => tlb.typeTaken(m, t), tableValidated: (m) => tlb.tableValidated(m) });
   frames = ft.allocate(ME, 64);
   [l4, l3, l2, l1] = frames.slice(60) as [number, number, number, number];
   ft.words(l4)[0] = pte(l3, P | RW | US);
@@ -66,13 +74,13 @@ beforeEach(() => {
     get userCr3() { return userCr3; },
     setCr3(m) { cr3 = m; ctx = { ...ctx, guest: new GuestMemory(ft, BigInt(m) << 12n) } as typeof ctx; },
     setUserCr3(m) { userCr3 = m; },
-    tableChanged() { ctx.flushes++; },
+    tlb,
     setLdt(base, n) { mm.ldt = [base, n]; },
   };
   ctx = {
     domid: ME, guest: new GuestMemory(ft, BigInt(l4) << 12n), nrPages: 64, maxPages: 64, handle: new Uint8Array(16), vmAssist: 0n,
     consoleWrite() {}, shutdown() {}, yieldCpu() {},
-    continueWith(a) { ctx.continued = a; }, mm, flushes: 0,
+    continueWith(a) { ctx.continued = a; }, mm,
   };
   table = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));
   audit();
@@ -88,7 +96,16 @@ describe('mmu_update', () => {
     expect(ctx.guest.readU32(pdone)).toBe(2);
     expect(new TextDecoder().decode(ctx.guest.read(va(45), 10))).toBe('frame five');
     expect(() => ctx.guest.read(va(6), 1)).toThrow(/not present/);
-    expect(ctx.flushes).toBeGreaterThan(0);
+    // Xen's TLB model: the update flushes nothing; the unmapped frame is
+    // remembered as stale and forgotten when the guest asks for a flush.
+    expect(cacheCalls).toEqual([]);
+    expect(mm.tlb.pending).toBe(true);
+    const op = new Uint8Array(32);
+    new DataView(op.buffer).setUint32(0, MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL, true);
+    ctx.guest.write(va(22), op);
+    expect(call(Hypercall.HYPERVISOR_mmuext_op, va(22), 1n, 0n, DOMID_SELF)).toBe(0n);
+    expect(cacheCalls).toEqual([`forget ${frames[6]}+1`]);
+    expect(mm.tlb.pending).toBe(false);
     audit();
   });
 

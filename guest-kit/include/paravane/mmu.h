@@ -158,7 +158,11 @@ long mmu_queue_machphys(xen_pfn_t mfn, xen_pfn_t pfn);
  * last mmu_flush(); then *failed (if not NULL) is the number of the request
  * that failed: those before it were applied, it and those after were not.
  * Flush before anything that depends on the queued writes (a pin, a base
- * pointer, reading the tables, touching the pages they map).
+ * pointer, reading the tables, touching the pages they map). This issues
+ * the queue; it is not a TLB flush: as on Xen, an update that removes or
+ * replaces a present mapping may keep the old translation alive until the
+ * guest asks (mmu_tlb_flush(), mmu_invlpg(), or UVMF_INVLPG with
+ * update_va_mapping). Additions need no flush.
  */
 long mmu_flush(unsigned long *failed);
 

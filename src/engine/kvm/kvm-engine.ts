@@ -181,6 +181,19 @@ class KvmMemory implements MachineMemory {
     if (length) call(() => this.a.punchHole(this.fd, offset, length));
   }
 
+  forgetTranslations(offset: number, length: number): void {
+    if (this.fd < 0) throw destroyed('this memory');
+    checkAligned('offset', offset);
+    checkAligned('length', length);
+    if (offset + length > this.size) throw usage(`range ${offset}+${length} is outside the ${this.size}-byte memory`);
+    for (let at = offset; at < offset + length;) {
+      const c = this.chunkAt(at);
+      const end = Math.min(offset + length, c.base + c.size);
+      call(() => this.a.dontNeed(c.buffer, at - c.base, end - at));
+      at = end;
+    }
+  }
+
   close(): void {
     if (this.fd < 0) return;
     for (const c of this.chunks) if (c.buffer.byteLength) this.a.munmap(c.buffer);

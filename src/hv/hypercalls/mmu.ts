@@ -10,9 +10,10 @@
 import { DomidSpecial, MmuUpdate, MmuUpdateType, MmuextCmd, MmuextOp, MulticallEntry, Uvmf } from '../../abi/generated/xen.js';
 import { Hypercall } from '../../abi/generated/xen.js';
 import { PageType } from '../frames.js';
-import { guestRangeOk } from '../guest-access.js';
+import { GuestFault, guestRangeOk } from '../guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
+import type { DomainTranslations } from '../tlb.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
 export interface MmContext {
@@ -23,13 +24,8 @@ export interface MmContext {
   /** Loads a new kernel or user root on this vCPU (its type reference is the caller's to take). */
   setCr3(mfn: number): void;
   setUserCr3(mfn: number): void;
-  /**
-   * A present entry of table `mfn` changed: translations the engine cached
-   * from it must go before any vCPU of the domain runs again. Entries that
-   * go from absent to present need no flush: the engine reads the tables
-   * afresh when the guest first uses the new mapping.
-   */
-  tableChanged(mfn: number): void;
+  /** The domain's stale-translation tracker (src/hv/tlb.ts): updates record there, flush requests flush it. */
+  readonly tlb: DomainTranslations;
   /** The LDT this vCPU asked for (checked; loaded with descriptor-table support). */
   setLdt(base: bigint, entries: number): void;
 }
@@ -49,13 +45,20 @@ export const MULTICALL_CHUNK = 256;
  */
 export const WORK_BUDGET = 1 << 18;
 const MAX_LDT_ENTRIES = 8192;
-const P = 1, RW = 2, US = 4, A = 0x20;
+const P = 1, RW = 2, US = 4, A = 0x20, D = 0x40;
+/** NX, bit 63, in the high word. */
+const NX_HI = 0x80000000;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
-const L1_FAST_LO = US | A | 0x40 | 0x100 | 0xe00;
+const L1_FAST_LO = US | A | D | 0x100 | 0xe00;
+/** modEntry: no cached translation can be stale. */
+export const NOT_STALE = -1;
+/** modEntry: an upper-level entry lost access; a cached subtree may be stale. */
+export const UPPER_STALE = -2;
 const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
 
 function toErrno(e: unknown): bigint {
   if (e instanceof PageTypeError) return -BigInt(e.errno);
+  if (e instanceof GuestFault) return errno('XEN_EFAULT');
   throw e;
 }
 
@@ -77,14 +80,28 @@ function needMm(ctx: HypercallContext): MmContext {
 }
 
 /**
+ * Whether changing a present entry from old to new takes access away, so
+ * that a translation cached from the old one is stale: it goes absent,
+ * names another frame, loses RW, A or D (the guest wants to see them set
+ * again), or gains NX. Gaining access needs no flush: a fault through the
+ * cached entry makes the engine read the entry afresh.
+ */
+function takesAway(oldLo: number, oldHi: number, newLo: number, newHi: number): boolean {
+  if (!(newLo & P)) return true;
+  if (entryFrame(oldLo, oldHi) !== entryFrame(newLo, newHi)) return true;
+  return (oldLo & ~newLo & (RW | A | D)) !== 0 || (newHi & ~oldHi & NX_HI) !== 0;
+}
+
+/**
  * Writes entry `index` of table `mfn` (level 1-4, validated) to `lo:hi`,
  * taking the new entry's references before dropping the old one's. Xen's
  * mod_lN_entry: US is forced (the guest kernel runs at CPL 3), the
- * hypervisor's L4 slots cannot be changed (PT-7). Returns whether a
- * present entry changed in a way translations cached from it must be
- * dropped (anything but the fast path's harmless bits).
+ * hypervisor's L4 slots cannot be changed (PT-7). Returns what cached
+ * translations may now be stale: NOT_STALE, UPPER_STALE, or (a leaf entry)
+ * the frame it mapped before. The caller records it (DomainTranslations);
+ * nothing is flushed until the guest asks or a frame changes type.
  */
-export function modEntry(pt: PageTypes, domid: number, mfn: number, level: number, index: number, newLo: number, newHi: number, preserveAd: boolean): boolean {
+export function modEntry(pt: PageTypes, domid: number, mfn: number, level: number, index: number, newLo: number, newHi: number, preserveAd: boolean): number {
   if (!PageTypes.isGuestSlot(level, index)) throw new PageTypeError('PT-7', 22, `L4 slot ${index} belongs to the hypervisor`);
   const words = pt.ft.words32(mfn);
   const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
@@ -96,22 +113,30 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
     if (level === 1 && oldLo & P && newHi === oldHi && ((newLo ^ oldLo) & ~L1_FAST_LO) === 0) {
       pt.checkEntryBits(1, newLo, newHi);
       words[2 * index] = newLo;
-      return false;
+      return oldLo & ~newLo & (A | D) ? entryFrame(oldLo, oldHi) : NOT_STALE;
     }
   }
   pt.getEntry(level, newLo, newHi, domid);
   words[2 * index] = newLo;
   words[2 * index + 1] = newHi;
   pt.putEntry(level, oldLo, oldHi);
-  return (oldLo & P) !== 0 && (oldLo !== newLo || oldHi !== newHi);
+  if (!(oldLo & P) || !takesAway(oldLo, oldHi, newLo, newHi)) return NOT_STALE;
+  return level === 1 ? entryFrame(oldLo, oldHi) : UPPER_STALE;
+}
+
+/** Records what modEntry returned. */
+export function recordStale(tlb: DomainTranslations, stale: number): void {
+  if (stale >= 0) tlb.leafChanged(stale);
+  else if (stale === UPPER_STALE) tlb.upperChanged();
 }
 
 /**
  * One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request: entry `index` of frame
- * `mfn` becomes lo:hi. Returns whether cached translations must go. (Numbers,
- * not BigInts: this runs once per request of every batch.)
+ * `mfn` becomes lo:hi. Returns what modEntry does. (Numbers, not BigInts:
+ * this runs once per request of every batch.)
  */
-function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: number, lo: number, hi: number, preserveAd: boolean): boolean {
+function ptUpdate(ctx: HypercallContext, mm: MmContext, mfn: number, index: number, lo: number, hi: number, preserveAd: boolean): number {
+  const pt = mm.pt;
   const ft = pt.ft;
   if (!ft.isValid(mfn) || ft.owner[mfn] !== ctx.domid) {
     throw new PageTypeError('PT-5', 22, `request names frame ${hex(mfn)}, not one of the domain's`);
@@ -126,7 +151,8 @@ function ptUpdate(ctx: HypercallContext, pt: PageTypes, mfn: number, index: numb
     words[2 * index] = lo;
     words[2 * index + 1] = hi;
     pt.putPageType(mfn);
-    return false;
+    mm.tlb.hostWrote(mfn);
+    return NOT_STALE;
   }
   throw new PageTypeError('PT-1', 22, `frame ${hex(mfn)} is typed ${type}, not a page table or data page`);
 }
@@ -167,7 +193,6 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   const n = Math.min(count, MMU_CHUNK);
   let i = 0;
   let rc = 0n;
-  let changedTable = -1;
   // Read the whole chunk first (one bounds-checked copy), then apply it as
   // 32-bit words: ptr low and high, val low and high.
   const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
@@ -180,10 +205,8 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
     try {
       // NO_TRANSLATE is NORMAL for a PV guest (its tables hold machine frames already).
       if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) {
-        if (ptUpdate(ctx, mm.pt, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD) && mfn !== changedTable) {
-          changedTable = mfn; // consecutive requests usually hit one table
-          mm.tableChanged(mfn);
-        }
+        const stale = ptUpdate(ctx, mm, mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD);
+        if (stale !== NOT_STALE) recordStale(mm.tlb, stale);
       } else if (cmd === MmuUpdateType.MMU_MACHPHYS_UPDATE) {
         if (!mm.pt.ft.isValid(mfn) || mm.pt.ft.owner[mfn] !== ctx.domid) throw new PageTypeError('PT-5', 22, `M2P update of frame ${hex(mfn)}, not one of the domain's`);
         mm.pt.ft.setM2p(mfn, (BigInt(w[4 * i + 3]!) << 32n) | BigInt(w[4 * i + 2]!));
@@ -229,12 +252,13 @@ const updateVaMapping: HypercallHandler = (ctx, [va, val, flags]) => {
   if (mask && flush) ctx.guest.read(mask, 8);
   try {
     const l1 = l1For(mm.pt, ctx.domid, mm.cr3, va);
-    if (modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false)) {
-      mm.tableChanged(l1);
-    }
+    recordStale(mm.tlb, modEntry(mm.pt, ctx.domid, l1, 1, Number((va >> 12n) & 0x1ffn), Number(val & 0xffffffffn) >>> 0, Number((val >> 32n) & 0xffffffffn) >>> 0, false));
   } catch (e) {
     return toErrno(e);
   }
+  // UVMF_INVLPG and UVMF_TLB_FLUSH (local or for the vCPUs in the mask):
+  // everything stale is forgotten, which covers the one address asked for.
+  if (flush) mm.tlb.flush();
   return 0n;
 };
 
@@ -267,26 +291,31 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
         mm.setUserCr3(0);
         return 0n;
       }
+      // Loading a root flushes the TLB, as a CR3 write does (Xen's write_ptbase).
+      mm.tlb.flush();
       if (mfn === old) return 0n;
       pt.getPageAndType(mfn, PageType.l4, ctx.domid);
       if (old) pt.putPageAndType(old);
-      // No flush: the old root's tables are unchanged, and any that lost
-      // their last reference here are reported as devalidated.
       if (user) mm.setUserCr3(mfn);
       else mm.setCr3(mfn);
       return 0n;
     }
-    // Flush requests: the hypervisor already makes the engine forget every
-    // table whose present entries changed (the guest cannot write its
-    // tables any other way), so there is nothing stale left to flush.
+    // Flush requests: everything stale is forgotten (one vCPU per domain
+    // for now, so LOCAL, MULTI and ALL reach the same vCPUs).
     case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:
     case MmuextCmd.MMUEXT_TLB_FLUSH_MULTI:
     case MmuextCmd.MMUEXT_TLB_FLUSH_ALL:
+      if (cmd === MmuextCmd.MMUEXT_TLB_FLUSH_MULTI) ctx.guest.read(arg2, 8); // the vCPU mask must be readable
+      mm.tlb.flush();
       return 0n;
     case MmuextCmd.MMUEXT_INVLPG_LOCAL:
     case MmuextCmd.MMUEXT_INVLPG_MULTI:
     case MmuextCmd.MMUEXT_INVLPG_ALL:
-      return 0n; // as Xen for a PV guest: an address that is not the guest's is ignored, not an error
+      // As Xen for a PV guest: an address that is not the guest's is
+      // ignored, not an error. Forgetting everything stale covers the page.
+      if (cmd === MmuextCmd.MMUEXT_INVLPG_MULTI) ctx.guest.read(arg2, 8);
+      if (guestRangeOk(arg1, 1)) mm.tlb.flush();
+      return 0n;
     case MmuextCmd.MMUEXT_FLUSH_CACHE:
     case MmuextCmd.MMUEXT_FLUSH_CACHE_GLOBAL:
       return errno('XEN_EACCES'); // needs cache-flush permission (I/O capable domains)
@@ -294,7 +323,7 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       // As Xen: nr_ents is the low 32 bits; with no entries the base is ignored.
       const entries = Number(arg2 & 0xffffffffn);
       const base = entries ? arg1 : 0n;
-      if (base & 0xfffn || !guestRangeOk(base, 1) || entries > MAX_LDT_ENTRIES) return errno('XEN_EINVAL');
+      if (base & 0xfffn || entries > MAX_LDT_ENTRIES || !guestRangeOk(base, entries * 8)) return errno('XEN_EINVAL');
       mm.setLdt(base, entries);
       return 0n;
     }
@@ -302,6 +331,7 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
     case MmuextCmd.MMUEXT_COPY_PAGE: {
       const dst = mfnArg();
       pt.getPageAndType(dst, PageType.writable, ctx.domid);
+      mm.tlb.hostWrote(dst);
       try {
         if (cmd === MmuextCmd.MMUEXT_CLEAR_PAGE) {
           pt.ft.bytes(dst).fill(0);

@@ -53,6 +53,23 @@ hypercall_page:                                                          \
         call hypercall_page + __HYPERVISOR_sched_op * 32
         ud2
 .endm
+/* mmuext_op(MMUEXT_INVLPG_LOCAL of \label's page) through the page, with
+ * the op built on the stack; as Xen, an update is seen for sure only after
+ * the guest asks for the flush. Clobbers rax, rdi, rsi, rdx, r10, rcx, r11. */
+.macro INVLPG label
+        sub $32, %rsp
+        movl $MMUEXT_INVLPG_LOCAL, (%rsp)
+        lea \label(%rip), %rax
+        mov %rax, 8(%rsp)
+        movq $0, 16(%rsp)
+        mov %rsp, %rdi
+        mov $1, %esi
+        xor %edx, %edx
+        mov $0x7ff0, %r10d                      /* DOMID_SELF */
+        call hypercall_page + __HYPERVISOR_mmuext_op * 32
+        add $32, %rsp
+.endm
+
 /* start_info.pt_base: the VA of the bootstrap L4. */
 #define START_INFO_PT_BASE 88
 

@@ -1,6 +1,7 @@
 /* Writable page tables: the guest writes its own L1 entries through their
  * read-only mapping, as PV kernels do; paravane emulates each store as a
- * validated update. The first L1 of the bootstrap tables maps 0-2 MiB and
+ * validated update (then asks for an INVLPG, as Xen's guests must before
+ * they can count on the new mapping). The first L1 of the bootstrap tables maps 0-2 MiB and
  * is the fourth table frame (L4, L3, L2, L1 at pt_base). Steps:
  *   1. mov: remap page A to page B's frame; A then reads B's marker;
  *   2. lock cmpxchg: remap A back to its own frame;
@@ -22,16 +23,23 @@ _start:
         mov (%rsi), %r13                         /* B's entry */
         /* 1. mov %reg, (mem) */
         mov %r13, (%rdi)
+        push %rdi
+        INVLPG page_a
+        pop %rdi
         mov page_a(%rip), %rax
         mov %rax, result(%rip)
         /* 2. lock cmpxchg: expected old value in rax */
         mov %r13, %rax
         lock cmpxchg %r12, (%rdi)
         jne 9f
+        push %rdi
+        INVLPG page_a
+        pop %rdi
         mov page_a(%rip), %rax
         mov %rax, result + 8(%rip)
         /* 3. 4-byte store to the low half (the frame number's low bits and flags) */
         mov %r13d, (%rdi)
+        INVLPG page_a
         mov page_a(%rip), %rax
         mov %rax, result + 16(%rip)
         CONSOLE_WRITE result, 24
