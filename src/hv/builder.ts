@@ -11,14 +11,19 @@
 //   extra tables that map it at the address the note names.
 //
 // shared_info is a separate frame owned by the domain but outside its P2M;
-// every vcpu_info starts with events masked. Inputs: an ELF already parsed
-// by parseGuestKernel (untrusted but checked), sizes and strings from the
-// user (checked here, BuildError on anything unusable).
+// every vcpu_info starts with events masked. As Xen's
+// share_xen_page_with_guest, the hypervisor holds a general and a writable
+// type reference on it until the domain dies (Domain.destroy drops them),
+// so the guest can never make it a page table or descriptor page.
+//
+// Inputs: an ELF already parsed by parseGuestKernel (untrusted but
+// checked), sizes and strings from the user (checked here, BuildError on
+// anything unusable).
 
 import { StartInfo, StartInfoFlags, SharedInfo } from '../abi/generated/xen.js';
 import { DomainMemory } from './domain-memory.js';
 import type { GuestKernel } from './elf.js';
-import { FrameTable, PAGE_SIZE } from './frames.js';
+import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, PTE, hypercallStub } from './xen-space.js';
 import { PageTypeError, type PageTypes } from './page-types.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
@@ -47,6 +52,7 @@ export interface BootLayout {
   startInfoVa: bigint;
   /** Machine frame of the bootstrap L4 (the initial CR3). */
   l4Mfn: number;
+  /** Machine frame of shared_info, held writable by the hypervisor while the domain lives. */
   sharedInfoMfn: number;
   /** End of the initial mapping (exclusive). */
   mappedEnd: bigint;
@@ -218,6 +224,7 @@ export function buildDomain(
   const memory = DomainMemory.create(ft, domid, opts.memoryBytes);
   try {
     const [sharedInfoMfn] = ft.allocate(domid, 1);
+    pt.getPageAndType(sharedInfoMfn!, PageType.writable, domid);
     const page = (pfn: number): Uint8Array => memory.page(pfn);
 
     // Kernel segments (frames are zeroed at allocation, so bss needs nothing).

@@ -9,8 +9,9 @@
 //
 // Teardown order (destroy): the vCPUs stop (the core runs them, so none is
 // inside the engine), the engine VM and its vCPU threads go, then the
-// hypervisor's per-domain frames, then every frame the domain owns. After
-// that the frame table holds nothing of it.
+// hypervisor's per-domain frames, then the references the hypervisor holds
+// on the domain's own frames (shared_info), then every frame the domain
+// owns. After that the frame table holds nothing of it.
 
 import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../engine/types.js';
@@ -21,6 +22,7 @@ import { ExitCounts, PvVcpu, type VcpuHost } from './vcpu.js';
 import type { PerDomainSpace } from './xen-space.js';
 import type { BootLayout } from './builder.js';
 import type { PageTypes } from './page-types.js';
+import type { AuditDomain } from './page-audit.js';
 import type { DomainTranslations } from './tlb.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 
@@ -72,6 +74,12 @@ export class Domain implements VcpuHost {
   private readonly console: (bytes: Uint8Array) => void;
   /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
   roots: number[];
+  /**
+   * Frames of the domain on which the hypervisor holds a general and a
+   * `writable` type reference until the domain dies (shared_info, taken
+   * by the builder), so the guest can never give them another type.
+   */
+  readonly held: readonly number[];
   readonly pageTypes: PageTypes;
   readonly m2pVirt: bigint;
   /** What the engine may have cached stale from the domain's tables (src/hv/tlb.ts). */
@@ -94,6 +102,7 @@ export class Domain implements VcpuHost {
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
+    this.held = [p.layout.sharedInfoMfn];
     const engineVcpu = this.vm.createVcpu(0);
     this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
       rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
@@ -144,6 +153,11 @@ export class Domain implements VcpuHost {
     this.roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
   }
 
+  /** What the page-type audit (src/hv/page-audit.ts) needs to know of the domain. */
+  auditView(): AuditDomain {
+    return { domid: this.id, roots: this.roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
+  }
+
   context(vcpu: PvVcpu): HypercallContext {
     const d = this;
     return {
@@ -168,7 +182,9 @@ export class Domain implements VcpuHost {
     if (this.stateNow === 'dead') return 0;
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
     this.vm.destroy();
-    this.framesReturned = this.perDomain.release() + this.memory.destroy();
+    const xenFrames = this.perDomain.release();
+    for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
+    this.framesReturned = xenFrames + this.memory.destroy();
     this.stateNow = 'dead';
     return this.framesReturned;
   }

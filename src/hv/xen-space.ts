@@ -237,7 +237,12 @@ export class XenSpace {
       ft.bytes(gdt).set(t.subarray(0, PAGE_SIZE));
       [tss0, tss1, tss2].forEach((mfn, i) => ft.bytes(mfn).set(t.subarray((1 + i) * PAGE_SIZE, (2 + i) * PAGE_SIZE)));
     }
-    return new PerDomainSpace(ft, l3, owned, vcpus);
+    // What every L4 of the domain carries in slots 256-271 (the rest of them empty).
+    const reservedL4 = new BigUint64Array(LAST_RESERVED_SLOT - FIRST_RESERVED_SLOT + 1);
+    reservedL4[0] = pte(this.m2pL3, UPPER);
+    reservedL4[1] = pte(l3, UPPER);
+    reservedL4[2] = pte(this.m2pL3, UPPER); // M2P_ALT_VIRT_START
+    return new PerDomainSpace(ft, l3, owned, vcpus, reservedL4);
   }
 
   private readonly templates: Uint8Array[] = [];
@@ -270,13 +275,10 @@ export class XenSpace {
     return t;
   }
 
-  /** Writes the entries every guest L4 carries in slots 256-271 (the rest of them empty). */
+  /** Writes the entries every guest L4 of the domain carries in slots 256-271 (perDomain.reservedL4). */
   fillReservedL4(l4: number, perDomain: PerDomainSpace): void {
     const page = this.ft.bytes(l4);
-    for (let slot = FIRST_RESERVED_SLOT; slot <= LAST_RESERVED_SLOT; slot++) setU64(page, slot * 8, 0n);
-    setU64(page, FIRST_RESERVED_SLOT * 8, pte(this.m2pL3, UPPER));
-    setU64(page, (FIRST_RESERVED_SLOT + 1) * 8, pte(perDomain.l3, UPPER));
-    setU64(page, (FIRST_RESERVED_SLOT + 2) * 8, pte(this.m2pL3, UPPER)); // M2P_ALT_VIRT_START
+    perDomain.reservedL4.forEach((e, i) => setU64(page, (FIRST_RESERVED_SLOT + i) * 8, e));
   }
 
   /** Returns the shared frames to the pool (when the machine shuts down). */
@@ -287,7 +289,14 @@ export class XenSpace {
 
 /** A domain's slot-257 tables and per-vCPU structures. */
 export class PerDomainSpace {
-  constructor(private readonly ft: FrameTable, readonly l3: number, private readonly owned: number[], readonly vcpus: number) {}
+  /**
+   * `reservedL4`: the entries of L4 slots 256-271, slot 256 first, that the
+   * hypervisor writes into every validated L4 of the domain (PT-7).
+   */
+  constructor(
+    private readonly ft: FrameTable, readonly l3: number, private readonly owned: number[], readonly vcpus: number,
+    readonly reservedL4: BigUint64Array,
+  ) {}
 
   /** Virtual addresses of vCPU `v`'s structures. */
   static vcpuLayout(v: number): { gdt: bigint; tss: bigint; stackTop: bigint } {

@@ -112,7 +112,7 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
     const a = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
     const b = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
     // Every reference the two domains' tables, pins and CR3s hold is accounted for.
-    expect(auditPageTypes(hv.frames, [a, b].map((d) => ({ domid: d.id, roots: d.roots })))).toEqual([]);
+    expect(auditPageTypes(hv.frames, [a, b].map((d) => d.auditView()))).toEqual([]);
     expect(a.id).not.toBe(b.id);
     const mine = new Set(hv.frames.framesOf(a.id));
     expect(hv.frames.framesOf(b.id).some((m) => mine.has(m))).toBe(false);

@@ -1,8 +1,9 @@
 // The domain builder lays a domain out as Xen's toolstack does
 // (../shared/xen-abi.md 3.2), on plain memory (no KVM): start_info, the
 // P2M, the bootstrap page tables (page-table frames mapped read-only), the
-// slack, the hypercall page, shared_info, the initrd both ways, INIT_P2M,
-// and clean refusals that leave no frame allocated.
+// slack, the hypercall page, shared_info (held writable by the hypervisor),
+// the initrd both ways, INIT_P2M, and clean refusals that leave no frame
+// allocated.
 
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
@@ -14,7 +15,7 @@ import { BuildError, buildDomain } from '../../src/hv/builder.js';
 import { parseGuestKernel, type GuestKernel } from '../../src/hv/elf.js';
 import { XenSpace, M2P_VIRT_START, LSTAR_STUB_CPL3, LSTAR_STUB_REFUSE, CSTAR_OFFSET, hypercallStub } from '../../src/hv/xen-space.js';
 import { SharedInfo, StartInfo, StartInfoFlags } from '../../src/abi/generated/xen.js';
-import { PageTypes } from '../../src/hv/page-types.js';
+import { PageTypeError, PageTypes } from '../../src/hv/page-types.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
 
 const MIB = 1 << 20;
@@ -40,7 +41,7 @@ describe('domain builder', () => {
     const pd = xen.buildPerDomain(1);
     try {
       const pt = new PageTypes(ft, (mfn) => xen.fillReservedL4(mfn, pd));
-      return { ...buildDomain(pt, 1, k, file, opts), pd };
+      return { ...buildDomain(pt, 1, k, file, opts), pd, pt };
     } catch (e) {
       pd.release();
       throw e;
@@ -88,7 +89,7 @@ describe('domain builder', () => {
     expect(ft.flags[layout.l4Mfn]! & 2).toBe(2);
     expect(ft.type[memory.mfnOf(p.ptBase + 1)]).toBe(PageType.l3);
     expect(ft.type[memory.mfnOf(p.stack)]).toBe(PageType.writable);
-    expect(auditPageTypes(ft, [{ domid: 1, roots: [] }])).toEqual([]);
+    expect(auditPageTypes(ft, [{ domid: 1, roots: [], held: [layout.sharedInfoMfn], reservedL4: pd.reservedL4 }])).toEqual([]);
     memory.destroy();
     pd.release();
     expect(ft.free).toBe(freeBefore);
@@ -120,6 +121,38 @@ describe('domain builder', () => {
     refusing.release();
     memory.destroy();
     pd.release();
+  });
+
+  it('holds shared_info writable for the hypervisor, so the guest can never pin it as a page table', () => {
+    const { layout, memory, pd, pt } = build({ memoryBytes: 8 * MIB });
+    const si = layout.sharedInfoMfn;
+    const counts = () => [ft.refCount[si], ft.type[si], ft.typeCount[si]];
+    // As Xen's share_xen_page_with_guest: a general and a writable type reference beside the allocation.
+    expect(counts()).toEqual([2, PageType.writable, 1]);
+    // Pinning it as a table of any level is -EINVAL (PT-4), and changes nothing.
+    for (const level of [1, 2, 3, 4] as const) {
+      let err: unknown;
+      try { pt.pin(si, level, 1); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(PageTypeError);
+      expect(err).toMatchObject({ rule: 'PT-4', errno: 22 });
+    }
+    expect(counts()).toEqual([2, PageType.writable, 1]);
+    // The audit accounts for the hypervisor's references when told of them...
+    const domain = { domid: 1, roots: [], reservedL4: pd.reservedL4 };
+    expect(auditPageTypes(ft, [{ ...domain, held: [si] }])).toEqual([]);
+    // ...and flags them when they are not declared, or missing from the frame.
+    const hex = `0x${si.toString(16)}`;
+    const counted = [`frame ${hex}: 2 general references recorded, 1 held`, `frame ${hex}: 1 type references recorded, 0 held`];
+    expect(auditPageTypes(ft, [domain])).toEqual(counted);
+    pt.putPageAndType(si);
+    expect(auditPageTypes(ft, [{ ...domain, held: [si] }])).toEqual([
+      `domain 1: held frame ${hex} is typed none, not writable`,
+      `frame ${hex}: 1 general references recorded, 2 held`,
+      `frame ${hex}: 0 type references recorded, 1 held`,
+    ]);
+    memory.destroy();
+    pd.release();
+    expect(ft.free).toBe(freeBefore);
   });
 
   it('passes an initrd mapped after the kernel, or by PFN when the kernel asks for MOD_START_PFN', () => {
