@@ -7,10 +7,10 @@
 
 import { FrameTable, PAGE_SIZE } from './frames.js';
 
-const P = 1n;
-const RW = 2n;
-const US = 4n;
-const PSE = 0x80n;
+const P = 1;
+const RW = 2;
+const US = 4;
+const PSE = 0x80;
 const ADDR_MASK = 0x000ffffffffff000n;
 const LOW_END = 1n << 47n;                     // first non-canonical address above the lower half
 const HOLE_END = 0xffff880000000000n;          // HYPERVISOR_VIRT_END: guest addresses resume here
@@ -36,41 +36,76 @@ export function guestRangeOk(va: bigint, len: number): boolean {
 
 /**
  * Access to one guest's virtual memory through a page-table root. Create
- * one per access context (the vCPU's current CR3).
+ * one per access context (the vCPU's current CR3). The walk works on
+ * 32-bit halves as numbers: BigInt arithmetic allocates, and this runs for
+ * every guest pointer of every hypercall.
  */
 export class GuestMemory {
-  constructor(private readonly frames: FrameTable, private readonly cr3: bigint) {}
+  private readonly root: number;
+
+  constructor(private readonly frames: FrameTable, cr3: bigint) {
+    this.root = Number((cr3 & ADDR_MASK) >> 12n);
+  }
 
   /** Machine address of `va`, checking the walk for an access of this kind. */
   translate(va: bigint, write: boolean): number {
     if (!guestRangeOk(va, 1)) throw new GuestFault(va, 'not a guest address (non-canonical or in the hypervisor area)');
-    let table = this.cr3 & ADDR_MASK;
+    return this.walk(Number(va >> 32n) >>> 0, Number(va & 0xffffffffn) >>> 0, write, va);
+  }
+
+  /** The walk for the address whose halves are vaHi:vaLo (already range-checked). */
+  private walk(vaHi: number, vaLo: number, write: boolean, va: bigint): number {
+    const ft = this.frames;
+    let table = this.root;
     for (let level = 4; level >= 1; level--) {
-      const index = Number((va >> BigInt(12 + 9 * (level - 1))) & 0x1ffn);
-      const entry = this.readEntry(table, index, va);
-      if (!(entry & P)) throw new GuestFault(va, `not present at level ${level}`);
-      if (!(entry & US)) throw new GuestFault(va, `not accessible from the guest at level ${level}`);
-      if (write && !(entry & RW)) throw new GuestFault(va, `read-only at level ${level}`);
-      if (level > 1 && entry & PSE) throw new GuestFault(va, `superpage at level ${level}`);
-      table = entry & ADDR_MASK;
+      // Bits 12-20, 21-29, 30-38, 39-47 of the address.
+      const index = level === 4 ? (vaHi >>> 7) & 0x1ff
+        : level === 3 ? ((vaHi << 2) | (vaLo >>> 30)) & 0x1ff
+          : (vaLo >>> (12 + 9 * (level - 1))) & 0x1ff;
+      if (!ft.isValid(table)) throw new GuestFault(va, `page table at frame 0x${table.toString(16)} is outside machine memory`);
+      const words = ft.words32(table);
+      const lo = words[2 * index]!, hi = words[2 * index + 1]!;
+      if (!(lo & P)) throw new GuestFault(va, `not present at level ${level}`);
+      if (!(lo & US)) throw new GuestFault(va, `not accessible from the guest at level ${level}`);
+      if (write && !(lo & RW)) throw new GuestFault(va, `read-only at level ${level}`);
+      if (level > 1 && lo & PSE) throw new GuestFault(va, `superpage at level ${level}`);
+      table = (lo >>> 12) + (hi & 0xfffff) * 0x100000;
     }
-    const mfn = Number(table >> 12n);
-    if (!this.frames.isValid(mfn)) throw new GuestFault(va, `maps frame 0x${mfn.toString(16)} outside machine memory`);
-    return mfn * PAGE_SIZE + Number(va & 0xfffn);
+    if (!ft.isValid(table)) throw new GuestFault(va, `maps frame 0x${table.toString(16)} outside machine memory`);
+    return table * PAGE_SIZE + (vaLo & 0xfff);
   }
 
   /** Copies `len` bytes from the guest. */
   read(va: bigint, len: number): Uint8Array {
     const out = new Uint8Array(len);
-    this.walkRange(va, len, false, (bytes, done) => out.set(bytes, done));
+    this.checkRange(va, len);
+    for (let done = 0; done < len;) {
+      const piece = this.piece(va, done, len, false);
+      out.set(piece, done);
+      done += piece.length;
+    }
     return out;
   }
 
   /** Copies `data` into the guest (all pages are checked before any byte is written). */
   write(va: bigint, data: Uint8Array): void {
-    const pieces: Array<[Uint8Array, number]> = [];
-    this.walkRange(va, data.length, true, (bytes, done) => pieces.push([bytes, done]));
-    for (const [bytes, done] of pieces) bytes.set(data.subarray(done, done + bytes.length));
+    const len = data.length;
+    this.checkRange(va, len);
+    if ((Number(va & 0xfffn) + len) <= PAGE_SIZE) {
+      if (len) this.piece(va, 0, len, true).set(data);
+      return;
+    }
+    const pieces: Uint8Array[] = [];
+    for (let done = 0; done < len;) {
+      const piece = this.piece(va, done, len, true);
+      pieces.push(piece);
+      done += piece.length;
+    }
+    let done = 0;
+    for (const piece of pieces) {
+      piece.set(data.subarray(done, done + piece.length));
+      done += piece.length;
+    }
   }
 
   readU64(va: bigint): bigint {
@@ -93,26 +128,19 @@ export class GuestMemory {
     this.write(va, b);
   }
 
-  /** Calls `each` with the machine bytes of every page piece of [va, va+len). */
-  private walkRange(va: bigint, len: number, write: boolean, each: (bytes: Uint8Array, done: number) => void): void {
+  private checkRange(va: bigint, len: number): void {
     if (!Number.isSafeInteger(len) || len < 0) throw new GuestFault(va, `bad length ${len}`);
     if (!guestRangeOk(va, len)) throw new GuestFault(va, `the ${len}-byte range is not entirely guest memory`);
-    let done = 0;
-    while (done < len) {
-      const at = va + BigInt(done);
-      const inPage = Math.min(len - done, PAGE_SIZE - Number(at & 0xfffn));
-      const maddr = this.translate(at, write);
-      const page = this.frames.bytes(Math.floor(maddr / PAGE_SIZE));
-      const off = maddr % PAGE_SIZE;
-      each(page.subarray(off, off + inPage), done);
-      done += inPage;
-    }
   }
 
-  private readEntry(table: bigint, index: number, va: bigint): bigint {
-    const mfn = Number(table >> 12n);
-    if (!this.frames.isValid(mfn)) throw new GuestFault(va, `page table at frame 0x${mfn.toString(16)} is outside machine memory`);
-    const page = this.frames.bytes(mfn);
-    return new DataView(page.buffer, page.byteOffset, PAGE_SIZE).getBigUint64(index * 8, true);
+  /** The machine bytes of [va+done, ...) up to the end of its page or of the range. */
+  private piece(va: bigint, done: number, len: number, write: boolean): Uint8Array {
+    const at = done === 0 ? va : va + BigInt(done);
+    const lo = Number(at & 0xffffffffn) >>> 0;
+    const inPage = Math.min(len - done, PAGE_SIZE - (lo & 0xfff));
+    const maddr = this.walk(Number(at >> 32n) >>> 0, lo, write, at);
+    const page = this.frames.bytes(Math.floor(maddr / PAGE_SIZE));
+    const off = maddr % PAGE_SIZE;
+    return page.subarray(off, off + inPage);
   }
 }

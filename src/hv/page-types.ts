@@ -37,6 +37,18 @@
 //         ever the read-only mapping the hypervisor puts in slot 256.
 //   PT-13 Counts cannot overflow (-EINVAL).
 //
+// And three about translations an engine cached (src/hv/tlb.ts, which
+// enforces them through the TypeHooks below):
+//
+//   PT-14 A page-table update flushes nothing (Xen's TLB model); a flush
+//         request, or loading a root, forgets every translation the
+//         domain's updates took away.
+//   PT-15 Before a frame takes a page-table or descriptor type, no stale
+//         translation can write it; before a former table becomes
+//         writable data, no stale link can reach it.
+//   PT-16 A former table the hypervisor rewrote as data is not reused from
+//         the engine's cache when it becomes a table again.
+//
 // Inputs: entries written by guests (hostile) and frame numbers from them
 // (checked with isValid before any use).
 

@@ -181,8 +181,18 @@ export class DomainTranslations {
       this.dropAllNow();
       return;
     }
-    if (this.nLeaves === 0) return;
-    const list = this.leaves.subarray(0, this.nLeaves).sort();
+    // Frames a type change already forgot have lost their mark.
+    const marks = this.marks.staleEpoch;
+    let n = 0;
+    for (let i = 0; i < this.nLeaves; i++) {
+      const mfn = this.leaves[i]!;
+      if (marks[mfn] === this.epoch) this.leaves[n++] = mfn;
+    }
+    if (n === 0) {
+      this.newEpoch();
+      return;
+    }
+    const list = this.leaves.subarray(0, n).sort();
     let runs = 1;
     for (let i = 1; i < list.length; i++) if (list[i] !== list[i - 1]! + 1) runs++;
     if (runs > MAX_FORGET_RUNS) {

