@@ -10,7 +10,7 @@ import { GuestFault, GuestMemory } from './guest-access.js';
 import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
 import type { MmContext } from './hypercalls/mmu.js';
 import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
-import { decodePtStore, type ModrmReg } from './ptwr.js';
+import { emulatePtStore, type ModrmReg } from './ptwr.js';
 import { modEntry, recordStale } from './hypercalls/mmu.js';
 import type { DomainTranslations } from './tlb.js';
 import { PageType } from './frames.js';
@@ -316,9 +316,10 @@ export class PvVcpu {
   /**
    * Writable page tables: emulates a store that faulted on a read-only
    * mapping of one of the domain's L1 tables as a validated update of that
-   * entry. Returns true when done (the frame's rip is past the store),
-   * a reason when the update was refused, undefined when this was not such
-   * a store.
+   * entry. Returns true when done (the frame's rip, rflags and registers are
+   * as after the instruction), a reason when the instruction or the update
+   * was refused (nothing changed), undefined when the fault was not on one
+   * of the domain's L1 tables.
    */
   private emulatePtWrite(cr2: bigint, rip: bigint, frame: DataView, ripAt: number): true | string | undefined {
     const pt = this.host.pageTypes;
@@ -346,49 +347,33 @@ export class PvVcpu {
     } catch {
       try { code = this.guest.read(rip, Math.min(15, 4096 - Number(rip & 0xfffn))); } catch { return undefined; }
     }
-    const store = decodePtStore(code);
-    if (!store) return undefined;
-    const off = Number(cr2 & 0xfffn);
-    if (off % store.size) return undefined; // Xen emulates only naturally aligned stores
-    const index = off >> 3;
+    // The instruction, checked against cr2 and applied to the entry cr2 lies in (src/hv/ptwr.ts).
+    const index = Number(cr2 & 0xfffn) >> 3;
     const regs = this.engine.regs;
-    const frameRsp = frame.getBigUint64(ripAt + 24, true);
-    const get = (r: ModrmReg): bigint => (r === 'rsp' ? frameRsp : regs[r]);
+    const rflagsAt = ripAt + 16, rspAt = ripAt + 24; // the frame: rip, cs, rflags, rsp, ss
+    const get = (r: ModrmReg): bigint => (r === 'rsp' ? frame.getBigUint64(rspAt, true) : regs[r]);
     const words = ft.words32(target);
-    const old64 = (BigInt(words[2 * index + 1]!) << 32n) | BigInt(words[2 * index]!);
-    const shift = BigInt((off & 4) * 8);
-    const mask = store.size === 8 ? 0xffffffffffffffffn : 0xffffffffn << shift;
-    const oldPart = (old64 & mask) >> shift;
-    const src = store.reg ? get(store.reg) : store.imm!;
-    const part = store.size === 8 ? BigInt.asUintN(64, src) : BigInt.asUintN(32, src);
-    let write = true;
-    if (store.kind === 'cmpxchg') {
-      const acc = store.size === 8 ? regs.rax : BigInt.asUintN(32, regs.rax);
-      const rflagsAt = ripAt + 16;
-      const rflags = frame.getBigUint64(rflagsAt, true);
-      if (acc === oldPart) {
-        frame.setBigUint64(rflagsAt, rflags | 0x40n, true); // ZF
-      } else {
-        frame.setBigUint64(rflagsAt, rflags & ~0x40n, true);
-        regs.rax = oldPart; // 32-bit: zero-extended, as the CPU does
-        write = false;
-      }
-    }
-    if (write) {
-      const new64 = (old64 & ~mask) | (part << shift);
-      if (store.kind === 'xchg' && store.reg === 'rsp') return 'xchg with rsp is not emulated';
+    const old = (BigInt(words[2 * index + 1]!) << 32n) | BigInt(words[2 * index]!);
+    const effect = emulatePtStore({ code, rip, cr2, reg: get, old, rflags: frame.getBigUint64(rflagsAt, true) });
+    if (typeof effect === 'string') return effect;
+    if (effect.entry !== undefined) {
       let stale: number;
       try {
-        stale = modEntry(pt, this.host.id, target, 1, index, Number(new64 & 0xffffffffn) >>> 0, Number(new64 >> 32n) >>> 0, false);
+        stale = modEntry(pt, this.host.id, target, 1, index, Number(effect.entry & 0xffffffffn) >>> 0, Number(effect.entry >> 32n) >>> 0, false);
       } catch (e) {
         if (e instanceof PageTypeError) return e.message;
         throw e;
       }
-      if (store.kind === 'xchg' && store.reg) regs[store.reg] = oldPart;
       // As Xen's ptwr emulation: no flush; the guest asks for one as after an mmu_update.
       recordStale(this.host.tlb, stale);
     }
-    frame.setBigUint64(ripAt, rip + BigInt(store.length), true);
+    // Registers, flags and rip only once the entry is in: a refusal changes nothing.
+    for (const [r, v] of effect.regs) {
+      if (r === 'rsp') frame.setBigUint64(rspAt, v, true);
+      else regs[r] = v;
+    }
+    frame.setBigUint64(rflagsAt, effect.rflags, true);
+    frame.setBigUint64(ripAt, rip + BigInt(effect.length), true);
     return true;
   }
 
