@@ -85,6 +85,9 @@ export class PageTypeError extends Error {
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
 const P = 0x1, RW = 0x2, US = 0x4, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
+/** PageTypes.updateL1Fast: not the common case, nothing changed. */
+export const FAST_FALLBACK = -3;
+
 /** Bit 62 (bit 30 of the high word): Xen's _PAGE_GNTTAB, refused; 52-61 are the guest's. */
 const HI_RESERVED = 0x40000000;
 const HI_ADDR = 0x000fffff;
@@ -276,6 +279,88 @@ export class PageTypes {
       return;
     }
     this.putPageAndType(target);
+  }
+
+  /**
+   * Entry `index` of the validated L1 whose words are `words` becomes
+   * newLo:newHi (US already forced): the new entry's references are taken,
+   * the entry written, the old entry's references dropped. The same as
+   * getEntry, a store and putEntry, with the common case (a frame of the
+   * domain that holds references already) done inline: this is the hot
+   * path of every mmu_update batch. Anything else goes through getEntry
+   * and putEntry, which also throw the refusals (nothing changed then).
+   */
+  setL1Entry(words: Uint32Array, index: number, newLo: number, newHi: number, domid: number): void {
+    const ft = this.ft;
+    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+    if (newLo & P) {
+      const t = (newLo >>> 12) + (newHi & HI_ADDR) * 0x100000;
+      const refs = ft.refCount[t]!;
+      let fast = t < ft.count && !(newHi & HI_RESERVED) && !(newLo & L1_BAD_LO) && ft.owner[t] === domid && refs < MAX_COUNT;
+      if (fast && newLo & RW) {
+        const c = ft.typeCount[t]!;
+        fast = c > 0 && c < MAX_COUNT && ft.type[t] === PageType.writable;
+        if (fast) ft.typeCount[t] = c + 1;
+      }
+      if (fast) ft.refCount[t] = refs + 1;
+      else this.getEntry(1, newLo, newHi, domid);
+    }
+    words[2 * index] = newLo;
+    words[2 * index + 1] = newHi;
+    if (oldLo & P) {
+      const t = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
+      if (oldLo & RW) {
+        const c = ft.typeCount[t]!;
+        if (c > 1) ft.typeCount[t] = c - 1;
+        else this.putPageType(t);
+      }
+      const refs = ft.refCount[t]!;
+      if (refs > 1) ft.refCount[t] = refs - 1;
+      else this.putPage(t);
+    }
+  }
+
+  /**
+   * The batch fast path: entry `index` of `mfn`, which must be a validated
+   * L1 of `domid`, becomes lo:hi, when that is the common case: the new
+   * entry absent, or naming a frame of the domain that is not changing
+   * type (a read-only mapping, or a writable one of a frame already typed
+   * writable). Returns FAST_FALLBACK, having changed nothing, for anything
+   * else (the caller then takes the general path, which also refuses).
+   * Otherwise returns -1, or the old target frame when the change took
+   * access away (src/hv/tlb.ts). Same rules as setL1Entry, without calls.
+   */
+  updateL1Fast(mfn: number, index: number, lo: number, hi: number, domid: number): number {
+    const ft = this.ft;
+    const words = ft.words32(mfn);
+    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+    let t = -1;
+    if (lo & P) {
+      if (hi & HI_RESERVED || lo & L1_BAD_LO) return FAST_FALLBACK;
+      t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+      if (t >= ft.count || ft.owner[t] !== domid || ft.refCount[t]! >= MAX_COUNT) return FAST_FALLBACK;
+      if (lo & RW) {
+        const c = ft.typeCount[t]!;
+        if (c === 0 || c >= MAX_COUNT || ft.type[t] !== PageType.writable) return FAST_FALLBACK;
+        ft.typeCount[t] = c + 1;
+      }
+      ft.refCount[t]! += 1;
+      lo = (lo | US) >>> 0;
+    }
+    words[2 * index] = lo;
+    words[2 * index + 1] = hi;
+    if (!(oldLo & P)) return -1;
+    const o = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
+    if (oldLo & RW) {
+      const c = ft.typeCount[o]!;
+      if (c > 1) ft.typeCount[o] = c - 1;
+      else this.putPageType(o);
+    }
+    const refs = ft.refCount[o]!;
+    if (refs > 1) ft.refCount[o] = refs - 1;
+    else this.putPage(o);
+    // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
+    return t !== o || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & 0x80000000 ? o : -1;
   }
 
   /** Entry indices validation looks at: all but the hypervisor's L4 slots (PT-7). */

@@ -12,7 +12,7 @@ import { Hypercall } from '../../abi/generated/xen.js';
 import { PageType } from '../frames.js';
 import { GuestFault, guestRangeOk } from '../guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
+import { entryFrame, FAST_FALLBACK, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
 import type { DomainTranslations } from '../tlb.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
@@ -116,10 +116,14 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
       return oldLo & ~newLo & (A | D) ? entryFrame(oldLo, oldHi) : NOT_STALE;
     }
   }
-  pt.getEntry(level, newLo, newHi, domid);
-  words[2 * index] = newLo;
-  words[2 * index + 1] = newHi;
-  pt.putEntry(level, oldLo, oldHi);
+  if (level === 1) {
+    pt.setL1Entry(words, index, newLo, newHi, domid);
+  } else {
+    pt.getEntry(level, newLo, newHi, domid);
+    words[2 * index] = newLo;
+    words[2 * index + 1] = newHi;
+    pt.putEntry(level, oldLo, oldHi);
+  }
   if (!(oldLo & P) || !takesAway(oldLo, oldHi, newLo, newHi)) return NOT_STALE;
   return level === 1 ? entryFrame(oldLo, oldHi) : UPPER_STALE;
 }
@@ -198,10 +202,20 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
   const w = new Uint32Array(bytes.buffer, 0, n * 4);
   const workStart = mm.pt.work;
+  const pt = mm.pt, ft = pt.ft, tlb = mm.tlb, domid = ctx.domid;
   for (; i < n; i++) {
     const ptrLo = w[4 * i]!, ptrHi = w[4 * i + 1]!;
     const cmd = ptrLo & 7;
     const mfn = (ptrLo >>> 12) + ptrHi * 0x100000;
+    // The common case first: an entry of one of the domain's live L1s.
+    if ((cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) && mfn < ft.count &&
+        ft.owner[mfn] === domid && ft.type[mfn] === PageType.l1 && ft.typeCount[mfn] !== 0) {
+      const stale = pt.updateL1Fast(mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, domid);
+      if (stale !== FAST_FALLBACK) {
+        if (stale >= 0) tlb.leafChanged(stale);
+        continue;
+      }
+    }
     try {
       // NO_TRANSLATE is NORMAL for a PV guest (its tables hold machine frames already).
       if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) {
