@@ -6,7 +6,7 @@
 // (guest-supplied numbers are checked by callers with `isValid`).
 
 import { DomidSpecial } from '../abi/generated/xen.js';
-import type { MachineMemory } from '../engine/types.js';
+import type { MachineMemory, MemoryChunk } from '../engine/types.js';
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
@@ -184,6 +184,11 @@ export class FrameTable {
   }
 
   /** The 4 KiB of machine memory of a frame, shared with the guest. */
+  /** The memory chunk holding machine byte `maddr` (its `view` is a DataView over it). */
+  chunkOf(maddr: number): MemoryChunk {
+    return this.memory.chunkAt(maddr);
+  }
+
   bytes(mfn: number): Uint8Array {
     const addr = mfn * PAGE_SIZE;
     const c = this.memory.chunkAt(addr);

@@ -78,13 +78,19 @@ export class GuestMemory {
   /** Copies `len` bytes from the guest. */
   read(va: bigint, len: number): Uint8Array {
     const out = new Uint8Array(len);
+    this.readInto(va, len, out);
+    return out;
+  }
+
+  /** Copies `len` bytes from the guest into the start of `out` (no allocation: for hot paths). */
+  readInto(va: bigint, len: number, out: Uint8Array): void {
+    if (len > out.length) throw new RangeError(`readInto: ${len} bytes do not fit in ${out.length}`);
     this.checkRange(va, len);
     for (let done = 0; done < len;) {
       const piece = this.piece(va, done, len, false);
       out.set(piece, done);
       done += piece.length;
     }
-    return out;
   }
 
   /** Copies `data` into the guest (all pages are checked before any byte is written). */
@@ -123,9 +129,17 @@ export class GuestMemory {
   }
 
   writeU32(va: bigint, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.write(va, b);
+    const lo = Number(va & 0xffffffffn) >>> 0;
+    if ((lo & 0xfff) > PAGE_SIZE - 4 || !guestRangeOk(va, 4)) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, v >>> 0, true);
+      this.write(va, b);
+      return;
+    }
+    // Within one page (the usual case): one walk, no allocation.
+    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, true, va);
+    const c = this.frames.chunkOf(maddr);
+    c.view.setUint32(maddr - c.base, v >>> 0, true);
   }
 
   private checkRange(va: bigint, len: number): void {

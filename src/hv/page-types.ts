@@ -85,9 +85,6 @@ export class PageTypeError extends Error {
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
 const P = 0x1, RW = 0x2, US = 0x4, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
-/** PageTypes.updateL1Fast: not the common case, nothing changed. */
-export const FAST_FALLBACK = -3;
-
 /** Bit 62 (bit 30 of the high word): Xen's _PAGE_GNTTAB, refused; 52-61 are the guest's. */
 const HI_RESERVED = 0x40000000;
 const HI_ADDR = 0x000fffff;
@@ -96,6 +93,7 @@ const L1_BAD_LO = PWT | PCD | PSE_PAT;
 /** Low-half bits an upper-level entry may not set (PT-6). */
 const UPPER_BAD_LO = PWT | PCD | PSE_PAT | G;
 const MAX_COUNT = 0xfffffff0;
+const EMPTY_WORDS: Uint32Array = new Uint32Array(0);
 
 const LEVEL_TYPE = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4] as const;
 const hex = (v: number): string => `0x${v.toString(16)}`;
@@ -321,46 +319,66 @@ export class PageTypes {
   }
 
   /**
-   * The batch fast path: entry `index` of `mfn`, which must be a validated
-   * L1 of `domid`, becomes lo:hi, when that is the common case: the new
-   * entry absent, or naming a frame of the domain that is not changing
-   * type (a read-only mapping, or a writable one of a frame already typed
-   * writable). Returns FAST_FALLBACK, having changed nothing, for anything
-   * else (the caller then takes the general path, which also refuses).
-   * Otherwise returns -1, or the old target frame when the change took
-   * access away (src/hv/tlb.ts). Same rules as setL1Entry, without calls.
+   * The batch fast path: applies mmu_update requests (ptr and val as four
+   * 32-bit words each, from `reqs`) from index `from` until one is not the
+   * common case, and returns that one's index (`to` when all were done).
+   * The common case: MMU_NORMAL_PT_UPDATE (or NO_TRANSLATE) of an entry of
+   * a validated L1 of `domid`, whose new value is absent or names a frame
+   * of the domain that is not changing type (a read-only mapping, or a
+   * writable one of a frame already typed writable). The request it stops
+   * at is untouched: the caller takes the general path for it (which also
+   * does the refusals). A frame whose mapping lost access is reported to
+   * `stale` (src/hv/tlb.ts). Same rules as setL1Entry, in one loop with no
+   * calls on the common path: this is every batch's hot loop.
    */
-  updateL1Fast(mfn: number, index: number, lo: number, hi: number, domid: number): number {
+  updateL1Batch(reqs: Uint32Array, from: number, to: number, domid: number, stale: { leafChanged(mfn: number): void }): number {
     const ft = this.ft;
-    const words = ft.words32(mfn);
-    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
-    let t = -1;
-    if (lo & P) {
-      if (hi & HI_RESERVED || lo & L1_BAD_LO) return FAST_FALLBACK;
-      t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
-      if (t >= ft.count || ft.owner[t] !== domid || ft.refCount[t]! >= MAX_COUNT) return FAST_FALLBACK;
-      if (lo & RW) {
-        const c = ft.typeCount[t]!;
-        if (c === 0 || c >= MAX_COUNT || ft.type[t] !== PageType.writable) return FAST_FALLBACK;
-        ft.typeCount[t] = c + 1;
+    const owner = ft.owner, type = ft.type, typeCount = ft.typeCount, refCount = ft.refCount, count = ft.count;
+    let i = from;
+    let lastMfn = -1;
+    let words = EMPTY_WORDS;
+    for (; i < to; i++) {
+      const ptrLo = reqs[4 * i]!, cmd = ptrLo & 7;
+      if (cmd !== 0 && cmd !== 3) break; // MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE
+      const mfn = (ptrLo >>> 12) + reqs[4 * i + 1]! * 0x100000;
+      if (mfn >= count || owner[mfn] !== domid || type[mfn] !== PageType.l1 || typeCount[mfn] === 0) break;
+      let lo = reqs[4 * i + 2]!;
+      const hi = reqs[4 * i + 3]!;
+      let t = -1;
+      if (lo & P) {
+        if (hi & HI_RESERVED || lo & L1_BAD_LO) break;
+        t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+        if (t >= count || owner[t] !== domid || refCount[t]! >= MAX_COUNT) break;
+        if (lo & RW) {
+          const c = typeCount[t]!;
+          if (c === 0 || c >= MAX_COUNT || type[t] !== PageType.writable) break;
+          typeCount[t] = c + 1;
+        }
+        refCount[t]! += 1;
+        lo = (lo | US) >>> 0;
       }
-      ft.refCount[t]! += 1;
-      lo = (lo | US) >>> 0;
+      if (mfn !== lastMfn) {
+        words = ft.words32(mfn);
+        lastMfn = mfn;
+      }
+      const index = (ptrLo & 0xfff) >>> 3;
+      const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+      words[2 * index] = lo;
+      words[2 * index + 1] = hi;
+      if (!(oldLo & P)) continue;
+      const o = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
+      if (oldLo & RW) {
+        const c = typeCount[o]!;
+        if (c > 1) typeCount[o] = c - 1;
+        else this.putPageType(o);
+      }
+      const refs = refCount[o]!;
+      if (refs > 1) refCount[o] = refs - 1;
+      else this.putPage(o);
+      // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
+      if (t !== o || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & 0x80000000) stale.leafChanged(o);
     }
-    words[2 * index] = lo;
-    words[2 * index + 1] = hi;
-    if (!(oldLo & P)) return -1;
-    const o = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
-    if (oldLo & RW) {
-      const c = ft.typeCount[o]!;
-      if (c > 1) ft.typeCount[o] = c - 1;
-      else this.putPageType(o);
-    }
-    const refs = ft.refCount[o]!;
-    if (refs > 1) ft.refCount[o] = refs - 1;
-    else this.putPage(o);
-    // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
-    return t !== o || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & 0x80000000 ? o : -1;
+    return i;
   }
 
   /** Entry indices validation looks at: all but the hypervisor's L4 slots (PT-7). */

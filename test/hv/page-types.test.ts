@@ -256,8 +256,8 @@ describe('page-type system under random operations', () => {
   });
 });
 
-describe('the mmu_update fast path (PageTypes.updateL1Fast)', () => {
-  // Two identical worlds: one applies each update with updateL1Fast (and
+describe('the mmu_update fast path (PageTypes.updateL1Batch)', () => {
+  // Two identical worlds: one applies each update with updateL1Batch (and
   // the general path when it falls back), the other always with the
   // general path (modEntry). Frame state, memory and the stale frame
   // reported must stay identical, whatever the entries.
@@ -280,7 +280,6 @@ describe('the mmu_update fast path (PageTypes.updateL1Fast)', () => {
 
   it('does exactly what the general path does', async () => {
     const { modEntry, NOT_STALE } = await import('../../src/hv/hypercalls/mmu.js');
-    const { FAST_FALLBACK } = await import('../../src/hv/page-types.js');
     const upd = fc.record({ index: fc.nat(7), target: fc.nat(10), flags: fc.nat(FLAGS.length - 1) });
     fc.assert(fc.property(fc.array(upd, { maxLength: 80 }), (list) => {
       const a = world(), b = world();
@@ -289,11 +288,12 @@ describe('the mmu_update fast path (PageTypes.updateL1Fast)', () => {
         const v = (BigInt(target) << 12n) | FLAGS[u.flags]!;
         const lo = Number(v & 0xffffffffn) >>> 0, hi = Number(v >> 32n) >>> 0;
         let ra: number | string, rb: number | string;
-        const fast = a.pt.updateL1Fast(a.l1, u.index, lo, hi, ME);
-        if (fast === FAST_FALLBACK) {
+        const req = new Uint32Array([(a.l1 << 12) + 8 * u.index, 0, lo, hi]);
+        let stale = NOT_STALE;
+        if (a.pt.updateL1Batch(req, 0, 1, ME, { leafChanged: (m) => { stale = m; } }) === 0) {
           try { ra = modEntry(a.pt, ME, a.l1, 1, u.index, lo, hi, false); } catch (e) { ra = (e as PageTypeError).rule; }
         } else {
-          ra = fast === -1 ? NOT_STALE : fast;
+          ra = stale;
         }
         try { rb = modEntry(b.pt, ME, b.l1, 1, u.index, lo, hi, false); } catch (e) { rb = (e as PageTypeError).rule; }
         if (ra !== rb || state(a) !== state(b)) return false;

@@ -12,7 +12,7 @@ import { Hypercall } from '../../abi/generated/xen.js';
 import { PageType } from '../frames.js';
 import { GuestFault, guestRangeOk } from '../guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-import { entryFrame, FAST_FALLBACK, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
+import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
 import type { DomainTranslations } from '../tlb.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
@@ -185,6 +185,10 @@ function batchEnd(ctx: HypercallContext, rc: bigint, [list, , pdone, foreigndom]
   return rc;
 }
 
+/** Where mmu_update copies a chunk of requests (one core thread: one buffer, no allocation per call). */
+const requestBytes = new Uint8Array(MMU_CHUNK * MmuUpdate.SIZE);
+const requestWords = new Uint32Array(requestBytes.buffer);
+
 /**
  * mmu_update(req, count, pdone, foreigndom). Stops at the first failing
  * request; *pdone counts the requests done (across continuations).
@@ -199,23 +203,17 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   let rc = 0n;
   // Read the whole chunk first (one bounds-checked copy), then apply it as
   // 32-bit words: ptr low and high, val low and high.
-  const bytes = n ? ctx.guest.read(reqs, n * MmuUpdate.SIZE) : new Uint8Array(0);
-  const w = new Uint32Array(bytes.buffer, 0, n * 4);
+  if (n) ctx.guest.readInto(reqs, n * MmuUpdate.SIZE, requestBytes);
+  const w = requestWords;
   const workStart = mm.pt.work;
-  const pt = mm.pt, ft = pt.ft, tlb = mm.tlb, domid = ctx.domid;
   for (; i < n; i++) {
+    // The common case (an entry of one of the domain's live L1s) in one
+    // tight loop; it stops at the first request that needs the general path.
+    i = mm.pt.updateL1Batch(w, i, n, ctx.domid, mm.tlb);
+    if (i === n) break;
     const ptrLo = w[4 * i]!, ptrHi = w[4 * i + 1]!;
     const cmd = ptrLo & 7;
     const mfn = (ptrLo >>> 12) + ptrHi * 0x100000;
-    // The common case first: an entry of one of the domain's live L1s.
-    if ((cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) && mfn < ft.count &&
-        ft.owner[mfn] === domid && ft.type[mfn] === PageType.l1 && ft.typeCount[mfn] !== 0) {
-      const stale = pt.updateL1Fast(mfn, (ptrLo & 0xfff) >>> 3, w[4 * i + 2]!, w[4 * i + 3]!, domid);
-      if (stale !== FAST_FALLBACK) {
-        if (stale >= 0) tlb.leafChanged(stale);
-        continue;
-      }
-    }
     try {
       // NO_TRANSLATE is NORMAL for a PV guest (its tables hold machine frames already).
       if (cmd === MmuUpdateType.MMU_NORMAL_PT_UPDATE || cmd === MmuUpdateType.MMU_PT_UPDATE_PRESERVE_AD || cmd === MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) {
