@@ -109,6 +109,11 @@ export class Domain implements VcpuHost {
     }));
   }
 
+  /** The shared_info page (vcpu_info for each vCPU, event bitmaps, wallclock). */
+  get sharedInfo(): Uint8Array {
+    return this.pageTypes.ft.bytes(this.layout.sharedInfoMfn);
+  }
+
   get state(): DomainState {
     return this.stateNow;
   }
@@ -174,6 +179,8 @@ export class Domain implements VcpuHost {
       continueWith: (args) => vcpu.requestContinuation(args),
       m2pVirt: d.m2pVirt,
       mm: vcpu.mm,
+      cpu: vcpu.cpu,
+      crash: (reason) => d.crash(reason),
     };
   }
 

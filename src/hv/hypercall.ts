@@ -8,6 +8,7 @@ import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { XenErrno } from '../abi/generated/errno.js';
 import { GuestFault, type GuestMemory } from './guest-access.js';
 import type { MmContext } from './hypercalls/mmu.js';
+import type { TrapContext } from './hypercalls/traps.js';
 
 /** The hypercall page holds 128 stubs: numbers 0 to 127 can be issued. */
 export const HYPERCALL_SLOTS = 128;
@@ -41,6 +42,10 @@ export interface HypercallContext {
   readonly m2pVirt: bigint;
   /** The calling vCPU's memory management (page tables, CR3), for the MMU hypercalls. */
   readonly mm?: MmContext;
+  /** The calling vCPU's trap state, for the trap hypercalls. */
+  readonly cpu?: TrapContext;
+  /** The domain cannot go on (a guest error Xen answers with domain_crash). */
+  crash(reason: string): void;
 }
 
 /** rdi, rsi, rdx, r10, r8. */

@@ -12,6 +12,7 @@ import { FrameTable, PAGE_SIZE } from './frames.js';
 import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { registerMmuHypercalls } from './hypercalls/mmu.js';
+import { registerTrapHypercalls } from './hypercalls/traps.js';
 import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './tlb.js';
@@ -84,7 +85,7 @@ export class Hypervisor {
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
       this.m2pVirt = opts.slot256Usable ?? upperHalfSlot256Usable(engine) ? M2P_VIRT_START : M2P_ALT_VIRT_START;
-      this.hypercalls = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));
+      this.hypercalls = registerTrapHypercalls(registerMmuHypercalls(registerBasicHypercalls(new HypercallTable())));
       this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);

@@ -7,12 +7,15 @@
 
 import type { Exit, Segment, SpecialRegisters, Vcpu } from '../engine/types.js';
 import { GuestFault, GuestMemory } from './guest-access.js';
-import type { HypercallArgs, HypercallContext, HypercallTable } from './hypercall.js';
+import { errno, type HypercallArgs, type HypercallContext, type HypercallTable } from './hypercall.js';
 import type { MmContext } from './hypercalls/mmu.js';
 import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
 import { emulatePtStore, type ModrmReg } from './ptwr.js';
 import { modEntry, recordStale } from './hypercalls/mmu.js';
 import type { DomainTranslations } from './tlb.js';
+import type { CallbackEntry, TrapContext } from './hypercalls/traps.js';
+import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../abi/generated/arch-x86.js';
+import { VcpuInfo } from '../abi/generated/xen.js';
 import { PageType } from './frames.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
@@ -22,8 +25,8 @@ import {
 import { PAGE_SIZE } from './frames.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted'] as const;
-const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5 } as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6 } as const;
 
 /** Exit counts in a typed array: counting is on every exit's path. */
 export class ExitCounts {
@@ -55,6 +58,8 @@ export interface VcpuHost {
   rootsChanged(): void;
   /** The domain's stale-translation tracker. */
   readonly tlb: DomainTranslations;
+  /** The domain's shared_info page (vcpu_info: event mask, cr2). */
+  readonly sharedInfo: Uint8Array;
 }
 
 /** Initial state of vCPU 0, from the builder. */
@@ -74,6 +79,15 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#MF x87 error', '#AC alignment check', '#MC machine check', '#XM SIMD error', '#VE virtualization exception',
   '#CP control protection'];
 const SLOTS_N = BigInt(HYPERCALL_SLOTS);
+const IF = 0x200n;
+const CR0_TS = 8n;
+/** RFLAGS bits a bounce clears on entry to the handler: TF, NT, RF, VM, AC. */
+const BOUNCE_CLEARS = 0x100n | 0x4000n | 0x10000n | 0x20000n | 0x40000n;
+/** RFLAGS bits an iret frame may set: the arithmetic flags, TF, DF, AC, ID (not IOPL, NT, RF, VM). */
+const IRET_KEEPS = 0x0cd5n | 0x100n | 0x40000n | 0x200000n;
+
+/** A frame the iret hypercall resumes. */
+interface IretFrame { rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; rflags: bigint; rsp: bigint }
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -106,6 +120,22 @@ export class PvVcpu {
   private cr3Pending = false;
   /** The LDT set with MMUEXT_SET_LDT (loaded when descriptor tables are supported). */
   ldt = { base: 0n, entries: 0 };
+  /** The virtual IDT (set_trap_table): per vector the handler (0: none), its selector and flags. */
+  private readonly trapAddress: bigint[] = new Array<bigint>(256).fill(0n);
+  private readonly trapFlags = new Uint8Array(256);
+  private readonly trapCs = new Uint16Array(256);
+  /** stack_switch: the kernel stack for events that interrupt guest user mode. */
+  kernelStack = { ss: 0, sp: 0n };
+  /** The virtual CR0.TS (fpu_taskswitch). */
+  taskSwitched = false;
+  /** Callback entry points by CALLBACKTYPE_*. */
+  readonly callbacks = new Map<number, CallbackEntry>();
+  /** The trap hypercalls' view of this vCPU. */
+  readonly cpu: TrapContext;
+  /** A frame the iret hypercall asked to resume, applied when the call returns. */
+  private pendingIret: IretFrame | undefined;
+  /** The guest's rsp and how the hypercall in progress arrived (the iret hypercall reads its frame there). */
+  private callRsp = 0n;
 
   constructor(
     private readonly host: VcpuHost,
@@ -137,6 +167,23 @@ export class PvVcpu {
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
     };
+    this.cpu = {
+      setTrap: (vector, flags, cs, address) => {
+        v.trapAddress[vector] = address;
+        v.trapFlags[vector] = flags;
+        v.trapCs[vector] = cs;
+      },
+      clearTraps: () => {
+        v.trapAddress.fill(0n);
+        v.trapFlags.fill(0);
+        v.trapCs.fill(0);
+      },
+      setKernelStack: (ss, sp) => { v.kernelStack = { ss, sp }; },
+      setTaskSwitched: (on) => v.setTaskSwitched(on),
+      setSegmentBase: (which, base) => v.setSegmentBase(which, base),
+      setCallback: (type, entry) => { v.callbacks.set(type, entry); },
+      iret: () => v.prepareIret(),
+    };
     const s: SpecialRegisters = engine.getSpecialRegisters();
     const data = seg(SEL.DS, 3, false);
     Object.assign(s, {
@@ -167,20 +214,30 @@ export class PvVcpu {
 
   /**
    * Issues the hypercall in the guest's registers and puts the result in
-   * rax. Returns false when the call was cut short (a continuation): the
-   * argument registers then hold the rest of the work and rax the number,
-   * and the caller makes the guest issue it again.
+   * rax. Returns 'continue' when the call was cut short (a continuation):
+   * the argument registers then hold the rest of the work and rax the
+   * number, and the caller makes the guest issue it again. Returns 'iret'
+   * when an iret hypercall replaced the guest's state (rip included: the
+   * caller must not move it). `frame` is the ring-0 exception frame of a
+   * vmcall (whose rip, rflags and rsp are the guest's), at `ripAt`.
    */
-  private hypercall(transport: Transport): boolean {
+  private hypercall(transport: Transport, frame?: DataView, ripAt = 0): 'done' | 'continue' | 'iret' {
     const r = this.engine.regs;
     if (!this.kernelMode) {
       this.host.crash(`hypercall from guest-user mode via ${transport}`);
-      return true;
+      return 'done';
     }
     const nr = r.rax;
     if (nr >= 0n && nr < SLOTS_N) this.host.hypercallCounts[Number(nr)]! += 1;
     const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    this.callRsp = frame ? frame.getBigUint64(ripAt + 24, true) : r.rsp;
     const result = this.host.hypercalls.dispatch(this.ctx ??= this.host.context(this), nr, args);
+    const iret = this.pendingIret;
+    if (iret) {
+      this.pendingIret = undefined;
+      if (this.host.running) this.applyIret(iret, frame, ripAt);
+      return 'iret';
+    }
     const next = this.continuation;
     if (next) {
       this.continuation = undefined;
@@ -190,10 +247,10 @@ export class PvVcpu {
       r.r10 = next[3];
       r.r8 = next[4];
       r.rax = nr;
-      return false;
+      return 'continue';
     }
     r.rax = BigInt.asUintN(64, result);
-    return true;
+    return 'done';
   }
 
   /** Called by a handler through HypercallContext.continueWith. */
@@ -224,10 +281,10 @@ export class PvVcpu {
       case 'io':
         if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
           this.count(EXIT.page);
-          if (!this.hypercall('page')) this.engine.regs.rip -= 2n; // re-execute the stub's out
+          if (this.hypercall('page') === 'continue') this.engine.regs.rip -= 2n; // re-execute the stub's out
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
           this.count(EXIT.syscall);
-          if (!this.hypercall('syscall')) this.engine.regs.rip -= 2n; // the LSTAR stub's out again
+          if (this.hypercall('syscall') === 'continue') this.engine.regs.rip -= 2n; // the LSTAR stub's out again
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
@@ -287,8 +344,8 @@ export class PvVcpu {
     const faultRip = view.getBigUint64(ripAt, true);
     if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
       this.count(EXIT.vmcall);
-      // Past the vmcall, unless the call continues: then it runs again.
-      if (this.hypercall('vmcall')) view.setBigUint64(ripAt, faultRip + 3n, true);
+      // Past the vmcall, unless the call continues (then it runs again) or was an iret.
+      if (this.hypercall('vmcall', view, ripAt) === 'done') view.setBigUint64(ripAt, faultRip + 3n, true);
       return;
     }
     let ptwrRefusal = '';
@@ -308,9 +365,151 @@ export class PvVcpu {
       return;
     }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
+    if (this.trapAddress[vector] && !ptwrRefusal) {
+      const problem = this.bounce(vector, errorCode, view, ripAt);
+      if (problem) this.host.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+      return;
+    }
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
     const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';
     this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}${ptwrRefusal}; no trap handler is registered`);
+  }
+
+  /** vcpu_info of this vCPU in shared_info. */
+  private vcpuInfo(): DataView {
+    const si = this.host.sharedInfo;
+    return new DataView(si.buffer, si.byteOffset + this.index * VcpuInfo.SIZE, VcpuInfo.SIZE);
+  }
+
+  /**
+   * Delivers exception `vector` to the guest's handler, as Xen's
+   * create_bounce_frame: on the guest kernel stack (16-byte aligned), low to
+   * high, rcx, r11, [error code], rip, cs (RPL cleared: interrupted kernel
+   * mode; the event mask in bits 32-39), rflags (IF = events unmasked), rsp,
+   * ss; then the vCPU continues at the handler on that frame, with TF, NT,
+   * RF and AC cleared, and events masked if the trap's flags ask. Returns a
+   * reason when it cannot be done (the domain is then crashed).
+   */
+  private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number): string | undefined {
+    if (!this.kernelMode) return 'exceptions in guest user mode are not delivered yet';
+    const info = this.vcpuInfo();
+    if (vector === 3 && (this.trapFlags[3]! & 3) < 1) {
+      // int3 is a software interrupt: its DPL must admit guest-kernel mode (1), else #GP(vector 3, IDT).
+      if (!this.trapAddress[13]) return 'int3 refused by its DPL, and no #GP handler';
+      vector = 13;
+      errorCode = (3n << 3n) | 2n;
+    }
+    if (vector === 14) {
+      info.setBigUint64(VcpuInfo.OFFSETS.arch, this.engine.getSpecialRegisters().cr2, true);
+      errorCode = errorCode! & ~4n; // U: the fault was in guest-kernel mode, as Xen reports it
+    }
+    if (vector === 7 && this.taskSwitched) this.setTaskSwitched(false); // as Xen: the #NM clears the virtual TS
+    const r = this.engine.regs;
+    const rip = frame.getBigUint64(ripAt, true);
+    const cs = frame.getBigUint64(ripAt + 8, true);
+    const rflags = frame.getBigUint64(ripAt + 16, true);
+    const rsp = frame.getBigUint64(ripAt + 24, true);
+    const ss = frame.getBigUint64(ripAt + 32, true);
+    const mask = info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1;
+    const words = [r.rcx, r.r11, ...(errorCode === undefined ? [] : [errorCode]), rip,
+      (cs & 0xfffcn) | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, ss];
+    const sp = (rsp & ~0xfn) - BigInt(words.length * 8);
+    const bytes = new Uint8Array(words.length * 8);
+    const dv = new DataView(bytes.buffer);
+    words.forEach((w, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, w), true));
+    try {
+      this.guest.write(sp, bytes);
+    } catch (e) {
+      if (e instanceof GuestFault) return `the bounce frame at ${hex(sp)} cannot be written (${e.reason})`;
+      throw e;
+    }
+    frame.setBigUint64(ripAt, this.trapAddress[vector]!, true);
+    frame.setBigUint64(ripAt + 8, BigInt(this.trapCs[vector] || SEL.CS64), true);
+    frame.setBigUint64(ripAt + 16, rflags & ~BOUNCE_CLEARS, true);
+    frame.setBigUint64(ripAt + 24, sp, true);
+    frame.setBigUint64(ripAt + 32, BigInt(SEL.DS), true);
+    if (this.trapFlags[vector]! & 4) info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 1);
+    this.count(EXIT.bounce);
+    return undefined;
+  }
+
+  /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */
+  private setTaskSwitched(on: boolean): void {
+    if (on === this.taskSwitched) return;
+    this.taskSwitched = on;
+    const s = this.engine.getSpecialRegisters();
+    s.cr0 = on ? s.cr0 | CR0_TS : s.cr0 & ~CR0_TS;
+    this.engine.setSpecialRegisters(s);
+  }
+
+  /** set_segment_base (kernel mode): FS, the user GS (the swapped-out base), the kernel GS. */
+  private setSegmentBase(which: number, base: bigint): bigint {
+    const canonical = base < 1n << 47n || (base >= 0xffff800000000000n && base < 1n << 64n);
+    switch (which) {
+      case Segbase.SEGBASE_FS:
+      case Segbase.SEGBASE_GS_USER:
+      case Segbase.SEGBASE_GS_KERNEL: {
+        if (!canonical) return errno('XEN_EINVAL');
+        const msr = which === Segbase.SEGBASE_FS ? MSR.FS_BASE : which === Segbase.SEGBASE_GS_USER ? MSR.KERNEL_GS_BASE : MSR.GS_BASE;
+        this.engine.setMsrs([[msr, base]]);
+        return 0n;
+      }
+      case Segbase.SEGBASE_GS_USER_SEL:
+        // Loading a user GS selector: only the null selector exists for guests here (no LDT, Xen's GDT is flat).
+        if ((base & 0xfffcn) !== 0n) return errno('XEN_EINVAL');
+        this.engine.setMsrs([[MSR.KERNEL_GS_BASE, 0n]]);
+        return 0n;
+      default:
+        return errno('XEN_EINVAL');
+    }
+  }
+
+  /**
+   * The iret hypercall: reads struct iret_context at the guest's rsp (rax,
+   * r11, rcx, flags, rip, cs, rflags, rsp, ss, pushed by the guest and the
+   * hypercall page's iret stub) and checks it; hypercall() applies it when
+   * the call returns. Returns a reason to crash the domain instead.
+   */
+  private prepareIret(): string | undefined {
+    let c: IretContext;
+    try {
+      c = IretContext.over(this.guest.read(this.callRsp, IretContext.SIZE).buffer);
+    } catch (e) {
+      if (e instanceof GuestFault) return `the frame at ${hex(this.callRsp)} cannot be read (${e.reason})`;
+      throw e;
+    }
+    const cs = Number(c.cs & 0xffffn), ss = Number(c.ss & 0xffffn);
+    if ((cs & 3) === 3) return 'a return to guest user mode (cs with RPL 3), which is not supported yet';
+    if ((cs | 3) !== SEL.CS64) return `code selector ${hex(cs)}: only the flat 64-bit selector ${hex(SEL.CS64 & ~3)} can be returned to`;
+    if ((ss | 3) !== SEL.DS && (ss & ~3) !== 0) return `stack selector ${hex(ss)}`;
+    const rip = c.rip;
+    if (!(rip < 1n << 47n || rip >= 0xffff800000000000n)) return `rip ${hex(rip)} is not canonical`;
+    this.pendingIret = { rax: c.rax, r11: c.r11, rcx: c.rcx, inSyscall: (c.flags & BigInt(Vgcf.VGCF_in_syscall)) !== 0n, rip, rflags: c.rflags, rsp: c.rsp };
+    return undefined;
+  }
+
+  /** Resumes an iret frame: through the ring-0 frame for vmcall, the registers otherwise. */
+  private applyIret(f: IretFrame, frame: DataView | undefined, ripAt: number): void {
+    const r = this.engine.regs;
+    const rflags = (f.rflags & IRET_KEEPS) | IF | 2n;
+    r.rax = f.rax;
+    if (!f.inSyscall) {
+      r.rcx = f.rcx;
+      r.r11 = f.r11;
+    }
+    if (frame) {
+      frame.setBigUint64(ripAt, f.rip, true);
+      frame.setBigUint64(ripAt + 8, BigInt(SEL.CS64), true);
+      frame.setBigUint64(ripAt + 16, rflags, true);
+      frame.setBigUint64(ripAt + 24, f.rsp, true);
+      frame.setBigUint64(ripAt + 32, BigInt(SEL.DS), true);
+    } else {
+      r.rip = f.rip;
+      r.rflags = rflags;
+      r.rsp = f.rsp;
+    }
+    // The guest's virtual IF: events masked unless the frame's IF was set.
+    this.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, f.rflags & IF ? 0 : 1);
   }
 
   /**

@@ -93,8 +93,19 @@ const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
  * costs that much more than an `out`.)
  */
 export function hypercallStub(nr: number): number[] {
+  if (nr === IRET_HYPERCALL) return IRET_STUB;
   return [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe6, HYPERCALL_PORT, 0xc3];
 }
+
+/** __HYPERVISOR_iret. */
+const IRET_HYPERCALL = 23;
+/**
+ * The iret slot, which guests jump to (it does not return), as Xen's:
+ * push %rcx; push %r11; push %rax; mov $23,%eax; out %al,$HYPERCALL_PORT;
+ * ud2. The pushes complete struct iret_context on the guest's stack (the
+ * guest pushed flags and the five-word frame); the core resumes that frame.
+ */
+const IRET_STUB = [0x51, 0x41, 0x53, 0x50, 0xb8, IRET_HYPERCALL, 0, 0, 0, 0xe6, HYPERCALL_PORT, 0x0f, 0x0b];
 
 /**
  * The LSTAR stub, where `syscall` lands. rcx = return rip, r11 = rflags.

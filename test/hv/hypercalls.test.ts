@@ -42,6 +42,7 @@ describe('hypercall dispatch', () => {
       consoleWrite(b) { this.out += Buffer.from(b).toString('latin1'); },
       shutdown(r) { this.reasons.push(r); },
       yieldCpu() { this.yields++; },
+      crash(reason) { throw new Error(`crash: ${reason}`); },
       continueWith() { throw new Error("the boot hypercalls never continue"); },
       m2pVirt: 0xffff800000000000n,
     };

@@ -79,7 +79,7 @@ beforeEach(() => {
   };
   ctx = {
     domid: ME, guest: new GuestMemory(ft, BigInt(l4) << 12n), nrPages: 64, maxPages: 64, handle: new Uint8Array(16), vmAssist: 0n,
-    consoleWrite() {}, shutdown() {}, yieldCpu() {},
+    consoleWrite() {}, shutdown() {}, yieldCpu() {}, crash(r) { throw new Error(r); },
     continueWith(a) { ctx.continued = a; }, mm,
   };
   table = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));

@@ -1,0 +1,150 @@
+// The trap hypercalls: set_trap_table, the callbacks (set_callbacks and
+// callback_op), stack_switch, fpu_taskswitch, set_segment_base and iret,
+// as Xen answers a 64-bit PV guest (../shared/xen-abi.md 1.4, 4.6, 4.7).
+// They only record per-vCPU state (src/hv/vcpu.ts uses it to bounce
+// exceptions) or, for iret, ask the vCPU to resume a frame from the guest's
+// stack. Inputs: hostile (pointers, vectors, addresses, selectors).
+
+import { TrapInfo } from '../../abi/generated/arch-x86.js';
+import { CallbackFlags, CallbackOp, CallbackRegister, CallbackType, CallbackUnregister } from '../../abi/generated/callback.js';
+import { guestRangeOk } from '../guest-access.js';
+import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+
+/** A callback entry point: address 0 is none. */
+export interface CallbackEntry {
+  address: bigint;
+  /** Enter with events masked. */
+  maskEvents: boolean;
+}
+
+/** What the trap hypercalls need of the calling vCPU. */
+export interface TrapContext {
+  /** trap_ctxt[vector] := (flags, cs, address); address 0 removes the handler. */
+  setTrap(vector: number, flags: number, cs: number, address: bigint): void;
+  clearTraps(): void;
+  /** stack_switch: the guest kernel stack used when an event interrupts guest user mode. */
+  setKernelStack(ss: number, sp: bigint): void;
+  /** The virtual CR0.TS (fpu_taskswitch). */
+  setTaskSwitched(on: boolean): void;
+  /** set_segment_base; returns 0 or an errno. */
+  setSegmentBase(which: number, base: bigint): bigint;
+  /** A callback entry point, by CALLBACKTYPE_*. */
+  setCallback(type: number, entry: CallbackEntry): void;
+  /**
+   * The iret hypercall: resume the frame (struct iret_context) at the
+   * guest's stack pointer, as it was when the call was made. Returns 0 when
+   * arranged (the guest never sees a result), or a reason to crash.
+   */
+  iret(): string | undefined;
+}
+
+/** Entries of a trap table read per invocation before a continuation. */
+const TRAP_CHUNK = 256;
+/** Xen's fixup_guest_code_selector for a 64-bit guest: RPL 0 becomes 3 (the kernel runs in ring 3). */
+const guestSelector = (sel: number): number => ((sel & 3) === 0 ? sel | 3 : sel);
+
+function needCpu(ctx: HypercallContext): TrapContext {
+  if (!ctx.cpu) throw new Error('trap hypercalls need a vCPU context');
+  return ctx.cpu;
+}
+
+/**
+ * set_trap_table(traps): entries until one with address 0. A NULL list
+ * clears the whole table. Long lists continue, as Xen's do.
+ */
+const setTrapTable: HypercallHandler = (ctx, [list]) => {
+  const cpu = needCpu(ctx);
+  if (list === 0n) {
+    cpu.clearTraps();
+    return 0n;
+  }
+  for (let i = 0; i < TRAP_CHUNK; i++) {
+    const at = list + BigInt(i * TrapInfo.SIZE);
+    const t = TrapInfo.over(ctx.guest.read(at, TrapInfo.SIZE).buffer);
+    if (t.address === 0n) return 0n;
+    if (!guestRangeOk(t.address, 1)) return errno('XEN_EINVAL');
+    cpu.setTrap(t.vector, t.flags, guestSelector(t.cs), t.address);
+  }
+  ctx.continueWith([list + BigInt(TRAP_CHUNK * TrapInfo.SIZE), 0n, 0n, 0n, 0n]);
+  return 0n;
+};
+
+/** Registers one callback: a non-canonical address is -EINVAL, an unknown type -ENOSYS. */
+function register(cpu: TrapContext, type: number, address: bigint, flags: number): bigint {
+  switch (type) {
+    case CallbackType.CALLBACKTYPE_event:
+    case CallbackType.CALLBACKTYPE_failsafe:
+    case CallbackType.CALLBACKTYPE_syscall:
+    case CallbackType.CALLBACKTYPE_syscall32:
+    case CallbackType.CALLBACKTYPE_sysenter:
+    case CallbackType.CALLBACKTYPE_nmi:
+      if (!guestRangeOk(address, 1)) return errno('XEN_EINVAL');
+      cpu.setCallback(type, { address, maskEvents: (flags & CallbackFlags.CALLBACKF_mask_events) !== 0 });
+      return 0n;
+    default:
+      return errno('XEN_ENOSYS');
+  }
+}
+
+/** set_callbacks(event, failsafe, syscall): the 64-bit form (three addresses). */
+const setCallbacks: HypercallHandler = (ctx, [event, failsafe, syscall]) => {
+  const cpu = needCpu(ctx);
+  for (const a of [event, failsafe, syscall]) if (!guestRangeOk(a, 1)) return errno('XEN_EINVAL');
+  // As Xen: the event callback always masks events; failsafe and syscall do not.
+  cpu.setCallback(CallbackType.CALLBACKTYPE_event, { address: event, maskEvents: true });
+  cpu.setCallback(CallbackType.CALLBACKTYPE_failsafe, { address: failsafe, maskEvents: false });
+  cpu.setCallback(CallbackType.CALLBACKTYPE_syscall, { address: syscall, maskEvents: false });
+  return 0n;
+};
+
+/** callback_op(cmd, arg). */
+const callbackOp: HypercallHandler = (ctx, [cmd, arg]) => {
+  const cpu = needCpu(ctx);
+  if (cmd === BigInt(CallbackOp.CALLBACKOP_register)) {
+    const r = CallbackRegister.over(ctx.guest.read(arg, CallbackRegister.SIZE).buffer);
+    return register(cpu, r.type, r.address, r.flags);
+  }
+  if (cmd === BigInt(CallbackOp.CALLBACKOP_unregister)) {
+    const u = CallbackUnregister.over(ctx.guest.read(arg, CallbackUnregister.SIZE).buffer);
+    if (u.type === CallbackType.CALLBACKTYPE_nmi) {
+      cpu.setCallback(u.type, { address: 0n, maskEvents: false });
+      return 0n;
+    }
+    const known = (Object.values(CallbackType) as number[]).includes(u.type) && u.type !== CallbackType.CALLBACKTYPE_sysenter_deprecated;
+    return known ? errno('XEN_EINVAL') : errno('XEN_ENOSYS');
+  }
+  return errno('XEN_ENOSYS');
+};
+
+/** stack_switch(ss, esp): the kernel stack for events that interrupt guest user mode. */
+const stackSwitch: HypercallHandler = (ctx, [ss, sp]) => {
+  const cpu = needCpu(ctx);
+  cpu.setKernelStack(guestSelector(Number(ss & 0xffffn)), sp);
+  return 0n;
+};
+
+/** fpu_taskswitch(set): sets or clears the virtual CR0.TS. */
+const fpuTaskswitch: HypercallHandler = (ctx, [set]) => {
+  needCpu(ctx).setTaskSwitched(BigInt.asIntN(32, set) !== 0n);
+  return 0n;
+};
+
+/** set_segment_base(which, base). */
+const setSegmentBase: HypercallHandler = (ctx, [which, base]) => needCpu(ctx).setSegmentBase(Number(BigInt.asUintN(32, which)), base);
+
+/**
+ * iret(): never returns to its caller. The vCPU resumes the restored frame;
+ * a frame that cannot be read or used crashes the domain, as on Xen.
+ */
+const iret: HypercallHandler = (ctx) => {
+  const reason = needCpu(ctx).iret();
+  if (reason !== undefined) ctx.crash(`iret hypercall: ${reason}`);
+  return 0n;
+};
+
+/** Registers the trap hypercalls. */
+export function registerTrapHypercalls(t: HypercallTable): HypercallTable {
+  return t.register('set_trap_table', setTrapTable).register('set_callbacks', setCallbacks).register('callback_op', callbackOp)
+    .register('stack_switch', stackSwitch).register('fpu_taskswitch', fpuTaskswitch).register('set_segment_base', setSegmentBase)
+    .register('iret', iret);
+}
