@@ -128,6 +128,8 @@ export interface Vcpu {
   getSpecialRegisters(): SpecialRegisters;
   setSpecialRegisters(s: SpecialRegisters): void;
   getMsrs(indices: readonly number[]): bigint[];
+  /** The guest TSC's frequency in kHz (its rate against CLOCK_MONOTONIC). */
+  tscKhz(): number;
   setMsrs(entries: ReadonlyArray<readonly [number, bigint]>): void;
   /** Run until an exit, the deadline or a kick. */
   run(): Exit;

@@ -24,6 +24,9 @@ import type { BootLayout } from './builder.js';
 import type { PageTypes } from './page-types.js';
 import type { AuditDomain } from './page-audit.js';
 import type { DomainTranslations } from './tlb.js';
+import { EventChannels } from './events.js';
+import type { SystemClock } from './time.js';
+import { PageTypeError } from './page-types.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
@@ -53,6 +56,9 @@ export interface DomainParts {
   m2pVirt: bigint;
   console: (bytes: Uint8Array) => void;
   tlb: DomainTranslations;
+  clock: SystemClock;
+  /** Finds another domain's event channels (interdomain channels). */
+  lookupEvents: (domid: number) => EventChannels | undefined;
 }
 
 export class Domain implements VcpuHost {
@@ -79,11 +85,15 @@ export class Domain implements VcpuHost {
    * `writable` type reference until the domain dies (shared_info, taken
    * by the builder), so the guest can never give them another type.
    */
-  readonly held: readonly number[];
+  readonly held: number[];
   readonly pageTypes: PageTypes;
   readonly m2pVirt: bigint;
   /** What the engine may have cached stale from the domain's tables (src/hv/tlb.ts). */
   readonly tlb: DomainTranslations;
+  /** The domain's event channels (2-level ABI, in shared_info). */
+  readonly events: EventChannels;
+  readonly clock: SystemClock;
+  readonly sharedInfoMfn: number;
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
@@ -99,6 +109,13 @@ export class Domain implements VcpuHost {
     this.pageTypes = p.pageTypes;
     this.m2pVirt = p.m2pVirt;
     this.tlb = p.tlb;
+    this.events = new EventChannels(p.id, p.frames.bytes(p.layout.sharedInfoMfn), 1, {
+      lookup: (domid) => (domid === p.id ? this.events : p.lookupEvents(domid)),
+      notify: (vcpu) => this.vcpus[vcpu]?.eventPending(),
+      vcpuInfo: (vcpu) => this.vcpus[vcpu]!.vcpuInfoWords(),
+    });
+    this.clock = p.clock;
+    this.sharedInfoMfn = p.layout.sharedInfoMfn;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
@@ -107,6 +124,21 @@ export class Domain implements VcpuHost {
     this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
       rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
     }));
+    p.clock.writeWallclock(this.sharedInfo);
+    for (const v of this.vcpus) v.updateTime();
+  }
+
+  /** Takes a general and writable type reference on `mfn`, held until the domain dies; 0 or Xen's errno. */
+  holdWritable(mfn: number): bigint {
+    if (this.pageTypes.ft.owner[mfn] !== this.id) return -22n; // -EINVAL: not the domain's
+    try {
+      this.pageTypes.getPageAndType(mfn, PageType.writable, this.id);
+    } catch (e) {
+      if (e instanceof PageTypeError) return -13n; // -EACCES: it is a page table or descriptor page
+      throw e;
+    }
+    this.held.push(mfn);
+    return 0n;
   }
 
   /** The shared_info page (vcpu_info for each vCPU, event bitmaps, wallclock). */
@@ -180,6 +212,8 @@ export class Domain implements VcpuHost {
       m2pVirt: d.m2pVirt,
       mm: vcpu.mm,
       cpu: vcpu.cpu,
+      events: d.events,
+      sched: vcpu.sched,
       crash: (reason) => d.crash(reason),
     };
   }
@@ -188,6 +222,7 @@ export class Domain implements VcpuHost {
   destroy(): number {
     if (this.stateNow === 'dead') return 0;
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
+    this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy();
     const xenFrames = this.perDomain.release();
     for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);

@@ -9,6 +9,8 @@ import { XenErrno } from '../abi/generated/errno.js';
 import { GuestFault, type GuestMemory } from './guest-access.js';
 import type { MmContext } from './hypercalls/mmu.js';
 import type { TrapContext } from './hypercalls/traps.js';
+import type { EventChannels } from './events.js';
+import type { SchedContext } from './hypercalls/vcpu-op.js';
 
 /** The hypercall page holds 128 stubs: numbers 0 to 127 can be issued. */
 export const HYPERCALL_SLOTS = 128;
@@ -44,6 +46,10 @@ export interface HypercallContext {
   readonly mm?: MmContext;
   /** The calling vCPU's trap state, for the trap hypercalls. */
   readonly cpu?: TrapContext;
+  /** The domain's event channels. */
+  readonly events?: EventChannels;
+  /** The calling vCPU's time and scheduling state. */
+  readonly sched?: SchedContext;
   /** The domain cannot go on (a guest error Xen answers with domain_crash). */
   crash(reason: string): void;
 }

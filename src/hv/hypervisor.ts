@@ -13,9 +13,13 @@ import { HypercallTable } from './hypercall.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { registerMmuHypercalls } from './hypercalls/mmu.js';
 import { registerTrapHypercalls } from './hypercalls/traps.js';
+import { registerEventHypercalls } from './hypercalls/events.js';
 import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './tlb.js';
+import { SystemClock } from './time.js';
+import type { PvVcpu } from './vcpu.js';
+import { registerVcpuHypercalls } from './hypercalls/vcpu-op.js';
 import { BuildError } from './builder.js';
 import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
 
@@ -75,6 +79,8 @@ export class Hypervisor {
   /** Each domain's stale-translation tracker, from the start of its build. */
   private readonly tlbs = new Map<number, DomainTranslations>();
   private readonly marks: TranslationMarks;
+  /** System time, shared by every domain. */
+  readonly clock = new SystemClock();
   private nextDomid = FIRST_DOMID;
   private closed = false;
 
@@ -85,7 +91,7 @@ export class Hypervisor {
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
       this.m2pVirt = opts.slot256Usable ?? upperHalfSlot256Usable(engine) ? M2P_VIRT_START : M2P_ALT_VIRT_START;
-      this.hypercalls = registerTrapHypercalls(registerMmuHypercalls(registerBasicHypercalls(new HypercallTable())));
+      this.hypercalls = registerVcpuHypercalls(registerEventHypercalls(registerTrapHypercalls(registerMmuHypercalls(registerBasicHypercalls(new HypercallTable())))));
       this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
@@ -137,6 +143,7 @@ export class Hypervisor {
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
         layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), tlb,
+        lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock,
       });
       this.domains.set(id, d);
       return d;
@@ -183,10 +190,24 @@ export class Hypervisor {
           d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
           break;
         }
-        const until = deadline !== undefined && deadline < now + quantum ? deadline : now + quantum;
+        // Timers first: a due one raises VIRQ_TIMER, which may wake the vCPU.
+        const timer = vcpu.expireTimers();
+        if (!vcpu.wakeable()) {
+          // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
+          const wakeAt = vcpu.wakeDeadline();
+          const limit = deadline;
+          const at = wakeAt === undefined ? limit : limit === undefined || this.clock.hostTime(wakeAt) < limit ? this.clock.hostTime(wakeAt) : limit;
+          await this.sleep(vcpu, at, opts.signal);
+          continue;
+        }
+        let until = deadline !== undefined && deadline < now + quantum ? deadline : now + quantum;
+        if (timer !== undefined) {
+          const t = this.clock.hostTime(timer);
+          if (t < until) until = t > now ? t : now + 1n;
+        }
         vcpu.engine.setDeadline(until);
         while (vcpu.handleExit(vcpu.run()));
-        if (d.running) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (d.running && !vcpu.blocked) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {
       d.crash(`internal error: ${(e as Error).message}`);
@@ -199,6 +220,26 @@ export class Hypervisor {
     }
     this.destroyDomain(d);
     return d.end!;
+  }
+
+  /**
+   * Sleeps until the vCPU is woken (an event for it), host time `at`
+   * (process.hrtime; undefined: no limit) or an abort. setTimeout has
+   * millisecond granularity: a timer may be up to ~1 ms late here.
+   */
+  private sleep(vcpu: PvVcpu, at: bigint | undefined, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        vcpu.wake = undefined;
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      vcpu.wake = done;
+      signal?.addEventListener('abort', done);
+      if (at !== undefined) timer = setTimeout(done, Math.max(0, Number(at - process.hrtime.bigint()) / 1e6));
+    });
   }
 
   /** Destroys every domain and releases the machine. */

@@ -14,6 +14,9 @@ import { emulatePtStore, type ModrmReg } from './ptwr.js';
 import { modEntry, recordStale } from './hypercalls/mmu.js';
 import type { DomainTranslations } from './tlb.js';
 import type { CallbackEntry, TrapContext } from './hypercalls/traps.js';
+import type { SchedContext } from './hypercalls/vcpu-op.js';
+import type { EventChannels } from './events.js';
+import { VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../abi/generated/arch-x86.js';
 import { VcpuInfo } from '../abi/generated/xen.js';
 import { PageType } from './frames.js';
@@ -25,8 +28,8 @@ import {
 import { PAGE_SIZE } from './frames.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered'] as const;
-const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6 } as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7 } as const;
 
 /** Exit counts in a typed array: counting is on every exit's path. */
 export class ExitCounts {
@@ -60,6 +63,14 @@ export interface VcpuHost {
   readonly tlb: DomainTranslations;
   /** The domain's shared_info page (vcpu_info: event mask, cr2). */
   readonly sharedInfo: Uint8Array;
+  /** The domain's machine frame of shared_info. */
+  readonly sharedInfoMfn: number;
+  /** The hypervisor's system time. */
+  readonly clock: SystemClock;
+  /** The domain's event channels. */
+  readonly events: EventChannels;
+  /** Holds a general and writable type reference on one of the domain's frames until it dies (register_vcpu_info). */
+  holdWritable(mfn: number): bigint;
 }
 
 /** Initial state of vCPU 0, from the builder. */
@@ -80,11 +91,44 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#CP control protection'];
 const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 const IF = 0x200n;
+/** IA32_TIME_STAMP_COUNTER: the guest TSC, read through the engine. */
+const MSR_TSC = 0x10;
+const VIRQ_TIMER = 0;
 const CR0_TS = 8n;
 /** RFLAGS bits a bounce clears on entry to the handler: TF, NT, RF, VM, AC. */
 const BOUNCE_CLEARS = 0x100n | 0x4000n | 0x10000n | 0x20000n | 0x40000n;
 /** RFLAGS bits an iret frame may set: the arithmetic flags, TF, DF, AC, ID (not IOPL, NT, RF, VM). */
 const IRET_KEEPS = 0x0cd5n | 0x100n | 0x40000n | 0x200000n;
+
+/** The interrupted guest state a bounce frame saves and replaces. */
+interface GuestState { rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint }
+
+/** GuestState over a ring-0 exception frame (rip, cs, rflags, rsp, ss at ripAt). */
+function frameState(frame: DataView, ripAt: number): GuestState {
+  const get = (i: number) => frame.getBigUint64(ripAt + 8 * i, true);
+  const set = (i: number, v: bigint) => frame.setBigUint64(ripAt + 8 * i, BigInt.asUintN(64, v), true);
+  return {
+    get rip() { return get(0); }, set rip(v) { set(0, v); },
+    get cs() { return get(1); }, set cs(v) { set(1, v); },
+    get rflags() { return get(2); }, set rflags(v) { set(2, v); },
+    get rsp() { return get(3); }, set rsp(v) { set(3, v); },
+    get ss() { return get(4); }, set ss(v) { set(4, v); },
+  };
+}
+
+/** GuestState over the registers (the vCPU in its own code: CS and SS are the flat kernel selectors). */
+function regsState(r: Vcpu['regs']): GuestState {
+  return {
+    get rip() { return r.rip; }, set rip(v) { r.rip = v; },
+    get cs() { return BigInt(SEL.CS64); }, set cs(v) { if (v !== BigInt(SEL.CS64)) throw new Error(`cannot load cs ${v} through the registers`); },
+    get rflags() { return r.rflags; }, set rflags(v) { r.rflags = v; },
+    get rsp() { return r.rsp; }, set rsp(v) { r.rsp = v; },
+    get ss() { return BigInt(SEL.DS); }, set ss(v) { if (v !== BigInt(SEL.DS)) throw new Error(`cannot load ss ${v} through the registers`); },
+  };
+}
+
+/** CALLBACKTYPE_event. */
+const CALLBACK_EVENT = 0;
 
 /** A frame the iret hypercall resumes. */
 interface IretFrame { rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; rflags: bigint; rsp: bigint }
@@ -136,6 +180,15 @@ export class PvVcpu {
   private pendingIret: IretFrame | undefined;
   /** The guest's rsp and how the hypercall in progress arrived (the iret hypercall reads its frame there). */
   private callRsp = 0n;
+  /** Where vcpu_info is: shared_info's slot, until VCPUOP_register_vcpu_info moves it. */
+  private infoAt: { mfn: number; offset: number };
+  private infoMoved = false;
+  /** Timers, in system time (a 10 ms periodic timer runs from the start, as on Xen). */
+  readonly timers = new VcpuTimers();
+  /** Why the vCPU is not running (SCHEDOP_block or poll), until it is woken. */
+  blocked: { kind: 'block' } | { kind: 'poll'; ports: number[]; timeout: bigint } | undefined;
+  /** The scheduling hypercalls' view of this vCPU. */
+  readonly sched: SchedContext;
 
   constructor(
     private readonly host: VcpuHost,
@@ -166,6 +219,28 @@ export class PvVcpu {
       },
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
+    };
+    this.infoAt = { mfn: host.sharedInfoMfn, offset: index * VcpuInfo.SIZE };
+    this.timers.period = 10_000_000n;
+    this.timers.next = host.clock.now() + this.timers.period;
+    this.sched = {
+      vcpu: index,
+      get vcpus() { return 1; },
+      now: () => host.clock.now(),
+      timers: this.timers,
+      timersChanged: () => { /* the run loop reads the timers before every run */ },
+      block: () => {
+        const info = v.vcpuInfo();
+        info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 0); // as Xen: block enables event delivery
+        if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending)) v.blocked = { kind: 'block' };
+      },
+      poll: (ports, timeout) => {
+        if (ports.some((p) => host.events.isPending(p))) return;
+        if (timeout && timeout <= host.clock.now()) return;
+        v.blocked = { kind: 'poll', ports, timeout };
+      },
+      portBound: (port) => { const k = host.events.state(port).kind; return k !== 'free' && k !== 'reserved'; },
+      registerVcpuInfo: (mfn, offset) => v.registerVcpuInfo(mfn, offset),
     };
     this.cpu = {
       setTrap: (vector, flags, cs, address) => {
@@ -269,6 +344,7 @@ export class PvVcpu {
       s.cr3 = BigInt(this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
     }
+    this.deliverUpcall();
     return this.engine.run();
   }
 
@@ -288,10 +364,10 @@ export class PvVcpu {
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
-        return this.host.running;
+        return this.host.running && !this.blocked;
       case 'halt':
         this.exception();
-        return this.host.running;
+        return this.host.running && !this.blocked;
       case 'interrupted':
         this.count(EXIT.interrupted);
         return false;
@@ -375,10 +451,89 @@ export class PvVcpu {
     this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}${ptwrRefusal}; no trap handler is registered`);
   }
 
-  /** vcpu_info of this vCPU in shared_info. */
-  private vcpuInfo(): DataView {
-    const si = this.host.sharedInfo;
-    return new DataView(si.buffer, si.byteOffset + this.index * VcpuInfo.SIZE, VcpuInfo.SIZE);
+  /**
+   * An event became pending for this vCPU (EventHost.notify). The core runs
+   * one vCPU at a time and hands it no other work while it runs, so the
+   * upcall is delivered when the vCPU next resumes (deliverUpcall); a
+   * blocked vCPU is woken.
+   */
+  eventPending(): void {
+    this.wake?.();
+  }
+
+  /** Set while the vCPU is blocked (SCHEDOP_block / poll): wakes it. */
+  wake: (() => void) | undefined;
+
+  /** This vCPU's vcpu_info (in shared_info, or where VCPUOP_register_vcpu_info put it). */
+  vcpuInfo(): DataView {
+    const page = this.host.pageTypes.ft.bytes(this.infoAt.mfn);
+    return new DataView(page.buffer, page.byteOffset + this.infoAt.offset, VcpuInfo.SIZE);
+  }
+
+  /** vcpu_info as 32-bit words of its page and its byte offset there (atomic bit updates). */
+  vcpuInfoWords(): { words: Int32Array; base: number } {
+    const page = this.host.pageTypes.ft.bytes(this.infoAt.mfn);
+    return { words: new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4), base: this.infoAt.offset };
+  }
+
+  /** Writes vcpu_info.time from the guest TSC now (at start, and when vcpu_info moves). */
+  updateTime(): void {
+    const before = this.host.clock.now();
+    const [tsc] = this.engine.getMsrs([MSR_TSC]);
+    const after = this.host.clock.now();
+    writeVcpuTime(this.vcpuInfo(), tsc!, (before + after) / 2n, this.engine.tscKhz());
+  }
+
+  /**
+   * VCPUOP_register_vcpu_info: moves vcpu_info into one of the domain's
+   * pages, as Xen: 8-byte aligned and within the page (-ENXIO), once
+   * (-EBUSY), a page the domain owns (-EINVAL) that can be typed writable
+   * (-EACCES), held so until the domain dies. The old contents are copied
+   * and every event selector is marked, so nothing pending is lost.
+   */
+  private registerVcpuInfo(mfnArg: bigint, offset: number): bigint {
+    if (offset % 8 || offset > PAGE_SIZE - VcpuInfo.SIZE) return errno('XEN_ENXIO');
+    if (this.infoMoved) return errno('XEN_EBUSY');
+    const ft = this.host.pageTypes.ft;
+    if (mfnArg >= BigInt(ft.count)) return errno('XEN_EINVAL');
+    const mfn = Number(mfnArg);
+    const rc = this.host.holdWritable(mfn);
+    if (rc) return rc;
+    const old = new Uint8Array(this.vcpuInfo().buffer, this.vcpuInfo().byteOffset, VcpuInfo.SIZE).slice();
+    this.infoAt = { mfn, offset };
+    this.infoMoved = true;
+    const info = this.vcpuInfo();
+    new Uint8Array(info.buffer, info.byteOffset, VcpuInfo.SIZE).set(old);
+    info.setBigUint64(VcpuInfo.OFFSETS.evtchn_pending_sel, 0xffffffffffffffffn, true);
+    info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending, 1);
+    this.updateTime();
+    return 0n;
+  }
+
+  /** Raises VIRQ_TIMER if a timer is due; returns the next expiry in system time. */
+  expireTimers(): bigint | undefined {
+    if (this.timers.expire(this.host.clock.now())) this.host.events.raiseVirq(VIRQ_TIMER, this.index);
+    return this.timers.deadline();
+  }
+
+  /** Whether a blocked vCPU may run again (and if so, it is no longer blocked). */
+  wakeable(): boolean {
+    const b = this.blocked;
+    if (!b) return true;
+    const woken = b.kind === 'block'
+      ? this.vcpuInfo().getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) !== 0
+      : b.ports.some((p) => this.host.events.isPending(p)) || (b.timeout !== 0n && this.host.clock.now() >= b.timeout);
+    if (woken) this.blocked = undefined;
+    return woken;
+  }
+
+  /** The system time a blocked vCPU must be looked at again (its timers, a poll timeout). */
+  wakeDeadline(): bigint | undefined {
+    const t = this.timers.deadline();
+    const b = this.blocked;
+    const p = b?.kind === 'poll' && b.timeout ? b.timeout : undefined;
+    if (t === undefined) return p;
+    return p === undefined || t < p ? t : p;
   }
 
   /**
@@ -404,15 +559,28 @@ export class PvVcpu {
       errorCode = errorCode! & ~4n; // U: the fault was in guest-kernel mode, as Xen reports it
     }
     if (vector === 7 && this.taskSwitched) this.setTaskSwitched(false); // as Xen: the #NM clears the virtual TS
+    const problem = this.createBounceFrame(frameState(frame, ripAt), this.trapAddress[vector]!, this.trapCs[vector] || SEL.CS64,
+      (this.trapFlags[vector]! & 4) !== 0, errorCode);
+    if (!problem) this.count(EXIT.bounce);
+    return problem;
+  }
+
+  /**
+   * Xen's create_bounce_frame: writes rcx, r11, [error code], rip, cs (RPL
+   * cleared: interrupted kernel mode; the event mask in bits 32-39), rflags
+   * (IF = events unmasked), rsp and ss below the interrupted stack (16-byte
+   * aligned), and makes `state` resume at `handler` on that frame, with TF,
+   * NT, RF and AC cleared; with `maskEvents`, events are then masked.
+   * Returns a reason when the frame cannot be written (nothing changed).
+   */
+  private createBounceFrame(state: GuestState, handler: bigint, cs: number, maskEvents: boolean, errorCode?: bigint): string | undefined {
     const r = this.engine.regs;
-    const rip = frame.getBigUint64(ripAt, true);
-    const cs = frame.getBigUint64(ripAt + 8, true);
-    const rflags = frame.getBigUint64(ripAt + 16, true);
-    const rsp = frame.getBigUint64(ripAt + 24, true);
-    const ss = frame.getBigUint64(ripAt + 32, true);
+    const info = this.vcpuInfo();
+    const rflags = state.rflags;
+    const rsp = state.rsp;
     const mask = info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1;
-    const words = [r.rcx, r.r11, ...(errorCode === undefined ? [] : [errorCode]), rip,
-      (cs & 0xfffcn) | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, ss];
+    const words = [r.rcx, r.r11, ...(errorCode === undefined ? [] : [errorCode]), state.rip,
+      (state.cs & 0xfffcn) | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, state.ss];
     const sp = (rsp & ~0xfn) - BigInt(words.length * 8);
     const bytes = new Uint8Array(words.length * 8);
     const dv = new DataView(bytes.buffer);
@@ -423,14 +591,49 @@ export class PvVcpu {
       if (e instanceof GuestFault) return `the bounce frame at ${hex(sp)} cannot be written (${e.reason})`;
       throw e;
     }
-    frame.setBigUint64(ripAt, this.trapAddress[vector]!, true);
-    frame.setBigUint64(ripAt + 8, BigInt(this.trapCs[vector] || SEL.CS64), true);
-    frame.setBigUint64(ripAt + 16, rflags & ~BOUNCE_CLEARS, true);
-    frame.setBigUint64(ripAt + 24, sp, true);
-    frame.setBigUint64(ripAt + 32, BigInt(SEL.DS), true);
-    if (this.trapFlags[vector]! & 4) info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 1);
-    this.count(EXIT.bounce);
+    state.rip = handler;
+    state.cs = BigInt(cs);
+    state.rflags = rflags & ~BOUNCE_CLEARS;
+    state.rsp = sp;
+    state.ss = BigInt(SEL.DS);
+    if (maskEvents) info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 1);
     return undefined;
+  }
+
+  /**
+   * Delivers a pending event upcall (Xen: on every return to the guest when
+   * evtchn_upcall_pending is set and evtchn_upcall_mask clear) to the
+   * event callback, with events masked. The vCPU is either in its own code
+   * (the registers are the guest's) or halted in a ring-0 exception stub
+   * about to iretq (the guest's state is that frame).
+   */
+  private deliverUpcall(): void {
+    const info = this.vcpuInfo();
+    if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) || info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1) return;
+    const cb = this.callbacks.get(CALLBACK_EVENT);
+    if (!cb || !cb.address || !this.kernelMode) return;
+    const r = this.engine.regs;
+    const state = this.stubFrame(r.rip, r.rsp) ?? regsState(r);
+    const problem = this.createBounceFrame(state, cb.address, SEL.CS64, true);
+    if (problem) {
+      this.host.crash(`the event upcall could not be delivered: ${problem}`);
+      return;
+    }
+    this.count(EXIT.upcall);
+  }
+
+  /** The ring-0 exception frame the vCPU will iretq to, if it is halted in an exception stub. */
+  private stubFrame(rip: bigint, rsp: bigint): GuestState | undefined {
+    const offset = rip - STUBS_VIRT;
+    if (offset < 0n || offset >= 256n * BigInt(STUB_SIZE)) return undefined;
+    const start = Number(offset % BigInt(STUB_SIZE));
+    const vector = Number(offset / BigInt(STUB_SIZE));
+    // After the hlt (byte 1) rsp points at the error code, if the vector has one; after the add, at rip.
+    const ripAt = hasErrorCode(vector) && start === 1 ? 8 : 0;
+    const stack = this.perDomain.stackPage(this.index);
+    const at = Number(rsp - (this.stackTop - BigInt(PAGE_SIZE))) + ripAt;
+    if (at < 0 || at + 40 > PAGE_SIZE) throw new Error(`vCPU ${this.index}: ring-0 stack at ${hex(rsp)} in a stub`);
+    return frameState(new DataView(stack.buffer, stack.byteOffset + at, 40), 0);
   }
 
   /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */

@@ -8,6 +8,7 @@ import { ConsoleIo, VmAssist } from '../../abi/generated/xen.js';
 import { VirtLayout } from '../../abi/generated/arch-x86.js';
 import { VersionOp, XenCapabilitiesInfo, XenChangesetInfo, XenCompileInfo, XenExtraversion, XenFeatureInfo, XenPlatformParameters } from '../../abi/generated/version.js';
 import { SchedOp, SchedShutdown } from '../../abi/generated/sched.js';
+import { schedBlock, schedPoll } from './vcpu-op.js';
 import { MemoryOp, XenMachphysMapping } from '../../abi/generated/memory.js';
 import { PvbenchCmd, PvbenchEcho } from '../../abi/generated/paravane-pvbench.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
@@ -87,6 +88,10 @@ const schedOp: HypercallHandler = (ctx, [cmd, arg]) => {
     case SchedOp.SCHEDOP_yield:
       ctx.yieldCpu();
       return 0n;
+    case SchedOp.SCHEDOP_block:
+      return schedBlock(ctx);
+    case SchedOp.SCHEDOP_poll:
+      return schedPoll(ctx, arg);
     case SchedOp.SCHEDOP_shutdown: {
       const s = SchedShutdown.over(ctx.guest.read(arg, SchedShutdown.SIZE).buffer);
       ctx.shutdown(s.reason);

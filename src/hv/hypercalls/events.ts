@@ -1,0 +1,100 @@
+// event_channel_op (hypercall 32), Xen's 2-level event channels for an
+// unprivileged domain: alloc_unbound, bind_interdomain, bind_virq,
+// bind_ipi, close, send, status, unmask, bind_vcpu. bind_pirq needs I/O
+// privilege (-EPERM); reset and the FIFO ABI (init_control, expand_array,
+// set_priority) are -ENOSYS, so guests stay on the 2-level ABI. The work is
+// in src/hv/events.ts. Inputs: hostile (pointers, ports, domain ids).
+
+import {
+  EventChannelOp, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq,
+  EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+} from '../../abi/generated/event-channel.js';
+import { EventError, resolveDomid, type EventChannels } from '../events.js';
+import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+
+function needEvents(ctx: HypercallContext): EventChannels {
+  if (!ctx.events) throw new Error('event_channel_op needs the domain\'s event channels');
+  return ctx.events;
+}
+
+/** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
+function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {
+  const bytes = ctx.guest.read(arg, size);
+  const s = over(bytes.buffer);
+  f(s);
+  ctx.guest.write(arg, bytes);
+}
+
+const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
+  const ev = needEvents(ctx);
+  const self = ctx.domid;
+  try {
+    switch (Number(BigInt.asIntN(32, cmdArg))) {
+      case EventChannelOp.EVTCHNOP_alloc_unbound: {
+        let rc = 0n;
+        inOut(ctx, arg, EvtchnAllocUnbound.SIZE, EvtchnAllocUnbound.over, (a) => {
+          if (resolveDomid(a.dom, self) !== self) {
+            rc = errno('XEN_EPERM'); // only privileged domains allocate for others
+            return;
+          }
+          a.port = ev.allocUnbound(resolveDomid(a.remote_dom, self));
+        });
+        return rc;
+      }
+      case EventChannelOp.EVTCHNOP_bind_interdomain:
+        inOut(ctx, arg, EvtchnBindInterdomain.SIZE, EvtchnBindInterdomain.over, (b) => {
+          b.local_port = ev.bindInterdomain(resolveDomid(b.remote_dom, self), b.remote_port);
+        });
+        return 0n;
+      case EventChannelOp.EVTCHNOP_bind_virq:
+        inOut(ctx, arg, EvtchnBindVirq.SIZE, EvtchnBindVirq.over, (b) => { b.port = ev.bindVirq(b.virq, b.vcpu); });
+        return 0n;
+      case EventChannelOp.EVTCHNOP_bind_ipi:
+        inOut(ctx, arg, EvtchnBindIpi.SIZE, EvtchnBindIpi.over, (b) => { b.port = ev.bindIpi(b.vcpu); });
+        return 0n;
+      case EventChannelOp.EVTCHNOP_bind_pirq:
+        ctx.guest.read(arg, EvtchnBindPirq.SIZE);
+        return errno('XEN_EPERM'); // no physical IRQs for an unprivileged domain
+      case EventChannelOp.EVTCHNOP_close:
+        ev.close(EvtchnClose.over(ctx.guest.read(arg, EvtchnClose.SIZE).buffer).port);
+        return 0n;
+      case EventChannelOp.EVTCHNOP_send:
+        ev.send(EvtchnSend.over(ctx.guest.read(arg, EvtchnSend.SIZE).buffer).port);
+        return 0n;
+      case EventChannelOp.EVTCHNOP_status: {
+        let rc = 0n;
+        inOut(ctx, arg, EvtchnStatus.SIZE, EvtchnStatus.over, (s) => {
+          const dom = resolveDomid(s.dom, self);
+          if (dom !== self) {
+            rc = errno(ev.domainExists(dom) ? 'XEN_EPERM' : 'XEN_ESRCH'); // another domain needs privilege
+            return;
+          }
+          const st = ev.status(s.port);
+          s.status = st.status;
+          s.vcpu = st.vcpu;
+          // The union: unbound {dom}, interdomain {dom, port}, virq: the number.
+          s.view.setUint32(s.base + EvtchnStatus.OFFSETS.u, st.a, true);
+          s.view.setUint32(s.base + EvtchnStatus.OFFSETS.u + 4, st.b, true);
+        });
+        return rc;
+      }
+      case EventChannelOp.EVTCHNOP_bind_vcpu: {
+        const b = EvtchnBindVcpu.over(ctx.guest.read(arg, EvtchnBindVcpu.SIZE).buffer);
+        ev.bindVcpu(b.port, b.vcpu);
+        return 0n;
+      }
+      case EventChannelOp.EVTCHNOP_unmask:
+        ev.unmask(EvtchnUnmask.over(ctx.guest.read(arg, EvtchnUnmask.SIZE).buffer).port);
+        return 0n;
+      default:
+        return errno('XEN_ENOSYS'); // reset, the FIFO ABI, unknown commands
+    }
+  } catch (e) {
+    if (e instanceof EventError) return -BigInt(e.errno);
+    throw e;
+  }
+};
+
+export function registerEventHypercalls(t: HypercallTable): HypercallTable {
+  return t.register('event_channel_op', eventChannelOp);
+}

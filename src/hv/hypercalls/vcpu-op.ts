@@ -1,0 +1,116 @@
+// Scheduling and time hypercalls of a vCPU: set_timer_op, vcpu_op (timers,
+// is_up, register_vcpu_info) and the blocking sched_op commands (block,
+// poll), as Xen answers a 64-bit PV guest (../shared/xen-abi.md 1.4).
+// Inputs: hostile (vCPU ids, pointers, ports, times).
+
+import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
+import { SchedPoll } from '../../abi/generated/sched.js';
+import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import type { VcpuTimers } from '../time.js';
+
+/** What these hypercalls need of the calling vCPU and its domain. */
+export interface SchedContext {
+  /** The calling vCPU's index, and how many the domain has. */
+  readonly vcpu: number;
+  readonly vcpus: number;
+  /** System time now (ns). */
+  now(): bigint;
+  /** The calling vCPU's timers; call timersChanged() after changing them. */
+  readonly timers: VcpuTimers;
+  timersChanged(): void;
+  /** SCHEDOP_block: unmask events and sleep until one is pending (at once if one is). */
+  block(): void;
+  /** SCHEDOP_poll: sleep until one of `ports` is pending or system time `timeout` (0: none) passes. */
+  poll(ports: number[], timeout: bigint): void;
+  /** Whether `port` is bound (SCHEDOP_poll refuses others). */
+  portBound(port: number): boolean;
+  /** VCPUOP_register_vcpu_info; returns 0 or an errno. */
+  registerVcpuInfo(mfn: bigint, offset: number): bigint;
+}
+
+/** The longest port list SCHEDOP_poll takes. */
+const MAX_POLL_PORTS = 128;
+/** VCPUOP_set_periodic_timer's shortest period: 1 ms. */
+const MIN_PERIOD = 1_000_000n;
+
+function needSched(ctx: HypercallContext): SchedContext {
+  if (!ctx.sched) throw new Error('scheduling hypercalls need a vCPU context');
+  return ctx.sched;
+}
+
+/** set_timer_op(timeout): a single-shot timer at system time `timeout` (0 cancels); a past time fires at once. */
+const setTimerOp: HypercallHandler = (ctx, [timeout]) => {
+  const s = needSched(ctx);
+  s.timers.single = BigInt.asIntN(64, timeout) <= 0n ? 0n : timeout;
+  s.timersChanged();
+  return 0n;
+};
+
+/** vcpu_op(cmd, vcpuid, arg). */
+const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
+  const s = needSched(ctx);
+  const cmd = Number(BigInt.asIntN(32, cmdArg));
+  const vcpu = Number(BigInt.asUintN(32, vcpuArg));
+  if (vcpu >= s.vcpus) return errno('XEN_ENOENT');
+  // The timers of another vCPU cannot be set (Xen: -EINVAL); there is one vCPU for now.
+  const own = vcpu === s.vcpu;
+  switch (cmd) {
+    case VcpuOp.VCPUOP_is_up:
+      return 1n; // every existing vCPU is up (no VCPUOP_down yet)
+    case VcpuOp.VCPUOP_set_periodic_timer: {
+      const p = VcpuSetPeriodicTimer.over(ctx.guest.read(arg, VcpuSetPeriodicTimer.SIZE).buffer).period_ns;
+      if (p < MIN_PERIOD || p > (1n << 62n)) return errno('XEN_EINVAL');
+      if (!own) return errno('XEN_EINVAL');
+      s.timers.period = p;
+      s.timers.next = s.now() + p;
+      s.timersChanged();
+      return 0n;
+    }
+    case VcpuOp.VCPUOP_stop_periodic_timer:
+      if (!own) return errno('XEN_EINVAL');
+      s.timers.period = 0n;
+      s.timersChanged();
+      return 0n;
+    case VcpuOp.VCPUOP_set_singleshot_timer: {
+      if (!own) return errno('XEN_EINVAL');
+      const t = VcpuSetSingleshotTimer.over(ctx.guest.read(arg, VcpuSetSingleshotTimer.SIZE).buffer);
+      // As current Xen: VCPU_SSHOTTMR_future is ignored; a past timeout fires at once.
+      s.timers.single = t.timeout_abs_ns === 0n ? 1n : t.timeout_abs_ns;
+      s.timersChanged();
+      return 0n;
+    }
+    case VcpuOp.VCPUOP_stop_singleshot_timer:
+      if (!own) return errno('XEN_EINVAL');
+      s.timers.single = 0n;
+      s.timersChanged();
+      return 0n;
+    case VcpuOp.VCPUOP_register_vcpu_info: {
+      const r = VcpuRegisterVcpuInfo.over(ctx.guest.read(arg, VcpuRegisterVcpuInfo.SIZE).buffer);
+      if (!own) return errno('XEN_EINVAL');
+      return s.registerVcpuInfo(r.mfn, r.offset);
+    }
+    default:
+      return errno('XEN_ENOSYS');
+  }
+};
+
+/** SCHEDOP_block and SCHEDOP_poll (the rest of sched_op is in basic.ts). */
+export function schedBlock(ctx: HypercallContext): bigint {
+  needSched(ctx).block();
+  return 0n;
+}
+
+export function schedPoll(ctx: HypercallContext, arg: bigint): bigint {
+  const s = needSched(ctx);
+  const p = SchedPoll.over(ctx.guest.read(arg, SchedPoll.SIZE).buffer);
+  if (p.nr_ports > MAX_POLL_PORTS) return errno('XEN_EINVAL');
+  const bytes = p.nr_ports ? ctx.guest.read(p.ports, p.nr_ports * 4) : new Uint8Array(0);
+  const ports = Array.from(new Uint32Array(bytes.buffer, 0, p.nr_ports));
+  if (ports.some((port) => !s.portBound(port))) return errno('XEN_EINVAL');
+  s.poll(ports, p.timeout);
+  return 0n;
+}
+
+export function registerVcpuHypercalls(t: HypercallTable): HypercallTable {
+  return t.register('set_timer_op', setTimerOp).register('vcpu_op', vcpuOp);
+}
