@@ -100,4 +100,33 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(out).toBe("Hello from a guest built only against Xen's headers\nstart_info magic: xen-3.0-x86_64\nxen_version: 4.17-paravane\n");
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
   });
+
+  it('faults takes and handles each exception a CPL-3 kernel can raise, through every transport and both returns', async () => {
+    for (const name of ['faults', 'faults-vmcall', 'faults-syscall']) {
+      const { end, out } = await run(name);
+      expect(out, name).not.toMatch(/^FAIL/m);
+      // #NM is the one skip here: this host's CPU ignores CR0.TS at CPL 3.
+      expect(out, name).toMatch(/^faults: (\d+) ok, 0 failed, 2 skipped \(transport (page|vmcall|syscall)\)$/m);
+      expect(Number(/^faults: (\d+) ok/m.exec(out)![1])).toBeGreaterThanOrEqual(100);
+      for (const what of ['#DE', '#DB', '#BP', '#UD', '#SS', '#GP', '#PF', '#MF', '#AC', '#XM']) expect(out, `${name} ${what}`).toMatch(new RegExp(`^ok ${what}`, 'm'));
+      expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    }
+  });
+
+  it('faults: a fault with no handler, or whose bounce frame cannot be written, crashes the domain alone', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['notable', /unhandled #UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+; no trap handler is registered/],
+      ['nohandler', /unhandled #UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+; no trap handler is registered/],
+      ['badstack', /could not be delivered: the bounce frame at 0x500000000fc8 cannot be written \(not present at level 4\)/],
+      ['rostack', /could not be delivered: the bounce frame at 0x[0-9a-f]+ cannot be written \(read-only at level 1\)/],
+      ['xenstack', /could not be delivered: the bounce frame at 0xffff80000000ffc8 cannot be written \(the 56-byte range is not entirely guest memory\)/],
+    ];
+    for (const [mode, reason] of cases) {
+      const { end } = await run('faults', { cmdline: mode });
+      expect(end.kind, mode).toBe('crashed');
+      expect((end as { reason: string }).reason, mode).toMatch(reason);
+    }
+    // The next domain runs as usual.
+    expect((await run('hello')).end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+  });
 });

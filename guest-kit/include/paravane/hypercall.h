@@ -11,6 +11,9 @@
  *                            the stub the hypervisor wrote sets rax itself.
  *   GUEST_HYPERCALL_VMCALL   vmcall, executed inline; the hypervisor traps it.
  *   GUEST_HYPERCALL_SYSCALL  syscall from guest-kernel mode, as Xen's stubs do.
+ *
+ * Assembly (-D__ASSEMBLY__) sees the transport defines and the stub
+ * constants only.
  */
 #ifndef __PARAVANE_HYPERCALL_H__
 #define __PARAVANE_HYPERCALL_H__
@@ -32,6 +35,8 @@
 /* Stubs in the hypercall page, and the size of each. */
 #define HYPERCALL_PAGE_STUBS     128
 #define HYPERCALL_STUB_SIZE      32
+
+#ifndef __ASSEMBLY__
 
 /* The page the hypervisor fills with stubs (lib/entry.S; XEN_ELFNOTE_HYPERCALL_PAGE). */
 extern char hypercall_page[4096];
@@ -193,10 +198,53 @@ __hc_inline long HYPERVISOR_memory_op(unsigned int cmd, void *arg)
     return _hypercall2(__HYPERVISOR_memory_op, cmd, (unsigned long)arg);
 }
 
+/*
+ * set_trap_table: installs the entries of table up to the first with
+ * address 0 (vector, DPL and mask flags, cs, handler); others stay as they
+ * were. NULL clears the whole virtual IDT.
+ */
+__hc_inline long HYPERVISOR_set_trap_table(const trap_info_t *table)
+{
+    return _hypercall1(__HYPERVISOR_set_trap_table, (unsigned long)table);
+}
+
+/* fpu_taskswitch: sets (set != 0) or clears the virtual CR0.TS. */
+__hc_inline long HYPERVISOR_fpu_taskswitch(int set)
+{
+    return _hypercall1(__HYPERVISOR_fpu_taskswitch, (unsigned long)set);
+}
+
+/* stack_switch: the kernel stack (ss, sp) for events that interrupt guest user mode. */
+__hc_inline long HYPERVISOR_stack_switch(unsigned long ss, unsigned long sp)
+{
+    return _hypercall2(__HYPERVISOR_stack_switch, ss, sp);
+}
+
+/* set_segment_base: SEGBASE_FS, SEGBASE_GS_USER, SEGBASE_GS_KERNEL or SEGBASE_GS_USER_SEL. */
+__hc_inline long HYPERVISOR_set_segment_base(unsigned int which, unsigned long base)
+{
+    return _hypercall2(__HYPERVISOR_set_segment_base, which, base);
+}
+
+/* set_callbacks: the event, failsafe and syscall entry points (the 64-bit form). */
+__hc_inline long HYPERVISOR_set_callbacks(unsigned long event, unsigned long failsafe,
+                                          unsigned long syscall)
+{
+    return _hypercall3(__HYPERVISOR_set_callbacks, event, failsafe, syscall);
+}
+
+/* callback_op: CALLBACKOP_* sub-command (<xen/callback.h>); arg is its structure. */
+__hc_inline long HYPERVISOR_callback_op(int cmd, const void *arg)
+{
+    return _hypercall2(__HYPERVISOR_callback_op, (unsigned long)cmd, (unsigned long)arg);
+}
+
 /* pvbench_op (paravane's): PVBENCHOP_* sub-command; arg is its structure. */
 __hc_inline long HYPERVISOR_pvbench_op(unsigned int cmd, void *arg)
 {
     return _hypercall2(__HYPERVISOR_pvbench_op, cmd, (unsigned long)arg);
 }
+
+#endif /* !__ASSEMBLY__ */
 
 #endif /* __PARAVANE_HYPERCALL_H__ */

@@ -1,0 +1,156 @@
+/*
+ * The entry stubs for vectors 0-31 and the path around trap_dispatch()
+ * (lib/traps.c): the hypervisor's bounce frame in, a struct trap_frame for
+ * C, and the two ways back. See <paravane/traps.h>.
+ * Inputs: the bounce frame (written by the hypervisor, trusted) and the
+ * frame a handler edited (the guest's own).
+ */
+#include <paravane/hypercall.h>
+#include <paravane/traps.h>
+
+/* vcpu_info fields (vcpu_info[0] is at the start of shared_info; checked in lib/traps.c). */
+#define VCPU_INFO_UPCALL_PENDING 0
+#define VCPU_INFO_UPCALL_MASK    1
+
+        .code64
+        .text
+
+/*
+ * One stub per vector. The bounce frame starts with rcx and r11: pop them
+ * back into their registers, leaving the native-looking [error code,] rip,
+ * cs, rflags, rsp, ss. Push an error code of 0 where the CPU has none, so
+ * every frame is alike, then the vector.
+ */
+.macro TRAP_ENTRY vector
+        .type trap_entry_\vector, @function
+trap_entry_\vector:
+        popq %rcx
+        popq %r11
+        .if ((TRAP_ERROR_CODE_VECTORS >> \vector) & 1) == 0
+        pushq $0
+        .endif
+        pushq $\vector
+        jmp trap_common
+        .size trap_entry_\vector, . - trap_entry_\vector
+        .pushsection .rodata
+        .quad trap_entry_\vector
+        .popsection
+.endm
+
+/* trap_entries[v]: the stub for vector v (lib/traps.c builds the trap table from it). */
+        .pushsection .rodata
+        .balign 8
+        .globl trap_entries
+        .type trap_entries, @object
+trap_entries:
+        .popsection
+
+        .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        TRAP_ENTRY \v
+        .endr
+
+        .pushsection .rodata
+        .size trap_entries, . - trap_entries
+        .popsection
+
+/* Pops what trap_common pushed, back into the registers: rsp is left at the vector. */
+.macro POP_REGS
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %r11
+        popq %r10
+        popq %r9
+        popq %r8
+        popq %rbp
+        popq %rdi
+        popq %rsi
+        popq %rdx
+        popq %rcx
+        popq %rbx
+        popq %rax
+.endm
+
+/*
+ * Saves the registers below the vector (so rsp is a struct trap_frame),
+ * calls trap_dispatch(frame) on a 16-byte aligned stack, and returns the
+ * way it answers.
+ */
+        .type trap_common, @function
+trap_common:
+        pushq %rax
+        pushq %rbx
+        pushq %rcx
+        pushq %rdx
+        pushq %rsi
+        pushq %rdi
+        pushq %rbp
+        pushq %r8
+        pushq %r9
+        pushq %r10
+        pushq %r11
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        cld                             /* the hypervisor leaves DF as it was; C needs it clear */
+        movq %rsp, %rdi
+        movq %rsp, %rbx                 /* callee-saved: the frame, across the call */
+        andq $-16, %rsp                 /* Xen aligns the bounce frame; do not rely on it */
+        call trap_dispatch
+        movq %rbx, %rsp
+        cmpl $TRAP_RETURN_IRETQ, %eax
+        je .Lreturn_iretq
+
+/*
+ * (a) The iret hypercall. Everything is back in its register; the stack
+ * holds rip, cs, rflags, rsp, ss. Push the flags word (0: not
+ * VGCF_in_syscall, so rcx and r11 are restored as well), then rcx, r11 and
+ * rax, making struct iret_context {rax, r11, rcx, flags, rip, cs, rflags,
+ * rsp, ss} at rsp, and call. The hypervisor resumes the frame, rax taken
+ * from the context; the call never returns here.
+ */
+.Lreturn_hypercall:
+        POP_REGS
+        addq $16, %rsp                  /* the vector and the error code */
+        pushq $0
+#if defined(GUEST_HYPERCALL_PAGE)
+        /* The hypervisor's iret stub pushes rcx, r11, rax and issues the call itself. */
+        jmp hypercall_page + __HYPERVISOR_iret * HYPERCALL_STUB_SIZE
+#else
+        pushq %rcx
+        pushq %r11
+        pushq %rax
+        movl $__HYPERVISOR_iret, %eax
+#if defined(GUEST_HYPERCALL_VMCALL)
+        vmcall
+#else
+        syscall
+#endif
+        ud2                             /* iret does not return */
+#endif
+
+/*
+ * (b) A plain iretq, from kernel mode to kernel mode: both run at CPL 3,
+ * so the selectors get RPL 3 back (the bounce frame cleared cs's). The
+ * event mask saved in cs bits 32-39 goes back to vcpu_info first; if that
+ * unmasks events and one is pending already, nothing would deliver it
+ * before the next exit, so return through the hypercall instead.
+ */
+.Lreturn_iretq:
+        orb $3, TRAP_FRAME_CS(%rsp)
+        orb $3, TRAP_FRAME_SS(%rsp)
+        movq HYPERVISOR_shared_info(%rip), %rax
+        movzbl TRAP_FRAME_CS + 4(%rsp), %ecx
+        movb %cl, VCPU_INFO_UPCALL_MASK(%rax)
+        testb %cl, %cl
+        jnz 1f
+        cmpb $0, VCPU_INFO_UPCALL_PENDING(%rax)
+        jne .Lreturn_hypercall
+1:      POP_REGS
+        addq $16, %rsp                  /* the vector and the error code */
+        iretq
+        .size trap_common, . - trap_common
+
+        .section .note.GNU-stack, "", @progbits

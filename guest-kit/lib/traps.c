@@ -1,0 +1,143 @@
+/*
+ * Exceptions: the trap table, the handlers and trap_dispatch(), which
+ * lib/traps-entry.S calls with each frame. See <paravane/traps.h>.
+ * Inputs: frames built by the hypervisor and the entry stubs (trusted).
+ */
+#include <paravane/guest.h>
+#include <paravane/mmu.h>
+#include <paravane/traps.h>
+
+/* The entry stubs, by vector (lib/traps-entry.S). */
+extern const unsigned long trap_entries[TRAP_VECTORS];
+
+/* traps-entry.S reaches vcpu_info[0] at the start of shared_info with these offsets. */
+_Static_assert(__builtin_offsetof(shared_info_t, vcpu_info) == 0, "vcpu_info[0] at 0");
+_Static_assert(__builtin_offsetof(vcpu_info_t, evtchn_upcall_pending) == 0, "upcall_pending at 0");
+_Static_assert(__builtin_offsetof(vcpu_info_t, evtchn_upcall_mask) == 1, "upcall_mask at 1");
+
+shared_info_t *HYPERVISOR_shared_info;
+
+/* The virtual address shared_info is mapped at: a page of the kit's own, whose frame is given up. */
+static char shared_info_va[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
+
+static trap_handler_t handlers[TRAP_VECTORS];
+static unsigned int return_mode = TRAP_RETURN_IRET_HYPERCALL;
+
+/* The virtual IDT: one entry per vector, then the terminator (address 0). */
+static trap_info_t trap_table[TRAP_VECTORS + 1];
+
+static const char *const names[TRAP_VECTORS] = {
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
+    "#BR bound range", "#UD invalid opcode", "#NM device not available",
+    "#DF double fault", "coprocessor segment overrun", "#TS invalid TSS",
+    "#NP segment not present", "#SS stack fault", "#GP general protection",
+    "#PF page fault", "reserved vector", "#MF x87 error", "#AC alignment check",
+    "#MC machine check", "#XM SIMD error", "#VE virtualization exception",
+    "#CP control protection", "reserved vector", "reserved vector",
+    "reserved vector", "reserved vector", "reserved vector", "reserved vector",
+    "#HV hypervisor injection", "#VC VMM communication", "#SX security exception",
+    "reserved vector",
+};
+
+const char *trap_name(unsigned int vector)
+{
+    return vector < TRAP_VECTORS ? names[vector] : "not an exception";
+}
+
+/* Maps the shared_info frame (start_info->shared_info is its machine address) read-write. */
+static void map_shared_info(void)
+{
+    uint64_t pte = (start_info->shared_info & ~(uint64_t)(PAGE_SIZE - 1)) | PTE_RW | _PAGE_NX;
+    long rc;
+
+    if (HYPERVISOR_shared_info != NULL)
+        return;
+    rc = HYPERVISOR_update_va_mapping((unsigned long)shared_info_va, pte, UVMF_INVLPG);
+    if (rc != 0) {
+        printk("traps_init: mapping shared_info (machine address %#lx) failed: %ld\n",
+               start_info->shared_info, rc);
+        shutdown(SHUTDOWN_crash);
+    }
+    HYPERVISOR_shared_info = (shared_info_t *)shared_info_va;
+}
+
+void traps_init(void)
+{
+    unsigned int v;
+    long rc;
+
+    map_shared_info();
+    for (v = 0; v < TRAP_VECTORS; v++) {
+        trap_table[v].vector = (uint8_t)v;
+        /* DPL 3 lets int3 through from any mode; DPL 0 makes "int $v" a #GP. Bit 2 stays clear. */
+        trap_table[v].flags = v == TRAP_BP ? 3 : 0;
+        trap_table[v].cs = FLAT_KERNEL_CS;
+        trap_table[v].address = trap_entries[v];
+    }
+    trap_table[TRAP_VECTORS].address = 0;
+    rc = HYPERVISOR_set_trap_table(trap_table);
+    if (rc != 0) {
+        printk("traps_init: set_trap_table failed: %ld\n", rc);
+        shutdown(SHUTDOWN_crash);
+    }
+}
+
+void trap_set_handler(unsigned int vector, trap_handler_t h)
+{
+    if (vector >= TRAP_VECTORS) {
+        printk("trap_set_handler: vector %u is not 0-%u\n", vector, TRAP_VECTORS - 1);
+        shutdown(SHUTDOWN_crash);
+    }
+    handlers[vector] = h;
+}
+
+unsigned int trap_return_mode(unsigned int mode)
+{
+    unsigned int old = return_mode;
+
+    return_mode = mode == TRAP_RETURN_IRETQ ? TRAP_RETURN_IRETQ : TRAP_RETURN_IRET_HYPERCALL;
+    return old;
+}
+
+unsigned long trap_cr2(void)
+{
+    if (HYPERVISOR_shared_info == NULL)
+        return 0;
+    return *(volatile unsigned long *)&HYPERVISOR_shared_info->vcpu_info[0].arch.cr2;
+}
+
+void trap_default_handler(struct trap_frame *f)
+{
+    printk("trap: %s (vector %lu), error code %#lx, at rip %#lx", trap_name(f->vector),
+           f->vector, f->error_code, f->rip);
+    if (f->vector == TRAP_PF)
+        printk(", cr2 %#lx", trap_cr2());
+    printk("\n");
+    printk("trap: rax %016lx rbx %016lx rcx %016lx rdx %016lx\n", f->rax, f->rbx, f->rcx, f->rdx);
+    printk("trap: rsi %016lx rdi %016lx rbp %016lx rsp %016lx\n", f->rsi, f->rdi, f->rbp, f->rsp);
+    printk("trap: r8  %016lx r9  %016lx r10 %016lx r11 %016lx\n", f->r8, f->r9, f->r10, f->r11);
+    printk("trap: r12 %016lx r13 %016lx r14 %016lx r15 %016lx\n", f->r12, f->r13, f->r14, f->r15);
+    printk("trap: cs %#x (saved event mask %u) ss %#lx rflags %#lx\n", TRAP_CS_SELECTOR(f->cs),
+           TRAP_CS_SAVED_MASK(f->cs), f->ss, f->rflags);
+    printk("trap: no handler for vector %lu: shutting down with SHUTDOWN_crash\n", f->vector);
+    shutdown(SHUTDOWN_crash);
+}
+
+/*
+ * Called by traps-entry.S with the frame of every exception. Runs the
+ * handler, then says how to resume: TRAP_RETURN_IRETQ only for a frame
+ * from guest kernel mode (cs RPL 0), the iret hypercall otherwise.
+ */
+unsigned int trap_dispatch(struct trap_frame *f);
+
+unsigned int trap_dispatch(struct trap_frame *f)
+{
+    trap_handler_t h = f->vector < TRAP_VECTORS ? handlers[f->vector] : NULL;
+
+    if (h == NULL)
+        trap_default_handler(f);
+    h(f);
+    if (return_mode == TRAP_RETURN_IRETQ && (f->cs & 3) == 0)
+        return TRAP_RETURN_IRETQ;
+    return TRAP_RETURN_IRET_HYPERCALL;
+}
