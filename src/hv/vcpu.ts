@@ -440,6 +440,23 @@ export class PvVcpu {
       this.host.crash(SYSCALL_REFUSED);
       return;
     }
+    if (vector === 6) {
+      // `int $n` raises #UD at CPL 3 on this host; Xen's guests get vector n
+      // when its DPL admits guest-kernel mode (1), else #GP((n << 3) | 2).
+      const n = this.softwareInterrupt(faultRip);
+      if (n !== undefined) {
+        const permitted = (this.trapFlags[n]! & 3) >= 1;
+        if (permitted) view.setBigUint64(ripAt, faultRip + 2n, true); // a trap: it returns after the int
+        const v = permitted ? n : 13;
+        if (!this.trapAddress[v]) {
+          this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : `refused by its DPL, and no #GP handler`}`);
+          return;
+        }
+        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), view, ripAt);
+        if (problem) this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+        return;
+      }
+    }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     if (this.trapAddress[vector] && !ptwrRefusal) {
       const problem = this.bounce(vector, errorCode, view, ripAt);
@@ -548,12 +565,6 @@ export class PvVcpu {
   private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number): string | undefined {
     if (!this.kernelMode) return 'exceptions in guest user mode are not delivered yet';
     const info = this.vcpuInfo();
-    if (vector === 3 && (this.trapFlags[3]! & 3) < 1) {
-      // int3 is a software interrupt: its DPL must admit guest-kernel mode (1), else #GP(vector 3, IDT).
-      if (!this.trapAddress[13]) return 'int3 refused by its DPL, and no #GP handler';
-      vector = 13;
-      errorCode = (3n << 3n) | 2n;
-    }
     if (vector === 14) {
       info.setBigUint64(VcpuInfo.OFFSETS.arch, this.engine.getSpecialRegisters().cr2, true);
       errorCode = errorCode! & ~4n; // U: the fault was in guest-kernel mode, as Xen reports it
@@ -777,6 +788,17 @@ export class PvVcpu {
     frame.setBigUint64(rflagsAt, effect.rflags, true);
     frame.setBigUint64(ripAt, rip + BigInt(effect.length), true);
     return true;
+  }
+
+  /** The vector of an `int $n` (cd nn) at rip, if that is what is there. */
+  private softwareInterrupt(rip: bigint): number | undefined {
+    try {
+      const b = this.guest.read(rip, 2);
+      return b[0] === 0xcd ? b[1] : undefined;
+    } catch (e) {
+      if (e instanceof GuestFault) return undefined;
+      throw e;
+    }
   }
 
   private isHypercallInstruction(rip: bigint): boolean {
