@@ -94,6 +94,8 @@ export class Domain implements VcpuHost {
   readonly events: EventChannels;
   readonly clock: SystemClock;
   readonly sharedInfoMfn: number;
+  /** Time the core spent running this domain's vCPUs (ns), for the scheduler's shares and --stats. */
+  cpuNs = 0n;
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 

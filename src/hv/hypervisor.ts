@@ -44,8 +44,15 @@ export interface DomainOptions {
 export interface RunOptions {
   /** Stop the domain after this many milliseconds. */
   timeoutMs?: number;
-  /** Length of one run quantum before the core looks at the event loop. */
+  /** Length of one run slice at the default weight, before the core turns to the event loop and other domains. */
   quantumMs?: number;
+  /**
+   * Scheduling weight (1-65535, default 256): busy domains share the CPU in
+   * proportion to their weights (each slice is quantumMs * weight / 256).
+   */
+  weight?: number;
+  /** CPU cap in percent of one CPU (0: none), measured over 100 ms periods. */
+  cap?: number;
   /** Aborting kills the domain at the end of the current quantum. */
   signal?: AbortSignal;
 }
@@ -54,6 +61,17 @@ export interface RunOptions {
 const FIRST_DOMID = 1;
 const LAST_DOMID = 0x7fef;
 const DEFAULT_QUANTUM_MS = 10;
+/** A domain's default weight, as Xen's credit scheduler's. */
+export const DEFAULT_WEIGHT = 256;
+/** The accounting period caps are measured over. */
+const CAP_PERIOD = 100_000_000n;
+
+/** The earlier of two host times (undefined: no limit). */
+function min(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
+}
 /** Frames the hypervisor keeps for itself beyond the M2P (shared tables, IDT, stubs). */
 const XEN_RESERVE_FRAMES = 64;
 
@@ -175,9 +193,17 @@ export class Hypervisor {
    * and its frames return to the pool.
    */
   async run(d: Domain, opts: RunOptions = {}): Promise<DomainEnd | { kind: 'paused' }> {
-    const quantum = BigInt(Math.max(1, opts.quantumMs ?? DEFAULT_QUANTUM_MS)) * 1_000_000n;
+    const weight = opts.weight ?? DEFAULT_WEIGHT;
+    if (!Number.isInteger(weight) || weight < 1 || weight > 65535) throw new RangeError(`weight ${weight}: 1 to 65535`);
+    const cap = opts.cap ?? 0;
+    if (!Number.isInteger(cap) || cap < 0 || cap > 100) throw new RangeError(`cap ${cap}: a percentage of one CPU, 0 (none) to 100`);
+    // The slice grows with the weight: busy domains taking turns get CPU in proportion.
+    const slice = BigInt(Math.max(100_000, Math.round((opts.quantumMs ?? DEFAULT_QUANTUM_MS) * 1e6 * weight / DEFAULT_WEIGHT)));
+    const capNs = cap ? (CAP_PERIOD * BigInt(cap)) / 100n : undefined;
     const deadline = opts.timeoutMs === undefined ? undefined : process.hrtime.bigint() + BigInt(Math.round(opts.timeoutMs * 1e6));
     const vcpu = d.vcpus[0]!;
+    let periodStart = process.hrtime.bigint();
+    let used = 0n;
     d.start();
     try {
       while (d.running) {
@@ -185,29 +211,50 @@ export class Hypervisor {
           d.kill(String(opts.signal.reason ?? 'aborted'));
           break;
         }
-        const now = process.hrtime.bigint();
+        let now = process.hrtime.bigint();
         if (deadline !== undefined && now >= deadline) {
           d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
           break;
         }
-        // Timers first: a due one raises VIRQ_TIMER, which may wake the vCPU.
-        const timer = vcpu.expireTimers();
-        if (!vcpu.wakeable()) {
-          // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
-          const wakeAt = vcpu.wakeDeadline();
-          const limit = deadline;
-          const at = wakeAt === undefined ? limit : limit === undefined || this.clock.hostTime(wakeAt) < limit ? this.clock.hostTime(wakeAt) : limit;
-          await this.sleep(vcpu, at, opts.signal);
+        if (now - periodStart >= CAP_PERIOD) {
+          periodStart = now;
+          used = 0n;
+        }
+        if (capNs !== undefined && used >= capNs) {
+          // Over its cap for this period: no CPU until the next one.
+          await this.sleep(undefined, min(periodStart + CAP_PERIOD, deadline), opts.signal);
           continue;
         }
-        let until = deadline !== undefined && deadline < now + quantum ? deadline : now + quantum;
-        if (timer !== undefined) {
-          const t = this.clock.hostTime(timer);
-          if (t < until) until = t > now ? t : now + 1n;
+        // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
+        const start = now;
+        let sliceEnd = min(start + slice, deadline)!;
+        if (capNs !== undefined && start + (capNs - used) < sliceEnd) sliceEnd = start + (capNs - used);
+        while (d.running) {
+          // Timers first: a due one raises VIRQ_TIMER, which may wake the vCPU.
+          const timer = vcpu.expireTimers();
+          if (!vcpu.wakeable()) break;
+          now = process.hrtime.bigint();
+          if (now >= sliceEnd) break;
+          let until = sliceEnd;
+          if (timer !== undefined) {
+            const t = this.clock.hostTime(timer);
+            if (t < until) until = t > now ? t : now + 1n;
+          }
+          vcpu.engine.setDeadline(until);
+          while (vcpu.handleExit(vcpu.run()));
+          if (opts.signal?.aborted) break;
         }
-        vcpu.engine.setDeadline(until);
-        while (vcpu.handleExit(vcpu.run()));
-        if (d.running && !vcpu.blocked) await new Promise<void>((resolve) => setImmediate(resolve));
+        const ran = process.hrtime.bigint() - start;
+        used += ran;
+        d.cpuNs += ran;
+        if (!d.running) break;
+        if (vcpu.blocked) {
+          // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
+          const wakeAt = vcpu.wakeDeadline();
+          if (!vcpu.wakeable()) await this.sleep(vcpu, min(wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt), deadline), opts.signal);
+          continue;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {
       d.crash(`internal error: ${(e as Error).message}`);
@@ -227,16 +274,16 @@ export class Hypervisor {
    * (process.hrtime; undefined: no limit) or an abort. setTimeout has
    * millisecond granularity: a timer may be up to ~1 ms late here.
    */
-  private sleep(vcpu: PvVcpu, at: bigint | undefined, signal?: AbortSignal): Promise<void> {
+  private sleep(vcpu: PvVcpu | undefined, at: bigint | undefined, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const done = () => {
-        vcpu.wake = undefined;
+        if (vcpu) vcpu.wake = undefined;
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      vcpu.wake = done;
+      if (vcpu) vcpu.wake = done;
       signal?.addEventListener('abort', done);
       if (at !== undefined) timer = setTimeout(done, Math.max(0, Number(at - process.hrtime.bigint()) / 1e6));
     });

@@ -1,0 +1,58 @@
+// The scheduler: busy domains share the CPU by weight, a cap holds a domain
+// to its percentage, and a blocked domain uses none. The precise shares are
+// a benchmark figure (`npm run bench -- time`); these bounds are loose so
+// that a busy host does not fail them, and tight enough to catch weights
+// or caps that do nothing.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HAVE_KVM } from '../engine/kvm-gate.js';
+import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
+import { Hypervisor } from '../../src/hv/hypervisor.js';
+
+const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
+
+describe.skipIf(!HAVE_KVM)('scheduler', () => {
+  let engine: KvmEngine;
+  let hv: Hypervisor;
+  beforeAll(() => {
+    engine = new KvmEngine();
+    hv = new Hypervisor(engine, { memoryBytes: 64 << 20 });
+  });
+  afterAll(() => {
+    hv?.close();
+    engine?.close();
+  });
+
+  it('shares the CPU among busy domains by weight (1:2:4) and holds a capped one to its cap', async () => {
+    const busy = fs.readFileSync(path.join(ELF, 'busy.elf'));
+    const free = hv.frames.free;
+    const weights = [256, 512, 1024];
+    const ds = weights.map((w, i) => hv.createDomain(busy, { name: `w${w}`, memoryBytes: 4 << 20 }));
+    const t0 = process.hrtime.bigint();
+    const ends = await Promise.all(ds.map((d, i) => hv.run(d, { timeoutMs: 1500, weight: weights[i], quantumMs: 5 })));
+    const wall = Number(process.hrtime.bigint() - t0);
+    for (const e of ends) expect(e).toMatchObject({ kind: 'killed', reason: 'timed out after 1.5 s' });
+    const cpu = ds.map((d) => Number(d.cpuNs));
+    const total = cpu.reduce((a, b) => a + b, 0);
+    expect(total / wall).toBeGreaterThan(0.8); // the CPU was used, not idle
+    const share = cpu.map((c) => c / total);
+    // Expected 1/7, 2/7, 4/7: each within a third of its share.
+    [1 / 7, 2 / 7, 4 / 7].forEach((want, i) => expect(Math.abs(share[i]! - want) / want, `share ${i}: ${share[i]}`).toBeLessThan(1 / 3));
+    expect(hv.frames.free).toBe(free);
+
+    // A cap of 20% next to an uncapped domain.
+    const [capped, other] = ['capped', 'other'].map((name) => hv.createDomain(busy, { name, memoryBytes: 4 << 20 })) as [ReturnType<Hypervisor['createDomain']>, ReturnType<Hypervisor['createDomain']>];
+    const t1 = process.hrtime.bigint();
+    await Promise.all([hv.run(capped, { timeoutMs: 1000, cap: 20 }), hv.run(other, { timeoutMs: 1000 })]);
+    const wall2 = Number(process.hrtime.bigint() - t1);
+    expect(Number(capped.cpuNs) / wall2).toBeLessThan(0.3);
+    expect(Number(other.cpuNs) / wall2).toBeGreaterThan(0.5);
+    const bad = hv.createDomain(busy, { memoryBytes: 4 << 20 });
+    await expect(hv.run(bad, { weight: 0 })).rejects.toThrow(/weight 0/);
+    await expect(hv.run(bad, { cap: 101 })).rejects.toThrow(/cap 101/);
+    hv.destroyDomain(bad);
+    expect(hv.frames.free).toBe(free);
+  });
+});
