@@ -44,17 +44,20 @@ export function buildCli(): Command {
 
   program
     .command('run')
-    .description('build a domain from a PV kernel (ELF with Xen notes), run it and stream its console')
-    .argument('<kernel>', 'the guest kernel (ELF64 x86-64 with Xen ELF notes)')
-    .option('-m, --memory <MiB>', 'domain memory in MiB', '32')
-    .option('--cmdline <string>', 'the command line passed in start_info')
+    .description('build a domain from each PV kernel (ELF with Xen notes), run them side by side and stream their consoles')
+    .argument('[kernels...]', 'guest kernels (ELF64 x86-64 with Xen ELF notes); or use --config')
+    .option('-m, --memory <MiB>', 'memory of each domain in MiB', '32')
+    .option('--cmdline <string>', 'the command line passed in start_info (${domid:NAME} becomes that domain\'s id)')
     .option('--initrd <file>', 'an initial ramdisk, passed as Xen passes it')
-    .option('--timeout <seconds>', 'kill the domain after this long')
-    .option('--stats', 'print hypercall and exit counts to stderr when the domain ends')
+    .option('--weight <n>', 'scheduling weight of each domain (1-65535, default 256)')
+    .option('--cap <percent>', 'CPU cap of each domain, percent of one CPU (0: none)')
+    .option('--config <file>', 'JSON: {"domains": [{"kernel", "name", "memory", "cmdline", "initrd", "weight", "cap"}, ...]}')
+    .option('--timeout <seconds>', 'kill the domains still running after this long')
+    .option('--stats', 'print hypercall and exit counts to stderr when each domain ends')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
-    .addHelpText('after', '\nExit status: 0 the guest powered off; 1 it crashed, shut down otherwise, was killed or timed out; 2 bad input.')
-    .action(async (kernel: string, opts: RunCommandOptions) => {
-      process.exitCode = await runCommand(kernel, opts);
+    .addHelpText('after', '\nExit status: 0 every guest powered off; 1 one crashed, shut down otherwise, was killed or timed out; 2 bad input.')
+    .action(async (kernels: string[], opts: RunCommandOptions) => {
+      process.exitCode = await runCommand(kernels, opts);
     });
 
   return program;

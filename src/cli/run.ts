@@ -1,10 +1,13 @@
-// `paravane run`: build a domain from a kernel file, run it, stream its
-// console to stdout. Exit status: 0 when the guest powers off, 1 when it
+// `paravane run`: build a domain from each kernel file (or from a config
+// file's list), run them side by side under the scheduler, stream their
+// consoles to stdout (each line prefixed with the domain's name when there
+// are several). Exit status: 0 when the guest powers off, 1 when it
 // crashes, shuts down otherwise, is killed or times out (reason on stderr),
 // 2 on bad input (unreadable or malformed kernel, memory too small, bad
 // flags), with a one-line message. Input: the user's arguments and files.
 
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 import { EngineUnavailableError } from '../engine/errors.js';
@@ -16,6 +19,10 @@ import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
 
 export interface RunCommandOptions {
   memory: string;
+  weight?: string;
+  cap?: string;
+  /** A JSON file: { "domains": [ { "kernel", "name", "memory", "cmdline", "initrd", "weight", "cap" }, ... ] }. */
+  config?: string;
   cmdline?: string;
   initrd?: string;
   timeout?: string;
@@ -80,9 +87,113 @@ function describeEnd(d: Domain, end: DomainEnd): { code: number; message?: strin
   }
 }
 
+/** One domain to run. */
+interface DomainSpec {
+  kernel: string;
+  name: string;
+  memoryMib: number;
+  cmdline?: string;
+  initrd?: string;
+  weight?: number;
+  cap?: number;
+}
+
+const SPEC_KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap']);
+
+function parseWeight(v: unknown, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${where}: weight must be a whole number from 1 to 65535, not "${String(v)}"`);
+  return n;
+}
+
+function parseCap(v: unknown, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 100) throw new UsageError(`${where}: cap must be a whole percentage from 0 to 100, not "${String(v)}"`);
+  return n;
+}
+
+/** The domains to run: the kernels on the command line, or a config file's `domains` list. */
+function domainSpecs(kernels: string[], opts: RunCommandOptions): DomainSpec[] {
+  const base = {
+    memoryMib: parseMemory(opts.memory), cmdline: opts.cmdline, initrd: opts.initrd,
+    weight: parseWeight(opts.weight, '--weight'), cap: parseCap(opts.cap, '--cap'),
+  };
+  let specs: DomainSpec[];
+  if (opts.config !== undefined) {
+    if (kernels.length) throw new UsageError('give the kernels either on the command line or in --config, not both');
+    let doc: unknown;
+    try {
+      doc = JSON.parse(Buffer.from(readInput('config file', opts.config)).toString('utf8'));
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      throw new UsageError(`${opts.config}: not valid JSON (${(e as Error).message})`);
+    }
+    const list = (doc as { domains?: unknown }).domains;
+    if (!Array.isArray(list) || list.length === 0) throw new UsageError(`${opts.config}: needs a non-empty "domains" list`);
+    specs = list.map((e: unknown, i) => {
+      const where = `${opts.config}: domains[${i}]`;
+      if (typeof e !== 'object' || e === null) throw new UsageError(`${where} must be an object`);
+      const o = e as Record<string, unknown>;
+      for (const k of Object.keys(o)) if (!SPEC_KEYS.has(k)) throw new UsageError(`${where}: unknown key "${k}"`);
+      if (typeof o.kernel !== 'string') throw new UsageError(`${where}: "kernel" (a path) is required`);
+      const str = (k: string) => { if (o[k] !== undefined && typeof o[k] !== 'string') throw new UsageError(`${where}: "${k}" must be a string`); return o[k] as string | undefined; };
+      // Paths are relative to the config file.
+      const rel = (f: string | undefined) => (f === undefined ? undefined : path.resolve(path.dirname(opts.config!), f));
+      return {
+        kernel: rel(o.kernel)!, name: str('name') ?? '', cmdline: str('cmdline') ?? base.cmdline, initrd: rel(str('initrd')) ?? base.initrd,
+        memoryMib: o.memory === undefined ? base.memoryMib : parseMemory(String(o.memory)),
+        weight: parseWeight(o.weight, where) ?? base.weight, cap: parseCap(o.cap, where) ?? base.cap,
+      };
+    });
+  } else {
+    if (!kernels.length) throw new UsageError('no kernel given');
+    specs = kernels.map((kernel) => ({ kernel, name: '', ...base }));
+  }
+  // Names: given, or the kernel's file name; made unique.
+  const seen = new Map<string, number>();
+  for (const sp of specs) {
+    const want = sp.name || path.basename(sp.kernel).replace(/\.elf$/, '');
+    const n = (seen.get(want) ?? 0) + 1;
+    seen.set(want, n);
+    sp.name = n === 1 ? want : `${want}-${n}`;
+  }
+  return specs;
+}
+
+/** Replaces ${domid:NAME} in a command line with that domain's id. */
+function substituteDomids(cmdline: string | undefined, ids: Map<string, number>, name: string): string | undefined {
+  return cmdline?.replace(/\$\{domid:([^}]*)\}/g, (_, n: string) => {
+    const id = ids.get(n);
+    if (id === undefined) throw new UsageError(`${name}: the command line names domain "${n}", which is not being run`);
+    return String(id);
+  });
+}
+
+/** Console output of one of several domains: whole lines, each prefixed with the domain's name. */
+function prefixedConsole(name: string, out: (b: Uint8Array) => void): { write: (b: Uint8Array) => void; flush: () => void } {
+  let partial = '';
+  const emit = (line: string) => out(Buffer.from(`[${name}] ${line}`, 'latin1'));
+  return {
+    write: (b) => {
+      partial += Buffer.from(b).toString('latin1');
+      let nl: number;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        emit(partial.slice(0, nl + 1));
+        partial = partial.slice(nl + 1);
+      }
+    },
+    flush: () => {
+      if (partial) emit(partial + '\n');
+      partial = '';
+    },
+  };
+}
+
 /** Runs the command; returns the exit status. Writes guest output to `out`, messages to `err`. */
 export async function runCommand(
-  kernelPath: string, opts: RunCommandOptions,
+  kernelPaths: string | string[], opts: RunCommandOptions,
   io: { out: (b: Uint8Array) => void; err: (s: string) => void } = {
     out: (b) => process.stdout.write(b), err: (s) => process.stderr.write(s),
   },
@@ -90,25 +201,51 @@ export async function runCommand(
   let hv: Hypervisor | undefined;
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => abort.abort(`interrupted by ${sig}`);
+  let current = Array.isArray(kernelPaths) ? kernelPaths[0] ?? '' : kernelPaths;
   try {
-    const mib = parseMemory(opts.memory);
+    const specs = domainSpecs(Array.isArray(kernelPaths) ? kernelPaths : [kernelPaths], opts);
     const timeout = parseTimeout(opts.timeout);
-    const kernel = readInput('kernel', kernelPath);
-    const initrd = opts.initrd === undefined ? undefined : readInput('initrd', opts.initrd);
-    const memoryBytes = mib << 20;
+    const inputs = specs.map((sp) => {
+      current = sp.kernel;
+      return { sp, kernel: readInput('kernel', sp.kernel), initrd: sp.initrd === undefined ? undefined : readInput('initrd', sp.initrd) };
+    });
+    const machine = inputs.reduce((sum, x) => sum + machineBytesFor(x.sp.memoryMib << 20) + (x.initrd ? x.initrd.length : 0), 0);
     const engine = selectEngine('kvm', opts.kvm);
+    const consoles: Array<ReturnType<typeof prefixedConsole>> = [];
     try {
-      hv = new Hypervisor(engine, { memoryBytes: machineBytesFor(memoryBytes) + (initrd ? initrd.length : 0) });
-      const name = kernelPath.split('/').pop()!.replace(/\.elf$/, '');
-      const d = hv.createDomain(kernel, { name, memoryBytes, cmdline: opts.cmdline, initrd, console: io.out });
+      hv = new Hypervisor(engine, { memoryBytes: machine });
+      // Every domain is built before any runs, so that command lines can name the others' ids.
+      const ids = new Map<string, number>();
+      let next = hv.peekNextDomid();
+      for (const x of inputs) ids.set(x.sp.name, next++);
+      const domains: Domain[] = [];
+      for (const x of inputs) {
+        current = x.sp.kernel;
+        const con = inputs.length > 1 ? prefixedConsole(x.sp.name, io.out) : undefined;
+        if (con) consoles.push(con);
+        const d = hv.createDomain(x.kernel, {
+          name: x.sp.name, memoryBytes: x.sp.memoryMib << 20, cmdline: substituteDomids(x.sp.cmdline, ids, x.sp.name), initrd: x.initrd,
+          console: con ? con.write : io.out,
+        });
+        if (d.id !== ids.get(x.sp.name)) throw new Error(`domain ${x.sp.name} got id ${d.id}, not ${ids.get(x.sp.name)}`);
+        domains.push(d);
+      }
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       const t0 = process.hrtime.bigint();
-      const end = await hv.run(d, { timeoutMs: timeout === undefined ? undefined : timeout * 1000, signal: abort.signal });
-      if (end.kind === 'paused') throw new Error('the domain was paused, which `paravane run` never does');
+      const ends = await Promise.all(domains.map((d, i) => hv!.run(d, {
+        timeoutMs: timeout === undefined ? undefined : timeout * 1000, signal: abort.signal, weight: inputs[i]!.sp.weight, cap: inputs[i]!.sp.cap,
+      })));
+      for (const c of consoles) c.flush();
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (opts.stats) io.err(formatStats(d, seconds));
-      const { code, message } = describeEnd(d, end);
-      if (message) io.err(`paravane: ${message}\n`);
+      let code = 0;
+      ends.forEach((end, i) => {
+        const d = domains[i]!;
+        if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
+        if (opts.stats) io.err(formatStats(d, seconds));
+        const r = describeEnd(d, end);
+        if (r.message) io.err(`paravane: ${r.message}\n`);
+        code = Math.max(code, r.code);
+      });
       return code;
     } finally {
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
@@ -121,7 +258,7 @@ export async function runCommand(
       return 2;
     }
     if (e instanceof GuestElfError) {
-      io.err(`paravane: ${kernelPath}: ${e.message}\n`);
+      io.err(`paravane: ${current}: ${e.message}\n`);
       return 2;
     }
     if (e instanceof EngineUnavailableError) {

@@ -125,6 +125,14 @@ export class Hypervisor {
     }
   }
 
+  /** The id the next createDomain will give (when no domain is destroyed meanwhile). */
+  peekNextDomid(): number {
+    for (let i = 0, id = this.nextDomid; i <= LAST_DOMID - FIRST_DOMID; i++, id = id >= LAST_DOMID ? FIRST_DOMID : id + 1) {
+      if (!this.domains.has(id)) return id;
+    }
+    throw new BuildError('every domain id is in use');
+  }
+
   private allocateDomid(): number {
     for (let i = 0; i <= LAST_DOMID - FIRST_DOMID; i++) {
       const id = this.nextDomid;

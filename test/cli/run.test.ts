@@ -65,7 +65,7 @@ describe('paravane run: bad input gets status 2 and one line', () => {
       [['run', minimal, '--timeout', '-1'], /--timeout must be a positive number/],
       [['run', minimal, '--cmdline', 'x'.repeat(2000)], /command line is 2000 bytes; at most 1023/],
       [['run', minimal, '--frobnicate'], /unknown option '--frobnicate'/],
-      [['run'], /missing required argument 'kernel'/],
+      [['run'], /no kernel given/],
     ];
     const results = await Promise.all(cases.map(([args]) => paravane(...args)));
     results.forEach((r, i) => {
@@ -117,5 +117,47 @@ describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', (
     const r = await paravane('run', path.join(ELF, 'reboot.elf'));
     expect(r.code).toBe(1);
     expect(r.err).toBe('paravane: domain 1 (reboot) shut down with reason reboot\n');
+  });
+
+  it('runs several kernels side by side, each line prefixed with its domain, and names them uniquely', async () => {
+    const hello = path.join(ROOT, 'build/guests/hello.elf');
+    const r = await paravane('run', hello, hello, '--memory', '16', '--cmdline', 'me=${domid:hello} peer=${domid:hello-2}');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('[hello] Hello from paravane!\n');
+    expect(r.out).toContain('[hello-2] Hello from paravane!\n');
+    expect(r.out).toContain('[hello] start_info: magic=xen-3.0-x86_64 nr_pages=4096 cmdline="me=1 peer=2"\n');
+    expect(r.out).toContain('[hello-2] start_info: magic=xen-3.0-x86_64 nr_pages=4096 cmdline="me=1 peer=2"\n');
+    expect(r.out.split('\n').filter((l) => l && !/^\[hello(-2)?\] /.test(l))).toEqual([]);
+  });
+
+  it('takes the domains from a config file, with per-domain options, and reports each end', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paravane-config-'));
+    const config = path.join(dir, 'doms.json');
+    fs.writeFileSync(config, JSON.stringify({ domains: [
+      { kernel: path.join(ROOT, 'build/guests/hello.elf'), name: 'greeter', memory: 8, weight: 512, cmdline: 'peer=${domid:crasher}' },
+      { kernel: path.join(ELF, 'crash.elf'), name: 'crasher', memory: 8, cap: 50 },
+    ] }));
+    const r = await paravane('run', '--config', config);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('[greeter] start_info: magic=xen-3.0-x86_64 nr_pages=2048 cmdline="peer=2"\n');
+    expect(r.err).toMatch(/^paravane: domain 2 \(crasher\) crashed: /m);
+    expect(r.err).not.toMatch(/greeter/);
+    const bad: Array<[unknown, RegExp]> = [
+      [{}, /needs a non-empty "domains" list/],
+      [{ domains: [{ name: 'x' }] }, /domains\[0\]: "kernel" \(a path\) is required/],
+      [{ domains: [{ kernel: 'a.elf', colour: 'red' }] }, /unknown key "colour"/],
+      [{ domains: [{ kernel: path.join(ELF, 'minimal.elf'), weight: 0 }] }, /weight must be a whole number from 1 to 65535/],
+      [{ domains: [{ kernel: path.join(ELF, 'minimal.elf'), cmdline: '${domid:nobody}' }] }, /names domain "nobody", which is not being run/],
+    ];
+    for (const [doc, msg] of bad) {
+      fs.writeFileSync(config, JSON.stringify(doc));
+      const b = await paravane('run', '--config', config);
+      expect(b.code, JSON.stringify(doc)).toBe(2);
+      expectOneLine(b.err, msg);
+    }
+    fs.writeFileSync(config, '{ not json');
+    expectOneLine((await paravane('run', '--config', config)).err, /not valid JSON/);
+    expectOneLine((await paravane('run', '--config', config, path.join(ELF, 'minimal.elf'))).err, /either on the command line or in --config/);
+    expectOneLine((await paravane('run')).err, /no kernel given/);
   });
 });
