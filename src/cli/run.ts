@@ -21,6 +21,8 @@ export interface RunCommandOptions {
   memory: string;
   weight?: string;
   cap?: string;
+  /** Where host input comes from (default: process.stdin). */
+  stdin?: NodeJS.ReadableStream;
   /** A JSON file: { "domains": [ { "kernel", "name", "memory", "cmdline", "initrd", "weight", "cap" }, ... ] }. */
   config?: string;
   cmdline?: string;
@@ -202,6 +204,7 @@ export async function runCommand(
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => abort.abort(`interrupted by ${sig}`);
   let current = Array.isArray(kernelPaths) ? kernelPaths[0] ?? '' : kernelPaths;
+  let detachInput: (() => void) | undefined;
   try {
     const specs = domainSpecs(Array.isArray(kernelPaths) ? kernelPaths : [kernelPaths], opts);
     const timeout = parseTimeout(opts.timeout);
@@ -231,6 +234,15 @@ export async function runCommand(
         domains.push(d);
       }
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+      // Host input goes to the first domain: its console ring, or console_io reads.
+      const first = domains[0]!;
+      const onInput = (b: Buffer) => { if (first.running) first.consoleInput(b); };
+      const stdin = opts.stdin ?? process.stdin;
+      stdin.on('data', onInput);
+      detachInput = () => {
+        stdin.off('data', onInput);
+        stdin.pause();
+      };
       const t0 = process.hrtime.bigint();
       const ends = await Promise.all(domains.map((d, i) => hv!.run(d, {
         timeoutMs: timeout === undefined ? undefined : timeout * 1000, signal: abort.signal, weight: inputs[i]!.sp.weight, cap: inputs[i]!.sp.cap,
@@ -248,6 +260,7 @@ export async function runCommand(
       });
       return code;
     } finally {
+      detachInput?.();
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       hv?.close();
       engine.close();

@@ -25,6 +25,8 @@ import type { PageTypes } from './page-types.js';
 import type { AuditDomain } from './page-audit.js';
 import type { DomainTranslations } from './tlb.js';
 import { EventChannels } from './events.js';
+import { ConsoleBackend } from './console.js';
+import { StartInfo } from '../abi/generated/xen.js';
 import type { SystemClock } from './time.js';
 import { PageTypeError } from './page-types.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
@@ -36,6 +38,8 @@ export type DomainEnd =
   | { kind: 'shutdown'; reason: number; reasonName: string }
   | { kind: 'crashed'; reason: string }
   | { kind: 'killed'; reason: string };
+
+const VIRQ_CONSOLE = 2;
 
 export function shutdownReasonName(reason: number): string {
   const e = Object.entries(ShutdownReason).find(([k, v]) => v === reason && k !== 'SHUTDOWN_MAX');
@@ -94,6 +98,12 @@ export class Domain implements VcpuHost {
   readonly events: EventChannels;
   readonly clock: SystemClock;
   readonly sharedInfoMfn: number;
+  /** The PV console ring's backend (start_info.console.domU). */
+  readonly consoleRing: ConsoleBackend;
+  /** Host input not yet taken: by the ring once the guest uses one, else by console_io(CONSOLEIO_read). */
+  private hostInput: number[] = [];
+  /** The guest has notified its console port: host input goes to the ring. */
+  private ringInUse = false;
   /** Time the core spent running this domain's vCPUs (ns), for the scheduler's shares and --stats. */
   cpuNs = 0n;
   /** Frames returned to the pool when the domain died (for tests and stats). */
@@ -118,6 +128,15 @@ export class Domain implements VcpuHost {
     });
     this.clock = p.clock;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
+    // The console's event channel, connected before boot as the toolstack does (the lowest free port).
+    this.consoleRing = new ConsoleBackend(p.memory.page(p.layout.pfn.console), this.events, p.console, () => { /* a broken ring only silences the guest */ },
+      () => {
+        if (this.ringInUse) return;
+        this.ringInUse = true;
+        this.consoleRing.input(Uint8Array.from(this.hostInput.splice(0)));
+      });
+    const si = p.memory.page(p.layout.pfn.startInfo);
+    StartInfo.over(si.buffer, si.byteOffset).console.domU.evtchn = this.consoleRing.port;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.roots = [p.layout.l4Mfn];
@@ -128,6 +147,23 @@ export class Domain implements VcpuHost {
     }));
     p.clock.writeWallclock(this.sharedInfo);
     for (const v of this.vcpus) v.updateTime();
+  }
+
+  /**
+   * Host input (stdin) for the guest: into its console ring once it uses
+   * one, else queued for console_io(CONSOLEIO_read), with VIRQ_CONSOLE.
+   */
+  consoleInput(bytes: Uint8Array): void {
+    if (this.ringInUse) {
+      this.consoleRing.input(bytes);
+      return;
+    }
+    for (const b of bytes) this.hostInput.push(b);
+    this.events.raiseVirq(VIRQ_CONSOLE);
+  }
+
+  private readConsoleIo(max: number): Uint8Array {
+    return Uint8Array.from(this.hostInput.splice(0, max));
   }
 
   /** Takes a general and writable type reference on `mfn`, held until the domain dies; 0 or Xen's errno. */
@@ -208,6 +244,7 @@ export class Domain implements VcpuHost {
       get vmAssist() { return d.vmAssist; },
       set vmAssist(v: bigint) { d.vmAssist = v; },
       consoleWrite: (bytes) => d.console(bytes),
+      consoleRead: (max) => d.readConsoleIo(max),
       shutdown: (reason) => d.shutdown(reason),
       yieldCpu: () => { /* one vCPU, one domain at a time for now: nothing to yield to */ },
       continueWith: (args) => vcpu.requestContinuation(args),
@@ -224,6 +261,7 @@ export class Domain implements VcpuHost {
   destroy(): number {
     if (this.stateNow === 'dead') return 0;
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
+    this.consoleRing.service(); // what the guest wrote to its ring but did not announce
     this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy();
     const xenFrames = this.perDomain.release();

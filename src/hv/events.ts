@@ -26,7 +26,9 @@ export type PortState =
   | { kind: 'unbound'; remoteDom: number }
   | { kind: 'interdomain'; remoteDom: number; remotePort: number }
   | { kind: 'virq'; virq: number }
-  | { kind: 'ipi' };
+  | { kind: 'ipi' }
+  /** Connected to a backend inside the hypervisor (the console): a send calls it. */
+  | { kind: 'backend'; name: string; onSend: () => void };
 
 /** Xen's errno values the operations return (negated by the hypercall). */
 export const EVT_ERR = { EPERM: 1, ENOENT: 2, ESRCH: 3, EEXIST: 17, EINVAL: 22, ENOSPC: 28, EBUSY: 16 } as const;
@@ -131,6 +133,15 @@ export class EventChannels {
     return p;
   }
 
+  /**
+   * A port connected to a backend in the hypervisor (as the toolstack
+   * connects the console's port to its daemon before boot): the guest's
+   * sends call `onSend`; the backend raises events with setPending.
+   */
+  bindBackend(name: string, onSend: () => void): number {
+    return this.take({ kind: 'backend', name, onSend });
+  }
+
   /** EVTCHNOP_bind_ipi. */
   bindIpi(vcpu: number): number {
     this.checkVcpu(vcpu);
@@ -167,6 +178,9 @@ export class EventChannels {
       case 'ipi':
         this.setPending(port);
         return;
+      case 'backend':
+        s.onSend();
+        return;
       case 'unbound':
         return; // as Xen: dropped silently
       default:
@@ -191,6 +205,9 @@ export class EventChannels {
         return { status: EvtchnStat.EVTCHNSTAT_virq, vcpu, a: s.virq, b: 0 };
       case 'ipi':
         return { status: EvtchnStat.EVTCHNSTAT_ipi, vcpu, a: 0, b: 0 };
+      case 'backend':
+        // As the console's port looks on Xen: connected to the control domain's daemon.
+        return { status: EvtchnStat.EVTCHNSTAT_interdomain, vcpu, a: 0, b: 0 };
     }
   }
 

@@ -30,6 +30,8 @@ export interface HypercallContext {
   vmAssist: bigint;
   /** Console output from console_io. */
   consoleWrite(bytes: Uint8Array): void;
+  /** Console input for console_io(CONSOLEIO_read): up to `max` bytes (none when there is none). */
+  consoleRead?(max: number): Uint8Array;
   /** Ends the domain with a SHUTDOWN_* reason (takes effect when the hypercall returns). */
   shutdown(reason: number): void;
   /** The vCPU gives up the rest of its time slice. */

@@ -160,4 +160,14 @@ describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', (
     expectOneLine((await paravane('run', '--config', config, path.join(ELF, 'minimal.elf'))).err, /either on the command line or in --config/);
     expectOneLine((await paravane('run')).err, /no kernel given/);
   });
+
+  it('passes stdin to the guest\'s console ring', async () => {
+    const p = spawn(process.execPath, [BIN, 'run', path.join(ELF, 'ring.elf')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    p.stdin.end('typed on stdin\n');
+    const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
+    expect(code).toBe(0);
+    expect(out).toBe('hello from the ring\ngot: typed on stdin\n');
+  });
 });

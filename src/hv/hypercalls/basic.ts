@@ -34,8 +34,13 @@ const consoleIo: HypercallHandler = (ctx, [cmd, count, buf]) => {
       ctx.consoleWrite(ctx.guest.read(buf, Number(count)));
       return 0n;
     }
-    case ConsoleIo.CONSOLEIO_read:
-      return 0n; // no console input yet
+    case ConsoleIo.CONSOLEIO_read: {
+      // Host input not taken by a console ring; returns the bytes read.
+      if (count > BigInt(CONSOLE_MAX)) return errno('XEN_EINVAL');
+      const bytes = ctx.consoleRead?.(Number(count)) ?? new Uint8Array(0);
+      if (bytes.length) ctx.guest.write(buf, bytes);
+      return BigInt(bytes.length);
+    }
     default:
       return errno('XEN_EINVAL');
   }
