@@ -246,7 +246,7 @@ export class Domain implements VcpuHost {
       consoleWrite: (bytes) => d.console(bytes),
       consoleRead: (max) => d.readConsoleIo(max),
       shutdown: (reason) => d.shutdown(reason),
-      yieldCpu: () => { /* one vCPU, one domain at a time for now: nothing to yield to */ },
+      yieldCpu: () => { vcpu.yielded = true; },
       continueWith: (args) => vcpu.requestContinuation(args),
       m2pVirt: d.m2pVirt,
       mm: vcpu.mm,

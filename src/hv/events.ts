@@ -90,9 +90,21 @@ export class EventChannels {
     if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpus) throw new EventError(EVT_ERR.ENOENT, `no vCPU ${vcpu}`);
   }
 
+  /**
+   * Ports in Xen's sense of valid (evtchn_port_is_valid): below the end of
+   * the last 64-port bucket ever allocated (the first exists from the start).
+   */
+  private validEnd = 64;
+
+  /** Whether `port` is valid as Xen counts it (SCHEDOP_poll accepts closed ports below that). */
+  inValidRange(port: number): boolean {
+    return Number.isInteger(port) && port >= 0 && port < this.validEnd;
+  }
+
   /** A new port, bound to `state`, notifying vCPU 0, not pending, unmasked. */
   private take(state: PortState, vcpu = 0): number {
     const p = this.freePort();
+    this.validEnd = Math.max(this.validEnd, (Math.floor(p / 64) + 1) * 64);
     this.ports[p] = state;
     this.notifyVcpu[p] = vcpu;
     this.clearBit(SharedInfo.OFFSETS.evtchn_pending, p);
@@ -102,7 +114,7 @@ export class EventChannels {
 
   /** EVTCHNOP_alloc_unbound for `remoteDom` (already resolved from DOMID_SELF). */
   allocUnbound(remoteDom: number): number {
-    if (!this.host.lookup(remoteDom)) throw new EventError(EVT_ERR.ESRCH, `no domain ${remoteDom}`);
+    // As Xen: the remote domain need not exist yet (it is only recorded).
     return this.take({ kind: 'unbound', remoteDom });
   }
 

@@ -251,6 +251,11 @@ export class Hypervisor {
           vcpu.engine.setDeadline(until);
           while (vcpu.handleExit(vcpu.run()));
           if (opts.signal?.aborted) break;
+          if (vcpu.yielded) {
+            // SCHEDOP_yield: the rest of the slice goes to the others.
+            vcpu.yielded = false;
+            break;
+          }
         }
         const ran = process.hrtime.bigint() - start;
         used += ran;

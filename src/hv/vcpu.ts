@@ -189,6 +189,10 @@ export class PvVcpu {
   blocked: { kind: 'block' } | { kind: 'poll'; ports: number[]; timeout: bigint } | undefined;
   /** The scheduling hypercalls' view of this vCPU. */
   readonly sched: SchedContext;
+  /** The run loop must look at this vCPU again before running it on (its timers changed). */
+  stopRun = false;
+  /** SCHEDOP_yield: end the slice now. */
+  yielded = false;
 
   constructor(
     private readonly host: VcpuHost,
@@ -228,18 +232,19 @@ export class PvVcpu {
       get vcpus() { return 1; },
       now: () => host.clock.now(),
       timers: this.timers,
-      timersChanged: () => { /* the run loop reads the timers before every run */ },
+      // The run loop sets the engine's deadline from the timers: end this run so that it does again.
+      timersChanged: () => { v.stopRun = true; },
       block: () => {
         const info = v.vcpuInfo();
         info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 0); // as Xen: block enables event delivery
         if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending)) v.blocked = { kind: 'block' };
       },
       poll: (ports, timeout) => {
-        if (ports.some((p) => host.events.isPending(p))) return;
+        if (ports.some((p) => host.events.isPending(p)) || v.upcallDeliverable()) return;
         if (timeout && timeout <= host.clock.now()) return;
         v.blocked = { kind: 'poll', ports, timeout };
       },
-      portBound: (port) => { const k = host.events.state(port).kind; return k !== 'free' && k !== 'reserved'; },
+      portValid: (port) => host.events.inValidRange(port),
       registerVcpuInfo: (mfn, offset) => v.registerVcpuInfo(mfn, offset),
     };
     this.cpu = {
@@ -364,10 +369,10 @@ export class PvVcpu {
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
-        return this.host.running && !this.blocked;
+        return this.host.running && !this.blocked && !this.takeStop();
       case 'halt':
         this.exception();
-        return this.host.running && !this.blocked;
+        return this.host.running && !this.blocked && !this.takeStop();
       case 'interrupted':
         this.count(EXIT.interrupted);
         return false;
@@ -539,9 +544,23 @@ export class PvVcpu {
     if (!b) return true;
     const woken = b.kind === 'block'
       ? this.vcpuInfo().getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) !== 0
-      : b.ports.some((p) => this.host.events.isPending(p)) || (b.timeout !== 0n && this.host.clock.now() >= b.timeout);
+      // A poller also wakes for an upcall it could take (as Xen), or its timeout.
+      : b.ports.some((p) => this.host.events.isPending(p)) || this.upcallDeliverable() || (b.timeout !== 0n && this.host.clock.now() >= b.timeout);
     if (woken) this.blocked = undefined;
     return woken;
+  }
+
+  /** Whether the run loop must take over (timers changed, or a yield), and clears it. */
+  private takeStop(): boolean {
+    if (!this.stopRun && !this.yielded) return false;
+    this.stopRun = false;
+    return true;
+  }
+
+  /** An upcall is pending and events are not masked. */
+  upcallDeliverable(): boolean {
+    const info = this.vcpuInfo();
+    return info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) !== 0 && !(info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1);
   }
 
   /** The system time a blocked vCPU must be looked at again (its timers, a poll timeout). */

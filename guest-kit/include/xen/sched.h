@@ -40,8 +40,8 @@
  * Block until one of a set of event-channel ports is pending, or until a
  * timeout. arg: IN struct sched_poll *.
  * NOTES:
- * 1. nr_ports > 128 gives -EINVAL; so does a port that is not bound.
- * 2. Returns 0 when a port is pending or the timeout passed.
+ * 1. nr_ports > 128 gives -EINVAL; so does a port past the 64-port buckets allocated so far (a closed port below is accepted).
+ * 2. Returns 0 when a port is pending, an upcall can be taken, or the timeout passed.
  */
 #define SCHEDOP_poll            3
 /*

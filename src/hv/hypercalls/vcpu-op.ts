@@ -22,8 +22,8 @@ export interface SchedContext {
   block(): void;
   /** SCHEDOP_poll: sleep until one of `ports` is pending or system time `timeout` (0: none) passes. */
   poll(ports: number[], timeout: bigint): void;
-  /** Whether `port` is bound (SCHEDOP_poll refuses others). */
-  portBound(port: number): boolean;
+  /** Whether `port` is valid as Xen counts it (SCHEDOP_poll refuses others; a closed port below that is accepted). */
+  portValid(port: number): boolean;
   /** VCPUOP_register_vcpu_info; returns 0 or an errno. */
   registerVcpuInfo(mfn: bigint, offset: number): bigint;
 }
@@ -106,7 +106,7 @@ export function schedPoll(ctx: HypercallContext, arg: bigint): bigint {
   if (p.nr_ports > MAX_POLL_PORTS) return errno('XEN_EINVAL');
   const bytes = p.nr_ports ? ctx.guest.read(p.ports, p.nr_ports * 4) : new Uint8Array(0);
   const ports = Array.from(new Uint32Array(bytes.buffer, 0, p.nr_ports));
-  if (ports.some((port) => !s.portBound(port))) return errno('XEN_EINVAL');
+  if (ports.some((port) => !s.portValid(port))) return errno('XEN_EINVAL');
   s.poll(ports, p.timeout);
   return 0n;
 }
