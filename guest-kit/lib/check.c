@@ -25,6 +25,8 @@ static const char *errno_name(long v)
     case -XEN_EACCES: return "-EACCES";
     case -XEN_EFAULT: return "-EFAULT";
     case -XEN_EBUSY:  return "-EBUSY";
+    case -XEN_EEXIST: return "-EEXIST";
+    case -XEN_ENOSPC: return "-ENOSPC";
     case -XEN_EINVAL: return "-EINVAL";
     case -XEN_ENOSYS: return "-ENOSYS";
     default:          return NULL;

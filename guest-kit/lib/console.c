@@ -1,10 +1,13 @@
 /*
  * Console output: console_io(CONSOLEIO_write) of whole lines. printk
  * collects one line in a buffer and writes it at '\n' or when the buffer
- * fills, so each line costs one hypercall. One vCPU, events masked: no
- * locking.
+ * fills, so each line costs one hypercall. One vCPU: an event handler may
+ * print too, so once shared_info is mapped each call runs with events
+ * masked (a handler's line can still fall between two calls that build
+ * one line).
  */
 #include <paravane/guest.h>
+#include <paravane/events.h>
 
 #define LINE_MAX_BYTES 256
 /* The most bytes written per hypercall (paravane accepts up to 64 KiB). */
@@ -12,6 +15,18 @@
 
 static char line[LINE_MAX_BYTES];
 static size_t line_len;
+
+/* Masks events while the line buffer is in use, if they can be delivered at all (shared_info mapped). */
+static unsigned int console_lock(void)
+{
+    return HYPERVISOR_shared_info != NULL ? local_events_save() : 1;
+}
+
+static void console_unlock(unsigned int saved)
+{
+    if (HYPERVISOR_shared_info != NULL)
+        local_events_restore(saved);
+}
 
 static void write_out(const char *s, size_t len)
 {
@@ -25,7 +40,7 @@ static void write_out(const char *s, size_t len)
     }
 }
 
-void console_flush(void)
+static void flush_line(void)
 {
     if (line_len > 0) {
         write_out(line, line_len);
@@ -33,10 +48,21 @@ void console_flush(void)
     }
 }
 
+void console_flush(void)
+{
+    unsigned int saved = console_lock();
+
+    flush_line();
+    console_unlock(saved);
+}
+
 void console_write(const char *s, size_t len)
 {
-    console_flush();
+    unsigned int saved = console_lock();
+
+    flush_line();
     write_out(s, len);
+    console_unlock(saved);
 }
 
 static void put_console(void *ctx, char c)
@@ -44,12 +70,16 @@ static void put_console(void *ctx, char c)
     (void)ctx;
     line[line_len++] = c;
     if (c == '\n' || line_len == sizeof(line))
-        console_flush();
+        flush_line();
 }
 
 int vprintk(const char *fmt, va_list ap)
 {
-    return vformat(put_console, NULL, fmt, ap);
+    unsigned int saved = console_lock();
+    int n = vformat(put_console, NULL, fmt, ap);
+
+    console_unlock(saved);
+    return n;
 }
 
 int printk(const char *fmt, ...)

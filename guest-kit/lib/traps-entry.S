@@ -1,7 +1,8 @@
 /*
- * The entry stubs for vectors 0-31 and the path around trap_dispatch()
- * (lib/traps.c): the hypervisor's bounce frame in, a struct trap_frame for
- * C, and the two ways back. See <paravane/traps.h>.
+ * The entry stubs for vectors 0-31 and the event upcall, and the path
+ * around trap_dispatch() (lib/traps.c) and evtchn_upcall() (lib/events.c):
+ * the hypervisor's bounce frame in, a struct trap_frame for C, and the two
+ * ways back. See <paravane/traps.h> and <paravane/events.h>.
  * Inputs: the bounce frame (written by the hypervisor, trusted) and the
  * frame a handler edited (the guest's own).
  */
@@ -37,6 +38,25 @@ trap_entry_\vector:
         .popsection
 .endm
 
+/* Pushes the general registers, rax first: with the vector and error code above, a struct trap_frame. */
+.macro SAVE_REGS
+        pushq %rax
+        pushq %rbx
+        pushq %rcx
+        pushq %rdx
+        pushq %rsi
+        pushq %rdi
+        pushq %rbp
+        pushq %r8
+        pushq %r9
+        pushq %r10
+        pushq %r11
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+.endm
+
 /* trap_entries[v]: the stub for vector v (lib/traps.c builds the trap table from it). */
         .pushsection .rodata
         .balign 8
@@ -53,7 +73,26 @@ trap_entries:
         .size trap_entries, . - trap_entries
         .popsection
 
-/* Pops what trap_common pushed, back into the registers: rsp is left at the vector. */
+/*
+ * The event upcall (CALLBACKTYPE_event, registered by evtchn_init()). Its
+ * bounce frame is an exception's without an error code, and the
+ * hypervisor has masked events: make it a struct trap_frame with error
+ * code 0 and vector TRAP_EVENT_UPCALL, and take the common path to
+ * evtchn_upcall().
+ */
+        .globl evtchn_upcall_entry
+        .type evtchn_upcall_entry, @function
+evtchn_upcall_entry:
+        popq %rcx
+        popq %r11
+        pushq $0
+        pushq $TRAP_EVENT_UPCALL
+        SAVE_REGS
+        leaq evtchn_upcall(%rip), %rax
+        jmp entry_call
+        .size evtchn_upcall_entry, . - evtchn_upcall_entry
+
+/* Pops what SAVE_REGS pushed, back into the registers: rsp is left at the vector. */
 .macro POP_REGS
         popq %r15
         popq %r14
@@ -74,31 +113,19 @@ trap_entries:
 
 /*
  * Saves the registers below the vector (so rsp is a struct trap_frame),
- * calls trap_dispatch(frame) on a 16-byte aligned stack, and returns the
- * way it answers.
+ * calls trap_dispatch(frame) (or, from entry_call, the function in rax) on
+ * a 16-byte aligned stack, and returns the way it answers.
  */
         .type trap_common, @function
 trap_common:
-        pushq %rax
-        pushq %rbx
-        pushq %rcx
-        pushq %rdx
-        pushq %rsi
-        pushq %rdi
-        pushq %rbp
-        pushq %r8
-        pushq %r9
-        pushq %r10
-        pushq %r11
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        SAVE_REGS
+        leaq trap_dispatch(%rip), %rax
+entry_call:
         cld                             /* the hypervisor leaves DF as it was; C needs it clear */
         movq %rsp, %rdi
         movq %rsp, %rbx                 /* callee-saved: the frame, across the call */
         andq $-16, %rsp                 /* Xen aligns the bounce frame; do not rely on it */
-        call trap_dispatch
+        call *%rax
         movq %rbx, %rsp
         cmpl $TRAP_RETURN_IRETQ, %eax
         je .Lreturn_iretq

@@ -6,6 +6,7 @@
 #include <paravane/guest.h>
 #include <paravane/mmu.h>
 #include <paravane/traps.h>
+#include "internal.h"
 
 /* The entry stubs, by vector (lib/traps-entry.S). */
 extern const unsigned long trap_entries[TRAP_VECTORS];
@@ -41,11 +42,13 @@ static const char *const names[TRAP_VECTORS] = {
 
 const char *trap_name(unsigned int vector)
 {
+    if (vector == TRAP_EVENT_UPCALL)
+        return "event upcall";
     return vector < TRAP_VECTORS ? names[vector] : "not an exception";
 }
 
 /* Maps the shared_info frame (start_info->shared_info is its machine address) read-write. */
-static void map_shared_info(void)
+void shared_info_map(void)
 {
     uint64_t pte = (start_info->shared_info & ~(uint64_t)(PAGE_SIZE - 1)) | PTE_RW | _PAGE_NX;
     long rc;
@@ -54,7 +57,7 @@ static void map_shared_info(void)
         return;
     rc = HYPERVISOR_update_va_mapping((unsigned long)shared_info_va, pte, UVMF_INVLPG);
     if (rc != 0) {
-        printk("traps_init: mapping shared_info (machine address %#lx) failed: %ld\n",
+        printk("shared_info_map: mapping shared_info (machine address %#lx) failed: %ld\n",
                start_info->shared_info, rc);
         shutdown(SHUTDOWN_crash);
     }
@@ -66,7 +69,7 @@ void traps_init(void)
     unsigned int v;
     long rc;
 
-    map_shared_info();
+    shared_info_map();
     for (v = 0; v < TRAP_VECTORS; v++) {
         trap_table[v].vector = (uint8_t)v;
         /* DPL 3 lets int3 through from any mode; DPL 0 makes "int $v" a #GP. Bit 2 stays clear. */
@@ -123,13 +126,15 @@ void trap_default_handler(struct trap_frame *f)
     shutdown(SHUTDOWN_crash);
 }
 
-/*
- * Called by traps-entry.S with the frame of every exception. Runs the
- * handler, then says how to resume: TRAP_RETURN_IRETQ only for a frame
- * from guest kernel mode (cs RPL 0), the iret hypercall otherwise.
- */
-unsigned int trap_dispatch(struct trap_frame *f);
+/* How traps-entry.S resumes f: TRAP_RETURN_IRETQ only for a frame from guest kernel mode (cs RPL 0). */
+unsigned int trap_resume_how(const struct trap_frame *f)
+{
+    if (return_mode == TRAP_RETURN_IRETQ && (f->cs & 3) == 0)
+        return TRAP_RETURN_IRETQ;
+    return TRAP_RETURN_IRET_HYPERCALL;
+}
 
+/* Called by traps-entry.S with the frame of every exception: runs the handler, then says how to resume. */
 unsigned int trap_dispatch(struct trap_frame *f)
 {
     trap_handler_t h = f->vector < TRAP_VECTORS ? handlers[f->vector] : NULL;
@@ -137,7 +142,5 @@ unsigned int trap_dispatch(struct trap_frame *f)
     if (h == NULL)
         trap_default_handler(f);
     h(f);
-    if (return_mode == TRAP_RETURN_IRETQ && (f->cs & 3) == 0)
-        return TRAP_RETURN_IRETQ;
-    return TRAP_RETURN_IRET_HYPERCALL;
+    return trap_resume_how(f);
 }

@@ -129,4 +129,39 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     // The next domain runs as usual.
     expect((await run('hello')).end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
   });
+
+  it('events: delivery, masks, VIRQ_TIMER, poll and status, through every transport', async () => {
+    for (const name of ['events', 'events-vmcall', 'events-syscall']) {
+      const { end, out } = await run(name);
+      expect(out, name).not.toMatch(/^FAIL/m);
+      expect(out, name).toMatch(/^events: \d+ ok, 0 failed \(transport (page|vmcall|syscall)\)$/m);
+      expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    }
+  });
+
+  it('timer: periodic ticks with no tick lost, and a plausible wallclock', async () => {
+    const { end, out } = await run('timer', { cmdline: 'ticks=200 period_us=2000' });
+    expect(out).not.toMatch(/^FAIL/m);
+    expect(out).toMatch(/^timer: 200 ticks of 2000 us, lost 0, lateness min \d+ us median \d+ us p99 \d+ us max \d+ us$/m);
+    expect(out).toMatch(/^timer: wallclock \d+\.\d{9} s since 1970$/m);
+    expect(out).toMatch(/^timer: \d+ ok, 0 failed$/m);
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+  });
+
+  it('pingpong: two domains bounce events over an interdomain channel, blocking or spinning', async () => {
+    for (const wait of ['block', 'spin']) {
+      const file = fs.readFileSync(path.join(GUESTS, 'pingpong.elf'));
+      const outs = ['', ''];
+      const next = hv.peekNextDomid();
+      const rounds = wait === 'spin' ? 20 : 100;
+      const server = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=${wait}`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
+      const client = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds}`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
+      const ends = await Promise.all([hv.run(server, { timeoutMs: 30_000 }), hv.run(client, { timeoutMs: 30_000 })]);
+      for (const e of ends) expect(e, outs.join('\n')).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+      expect(outs[0]).toContain(`pingpong: server answered ${rounds} pings`);
+      expect(outs[1]).toMatch(new RegExp(`^pingpong: ${rounds} round trips, median \\d+ us`, 'm'));
+      for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
+      expect(hv.frames.free).toBe(free);
+    }
+  });
 });

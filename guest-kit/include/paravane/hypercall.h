@@ -239,6 +239,24 @@ __hc_inline long HYPERVISOR_callback_op(int cmd, const void *arg)
     return _hypercall2(__HYPERVISOR_callback_op, (unsigned long)cmd, (unsigned long)arg);
 }
 
+/* set_timer_op: the vCPU's one-shot timer at absolute system time `timeout` ns (0 cancels it). */
+__hc_inline long HYPERVISOR_set_timer_op(uint64_t timeout)
+{
+    return _hypercall1(__HYPERVISOR_set_timer_op, timeout);
+}
+
+/* vcpu_op: VCPUOP_* sub-command (<xen/vcpu.h>) for vCPU `vcpu`; arg is its structure (or NULL). */
+__hc_inline long HYPERVISOR_vcpu_op(int cmd, unsigned int vcpu, void *arg)
+{
+    return _hypercall3(__HYPERVISOR_vcpu_op, (unsigned long)cmd, vcpu, (unsigned long)arg);
+}
+
+/* event_channel_op: EVTCHNOP_* sub-command (<xen/event_channel.h>); arg is its structure. */
+__hc_inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
+{
+    return _hypercall2(__HYPERVISOR_event_channel_op, (unsigned long)cmd, (unsigned long)arg);
+}
+
 /* pvbench_op (paravane's): PVBENCHOP_* sub-command; arg is its structure. */
 __hc_inline long HYPERVISOR_pvbench_op(unsigned int cmd, void *arg)
 {

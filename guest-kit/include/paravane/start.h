@@ -5,8 +5,8 @@
  * switches to a 16 KiB stack in .bss and calls guest_start(), which stores
  * the start_info pointer the hypervisor passed in rsi and calls main(). When
  * main returns, the domain shuts down: SHUTDOWN_poweroff if it returned 0,
- * SHUTDOWN_crash otherwise. Event delivery stays masked throughout (the
- * kit installs no callbacks).
+ * SHUTDOWN_crash otherwise. Event delivery stays masked unless the guest
+ * asks for it (evtchn_init() and local_events_enable(), <paravane/events.h>).
  */
 #ifndef __PARAVANE_START_H__
 #define __PARAVANE_START_H__

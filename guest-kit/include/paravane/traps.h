@@ -60,6 +60,13 @@
 #define X86_EFLAGS_IF 0x00000200
 #define X86_EFLAGS_AC 0x00040000
 
+/*
+ * The vector field of an event upcall's frame (lib/events.c): not an
+ * exception, but the upcall arrives on the same kind of bounce frame (with
+ * no error code) and leaves through the same two returns.
+ */
+#define TRAP_EVENT_UPCALL 0x100
+
 /* How a handler's frame is resumed: see trap_return_mode(). */
 #define TRAP_RETURN_IRET_HYPERCALL 0
 #define TRAP_RETURN_IRETQ          1
@@ -83,7 +90,7 @@ struct trap_frame {
     /* The general registers at the fault; rcx and r11 come from the bounce frame. */
     uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
     uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
-    /* 0-31. */
+    /* 0-31, or TRAP_EVENT_UPCALL in an event upcall's frame. */
     uint64_t vector;
     /* The CPU's error code (32 bits), or 0 for a vector without one. */
     uint64_t error_code;
@@ -153,11 +160,22 @@ unsigned long trap_cr2(void);
  */
 unsigned int trap_return_mode(unsigned int mode);
 
-/* "#PF page fault" and the like for 0-31 ("reserved vector" where none), "not an exception" past them. */
+/*
+ * "#PF page fault" and the like for 0-31 ("reserved vector" where none),
+ * "event upcall" for TRAP_EVENT_UPCALL, "not an exception" otherwise.
+ */
 const char *trap_name(unsigned int vector);
 
-/* The shared_info page, mapped by traps_init() (NULL before). */
+/* The shared_info page, mapped by shared_info_map() (NULL before). */
 extern shared_info_t *HYPERVISOR_shared_info;
+
+/*
+ * Maps the shared_info frame (start_info->shared_info) read-write at a
+ * page of the kit's and sets HYPERVISOR_shared_info, once; later calls do
+ * nothing. traps_init(), evtchn_init() and the time functions call it.
+ * Shuts the domain down (SHUTDOWN_crash) if the mapping fails.
+ */
+void shared_info_map(void);
 
 _Static_assert(__builtin_offsetof(struct trap_frame, vector) == TRAP_FRAME_VECTOR, "trap_frame.vector");
 _Static_assert(__builtin_offsetof(struct trap_frame, cs) == TRAP_FRAME_CS, "trap_frame.cs");
