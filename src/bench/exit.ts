@@ -56,7 +56,7 @@ export function referenceExitLoop(exits: number): number {
 }
 
 /** Lateness of deadline kicks: from the deadline to run() returning, in µs. */
-function deadlineLatency(engine: Engine, samples: number): number[] {
+export function deadlineLatency(engine: Engine, samples: number): number[] {
   const g = bootTestGuest(engine, 'spin');
   const out: number[] = [];
   try {

@@ -6,6 +6,7 @@ import { formatExitBench, runExitBench } from './exit.js';
 import { formatHypercallBench, runHypercallBench } from './hypercall.js';
 import { formatBootBench, runBootBench } from './boot.js';
 import { formatMmuBench, runMmuBench } from './mmu.js';
+import { formatTimeBench, runTimeBench } from './time.js';
 
 const program = new Command()
   .name('npm run bench --')
@@ -60,6 +61,16 @@ program
   .action(async (o: { runs: number; json?: boolean }) => {
     const r = await runMmuBench({ runs: o.runs });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatMmuBench(r));
+  });
+
+program
+  .command('time')
+  .description('timer lateness, guest clock drift and lost ticks, event round trips between domains, CPU shares by weight')
+  .option('--seconds <n>', 'length of the drift run', positive, 10)
+  .option('--json', 'print JSON')
+  .action(async (o: { seconds: number; json?: boolean }) => {
+    const r = await runTimeBench({ seconds: o.seconds });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatTimeBench(r));
   });
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,148 @@
+// `npm run bench -- time`: timers, the PV clock, events between domains and
+// CPU shares, each beside the platform figure it is judged against, in one
+// run:
+//
+// 1. Timer lateness, guest-measured: the kit's timer example (periodic
+//    ticks on the one-shot timer, blocking between them) reports handler
+//    entry minus deadline; beside it, the raw lateness of the engine's
+//    deadline kick on a spinning vCPU (deadlineLatency in exit.ts).
+// 2. The guest clock against CLOCK_MONOTONIC over `seconds` while the timer
+//    example runs beside two busy domains: the guest's clock is computed
+//    from its TSC (read through the engine) and its vcpu_info.time with the
+//    ABI's formula (what now_ns() does), at the start and the end; and the
+//    ticks the timer example lost.
+// 3. An event round trip between two domains (the kit's pingpong example,
+//    both blocking), beside two raw exits (engineExitLoop in exit.ts).
+// 4. CPU shares of three busy domains with weights 1:2:4.
+
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { Hypervisor } from '../hv/hypervisor.js';
+import { guestTime } from '../hv/time.js';
+import type { Domain } from '../hv/domain.js';
+import { deadlineLatency, engineExitLoop } from './exit.js';
+import { summarize } from './stats.js';
+
+const KIT = fileURLToPath(new URL('../../build/guests', import.meta.url));
+const ELF = fileURLToPath(new URL('../../test/guests/build/elf', import.meta.url));
+const MIB = 1 << 20;
+
+export interface TimeBenchResult {
+  kickLatencyUs: ReturnType<typeof summarize>;
+  timer: { ticks: number; periodUs: number; lost: number; medianUs: number; p99Us: number; maxUs: number };
+  timerRatio: number;
+  drift: { seconds: number; driftUs: number; ticks: number; lost: number };
+  pingpong: { rounds: number; medianUs: number };
+  rawExitUs: number;
+  eventRatio: number;
+  shares: Array<{ weight: number; share: number; want: number; error: number }>;
+}
+
+function guest(dir: string, name: string): Uint8Array {
+  const f = `${dir}/${name}.elf`;
+  if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build\``);
+  return fs.readFileSync(f);
+}
+
+function timerLine(out: string): { ticks: number; periodUs: number; lost: number; medianUs: number; p99Us: number; maxUs: number } {
+  const m = /^timer: (\d+) ticks of (\d+) us, lost (\d+), lateness min \d+ us median (\d+) us p99 (\d+) us max (\d+) us$/m.exec(out);
+  if (!m || !/^timer: \d+ ok, 0 failed$/m.test(out)) throw new Error(`the timer example failed:\n${out}`);
+  return { ticks: +m[1]!, periodUs: +m[2]!, lost: +m[3]!, medianUs: +m[4]!, p99Us: +m[5]!, maxUs: +m[6]! };
+}
+
+async function runTimer(hv: Hypervisor, ticks: number, periodUs: number, beside: Domain[] = [], sample?: (d: Domain) => void): Promise<string> {
+  let out = '';
+  const d = hv.createDomain(guest(KIT, 'timer'), { memoryBytes: 16 * MIB, cmdline: `ticks=${ticks} period_us=${periodUs}`, console: (b) => { out += Buffer.from(b).toString('latin1'); } });
+  sample?.(d);
+  const busy = beside.map((b) => hv.run(b, { timeoutMs: (ticks * periodUs) / 1000 + 30_000 }));
+  const end = await hv.run(d, { timeoutMs: (ticks * periodUs) / 1000 + 30_000 });
+  sample?.(d);
+  for (const b of beside) b.kill('benchmark done');
+  await Promise.all(busy);
+  if (end.kind !== 'shutdown' || end.reason !== 0) throw new Error(`timer example ended badly: ${JSON.stringify(end)}\n${out}`);
+  return out;
+}
+
+export async function runTimeBench(opts: { seconds?: number } = {}): Promise<TimeBenchResult> {
+  const seconds = opts.seconds ?? 10;
+  const engine = new KvmEngine();
+  const hv = new Hypervisor(engine, { memoryBytes: 192 * MIB });
+  try {
+    // 1. Timer lateness beside the raw deadline kick.
+    const kickLatencyUs = summarize(deadlineLatency(engine, 500));
+    const timer = timerLine(await runTimer(hv, 1000, 2000));
+
+    // 2. The guest clock against CLOCK_MONOTONIC, two busy domains competing.
+    const busy = [0, 1].map((i) => hv.createDomain(guest(ELF, 'busy'), { name: `busy${i}`, memoryBytes: 4 * MIB }));
+    const samples: Array<{ guest: bigint; host: bigint }> = [];
+    const periodUs = 2000;
+    const ticks = Math.round((seconds * 1e6) / periodUs);
+    let dom: Domain | undefined;
+    const take = (d: Domain) => {
+      // The guest's clock now: its TSC through the engine, and the ABI formula over its vcpu_info.time.
+      const v = d.vcpus[0]!;
+      const before = process.hrtime.bigint();
+      const [tsc] = v.engine.getMsrs([0x10]);
+      const after = process.hrtime.bigint();
+      samples.push({ guest: guestTime(v.vcpuInfo(), tsc!), host: hv.clock.now() - (after - before) / 2n });
+    };
+    const out = await runTimer(hv, ticks, periodUs, busy, (d) => {
+      if (!dom) {
+        dom = d;
+        take(d);
+        setTimeout(() => { if (d.running) take(d); }, seconds * 1000 - 200).unref();
+      }
+    });
+    const t = timerLine(out);
+    if (samples.length < 2) throw new Error('the clock was not sampled twice');
+    const [a, b] = [samples[0]!, samples[samples.length - 1]!];
+    const driftUs = Number((b.guest - a.guest) - (b.host - a.host)) / 1000;
+
+    // 3. Event round trips between two domains, beside two raw exits.
+    const rawExitUs = engineExitLoop(engine, 20000) / 1000;
+    const rounds = 500;
+    const outs = ['', ''];
+    const next = hv.peekNextDomid();
+    const pp = guest(KIT, 'pingpong');
+    const server = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds}`, console: (x) => { outs[0] += Buffer.from(x).toString('latin1'); } });
+    const client = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds}`, console: (x) => { outs[1] += Buffer.from(x).toString('latin1'); } });
+    await Promise.all([hv.run(server, { timeoutMs: 60_000 }), hv.run(client, { timeoutMs: 60_000 })]);
+    const m = /^pingpong: (\d+) round trips, median (\d+) us/m.exec(outs[1]!);
+    if (!m) throw new Error(`pingpong failed:\n${outs.join('\n')}`);
+
+    // 4. CPU shares, weights 1:2:4.
+    const weights = [256, 512, 1024];
+    const ds = weights.map((w) => hv.createDomain(guest(ELF, 'busy'), { name: `w${w}`, memoryBytes: 4 * MIB }));
+    await Promise.all(ds.map((d, i) => hv.run(d, { timeoutMs: 3000, weight: weights[i] })));
+    const total = ds.reduce((s, d) => s + Number(d.cpuNs), 0);
+    const shares = ds.map((d, i) => {
+      const want = weights[i]! / weights.reduce((x, y) => x + y, 0);
+      const share = Number(d.cpuNs) / total;
+      return { weight: weights[i]!, share, want, error: Math.abs(share - want) / want };
+    });
+
+    return {
+      kickLatencyUs, timer, timerRatio: timer.medianUs / kickLatencyUs.median,
+      drift: { seconds, driftUs, ticks: t.ticks, lost: t.lost },
+      pingpong: { rounds: +m[1]!, medianUs: +m[2]! }, rawExitUs, eventRatio: +m[2]! / (2 * rawExitUs),
+      shares,
+    };
+  } finally {
+    hv.close();
+    engine.close();
+  }
+}
+
+export function formatTimeBench(r: TimeBenchResult): string {
+  const f = (x: number) => x.toFixed(1);
+  return [
+    `timer lateness, guest-measured (${r.timer.ticks} ticks of ${r.timer.periodUs} us, blocking): median ${r.timer.medianUs} us, p99 ${r.timer.p99Us} us, max ${r.timer.maxUs} us`,
+    `raw deadline-kick lateness (spinning vCPU): median ${f(r.kickLatencyUs.median)} us, p99 ${f(r.kickLatencyUs.p99)} us`,
+    `  ratio of medians: ${r.timerRatio.toFixed(2)} (target <= 1.3)`,
+    `guest clock vs CLOCK_MONOTONIC over ${r.drift.seconds} s beside two busy domains: drift ${f(r.drift.driftUs)} us (target < 50); ticks ${r.drift.ticks}, lost ${r.drift.lost} (target 0)`,
+    `event round trip between two domains (pingpong, blocking, ${r.pingpong.rounds} rounds): median ${r.pingpong.medianUs} us; two raw exits ${f(2 * r.rawExitUs)} us`,
+    `  ratio: ${r.eventRatio.toFixed(2)} (target <= 1.3)`,
+    `CPU shares of three busy domains, weights 1:2:4: ${r.shares.map((s) => `${(100 * s.share).toFixed(1)}% (want ${(100 * s.want).toFixed(1)}%, off ${(100 * s.error).toFixed(1)}%)`).join(', ')} (target: each within 10%)`,
+  ].join('\n') + '\n';
+}
