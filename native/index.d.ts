@@ -42,6 +42,8 @@ export interface KvmAddon {
   setMsrs(vcpuFd: number, msrs: Uint8Array): number;
   getTscKhz(vcpuFd: number): number;
   setTscKhz(vcpuFd: number, khz: number): number;
+  /** Writes [host TSC, CLOCK_MONOTONIC ns] read at one instant; returns the read's window in TSC ticks. */
+  hostTscPair(out: BigInt64Array): number;
   enableCap(fd: number, cap: Uint8Array): void;
   setCpuid2(vcpuFd: number, cpuid: Uint8Array): void;
   getSupportedCpuid(kvmFd: number, cpuid: Uint8Array): void;
@@ -66,7 +68,9 @@ export interface KvmAddon {
   kick(handle: number): void;
   readonly kickSignal: number;
   /** Starts a thread that issues KVM_RUN for this vCPU on request (see native/src/vcpu-thread.cc). */
-  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; kick: number };
+  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; kick: number; id: number };
+  /** One int32 shared by all vCPU threads: the id of the vCPU the core runs next (a thread spins for work only while it is that vCPU). */
+  readonly vcpuThreadCurrent: ArrayBuffer;
   /** Wakes the vCPU thread if it sleeps. */
   vcpuThreadWake(handle: VcpuThreadHandle): void;
   /** Sleeps until the requested run has exited. */

@@ -3,6 +3,8 @@
 // hand). Inputs: file descriptors and buffers from src/engine/kvm/.
 #include "common.h"
 
+#include <time.h>
+
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
@@ -198,6 +200,34 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
+// hostTscPair(out: BigInt64Array(2)): the host TSC and CLOCK_MONOTONIC (ns)
+// at one instant: rdtsc on both sides of the vDSO clock read, averaged (a
+// window of well under a microsecond, where reading a vCPU's TSC MSR takes
+// 20-50 us on this host). Returns the window in TSC ticks.
+napi_value HostTscPair(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_bigint64_array || length < 2) {
+    ThrowArg(Napi::Env(env), "argument must be a BigInt64Array of length 2");
+    return nullptr;
+  }
+  struct timespec ts;
+  uint64_t before = __builtin_ia32_rdtsc();
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t after = __builtin_ia32_rdtsc();
+  int64_t *out = static_cast<int64_t *>(data);
+  out[0] = (int64_t)(before + (after - before) / 2);
+  out[1] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  napi_value r;
+  napi_create_double(env, (double)(after - before), &r);
+  return r;
+}
+
 }  // namespace
 
 void InitKvm(Napi::Env env, Napi::Object exports) {
@@ -228,6 +258,11 @@ void InitKvm(Napi::Env env, Napi::Object exports) {
   F("setMsrs", SetMsrs);
   F("getTscKhz", GetTscKhz);
   F("setTscKhz", SetTscKhz);
+  {
+    napi_value fn;
+    napi_create_function(env, "hostTscPair", NAPI_AUTO_LENGTH, HostTscPair, nullptr, &fn);
+    exports.Set("hostTscPair", Napi::Value(env, fn));
+  }
   F("enableCap", EnableCap);
   F("setCpuid2", SetCpuid2);
   F("getSupportedCpuid", GetSupportedCpuid);

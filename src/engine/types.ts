@@ -131,12 +131,24 @@ export interface Vcpu {
   /** The guest TSC's frequency in kHz (its rate against CLOCK_MONOTONIC). */
   tscKhz(): number;
   setMsrs(entries: ReadonlyArray<readonly [number, bigint]>): void;
+  /**
+   * The guest TSC and the CLOCK_MONOTONIC time (ns, as process.hrtime) it
+   * was read at, as close together as the engine can (what a PV clock is
+   * built from).
+   */
+  tscNow(): { tsc: bigint; hostNs: bigint };
   /** Run until an exit, the deadline or a kick. */
   run(): Exit;
   /** Stop run() at this CLOCK_MONOTONIC time (ns, as process.hrtime.bigint()); null cancels. */
   setDeadline(ns: bigint | null): void;
   /** Stop run() now, or at its next entry if not running. Safe from other threads via kickHandle. */
   kick(): void;
+  /**
+   * A hint: run() is likely to be called within about a millisecond, so
+   * make it start fast (the KVM engine wakes the vCPU's thread, which then
+   * waits for the run spinning instead of asleep). Optional for engines.
+   */
+  prepareRun?(): void;
   destroy(): void;
 }
 

@@ -183,6 +183,35 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(() => g.vcpu.getMsrs([0xdeadbeef])).toThrow(/MSR 0xdeadbeef cannot be read/);
   });
 
+  it('reads the guest TSC beside the host clock: between two reads of the TSC MSR, and in step with CLOCK_MONOTONIC', () => {
+    const g = boot('exitloop');
+    runToExit(g.vcpu);
+    const khz = g.vcpu.tscKhz();
+    for (let i = 0; i < 5; i++) {
+      const [before] = g.vcpu.getMsrs([0x10]);
+      const now = g.vcpu.tscNow();
+      const [after] = g.vcpu.getMsrs([0x10]);
+      expect(now.tsc).toBeGreaterThanOrEqual(before!);
+      expect(now.tsc).toBeLessThanOrEqual(after!);
+    }
+    // 20 ms later both clocks moved by the same amount, to well under a microsecond per millisecond.
+    const a = g.vcpu.tscNow();
+    const until = process.hrtime.bigint() + 20_000_000n;
+    while (process.hrtime.bigint() < until);
+    const b = g.vcpu.tscNow();
+    const tscNs = (Number(b.tsc - a.tsc) * 1e6) / khz;
+    expect(Math.abs(tscNs - Number(b.hostNs - a.hostNs))).toBeLessThan(2_000);
+  });
+
+  it('takes a hint that a run is near, and runs as before after it', () => {
+    const g = boot('exitloop');
+    g.vcpu.prepareRun?.();
+    expect(g.vcpu.run().kind).toBe('io');
+    g.vcpu.prepareRun?.();
+    g.vcpu.prepareRun?.();
+    expect(g.vcpu.run().kind).toBe('io');
+  });
+
   it('delivers a guest exception to the IDT: the test harness sees #UD', () => {
     const g = boot('fault');
     expect(() => runToExit(g.vcpu)).toThrow('guest exception, vector 6');

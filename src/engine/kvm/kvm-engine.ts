@@ -20,6 +20,8 @@ const DEFAULT_CHUNK = 1 << 30;
 /** The guest-physical page dropCachedTranslations maps briefly (below 64 GiB); its slot is the host's last. */
 const FLUSH_GPA = 0xfffff0000;
 const EINTR = 4;
+/** IA32_TIME_STAMP_COUNTER. */
+const MSR_TSC = 0x10;
 const EAGAIN = 11;
 /**
  * Iterations the core spins waiting for a vCPU thread's exit before it
@@ -51,6 +53,12 @@ function call<T>(fn: () => T): T {
   } catch (e) {
     throw fromNative(e);
   }
+}
+
+let currentView: Int32Array | undefined;
+/** The addon's one shared word naming the vCPU the core runs next (one view for all vCPUs). */
+function currentWord(a: KvmAddon): Int32Array {
+  return (currentView ??= new Int32Array(a.vcpuThreadCurrent));
 }
 
 function checkAligned(what: string, v: number): void {
@@ -331,6 +339,9 @@ class KvmVcpu implements Vcpu {
   /** In 'thread' mode: the vCPU thread and its control block (see native/src/vcpu-thread.cc). */
   private readonly thread: VcpuThreadHandle | undefined;
   private readonly ctl: Int32Array;
+  /** The vCPU thread's id and the shared word naming the vCPU the core runs next. */
+  private readonly threadId: number = 0;
+  private readonly current: Int32Array;
   private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
   private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
@@ -351,9 +362,12 @@ class KvmVcpu implements Vcpu {
         this.thread = t.handle;
         this.ctl = new Int32Array(t.control);
         this.kickHandle = t.kick;
+        this.threadId = t.id;
+        this.current = currentWord(a);
       } else {
         this.thread = undefined;
         this.ctl = new Int32Array(4);
+        this.current = new Int32Array(1);
         this.kickHandle = call(() => a.kickInit(this.runArea));
       }
     } catch (e) {
@@ -408,6 +422,8 @@ class KvmVcpu implements Vcpu {
   /** Hands one KVM_RUN to the vCPU thread and waits for its exit: spinning, then sleeping. */
   private runOnThread(thread: VcpuThreadHandle): number {
     const c = this.ctl;
+    // Other vCPU threads stop spinning for work once this one is named.
+    if (Atomics.load(this.current, 0) !== this.threadId) Atomics.store(this.current, 0, this.threadId);
     Atomics.store(c, 0, 1);
     if (Atomics.load(c, 2) !== 0) this.a.vcpuThreadWake(thread);
     for (let spins = 0; Atomics.load(c, 0) !== 2;) {
@@ -491,6 +507,37 @@ class KvmVcpu implements Vcpu {
   }
 
   /** TSC frequency of this vCPU in kHz. */
+  /**
+   * The guest TSC from the host's rdtsc plus the guest's TSC offset. Reading
+   * the TSC MSR takes 20-50 us here (on the core thread, for a vCPU run by
+   * another), so when it was read within that window is uncertain; the
+   * host's rdtsc beside its clock is exact to well under a microsecond. The
+   * offset is measured once: the MSR read bracketed by host TSC reads, the
+   * tightest of 7; an offset within the bracket is taken as zero (PVM runs
+   * CPL-3 rdtsc natively: the guest's TSC is the host's).
+   */
+  tscNow(): { tsc: bigint; hostNs: bigint } {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const pair = this.tscPair;
+    if (this.tscOffset === undefined) {
+      let best: { offset: bigint; window: bigint } | undefined;
+      for (let i = 0; i < 7; i++) {
+        this.a.hostTscPair(pair);
+        const before = pair[0]!;
+        const [msr] = this.getMsrs([MSR_TSC]);
+        this.a.hostTscPair(pair);
+        const after = pair[0]!;
+        const offset = msr! - (before + after) / 2n;
+        if (!best || after - before < best.window) best = { offset, window: after - before };
+      }
+      this.tscOffset = (best!.offset < 0n ? -best!.offset : best!.offset) <= best!.window / 2n ? 0n : best!.offset;
+    }
+    this.a.hostTscPair(pair);
+    return { tsc: BigInt.asUintN(64, pair[0]! + this.tscOffset), hostNs: pair[1]! };
+  }
+  private tscOffset: bigint | undefined;
+  private readonly tscPair = new BigInt64Array(2);
+
   tscKhz(): number {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     return call(() => this.a.getTscKhz(this.fd));
@@ -500,6 +547,13 @@ class KvmVcpu implements Vcpu {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     if (ns !== null && ns <= 0n) throw usage('a deadline must be a positive CLOCK_MONOTONIC time');
     call(() => this.a.setDeadline(this.kickHandle, ns ?? 0n));
+  }
+
+  prepareRun(): void {
+    if (this.thread === undefined || this.fd < 0) return;
+    // Named, the thread spins for its next run (for its spin budget) once woken.
+    Atomics.store(this.current, 0, this.threadId);
+    if (Atomics.load(this.ctl, 2) !== 0) this.a.vcpuThreadWake(this.thread);
   }
 
   kick(): void {
