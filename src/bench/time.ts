@@ -103,18 +103,10 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
     let dom: Domain | undefined;
     const take = (d: Domain) => {
       // The guest's clock now: its TSC through the engine, and the ABI formula
-      // over its vcpu_info.time; the median of 15 readings, each paired with
-      // the host clock at the middle of its ioctl.
+      // over its vcpu_info.time, beside the host clock at the same instant.
       const v = d.vcpus[0]!;
-      const offsets: Array<{ guest: bigint; host: bigint }> = [];
-      for (let i = 0; i < 15; i++) {
-        const before = hv.clock.now();
-        const [tsc] = v.engine.getMsrs([0x10]);
-        const after = hv.clock.now();
-        offsets.push({ guest: guestTime(v.vcpuInfo(), tsc!), host: (before + after) / 2n });
-      }
-      offsets.sort((x, y) => (x.guest - x.host < y.guest - y.host ? -1 : 1));
-      samples.push(offsets[7]!);
+      const { tsc, hostNs } = v.engine.tscNow();
+      samples.push({ guest: guestTime(v.vcpuInfo(), tsc), host: hv.clock.fromHost(hostNs) });
     };
     const out = await runTimer(hv, ticks, periodUs, busy, (d) => {
       if (!dom) {

@@ -30,6 +30,11 @@ export class SystemClock {
     return process.hrtime.bigint() - this.base;
   }
 
+  /** The system time of host monotonic time `ns` (process.hrtime). */
+  fromHost(ns: bigint): bigint {
+    return ns - this.base;
+  }
+
   /** The host monotonic time (process.hrtime) of system time `t`. */
   hostTime(t: bigint): bigint {
     return t + this.base;

@@ -91,8 +91,6 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#CP control protection'];
 const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 const IF = 0x200n;
-/** IA32_TIME_STAMP_COUNTER: the guest TSC, read through the engine. */
-const MSR_TSC = 0x10;
 const VIRQ_TIMER = 0;
 const CR0_TS = 8n;
 /** RFLAGS bits a bounce clears on entry to the handler: TF, NT, RF, VM, AC. */
@@ -500,10 +498,8 @@ export class PvVcpu {
 
   /** Writes vcpu_info.time from the guest TSC now (at start, and when vcpu_info moves). */
   updateTime(): void {
-    const before = this.host.clock.now();
-    const [tsc] = this.engine.getMsrs([MSR_TSC]);
-    const after = this.host.clock.now();
-    writeVcpuTime(this.vcpuInfo(), tsc!, (before + after) / 2n, this.engine.tscKhz());
+    const { tsc, hostNs } = this.engine.tscNow();
+    writeVcpuTime(this.vcpuInfo(), tsc, this.host.clock.fromHost(hostNs), this.engine.tscKhz());
   }
 
   /**
