@@ -10,6 +10,7 @@ import { HAVE_KVM } from '../engine/kvm-gate.js';
 import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
 import { Hypervisor } from '../../src/hv/hypervisor.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
+import { Hypercall } from '../../src/abi/generated/xen.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -163,5 +164,26 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
       for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
       expect(hv.frames.free).toBe(free);
     }
+  });
+
+  it('pingpong wait=poll: a multicall of send and SCHEDOP_poll, one exit per side per round and no upcall', async () => {
+    const file = fs.readFileSync(path.join(GUESTS, 'pingpong.elf'));
+    const outs = ['', ''];
+    const next = hv.peekNextDomid();
+    const rounds = 200;
+    const server = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=poll`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
+    const client = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds} wait=poll`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
+    const ends = await Promise.all([hv.run(server, { timeoutMs: 30_000 }), hv.run(client, { timeoutMs: 30_000 })]);
+    for (const e of ends) expect(e, outs.join('\n')).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(outs[0]).toContain(`pingpong: server answered ${rounds} pings`);
+    expect(outs[1]).toMatch(new RegExp(`^pingpong: ${rounds} round trips, median \\d+ us.*\\(wait poll\\)$`, 'm'));
+    for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
+    // Each round: one multicall per side; set-up, checks and output add a few dozen hypercalls.
+    for (const d of [server, client]) {
+      expect(d.hypercallCounts[Hypercall.HYPERVISOR_multicall]).toBeGreaterThanOrEqual(rounds - 1);
+      expect(d.exitCounts.get('hypercall (page)')).toBeLessThan(rounds + 150);
+      expect(d.exitCounts.get('event upcall')).toBeLessThan(10);
+    }
+    expect(hv.frames.free).toBe(free);
   });
 });

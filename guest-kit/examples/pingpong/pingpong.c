@@ -3,8 +3,8 @@
  * and the client measures round trips with now_ns(). The command line
  * says the role and the peer:
  *
- *   role=server peer=<domid> [rounds=<n>] [wait=block|spin]
- *   role=client peer=<domid> [port=<p>] [rounds=<n>] [wait=block|spin]
+ *   role=server peer=<domid> [rounds=<n>] [wait=block|spin|poll]
+ *   role=client peer=<domid> [port=<p>] [rounds=<n>] [wait=block|spin|poll]
  *
  * The rendezvous needs nothing but the peer's domain id. The server's
  * first act is EVTCHNOP_alloc_unbound for the peer; it prints the port
@@ -21,8 +21,11 @@
  * 200); the server answers each ping. wait=block (the default) waits
  * with events disabled around SCHEDOP_block; wait=spin waits with events
  * enabled in a busy loop, so the event arrives as an upcall into running
- * code. Both give up when 10 s pass without an event (a watchdog on
- * VIRQ_TIMER). Output:
+ * code; wait=poll keeps events disabled and makes one multicall of the
+ * send and a SCHEDOP_poll on the port, then clears the port's pending bit
+ * itself: no upcall, and one exit per side per round (the cheapest wait a
+ * PV guest has). All give up when 10 s pass without an event (a watchdog
+ * on VIRQ_TIMER; the poll's timeout for wait=poll). Output:
  *
  *   server: pingpong: server port <p> for domain <peer>, <n> rounds, wait <w>
  *           pingpong: server answered <n> pings
@@ -88,7 +91,10 @@ static long arg_uint(const char *cmdline, const char *key, long fallback)
 
 /* --- Waiting for events. */
 
-static int spin;                         /* wait=spin */
+enum wait_mode { WAIT_BLOCK, WAIT_SPIN, WAIT_POLL };
+static enum wait_mode mode;
+static const char *const mode_names[] = { "block", "spin", "poll" };
+#define spin (mode == WAIT_SPIN)
 static volatile unsigned int received;   /* events on the channel */
 static volatile int timed_out;           /* a watchdog period passed without an event */
 static unsigned int received_at_watch;
@@ -161,6 +167,60 @@ static int wait_for(unsigned int target)
     return received >= target ? 0 : -1;
 }
 
+/*
+ * wait=poll: with events disabled, one multicall sends on the port (if
+ * `send_first`) and polls it until it is pending or GIVE_UP_NS pass; the
+ * pending bit is then cleared here, as no upcall will. Returns 0 once
+ * `received` reaches `target`, -1 on a timeout or a failed call.
+ */
+static int poll_for(evtchn_port_t port, unsigned int target, int send_first)
+{
+    evtchn_send_t send = { .port = port };
+    evtchn_port_t ports[1] = { port };
+    uint64_t until = now_ns() + GIVE_UP_NS;
+    multicall_entry_t mc[2];
+    sched_poll_t p;
+    unsigned int n = 0, k;
+
+    set_xen_guest_handle(p.ports, ports);
+    p.nr_ports = 1;
+    p.timeout = until;
+    if (send_first) {
+        mc[n].op = __HYPERVISOR_event_channel_op;
+        mc[n].args[0] = EVTCHNOP_send;
+        mc[n].args[1] = (unsigned long)&send;
+        n++;
+    }
+    mc[n].op = __HYPERVISOR_sched_op;
+    mc[n].args[0] = SCHEDOP_poll;
+    mc[n].args[1] = (unsigned long)&p;
+    n++;
+    if (send_first || !evtchn_is_pending(port)) {
+        if (HYPERVISOR_multicall(mc, n) != 0)
+            return -1;
+        for (k = 0; k < n; k++)
+            if (mc[k].result != 0)
+                return -1;
+    }
+    while (!evtchn_is_pending(port)) {
+        if (now_ns() >= until)
+            return -1;
+        if (HYPERVISOR_sched_op(SCHEDOP_poll, &p) != 0)
+            return -1;
+    }
+    evtchn_clear(port);
+    received++;
+    return received >= target ? 0 : -1;
+}
+
+/* Waits for event `target` on `port`, in the chosen mode; wait=poll may send on the port first. */
+static int wait_round(evtchn_port_t port, unsigned int target, int send_first)
+{
+    if (mode == WAIT_POLL)
+        return poll_for(port, target, send_first);
+    return wait_for(target);
+}
+
 /* --- The two roles. */
 
 static int server(domid_t peer, unsigned int rounds)
@@ -174,13 +234,16 @@ static int server(domid_t peer, unsigned int rounds)
     if (port < 1)
         return 1;
     printk("pingpong: server port %d for domain %u, %u rounds, wait %s\n", port, peer, rounds,
-           spin ? "spin" : "block");
+           mode_names[mode]);
     evtchn_set_handler(port, on_event, NULL);
     if (start_watchdog() != 0)
         return 1;
 
+    if (mode == WAIT_POLL)
+        local_events_disable();
     for (i = 0; i < rounds; i++) {
-        if (wait_for(i + 1) != 0) {
+        /* wait=poll: the previous pong goes out in the same multicall as the poll. */
+        if (wait_round(port, i + 1, mode == WAIT_POLL && i > 0) != 0) {
             printk("FAIL pingpong: server: no ping %u from domain %u for 10 s\n", i + 1, peer);
             return 1;
         }
@@ -189,10 +252,14 @@ static int server(domid_t peer, unsigned int rounds)
             check_eq("... EVTCHNSTAT_interdomain", st.status, EVTCHNSTAT_interdomain);
             check_eq("... connected to the peer", st.u.interdomain.dom, peer);
         }
-        if (evtchn_send(port) != 0) {
+        if (mode != WAIT_POLL && evtchn_send(port) != 0) {
             printk("FAIL pingpong: server: send failed\n");
             return 1;
         }
+    }
+    if (mode == WAIT_POLL && evtchn_send(port) != 0) {
+        printk("FAIL pingpong: server: send failed\n");
+        return 1;
     }
     printk("pingpong: server answered %u pings\n", rounds);
     return 0;
@@ -248,7 +315,7 @@ static int client(domid_t peer, long want_port, unsigned int rounds)
     if (port < 1)
         return 1;
     printk("pingpong: client bound port %d to domain %u port %u after %u tries, wait %s\n", port, peer,
-           remote, tries, spin ? "spin" : "block");
+           remote, tries, mode_names[mode]);
     check_eq("status of the client's port returns 0", evtchn_status(port, &st), 0);
     check_eq("... EVTCHNSTAT_interdomain", st.status, EVTCHNSTAT_interdomain);
     check_eq("... to the peer", st.u.interdomain.dom, peer);
@@ -262,13 +329,15 @@ static int client(domid_t peer, long want_port, unsigned int rounds)
     if (start_watchdog() != 0)
         return 1;
 
+    if (mode == WAIT_POLL)
+        local_events_disable();
     for (i = 0; i < rounds; i++) {
         t0 = now_ns();
-        if (evtchn_send(port) != 0) {
+        if (mode != WAIT_POLL && evtchn_send(port) != 0) {
             printk("FAIL pingpong: client: send failed\n");
             return 1;
         }
-        if (wait_for(i + 1) != 0) {
+        if (wait_round(port, i + 1, mode == WAIT_POLL) != 0) {
             printk("FAIL pingpong: client: no pong %u from domain %u for 10 s\n", i + 1, peer);
             return 1;
         }
@@ -279,7 +348,7 @@ static int client(domid_t peer, long want_port, unsigned int rounds)
            rounds, (unsigned long)(rtt[rounds / 2] / NSEC_PER_USEC),
            (unsigned long)(rtt[0] / NSEC_PER_USEC),
            (unsigned long)(rtt[(rounds * 99 + 99) / 100 - 1] / NSEC_PER_USEC),
-           (unsigned long)(rtt[rounds - 1] / NSEC_PER_USEC), spin ? "spin" : "block");
+           (unsigned long)(rtt[rounds - 1] / NSEC_PER_USEC), mode_names[mode]);
     return 0;
 }
 
@@ -295,12 +364,12 @@ int main(start_info_t *si)
     arg(cmdline, "role", role, sizeof(role));
     if (!arg(cmdline, "wait", wait, sizeof(wait)))
         memcpy(wait, "block", sizeof("block"));
-    spin = strcmp(wait, "spin") == 0;
+    mode = strcmp(wait, "spin") == 0 ? WAIT_SPIN : strcmp(wait, "poll") == 0 ? WAIT_POLL : WAIT_BLOCK;
     if ((strcmp(role, "server") != 0 && strcmp(role, "client") != 0) || peer < 0 ||
         peer >= DOMID_FIRST_RESERVED || rounds < 1 || rounds > MAX_ROUNDS || port < 0 ||
-        port >= EVTCHN_PORTS || (!spin && strcmp(wait, "block") != 0)) {
+        port >= EVTCHN_PORTS || (mode == WAIT_BLOCK && strcmp(wait, "block") != 0)) {
         printk("pingpong: bad command line \"%s\": role=server|client peer=<domid> [port=<p>] "
-               "[rounds=<1-%u>] [wait=block|spin]\n", cmdline, MAX_ROUNDS);
+               "[rounds=<1-%u>] [wait=block|spin|poll]\n", cmdline, MAX_ROUNDS);
         return 1;
     }
     traps_init();

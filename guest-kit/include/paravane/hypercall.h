@@ -186,6 +186,17 @@ __hc_inline long HYPERVISOR_sched_op(unsigned int cmd, void *arg)
     return _hypercall2(__HYPERVISOR_sched_op, cmd, (unsigned long)arg);
 }
 
+/*
+ * multicall: runs the `count` calls of `calls` in one hypercall, storing
+ * each one's return value in its entry's `result`; returns 0, or an error
+ * for the list itself. One exit for several requests: e.g. an event sent
+ * and a SCHEDOP_poll for the answer.
+ */
+__hc_inline long HYPERVISOR_multicall(multicall_entry_t *calls, unsigned int count)
+{
+    return _hypercall2(__HYPERVISOR_multicall, (unsigned long)calls, count);
+}
+
 /* vm_assist: VMASST_CMD_enable/disable of a VMASST_TYPE_*. */
 __hc_inline long HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type)
 {
