@@ -10,7 +10,8 @@
 //    example runs beside two busy domains: the guest's clock is computed
 //    from its TSC (read through the engine) and its vcpu_info.time with the
 //    ABI's formula (what now_ns() does), at the start and the end; and the
-//    ticks the timer example lost.
+//    ticks the timer example lost (periods elapsed on its clock, less the
+//    ticks it counted).
 // 3. An event round trip between two domains (the kit's pingpong example,
 //    both blocking with upcalls, then both polling: one multicall of send
 //    and SCHEDOP_poll per side), beside two raw exits (engineExitLoop in
