@@ -179,7 +179,9 @@ export class PvVcpu {
   /** The guest's rsp and how the hypercall in progress arrived (the iret hypercall reads its frame there). */
   private callRsp = 0n;
   /** Where vcpu_info is: shared_info's slot, until VCPUOP_register_vcpu_info moves it. */
-  private infoAt: { mfn: number; offset: number };
+  /** vcpu_info, as bytes and as words of its page: views made when it moves, read on every resume. */
+  private info!: DataView;
+  private infoWords!: { words: Int32Array; base: number };
   private infoMoved = false;
   /** Timers, in system time (a 10 ms periodic timer runs from the start, as on Xen). */
   readonly timers = new VcpuTimers();
@@ -222,7 +224,7 @@ export class PvVcpu {
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
     };
-    this.infoAt = { mfn: host.sharedInfoMfn, offset: index * VcpuInfo.SIZE };
+    this.placeInfo(host.sharedInfoMfn, index * VcpuInfo.SIZE);
     this.timers.period = 10_000_000n;
     this.timers.next = host.clock.now() + this.timers.period;
     this.sched = {
@@ -486,14 +488,18 @@ export class PvVcpu {
 
   /** This vCPU's vcpu_info (in shared_info, or where VCPUOP_register_vcpu_info put it). */
   vcpuInfo(): DataView {
-    const page = this.host.pageTypes.ft.bytes(this.infoAt.mfn);
-    return new DataView(page.buffer, page.byteOffset + this.infoAt.offset, VcpuInfo.SIZE);
+    return this.info;
   }
 
   /** vcpu_info as 32-bit words of its page and its byte offset there (atomic bit updates). */
   vcpuInfoWords(): { words: Int32Array; base: number } {
-    const page = this.host.pageTypes.ft.bytes(this.infoAt.mfn);
-    return { words: new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4), base: this.infoAt.offset };
+    return this.infoWords;
+  }
+
+  private placeInfo(mfn: number, offset: number): void {
+    const page = this.host.pageTypes.ft.bytes(mfn);
+    this.info = new DataView(page.buffer, page.byteOffset + offset, VcpuInfo.SIZE);
+    this.infoWords = { words: new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4), base: offset };
   }
 
   /** Writes vcpu_info.time from the guest TSC now (at start, and when vcpu_info moves). */
@@ -517,10 +523,10 @@ export class PvVcpu {
     const mfn = Number(mfnArg);
     const rc = this.host.holdWritable(mfn);
     if (rc) return rc;
-    const old = new Uint8Array(this.vcpuInfo().buffer, this.vcpuInfo().byteOffset, VcpuInfo.SIZE).slice();
-    this.infoAt = { mfn, offset };
+    const old = new Uint8Array(this.info.buffer, this.info.byteOffset, VcpuInfo.SIZE).slice();
+    this.placeInfo(mfn, offset);
     this.infoMoved = true;
-    const info = this.vcpuInfo();
+    const info = this.info;
     new Uint8Array(info.buffer, info.byteOffset, VcpuInfo.SIZE).set(old);
     info.setBigUint64(VcpuInfo.OFFSETS.evtchn_pending_sel, 0xffffffffffffffffn, true);
     info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending, 1);
