@@ -139,6 +139,21 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     }
   });
 
+  it('keeps a deadline set again unchanged, and arms again one that has passed', () => {
+    const g = boot('spin');
+    const deadline = process.hrtime.bigint() + 5_000_000n;
+    g.vcpu.setDeadline(deadline);
+    g.vcpu.setDeadline(deadline);
+    expect(g.vcpu.run().kind).toBe('interrupted');
+    expect(process.hrtime.bigint()).toBeGreaterThanOrEqual(deadline);
+    // The same, now past, deadline stops the next run at once.
+    g.vcpu.setDeadline(deadline);
+    const t0 = process.hrtime.bigint();
+    expect(g.vcpu.run().kind).toBe('interrupted');
+    expect(Number(process.hrtime.bigint() - t0) / 1e6).toBeLessThan(100);
+    g.vcpu.setDeadline(null);
+  });
+
   it('is kicked from TypeScript: a kick before run is not lost, and a kick from another thread stops it', async () => {
     const g = boot('spin');
     g.vcpu.kick();
