@@ -401,11 +401,18 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
  * stops after an iret (which does not return to the list). Entries whose
  * call continues (a long mmu_update) are re-run from the continuation.
  */
+const OP_MULTICALL = BigInt(Hypercall.HYPERVISOR_multicall);
+const OP_IRET = BigInt(Hypercall.HYPERVISOR_iret);
+
 function makeMulticall(table: HypercallTable): HypercallHandler {
   return (ctx, [list, nrArg]) => {
     const nr = Number(nrArg & 0xffffffffn);
     const n = Math.min(nr, MULTICALL_CHUNK);
     const workStart = ctx.mm?.pt.work ?? 0;
+    // The sub-calls' context: the caller's, except that a continuation is
+    // caught here. One per call, not per entry.
+    const caught: { args?: HypercallArgs } = {};
+    const sub: HypercallContext = Object.create(ctx, { continueWith: { value: (a: HypercallArgs) => { caught.args = a; } } });
     for (let i = 0; i < n; i++) {
       if (i > 0 && (ctx.mm?.pt.work ?? 0) - workStart >= WORK_BUDGET) {
         ctx.continueWith([list + BigInt(i * MulticallEntry.SIZE), BigInt(nr - i), 0n, 0n, 0n]);
@@ -416,12 +423,12 @@ function makeMulticall(table: HypercallTable): HypercallHandler {
       const op = e.op;
       const args: HypercallArgs = [e.args_at(0), e.args_at(1), e.args_at(2), e.args_at(3), e.args_at(4)];
       let result: bigint;
-      if (op === BigInt(Hypercall.HYPERVISOR_multicall)) {
+      if (op === OP_MULTICALL) {
         result = errno('XEN_EINVAL'); // no nesting
       } else {
-        let continued: HypercallArgs | undefined;
-        const sub: HypercallContext = Object.create(ctx, { continueWith: { value: (a: HypercallArgs) => { continued = a; } } });
+        caught.args = undefined;
         result = table.dispatch(sub, op, args);
+        const continued = caught.args as HypercallArgs | undefined; // set by the call, if it was cut short
         if (continued) {
           // The sub-call was cut short: store its rewritten arguments in the
           // entry and restart the list there (Xen's multicall preemption).
@@ -431,7 +438,7 @@ function makeMulticall(table: HypercallTable): HypercallHandler {
         }
       }
       ctx.guest.writeU64(at + BigInt(MulticallEntry.OFFSETS.result), BigInt.asUintN(64, result));
-      if (op === BigInt(Hypercall.HYPERVISOR_iret)) return 0n; // iret does not come back to the list
+      if (op === OP_IRET) return 0n; // iret does not come back to the list
     }
     if (n < nr) ctx.continueWith([list + BigInt(n * MulticallEntry.SIZE), BigInt(nr - n), 0n, 0n, 0n]);
     return 0n;
