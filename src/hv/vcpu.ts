@@ -11,7 +11,7 @@ import { errno, type HypercallArgs, type HypercallContext, type HypercallTable }
 import type { MmContext } from './hypercalls/mmu.js';
 import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
 import { emulatePtStore, type ModrmReg } from './ptwr.js';
-import { modEntry, recordStale } from './hypercalls/mmu.js';
+import { l1For, modEntry, recordStale } from './hypercalls/mmu.js';
 import type { DomainTranslations } from './tlb.js';
 import type { CallbackEntry, TrapContext } from './hypercalls/traps.js';
 import type { SchedContext } from './hypercalls/vcpu-op.js';
@@ -758,22 +758,20 @@ export class PvVcpu {
   private emulatePtWrite(cr2: bigint, rip: bigint, frame: DataView, ripAt: number): true | string | undefined {
     const pt = this.host.pageTypes;
     const ft = pt.ft;
-    const walk = (): [number, number] | undefined => {
-      let table = this.cr3Mfn;
-      for (let level = 4; level >= 1; level--) {
-        const words = ft.words32(table);
-        const i = Number((cr2 >> BigInt(12 + 9 * (level - 1))) & 0x1ffn);
-        const lo = words[2 * i]!;
-        if (!(lo & 1) || (level > 1 && lo & 0x80)) return undefined;
-        if (level === 1) return lo & 2 ? undefined : [entryFrame(lo, words[2 * i + 1]!), i];
-        table = entryFrame(lo, words[2 * i + 1]!);
-        if (!ft.isValid(table)) return undefined;
-      }
-      return undefined;
-    };
-    if (cr2 >= 1n << 47n && cr2 < 0xffff800000000000n) return undefined;
-    const target = walk()?.[0];
-    if (target === undefined || !ft.isValid(target) || ft.owner[target] !== this.host.id || ft.type[target] !== PageType.l1 || !ft.typeCount[target]) return undefined;
+    // The frame cr2 lies in, through the domain's L1 that maps it read-only.
+    let l1: number;
+    try {
+      l1 = l1For(pt, this.host.id, this.cr3Mfn, cr2);
+    } catch (e) {
+      if (e instanceof PageTypeError) return undefined;
+      throw e;
+    }
+    const l1Words = ft.words32(l1);
+    const slot = Number((cr2 >> 12n) & 0x1ffn);
+    const lo = l1Words[2 * slot]!;
+    if (!(lo & 1) || lo & 2) return undefined;
+    const target = entryFrame(lo, l1Words[2 * slot + 1]!);
+    if (!ft.isValid(target) || ft.owner[target] !== this.host.id || ft.type[target] !== PageType.l1 || !ft.typeCount[target]) return undefined;
     // Up to 15 bytes of the instruction; fewer if the next page is not mapped.
     let code: Uint8Array;
     try {

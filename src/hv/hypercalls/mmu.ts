@@ -238,8 +238,8 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
   return batchEnd(ctx, rc, [reqs, countArg, pdone, foreigndom, 0n], MmuUpdate.SIZE, count, done, i);
 };
 
-/** The L1 frame mapping `va` in the tables rooted at `cr3`, as update_va_mapping finds it. */
-function l1For(pt: PageTypes, domid: number, cr3: number, va: bigint): number {
+/** The L1 frame mapping `va` in the tables rooted at `cr3`, as update_va_mapping finds it (and writable page tables). */
+export function l1For(pt: PageTypes, domid: number, cr3: number, va: bigint): number {
   if (!guestRangeOk(va, 1)) throw new PageTypeError('PT-5', 22, `address ${hex(va)} is not a guest address`);
   let table = cr3;
   for (let level = 4; level > 1; level--) {
