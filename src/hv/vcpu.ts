@@ -81,9 +81,6 @@ export interface VcpuBoot {
   cr3: bigint;
 }
 
-/** How the hypercall arrived. */
-export type Transport = 'page' | 'syscall' | 'vmcall';
-
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
   '#NP segment not present', '#SS stack fault', '#GP general protection', '#PF page fault', 'vector 15',
@@ -149,8 +146,6 @@ const NULL_SEG: Segment = {
 };
 
 export class PvVcpu {
-  /** Guest-kernel or guest-user mode (Xen's TF_kernel_mode); only kernel mode may issue hypercalls. */
-  kernelMode = true;
   /** The guest's view of memory through its current page tables. */
   guest: GuestMemory;
   private readonly stackTop: bigint;
@@ -301,12 +296,8 @@ export class PvVcpu {
    * caller must not move it). `frame` is the ring-0 exception frame of a
    * vmcall (whose rip, rflags and rsp are the guest's), at `ripAt`.
    */
-  private hypercall(transport: Transport, frame?: DataView, ripAt = 0): 'done' | 'continue' | 'iret' {
+  private hypercall(frame?: DataView, ripAt = 0): 'done' | 'continue' | 'iret' {
     const r = this.engine.regs;
-    if (!this.kernelMode) {
-      this.host.crash(`hypercall from guest-user mode via ${transport}`);
-      return 'done';
-    }
     const nr = r.rax;
     if (nr >= 0n && nr < SLOTS_N) this.host.hypercallCounts[Number(nr)]! += 1;
     const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
@@ -362,10 +353,10 @@ export class PvVcpu {
       case 'io':
         if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
           this.count(EXIT.page);
-          if (this.hypercall('page') === 'continue') this.engine.regs.rip -= 2n; // re-execute the stub's out
+          if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // re-execute the stub's out
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
           this.count(EXIT.syscall);
-          if (this.hypercall('syscall') === 'continue') this.engine.regs.rip -= 2n; // the LSTAR stub's out again
+          if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // the LSTAR stub's out again
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
@@ -426,11 +417,11 @@ export class PvVcpu {
     if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
       this.count(EXIT.vmcall);
       // Past the vmcall, unless the call continues (then it runs again) or was an iret.
-      if (this.hypercall('vmcall', view, ripAt) === 'done') view.setBigUint64(ripAt, faultRip + 3n, true);
+      if (this.hypercall(view, ripAt) === 'done') view.setBigUint64(ripAt, faultRip + 3n, true);
       return;
     }
     let ptwrRefusal = '';
-    if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n && this.kernelMode) {
+    if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n) {
       // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
       const cr2 = this.engine.getSpecialRegisters().cr2;
       const r = this.emulatePtWrite(cr2, faultRip, view, ripAt);
@@ -584,7 +575,6 @@ export class PvVcpu {
    * reason when it cannot be done (the domain is then crashed).
    */
   private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number): string | undefined {
-    if (!this.kernelMode) return 'exceptions in guest user mode are not delivered yet';
     const info = this.vcpuInfo();
     if (vector === 14) {
       info.setBigUint64(VcpuInfo.OFFSETS.arch, this.engine.getSpecialRegisters().cr2, true);
@@ -643,7 +633,7 @@ export class PvVcpu {
     const info = this.vcpuInfo();
     if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) || info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1) return;
     const cb = this.callbacks.get(CALLBACK_EVENT);
-    if (!cb || !cb.address || !this.kernelMode) return;
+    if (!cb || !cb.address) return;
     const r = this.engine.regs;
     const state = this.stubFrame(r.rip, r.rsp) ?? regsState(r);
     const problem = this.createBounceFrame(state, cb.address, SEL.CS64, true);
