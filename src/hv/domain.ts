@@ -82,8 +82,6 @@ export class Domain implements VcpuHost {
   private readonly vm: VirtualMachine;
   private readonly perDomain: PerDomainSpace;
   private readonly console: (bytes: Uint8Array) => void;
-  /** The frames the vCPUs have loaded as CR3 (for the page-type audit). */
-  roots: number[];
   /**
    * Frames of the domain on which the hypervisor holds a general and a
    * `writable` type reference until the domain dies (shared_info, taken
@@ -139,7 +137,6 @@ export class Domain implements VcpuHost {
     StartInfo.over(si.buffer, si.byteOffset).console.domU.evtchn = this.consoleRing.port;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
-    this.roots = [p.layout.l4Mfn];
     this.held = [p.layout.sharedInfoMfn];
     const engineVcpu = this.vm.createVcpu(0);
     this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
@@ -224,13 +221,11 @@ export class Domain implements VcpuHost {
     this.finish({ kind: 'shutdown', reason, reasonName: shutdownReasonName(reason) });
   }
 
-  rootsChanged(): void {
-    this.roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
-  }
-
   /** What the page-type audit (src/hv/page-audit.ts) needs to know of the domain. */
   auditView(): AuditDomain {
-    return { domid: this.id, roots: this.roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
+    // The frames the vCPUs have loaded as CR3, kernel and user.
+    const roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
+    return { domid: this.id, roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
   }
 
   context(vcpu: PvVcpu): HypercallContext {

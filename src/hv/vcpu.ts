@@ -57,8 +57,6 @@ export interface VcpuHost {
   context(vcpu: PvVcpu): HypercallContext;
   readonly pageTypes: PageTypes;
   readonly id: number;
-  /** A vCPU loaded another root. */
-  rootsChanged(): void;
   /** The domain's stale-translation tracker. */
   readonly tlb: DomainTranslations;
   /** The domain's shared_info page (vcpu_info: event mask, cr2). */
@@ -210,11 +208,9 @@ export class PvVcpu {
         v.cr3Mfn = mfn;
         v.guest = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
         v.cr3Pending = true;
-        host.rootsChanged();
       },
       setUserCr3(mfn) {
         v.userCr3Mfn = mfn;
-        host.rootsChanged();
       },
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
