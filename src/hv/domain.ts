@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../engine/types.js';
 import type { DomainMemory } from './domain-memory.js';
 import { PageType, type FrameTable } from './frames.js';
-import { HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from './hypercall.js';
+import { errno, HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from './hypercall.js';
 import { ExitCounts, PvVcpu, type VcpuHost } from './vcpu.js';
 import type { PerDomainSpace } from './xen-space.js';
 import type { BootLayout } from './builder.js';
@@ -26,7 +26,7 @@ import type { AuditDomain } from './page-audit.js';
 import type { DomainTranslations } from './tlb.js';
 import { EventChannels } from './events.js';
 import { ConsoleBackend } from './console.js';
-import { StartInfo } from '../abi/generated/xen.js';
+import { StartInfo, Virq } from '../abi/generated/xen.js';
 import type { SystemClock } from './time.js';
 import { PageTypeError } from './page-types.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
@@ -39,7 +39,6 @@ export type DomainEnd =
   | { kind: 'crashed'; reason: string }
   | { kind: 'killed'; reason: string };
 
-const VIRQ_CONSOLE = 2;
 
 export function shutdownReasonName(reason: number): string {
   const e = Object.entries(ShutdownReason).find(([k, v]) => v === reason && k !== 'SHUTDOWN_MAX');
@@ -156,7 +155,7 @@ export class Domain implements VcpuHost {
       return;
     }
     for (const b of bytes) this.hostInput.push(b);
-    this.events.raiseVirq(VIRQ_CONSOLE);
+    this.events.raiseVirq(Virq.VIRQ_CONSOLE);
   }
 
   private readConsoleIo(max: number): Uint8Array {
@@ -165,11 +164,11 @@ export class Domain implements VcpuHost {
 
   /** Takes a general and writable type reference on `mfn`, held until the domain dies; 0 or Xen's errno. */
   holdWritable(mfn: number): bigint {
-    if (this.pageTypes.ft.owner[mfn] !== this.id) return -22n; // -EINVAL: not the domain's
+    if (this.pageTypes.ft.owner[mfn] !== this.id) return errno('XEN_EINVAL'); // not the domain's
     try {
       this.pageTypes.getPageAndType(mfn, PageType.writable, this.id);
     } catch (e) {
-      if (e instanceof PageTypeError) return -13n; // -EACCES: it is a page table or descriptor page
+      if (e instanceof PageTypeError) return errno('XEN_EACCES'); // a page table or descriptor page
       throw e;
     }
     this.held.push(mfn);

@@ -140,12 +140,9 @@ export class Hypervisor {
   }
 
   private allocateDomid(): number {
-    for (let i = 0; i <= LAST_DOMID - FIRST_DOMID; i++) {
-      const id = this.nextDomid;
-      this.nextDomid = id >= LAST_DOMID ? FIRST_DOMID : id + 1;
-      if (!this.domains.has(id)) return id;
-    }
-    throw new BuildError('every domain id is in use');
+    const id = this.peekNextDomid();
+    this.nextDomid = id >= LAST_DOMID ? FIRST_DOMID : id + 1;
+    return id;
   }
 
   /**

@@ -18,7 +18,8 @@ import type { SchedContext } from './hypercalls/vcpu-op.js';
 import type { EventChannels } from './events.js';
 import { VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../abi/generated/arch-x86.js';
-import { VcpuInfo } from '../abi/generated/xen.js';
+import { VcpuInfo, Virq } from '../abi/generated/xen.js';
+import { CallbackType } from '../abi/generated/callback.js';
 import { PageType } from './frames.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
@@ -86,7 +87,6 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#CP control protection'];
 const SLOTS_N = BigInt(HYPERCALL_SLOTS);
 const IF = 0x200n;
-const VIRQ_TIMER = 0;
 const CR0_TS = 8n;
 /** RFLAGS bits a bounce clears on entry to the handler: TF, NT, RF, VM, AC. */
 const BOUNCE_CLEARS = 0x100n | 0x4000n | 0x10000n | 0x20000n | 0x40000n;
@@ -120,8 +120,6 @@ function regsState(r: Vcpu['regs']): GuestState {
   };
 }
 
-/** CALLBACKTYPE_event. */
-const CALLBACK_EVENT = 0;
 
 /** A frame the iret hypercall resumes. */
 interface IretFrame { rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; rflags: bigint; rsp: bigint }
@@ -523,7 +521,7 @@ export class PvVcpu {
 
   /** Raises VIRQ_TIMER if a timer is due; returns the next expiry in system time. */
   expireTimers(): bigint | undefined {
-    if (this.timers.expire(this.host.clock.now())) this.host.events.raiseVirq(VIRQ_TIMER, this.index);
+    if (this.timers.expire(this.host.clock.now())) this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
     return this.timers.deadline();
   }
 
@@ -628,7 +626,7 @@ export class PvVcpu {
   private deliverUpcall(): void {
     const info = this.vcpuInfo();
     if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) || info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1) return;
-    const cb = this.callbacks.get(CALLBACK_EVENT);
+    const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_event);
     if (!cb || !cb.address) return;
     const r = this.engine.regs;
     const state = this.stubFrame(r.rip, r.rsp) ?? regsState(r);
