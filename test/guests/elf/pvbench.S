@@ -1,7 +1,7 @@
 /* Null-hypercall benchmark guest (`npm run bench -- hypercall`). rbx holds
  * the number of calls per entry path (the bench sets it before the first
  * run; 0 means 20000). For each path -- hypercall page, vmcall, syscall --
- * it makes a tenth as many warm-up calls, then times rbx calls of
+ * it makes an eighth as many warm-up calls (plus one), then times rbx calls of
  * pvbench_op(PVBENCHOP_nop) with rdtsc. It writes the three TSC deltas and
  * the count to the console as four raw 64-bit words, then powers off. */
 #include "guest.h"
