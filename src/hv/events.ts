@@ -51,9 +51,12 @@ export interface EventHost {
   vcpuInfo(vcpu: number): { words: Int32Array; base: number };
 }
 
+/** The state of every free port: one object, never changed (a port changes state by replacement). */
+const FREE: PortState = Object.freeze({ kind: 'free' });
+
 /** One domain's event channels. */
 export class EventChannels {
-  private readonly ports: PortState[] = [];
+  private readonly ports: PortState[] = new Array<PortState>(NR_EVENT_CHANNELS).fill(FREE);
   private readonly notifyVcpu = new Uint8Array(NR_EVENT_CHANNELS);
   /** Port of each VIRQ, per vCPU (0: not bound). */
   private readonly virqPorts: Uint16Array[];
@@ -63,7 +66,6 @@ export class EventChannels {
   constructor(readonly domid: number, sharedInfo: Uint8Array, readonly vcpus: number, private readonly host: EventHost) {
     if (sharedInfo.byteOffset % 4) throw new Error('shared_info must be 4-byte aligned');
     this.words = new Int32Array(sharedInfo.buffer, sharedInfo.byteOffset, sharedInfo.byteLength / 4);
-    for (let p = 0; p < NR_EVENT_CHANNELS; p++) this.ports.push({ kind: 'free' });
     this.ports[0] = { kind: 'reserved' }; // port 0 is never used, as on Xen
     this.virqPorts = Array.from({ length: vcpus }, () => new Uint16Array(NR_VIRQS));
   }
@@ -74,7 +76,7 @@ export class EventChannels {
   }
 
   state(port: number): PortState {
-    return this.valid(port) ? this.ports[port]! : { kind: 'free' };
+    return this.valid(port) ? this.ports[port]! : FREE;
   }
 
   private valid(port: number): boolean {
@@ -171,7 +173,7 @@ export class EventChannels {
     } else if (s.kind === 'virq') {
       this.virqPorts[this.notifyVcpu[port]!]![s.virq] = 0;
     }
-    this.ports[port] = { kind: 'free' };
+    this.ports[port] = FREE;
   }
 
   /** The other end of a domain that is going away: its interdomain peers become unbound. */
