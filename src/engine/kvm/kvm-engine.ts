@@ -512,9 +512,10 @@ class KvmVcpu implements Vcpu {
    * the TSC MSR takes 20-50 us here (on the core thread, for a vCPU run by
    * another), so when it was read within that window is uncertain; the
    * host's rdtsc beside its clock is exact to well under a microsecond. The
-   * offset is measured once: the MSR read bracketed by host TSC reads, the
-   * tightest of 7; an offset within the bracket is taken as zero (PVM runs
-   * CPL-3 rdtsc natively: the guest's TSC is the host's).
+   * offset is measured once, from MSR reads bracketed by host TSC reads: a
+   * read inside its bracket means no offset (PVM runs CPL-3 rdtsc natively:
+   * the guest's TSC is the host's), which ends it at the first read, as
+   * domain creation pays for it; otherwise the tightest bracket of 7.
    */
   tscNow(): { tsc: bigint; hostNs: bigint } {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
@@ -527,10 +528,14 @@ class KvmVcpu implements Vcpu {
         const [msr] = this.getMsrs([MSR_TSC]);
         this.a.hostTscPair(pair);
         const after = pair[0]!;
+        if (msr! >= before && msr! <= after) {
+          best = { offset: 0n, window: 0n };
+          break;
+        }
         const offset = msr! - (before + after) / 2n;
         if (!best || after - before < best.window) best = { offset, window: after - before };
       }
-      this.tscOffset = (best!.offset < 0n ? -best!.offset : best!.offset) <= best!.window / 2n ? 0n : best!.offset;
+      this.tscOffset = best!.offset;
     }
     this.a.hostTscPair(pair);
     return { tsc: BigInt.asUintN(64, pair[0]! + this.tscOffset), hostNs: pair[1]! };
