@@ -19,10 +19,9 @@ import { GUEST_DIR } from '../engine/probe-guest.js';
 import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
 import { HYPERCALL_PORT } from '../hv/xen-space.js';
 import { quantile, summarize } from './stats.js';
-import { benchGuest } from './hypercall.js';
+import { builtGuest, MIB } from './guests.js';
 
 const REF = fileURLToPath(new URL('../../native/build/bench/boot-ref', import.meta.url));
-const MIB = 1 << 20;
 const WARMUP = 20;
 
 export interface BootBenchResult {
@@ -53,7 +52,7 @@ export async function runBootBench(opts: { domains?: number; memoryMiB?: number;
   const machineMiB = opts.machineMiB ?? machineBytesFor(mib * MIB) / MIB;
   const engine = new KvmEngine();
   const hv = new Hypervisor(engine, { memoryBytes: machineMiB * MIB });
-  const file = benchGuest('transports');
+  const file = builtGuest('elf', 'transports');
   const pv: number[] = [];
   const c: number[] = [];
   const destroy: number[] = [];

@@ -8,19 +8,16 @@
 //
 // Excludes: domain creation and teardown (see `-- boot`).
 
-import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { GUEST_DIR } from '../engine/probe-guest.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { median } from './stats.js';
+import { builtGuest, MIB } from './guests.js';
 import { referenceExitLoop } from './exit.js';
 
-export const BENCH_GUESTS = fileURLToPath(new URL('../../test/guests/build/elf', import.meta.url));
 const PATHS = ['page', 'vmcall', 'syscall'] as const;
 type Path = (typeof PATHS)[number];
-const MIB = 1 << 20;
 
 export interface HypercallBenchResult {
   callsPerRound: number;
@@ -33,12 +30,6 @@ export interface HypercallBenchResult {
   ratio: Record<Path, number>;
 }
 
-export function benchGuest(name: string): Uint8Array {
-  const p = `${BENCH_GUESTS}/${name}.elf`;
-  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\``);
-  return fs.readFileSync(p);
-}
-
 /** One run of the pvbench guest; returns host ns per call per path and the guest's TSC deltas. */
 function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number): { host: Record<Path, number>; guest: Record<Path, number> } {
   const out: Uint8Array[] = [];
@@ -49,8 +40,7 @@ function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number): { host: 
   const per = warm + calls;
   const stamps = new Float64Array(3 * per);
   let n = 0;
-  // The guest's TSC rate (KVM-specific: this benchmark compares against KVM's C reference).
-  const khz = (v.engine as unknown as { tscKhz(): number }).tscKhz();
+  const khz = v.engine.tscKhz();
   d.start();
   try {
     for (;;) {
@@ -80,7 +70,7 @@ export async function runHypercallBench(opts: { calls?: number; rounds?: number 
   const rounds = opts.rounds ?? 5;
   const engine = new KvmEngine();
   const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
-  const file = benchGuest('pvbench');
+  const file = builtGuest('elf', 'pvbench');
   try {
     const c: number[] = [];
     const ns: Record<Path, number[]> = { page: [], vmcall: [], syscall: [] };

@@ -14,8 +14,6 @@
 // In process (no guest): the validator alone, pinning and unpinning an L1
 // of 512 present entries; and mmu_update's request loop for 2048 requests.
 
-import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { createPlainMemory } from '../engine/plain-memory.js';
@@ -27,12 +25,11 @@ import { Hypervisor } from '../hv/hypervisor.js';
 import { DomainTranslations, TranslationMarks } from '../hv/tlb.js';
 import { PageTypes } from '../hv/page-types.js';
 import { median } from './stats.js';
+import { builtGuest, MIB } from './guests.js';
 
-const GUEST = fileURLToPath(new URL('../../test/guests/build/bench/mmubench.elf', import.meta.url));
 const SIZES = [1, 64, 512, 2048] as const;
 /** Guest columns per round: the four sizes, then 512 with a flush. */
 const COLUMNS = 5;
-const MIB = 1 << 20;
 
 export interface MmuBenchResult {
   /** Guest-measured µs per mmu_update call, per batch size (median of single calls). */
@@ -52,7 +49,7 @@ export interface MmuBenchResult {
 function guestRun(hv: Hypervisor, file: Uint8Array): { calls: number[][]; nulls: number[] } {
   const out: Uint8Array[] = [];
   const d = hv.createDomain(file, { memoryBytes: 32 * MIB, console: (b) => out.push(b.slice()) });
-  const khz = (d.vcpus[0]!.engine as unknown as { tscKhz(): number }).tscKhz();
+  const khz = d.vcpus[0]!.engine.tscKhz();
   d.start();
   const v = d.vcpus[0]!;
   try {
@@ -138,8 +135,7 @@ function mmuUpdateNs(): number {
 
 export async function runMmuBench(opts: { runs?: number } = {}): Promise<MmuBenchResult> {
   const runs = opts.runs ?? 5;
-  if (!fs.existsSync(GUEST)) throw new Error(`${GUEST} is missing: run \`npm run build\``);
-  const file = fs.readFileSync(GUEST);
+  const file = builtGuest('bench', 'mmubench');
   const engine = new KvmEngine();
   const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
   const calls: number[][] = Array.from({ length: COLUMNS }, () => []);

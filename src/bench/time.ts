@@ -19,19 +19,15 @@
 //    domain is a KVM VM).
 // 4. CPU shares of three busy domains with weights 1:2:4.
 
-import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { guestTime } from '../hv/time.js';
 import type { Domain } from '../hv/domain.js';
 import { deadlineLatency, engineExitLoop } from './exit.js';
 import { summarize } from './stats.js';
+import { builtGuest, MIB } from './guests.js';
 import { bootTestGuest } from '../engine/probe-guest.js';
 
-const KIT = fileURLToPath(new URL('../../build/guests', import.meta.url));
-const ELF = fileURLToPath(new URL('../../test/guests/build/elf', import.meta.url));
-const MIB = 1 << 20;
 
 export interface TimeBenchResult {
   kickLatencyUs: ReturnType<typeof summarize>;
@@ -65,12 +61,6 @@ function alternatingRuns(engine: KvmEngine, n: number): ReturnType<typeof summar
   return summarize(us);
 }
 
-function guest(dir: string, name: string): Uint8Array {
-  const f = `${dir}/${name}.elf`;
-  if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build\``);
-  return fs.readFileSync(f);
-}
-
 function timerLine(out: string): { ticks: number; periodUs: number; lost: number; medianUs: number; p99Us: number; maxUs: number } {
   const m = /^timer: (\d+) ticks of (\d+) us, lost (\d+), lateness min \d+ us median (\d+) us p99 (\d+) us max (\d+) us$/m.exec(out);
   if (!m || !/^timer: \d+ ok, 0 failed$/m.test(out)) throw new Error(`the timer example failed:\n${out}`);
@@ -79,7 +69,7 @@ function timerLine(out: string): { ticks: number; periodUs: number; lost: number
 
 async function runTimer(hv: Hypervisor, ticks: number, periodUs: number, beside: Domain[] = [], sample?: (d: Domain) => void): Promise<string> {
   let out = '';
-  const d = hv.createDomain(guest(KIT, 'timer'), { memoryBytes: 16 * MIB, cmdline: `ticks=${ticks} period_us=${periodUs}`, console: (b) => { out += Buffer.from(b).toString('latin1'); } });
+  const d = hv.createDomain(builtGuest('kit', 'timer'), { memoryBytes: 16 * MIB, cmdline: `ticks=${ticks} period_us=${periodUs}`, console: (b) => { out += Buffer.from(b).toString('latin1'); } });
   sample?.(d);
   const busy = beside.map((b) => hv.run(b, { timeoutMs: (ticks * periodUs) / 1000 + 30_000 }));
   const end = await hv.run(d, { timeoutMs: (ticks * periodUs) / 1000 + 30_000 });
@@ -100,7 +90,7 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
     const timer = timerLine(await runTimer(hv, 1000, 2000));
 
     // 2. The guest clock against CLOCK_MONOTONIC, two busy domains competing.
-    const busy = [0, 1].map((i) => hv.createDomain(guest(ELF, 'busy'), { name: `busy${i}`, memoryBytes: 4 * MIB }));
+    const busy = [0, 1].map((i) => hv.createDomain(builtGuest('elf', 'busy'), { name: `busy${i}`, memoryBytes: 4 * MIB }));
     const samples: Array<{ guest: bigint; host: bigint }> = [];
     const periodUs = 2000;
     const ticks = Math.round((seconds * 1e6) / periodUs);
@@ -133,7 +123,7 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
     const pingpong = async (wait: 'block' | 'poll') => {
       const outs = ['', ''];
       const next = hv.peekNextDomid();
-      const pp = guest(KIT, 'pingpong');
+      const pp = builtGuest('kit', 'pingpong');
       const server = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=${wait}`, console: (x) => { outs[0] += Buffer.from(x).toString('latin1'); } });
       const client = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds} wait=${wait}`, console: (x) => { outs[1] += Buffer.from(x).toString('latin1'); } });
       await Promise.all([hv.run(server, { timeoutMs: 60_000 }), hv.run(client, { timeoutMs: 60_000 })]);
@@ -145,7 +135,7 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
 
     // 4. CPU shares, weights 1:2:4.
     const weights = [256, 512, 1024];
-    const ds = weights.map((w) => hv.createDomain(guest(ELF, 'busy'), { name: `w${w}`, memoryBytes: 4 * MIB }));
+    const ds = weights.map((w) => hv.createDomain(builtGuest('elf', 'busy'), { name: `w${w}`, memoryBytes: 4 * MIB }));
     await Promise.all(ds.map((d, i) => hv.run(d, { timeoutMs: 3000, weight: weights[i] })));
     const total = ds.reduce((s, d) => s + Number(d.cpuNs), 0);
     const shares = ds.map((d, i) => {
