@@ -110,8 +110,9 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
     if (level === 4) newLo = (newLo | A) >>> 0;
     if (preserveAd) newLo = (newLo | (oldLo & 0x60)) >>> 0;
     // Fast path: same frame and RW bit, only harmless bits differ (no reference changes).
+    // No bit check: the old entry passed it, the high word is the same and
+    // L1_FAST_LO shares no bit with the refused ones (PWT, PCD, PAT).
     if (level === 1 && oldLo & P && newHi === oldHi && ((newLo ^ oldLo) & ~L1_FAST_LO) === 0) {
-      pt.checkEntryBits(1, newLo, newHi);
       words[2 * index] = newLo;
       return oldLo & ~newLo & (A | D) ? entryFrame(oldLo, oldHi) : NOT_STALE;
     }
