@@ -414,11 +414,13 @@ export class PvVcpu {
       if (this.hypercall(view, ripAt) === 'done') view.setBigUint64(ripAt, faultRip + 3n, true);
       return;
     }
+    // The faulting address of a #PF: one KVM_GET_SREGS, when first needed.
+    let cr2: bigint | undefined;
+    const faultAddress = () => (cr2 ??= this.engine.getSpecialRegisters().cr2);
     let ptwrRefusal = '';
     if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n) {
       // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
-      const cr2 = this.engine.getSpecialRegisters().cr2;
-      const r = this.emulatePtWrite(cr2, faultRip, view, ripAt);
+      const r = this.emulatePtWrite(faultAddress(), faultRip, view, ripAt);
       if (r === true) {
         this.count(EXIT.ptwr);
         return;
@@ -442,20 +444,20 @@ export class PvVcpu {
           this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : `refused by its DPL, and no #GP handler`}`);
           return;
         }
-        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), view, ripAt);
+        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), view, ripAt, v === 14 ? faultAddress() : 0n);
         if (problem) this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
         return;
       }
     }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     if (this.trapAddress[vector] && !ptwrRefusal) {
-      const problem = this.bounce(vector, errorCode, view, ripAt);
+      const problem = this.bounce(vector, errorCode, view, ripAt, vector === 14 ? faultAddress() : 0n);
       if (problem) this.host.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
       return;
     }
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
-    const cr2 = vector === 14 ? `, address ${hex(this.engine.getSpecialRegisters().cr2)}` : '';
-    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${cr2}${ptwrRefusal}; no trap handler is registered`);
+    const address = vector === 14 ? `, address ${hex(faultAddress())}` : '';
+    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${address}${ptwrRefusal}; no trap handler is registered`);
   }
 
   /**
@@ -565,13 +567,14 @@ export class PvVcpu {
    * high, rcx, r11, [error code], rip, cs (RPL cleared: interrupted kernel
    * mode; the event mask in bits 32-39), rflags (IF = events unmasked), rsp,
    * ss; then the vCPU continues at the handler on that frame, with TF, NT,
-   * RF and AC cleared, and events masked if the trap's flags ask. Returns a
-   * reason when it cannot be done (the domain is then crashed).
+   * RF and AC cleared, and events masked if the trap's flags ask; a #PF's
+   * address (`cr2`) goes to vcpu_info.arch.cr2. Returns a reason when it
+   * cannot be done (the domain is then crashed).
    */
-  private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number): string | undefined {
+  private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number, cr2: bigint): string | undefined {
     const info = this.vcpuInfo();
     if (vector === 14) {
-      info.setBigUint64(VcpuInfo.OFFSETS.arch, this.engine.getSpecialRegisters().cr2, true);
+      info.setBigUint64(VcpuInfo.OFFSETS.arch, cr2, true);
       errorCode = errorCode! & ~4n; // U: the fault was in guest-kernel mode, as Xen reports it
     }
     if (vector === 7 && this.taskSwitched) this.setTaskSwitched(false); // as Xen: the #NM clears the virtual TS
