@@ -106,6 +106,8 @@ export class Hypervisor {
   /** System time, shared by every domain. */
   readonly clock = new SystemClock();
   private nextDomid = FIRST_DOMID;
+  /** Wake-up times (host) of the vCPUs sleeping on a timer: a running vCPU's slice ends at the earliest. */
+  private readonly wakeTimes = new Map<PvVcpu, bigint>();
   private closed = false;
 
   constructor(private readonly engine: Engine, opts: MachineOptions) {
@@ -245,8 +247,12 @@ export class Hypervisor {
           const timer = vcpu.expireTimers();
           if (!vcpu.wakeable()) break;
           now = process.hrtime.bigint();
-          if (now >= sliceEnd) break;
-          let until = sliceEnd;
+          // A sleeping vCPU whose timer is due goes first, as a waking vCPU
+          // preempts a busy one in Xen's credit scheduler (BOOST): the slice
+          // ends there and the rest of it waits its turn.
+          const wake = this.earliestWake();
+          if (now >= sliceEnd || (wake !== undefined && now >= wake)) break;
+          let until = wake !== undefined && wake < sliceEnd ? wake : sliceEnd;
           if (timer !== undefined) {
             const t = this.clock.hostTime(timer);
             if (t < until) until = t > now ? t : now + 1n;
@@ -304,7 +310,10 @@ export class Hypervisor {
       const done = () => {
         if (finished) return;
         finished = true;
-        if (vcpu) vcpu.wake = undefined;
+        if (vcpu) {
+          vcpu.wake = undefined;
+          this.wakeTimes.delete(vcpu);
+        }
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         resolve();
@@ -326,10 +335,17 @@ export class Hypervisor {
       if (vcpu) vcpu.wake = done;
       signal?.addEventListener('abort', done);
       if (at === undefined) return;
+      if (vcpu) this.wakeTimes.set(vcpu, at);
       const wait = at - process.hrtime.bigint() - SPIN_WINDOW;
       if (wait > 0n) timer = setTimeout(() => { timer = undefined; poll(); }, Number(wait) / 1e6);
       else poll();
     });
+  }
+
+  private earliestWake(): bigint | undefined {
+    let first: bigint | undefined;
+    for (const t of this.wakeTimes.values()) if (first === undefined || t < first) first = t;
+    return first;
   }
 
   /** Destroys every domain and releases the machine. */
