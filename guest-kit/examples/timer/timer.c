@@ -12,8 +12,9 @@
  * left without a call; the run took at least n periods; the wallclock is
  * after 2026-01-01. "lost" (printed, not checked: a last tick late by a
  * whole period on a loaded host is the host's doing) is the periods that
- * elapsed on the clock from the start to the end of the run, less the
- * ticks counted: the ticks a guest counting timer events would be short.
+ * elapsed on the clock from the timer's start to the end of the run, less
+ * the ticks counted: the ticks a guest counting timer events would be
+ * short.
  * Prints, in this stable form,
  *
  *   timer: <n> ticks of <p> us, lost <l>, lateness min <a> us median <m> us p99 <q> us max <x> us
@@ -173,8 +174,8 @@ int main(start_info_t *si)
     /* Periods from the start to the last tick's deadline, each of which should have had its call. */
     periods = (run.last_deadline - t0) / run.period;
     gaps = periods > n ? periods - n : 0;
-    /* Periods the clock says passed, against the ticks counted. */
-    elapsed = (t_end - t0) / run.period;
+    /* Deadlines the clock says had passed at the end (the first was a period after the timer started), against the ticks counted. */
+    elapsed = n ? (t_end - (run.first_deadline - run.period)) / run.period : 0;
     lost = elapsed > n ? elapsed - n : 0;
     sort(run.lateness, n);
     printk("timer: %u ticks of %lu us, lost %lu, lateness min %ld us median %ld us p99 %ld us "
