@@ -93,8 +93,11 @@ const BOUNCE_CLEARS = 0x100n | 0x4000n | 0x10000n | 0x20000n | 0x40000n;
 /** RFLAGS bits an iret frame may set: the arithmetic flags, TF, DF, AC, ID (not IOPL, NT, RF, VM). */
 const IRET_KEEPS = 0x0cd5n | 0x100n | 0x40000n | 0x200000n;
 
-/** The interrupted guest state a bounce frame saves and replaces. */
-interface GuestState { rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint }
+/**
+ * The interrupted guest state a bounce frame saves and replaces. `flat`:
+ * it is the registers, where only the flat selectors can be loaded.
+ */
+interface GuestState { rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint; readonly flat?: true }
 
 /** GuestState over a ring-0 exception frame (rip, cs, rflags, rsp, ss at ripAt). */
 function frameState(frame: DataView, ripAt: number): GuestState {
@@ -112,6 +115,7 @@ function frameState(frame: DataView, ripAt: number): GuestState {
 /** GuestState over the registers (the vCPU in its own code: CS and SS are the flat kernel selectors). */
 function regsState(r: Vcpu['regs']): GuestState {
   return {
+    flat: true,
     get rip() { return r.rip; }, set rip(v) { r.rip = v; },
     get cs() { return BigInt(SEL.CS64); }, set cs(v) { if (v !== BigInt(SEL.CS64)) throw new Error(`cannot load cs ${v} through the registers`); },
     get rflags() { return r.rflags; }, set rflags(v) { r.rflags = v; },
@@ -121,8 +125,17 @@ function regsState(r: Vcpu['regs']): GuestState {
 }
 
 
-/** A frame the iret hypercall resumes. */
-interface IretFrame { rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; rflags: bigint; rsp: bigint }
+/**
+ * A frame the iret hypercall resumes: to guest user mode if `toUser`.
+ * `failsafe`: why its selectors cannot be loaded; the failsafe callback
+ * then gets it instead.
+ */
+interface IretFrame {
+  rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint;
+  toUser: boolean; failsafe?: string;
+}
+const isCanonical = (a: bigint): boolean => a < 1n << 47n || (a >= 0xffff800000000000n && a < 1n << 64n);
+const DF = 0x400n;
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -142,8 +155,17 @@ const NULL_SEG: Segment = {
 };
 
 export class PvVcpu {
-  /** The guest's view of memory through its current page tables. */
+  /** The guest's view of memory through its current page tables (the kernel's or, in guest user mode, the user's). */
   guest: GuestMemory;
+  /** Memory through the kernel's page tables, and through the user's (NEW_USER_BASEPTR; none until set). */
+  private guestKernel: GuestMemory;
+  private guestUser: GuestMemory | undefined;
+  /**
+   * Guest user mode (Xen's !TF_kernel_mode): the vCPU runs on the user page
+   * tables with the GS bases swapped. Entered by an iret to a frame whose cs
+   * has RPL 3; left by every exception, event upcall and syscall.
+   */
+  userMode = false;
   private readonly stackTop: bigint;
   private ctx: HypercallContext | undefined;
   private continuation: HypercallArgs | undefined;
@@ -195,20 +217,22 @@ export class PvVcpu {
   ) {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
-    this.guest = new GuestMemory(frames, boot.cr3);
+    this.guest = this.guestKernel = new GuestMemory(frames, boot.cr3);
     this.cr3Mfn = Number(boot.cr3 >> 12n);
     const v = this;
     this.mm = {
       pt: host.pageTypes,
       get cr3() { return v.cr3Mfn; },
       get userCr3() { return v.userCr3Mfn; },
+      // Both only from hypercalls, so in guest kernel mode.
       setCr3(mfn) {
         v.cr3Mfn = mfn;
-        v.guest = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
+        v.guest = v.guestKernel = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
         v.cr3Pending = true;
       },
       setUserCr3(mfn) {
         v.userCr3Mfn = mfn;
+        v.guestUser = mfn ? new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n) : undefined;
       },
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
@@ -326,16 +350,34 @@ export class PvVcpu {
   /** The memory-management view the MMU hypercalls use. */
   readonly mm: MmContext;
 
-  /** Runs the vCPU once, first applying what hypercalls changed (CR3, cached translations). */
+  /**
+   * Runs the vCPU once, first delivering a pending upcall and then loading
+   * the page tables of its mode if a hypercall or a mode switch changed them.
+   */
   run(): Exit {
+    this.deliverUpcall();
     if (this.cr3Pending) {
       this.cr3Pending = false;
       const s = this.engine.getSpecialRegisters();
-      s.cr3 = BigInt(this.cr3Mfn) << 12n;
+      s.cr3 = BigInt(this.userMode ? this.userCr3Mfn : this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
     }
-    this.deliverUpcall();
     return this.engine.run();
+  }
+
+  /**
+   * Xen's toggle_guest_mode: between guest kernel and user mode, the page
+   * tables (loaded by run()) and the GS bases (the kernel's and the user's
+   * swap, as swapgs would) change places. Entering user mode needs user
+   * page tables: the caller checks.
+   */
+  private toggleMode(): void {
+    this.userMode = !this.userMode;
+    this.guest = this.userMode ? this.guestUser! : this.guestKernel;
+    this.cr3Pending = true;
+    this.perDomain.setHypercallPortOpen(this.index, !this.userMode);
+    const [gs, shadow] = this.engine.getMsrs([MSR.GS_BASE, MSR.KERNEL_GS_BASE]);
+    this.engine.setMsrs([[MSR.GS_BASE, shadow!], [MSR.KERNEL_GS_BASE, gs!]]);
   }
 
   /**
@@ -347,10 +389,13 @@ export class PvVcpu {
       case 'io':
         if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
           this.count(EXIT.page);
-          if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // re-execute the stub's out
+          // The port is closed in user mode (toggleMode), so this is a kernel-mode call.
+          if (this.userMode) this.host.crash('the hypercall port was reached from guest user mode (the I/O bitmap should have refused it)');
+          else if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // re-execute the stub's out
         } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
           this.count(EXIT.syscall);
-          if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // the LSTAR stub's out again
+          if (this.userMode) this.userSyscall();
+          else if (this.hypercall() === 'continue') this.engine.regs.rip -= 2n; // the LSTAR stub's out again
         } else {
           this.host.crash(`port I/O ${exit.direction} 0x${exit.port.toString(16)} (the I/O bitmap should have refused it)`);
         }
@@ -408,7 +453,8 @@ export class PvVcpu {
     const ripAt = hasErrorCode(vector) ? 8 : 0;
     const errorCode = hasErrorCode(vector) ? view.getBigUint64(0, true) : undefined;
     const faultRip = view.getBigUint64(ripAt, true);
-    if (vector === 13 && errorCode === 0n && this.isHypercallInstruction(faultRip)) {
+    // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
+    if (vector === 13 && errorCode === 0n && !this.userMode && this.isHypercallInstruction(faultRip)) {
       this.count(EXIT.vmcall);
       // Past the vmcall, unless the call continues (then it runs again) or was an iret.
       if (this.hypercall(view, ripAt) === 'done') view.setBigUint64(ripAt, faultRip + 3n, true);
@@ -418,7 +464,7 @@ export class PvVcpu {
     let cr2: bigint | undefined;
     const faultAddress = () => (cr2 ??= this.engine.getSpecialRegisters().cr2);
     let ptwrRefusal = '';
-    if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n) {
+    if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n && !this.userMode) {
       // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
       const r = this.emulatePtWrite(faultAddress(), faultRip, view, ripAt);
       if (r === true) {
@@ -434,30 +480,64 @@ export class PvVcpu {
     }
     if (vector === 6) {
       // `int $n` raises #UD at CPL 3 on this host; Xen's guests get vector n
-      // when its DPL admits guest-kernel mode (1), else #GP((n << 3) | 2).
+      // when its DPL admits the mode (1 for kernel, 3 for user), else #GP((n << 3) | 2).
       const n = this.softwareInterrupt(faultRip);
       if (n !== undefined) {
-        const permitted = (this.trapFlags[n]! & 3) >= 1;
+        const permitted = (this.trapFlags[n]! & 3) >= (this.userMode ? 3 : 1);
         if (permitted) view.setBigUint64(ripAt, faultRip + 2n, true); // a trap: it returns after the int
         const v = permitted ? n : 13;
         if (!this.trapAddress[v]) {
           this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : `refused by its DPL, and no #GP handler`}`);
           return;
         }
-        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), view, ripAt, v === 14 ? faultAddress() : 0n);
+        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), frameState(view, ripAt), v === 14 ? faultAddress() : 0n);
         if (problem) this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
         return;
       }
     }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     if (this.trapAddress[vector] && !ptwrRefusal) {
-      const problem = this.bounce(vector, errorCode, view, ripAt, vector === 14 ? faultAddress() : 0n);
+      const problem = this.bounce(vector, errorCode, frameState(view, ripAt), vector === 14 ? faultAddress() : 0n);
       if (problem) this.host.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
       return;
     }
     const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
     const address = vector === 14 ? `, address ${hex(faultAddress())}` : '';
-    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${address}${ptwrRefusal}; no trap handler is registered`);
+    const mode = this.userMode ? ' in guest user mode' : '';
+    this.host.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${mode}${address}${ptwrRefusal}; no trap handler is registered`);
+  }
+
+  /**
+   * `syscall` in guest user mode, which the LSTAR stub's `out` brought here:
+   * not a hypercall but the guest kernel's system call. As Xen does, it is
+   * bounced in kernel mode on the kernel stack to the syscall callback, the
+   * frame holding the user's return rip (rcx) and rflags (r11), with DF
+   * cleared and events masked if the callback was registered so. With no
+   * callback the guest gets #UD at the syscall instruction.
+   */
+  private userSyscall(): void {
+    const r = this.engine.regs;
+    // Back to the state at the syscall (rflags kept to what the guest may set: r11 is its own to forge).
+    r.rip = r.rcx;
+    r.rflags = (r.r11 & IRET_KEEPS) | IF | 2n;
+    const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_syscall);
+    if (!cb?.address) {
+      r.rip = r.rcx - 2n;
+      if (!this.trapAddress[6]) {
+        this.host.crash(`syscall at rip ${hex(r.rip)} in guest user mode: no syscall callback, and no #UD handler`);
+        return;
+      }
+      const problem = this.bounce(6, undefined, regsState(r), 0n);
+      if (problem) this.host.crash(`#UD for a syscall at rip ${hex(r.rip)} with no syscall callback could not be delivered: ${problem}`);
+      return;
+    }
+    const problem = this.createBounceFrame(regsState(r), cb.address, SEL.CS64, cb.maskEvents);
+    if (problem) {
+      this.host.crash(`syscall at rip ${hex(r.rcx - 2n)} in guest user mode could not be delivered: ${problem}`);
+      return;
+    }
+    r.rflags &= ~DF;
+    this.count(EXIT.bounce);
   }
 
   /**
@@ -571,45 +651,55 @@ export class PvVcpu {
    * address (`cr2`) goes to vcpu_info.arch.cr2. Returns a reason when it
    * cannot be done (the domain is then crashed).
    */
-  private bounce(vector: number, errorCode: bigint | undefined, frame: DataView, ripAt: number, cr2: bigint): string | undefined {
+  private bounce(vector: number, errorCode: bigint | undefined, state: GuestState, cr2: bigint): string | undefined {
     const info = this.vcpuInfo();
     if (vector === 14) {
       info.setBigUint64(VcpuInfo.OFFSETS.arch, cr2, true);
-      errorCode = errorCode! & ~4n; // U: the fault was in guest-kernel mode, as Xen reports it
+      // U: whether guest user mode faulted, as Xen reports it (at CPL 3 the CPU always sets it).
+      errorCode = this.userMode ? errorCode! | 4n : errorCode! & ~4n;
     }
     if (vector === 7 && this.taskSwitched) this.setTaskSwitched(false); // as Xen: the #NM clears the virtual TS
-    const problem = this.createBounceFrame(frameState(frame, ripAt), this.trapAddress[vector]!, this.trapCs[vector] || SEL.CS64,
-      (this.trapFlags[vector]! & 4) !== 0, errorCode);
+    const cs = state.flat ? SEL.CS64 : this.trapCs[vector] || SEL.CS64;
+    const problem = this.createBounceFrame(state, this.trapAddress[vector]!, cs, (this.trapFlags[vector]! & 4) !== 0,
+      errorCode === undefined ? [] : [errorCode]);
     if (!problem) this.count(EXIT.bounce);
     return problem;
   }
 
   /**
-   * Xen's create_bounce_frame: writes rcx, r11, [error code], rip, cs (RPL
-   * cleared: interrupted kernel mode; the event mask in bits 32-39), rflags
-   * (IF = events unmasked), rsp and ss below the interrupted stack (16-byte
-   * aligned), and makes `state` resume at `handler` on that frame, with TF,
-   * NT, RF and AC cleared; with `maskEvents`, events are then masked.
-   * Returns a reason when the frame cannot be written (nothing changed).
+   * Xen's create_bounce_frame: writes rcx, r11, `extra` (an error code, or
+   * the failsafe callback's data selectors), rip, cs (the event mask in
+   * bits 32-39), rflags (IF = events unmasked), rsp and ss, 16-byte
+   * aligned, and makes `state` resume at `handler` on that frame in guest
+   * kernel mode, with TF, NT, RF and AC cleared; with `maskEvents`, events
+   * are then masked. From kernel mode the frame goes below the interrupted
+   * stack and cs has its RPL cleared; from user mode (`fromUser`) it goes
+   * on the kernel stack (stack_switch), cs keeps RPL 3, and the vCPU
+   * switches to kernel mode. Returns a reason when the frame cannot be
+   * written (nothing changed).
    */
-  private createBounceFrame(state: GuestState, handler: bigint, cs: number, maskEvents: boolean, errorCode?: bigint): string | undefined {
+  private createBounceFrame(state: GuestState, handler: bigint, cs: number, maskEvents: boolean, extra: bigint[] = [],
+    fromUser = this.userMode): string | undefined {
     const r = this.engine.regs;
     const info = this.vcpuInfo();
     const rflags = state.rflags;
     const rsp = state.rsp;
+    if (fromUser && !this.kernelStack.sp) return 'guest user mode was interrupted and there is no kernel stack (stack_switch)';
+    const base = fromUser ? this.kernelStack.sp : rsp;
     const mask = info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1;
-    const words = [r.rcx, r.r11, ...(errorCode === undefined ? [] : [errorCode]), state.rip,
-      (state.cs & 0xfffcn) | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, state.ss];
-    const sp = (rsp & ~0xfn) - BigInt(words.length * 8);
+    const savedCs = fromUser ? state.cs & 0xffffn : state.cs & 0xfffcn;
+    const words = [r.rcx, r.r11, ...extra, state.rip, savedCs | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, state.ss];
+    const sp = (base & ~0xfn) - BigInt(words.length * 8);
     const bytes = new Uint8Array(words.length * 8);
     const dv = new DataView(bytes.buffer);
     words.forEach((w, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, w), true));
     try {
-      this.guest.write(sp, bytes);
+      this.guestKernel.write(sp, bytes);
     } catch (e) {
       if (e instanceof GuestFault) return `the bounce frame at ${hex(sp)} cannot be written (${e.reason})`;
       throw e;
     }
+    if (this.userMode) this.toggleMode();
     state.rip = handler;
     state.cs = BigInt(cs);
     state.rflags = rflags & ~BOUNCE_CLEARS;
@@ -666,7 +756,7 @@ export class PvVcpu {
 
   /** set_segment_base (kernel mode): FS, the user GS (the swapped-out base), the kernel GS. */
   private setSegmentBase(which: number, base: bigint): bigint {
-    const canonical = base < 1n << 47n || (base >= 0xffff800000000000n && base < 1n << 64n);
+    const canonical = isCanonical(base);
     switch (which) {
       case Segbase.SEGBASE_FS:
       case Segbase.SEGBASE_GS_USER:
@@ -701,37 +791,62 @@ export class PvVcpu {
       throw e;
     }
     const cs = Number(c.cs & 0xffffn), ss = Number(c.ss & 0xffffn);
-    if ((cs & 3) === 3) return 'a return to guest user mode (cs with RPL 3), which is not supported yet';
-    if ((cs | 3) !== SEL.CS64) return `code selector ${hex(cs)}: only the flat 64-bit selector ${hex(SEL.CS64 & ~3)} can be returned to`;
-    if ((ss | 3) !== SEL.DS && (ss & ~3) !== 0) return `stack selector ${hex(ss)}`;
+    // RPL 3 returns to guest user mode (the kernel's own frames have RPL 0), as Xen's do_iret.
+    const toUser = (cs & 3) === 3;
+    if (toUser && !this.userCr3Mfn) return 'a return to guest user mode with no user page tables (MMUEXT_NEW_USER_BASEPTR)';
     const rip = c.rip;
-    if (!(rip < 1n << 47n || rip >= 0xffff800000000000n)) return `rip ${hex(rip)} is not canonical`;
-    this.pendingIret = { rax: c.rax, r11: c.r11, rcx: c.rcx, inSyscall: (c.flags & BigInt(Vgcf.VGCF_in_syscall)) !== 0n, rip, rflags: c.rflags, rsp: c.rsp };
+    if (!isCanonical(rip)) return `rip ${hex(rip)} is not canonical`;
+    // Selectors the return cannot load: Xen's return to the guest would fault, and its failsafe callback gets the frame.
+    const failsafe = (cs | 3) !== SEL.CS64 ? `code selector ${hex(cs)} (only the flat 64-bit ${hex(SEL.CS64)} can be loaded)`
+      : (ss | 3) !== SEL.DS && (ss & ~3) !== 0 ? `stack selector ${hex(ss)}` : undefined;
+    if (failsafe && !this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)?.address) return `${failsafe}, and no failsafe callback`;
+    this.pendingIret = {
+      rax: c.rax, r11: c.r11, rcx: c.rcx, inSyscall: (c.flags & BigInt(Vgcf.VGCF_in_syscall)) !== 0n,
+      rip, cs: c.cs & 0xffffn, rflags: c.rflags, rsp: c.rsp, ss: c.ss & 0xffffn, toUser, failsafe,
+    };
     return undefined;
   }
 
-  /** Resumes an iret frame: through the ring-0 frame for vmcall, the registers otherwise. */
+  /**
+   * Resumes an iret frame (through the ring-0 frame for vmcall, the
+   * registers otherwise), switching to guest user mode for a user frame. A
+   * frame whose selectors cannot be loaded goes to the failsafe callback
+   * instead: Xen's frame of rcx, r11, ds, es, fs, gs (null here: paravane
+   * loads no data selectors), rip, cs, rflags, rsp, ss.
+   */
   private applyIret(f: IretFrame, frame: DataView | undefined, ripAt: number): void {
     const r = this.engine.regs;
-    const rflags = (f.rflags & IRET_KEEPS) | IF | 2n;
     r.rax = f.rax;
     if (!f.inSyscall) {
       r.rcx = f.rcx;
       r.r11 = f.r11;
     }
-    if (frame) {
-      frame.setBigUint64(ripAt, f.rip, true);
-      frame.setBigUint64(ripAt + 8, BigInt(SEL.CS64), true);
-      frame.setBigUint64(ripAt + 16, rflags, true);
-      frame.setBigUint64(ripAt + 24, f.rsp, true);
-      frame.setBigUint64(ripAt + 32, BigInt(SEL.DS), true);
-    } else {
-      r.rip = f.rip;
-      r.rflags = rflags;
-      r.rsp = f.rsp;
-    }
     // The guest's virtual IF: events masked unless the frame's IF was set.
     this.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, f.rflags & IF ? 0 : 1);
+    const to = { rip: f.rip, rflags: (f.rflags & IRET_KEEPS) | IF | 2n, rsp: f.rsp };
+    if (f.failsafe) {
+      const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)!;
+      const state: GuestState = { rip: f.rip, cs: f.cs, rflags: to.rflags, rsp: f.rsp, ss: f.ss };
+      const problem = this.createBounceFrame(state, cb.address, SEL.CS64, cb.maskEvents, [0n, 0n, 0n, 0n], f.toUser);
+      if (problem) {
+        this.host.crash(`iret hypercall: ${f.failsafe}; the failsafe callback could not be entered: ${problem}`);
+        return;
+      }
+      Object.assign(to, { rip: state.rip, rflags: state.rflags, rsp: state.rsp });
+    } else if (f.toUser) {
+      this.toggleMode();
+    }
+    if (frame) {
+      frame.setBigUint64(ripAt, to.rip, true);
+      frame.setBigUint64(ripAt + 8, BigInt(SEL.CS64), true);
+      frame.setBigUint64(ripAt + 16, to.rflags, true);
+      frame.setBigUint64(ripAt + 24, to.rsp, true);
+      frame.setBigUint64(ripAt + 32, BigInt(SEL.DS), true);
+    } else {
+      r.rip = to.rip;
+      r.rflags = to.rflags;
+      r.rsp = to.rsp;
+    }
   }
 
   /**

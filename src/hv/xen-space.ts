@@ -325,6 +325,17 @@ export class PerDomainSpace {
     return this.ft.bytes(this.owned[3 + v * 5 + 4]!);
   }
 
+  /**
+   * Opens or closes the hypercall port in vCPU `v`'s TSS I/O bitmap: closed
+   * while the vCPU is in guest user mode, so that an `out` to it there
+   * raises #GP at the instruction, as a hypercall from user mode does on Xen.
+   */
+  setHypercallPortOpen(v: number, open: boolean): void {
+    const tss = this.ft.bytes(this.owned[3 + v * 5 + 1]!);
+    const at = TSS_SIZE + (HYPERCALL_PORT >> 3), bit = 1 << (HYPERCALL_PORT & 7);
+    tss[at] = open ? tss[at]! & ~bit : tss[at]! | bit;
+  }
+
   release(): number {
     const n = this.owned.length;
     for (const mfn of this.owned.splice(0)) this.ft.release(mfn);
