@@ -47,7 +47,7 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -T $(GUEST_KIT)/lib/guest.lds \
 	--fatal-warnings
 
 GUEST_LIB_SRCS := entry.S start.c shutdown.c hypercall.c console.c printf.c string.c mmu.c check.c \
-	traps.c traps-entry.S events.c time.c
+	traps.c traps-entry.S events.c time.c user.c
 GUEST_OBJ := $(OUT)/obj-$(HYPERCALL)
 GUEST_LIB_OBJS := $(GUEST_LIB_SRCS:%=$(GUEST_OBJ)/lib/%.o)
 GUEST_OBJS := $(SRCS:%=$(GUEST_OBJ)/$(NAME)/%.o)

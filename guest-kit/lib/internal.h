@@ -19,4 +19,14 @@ unsigned int trap_resume_how(const struct trap_frame *f);
 /* The upcall's entry stub (lib/traps-entry.S), registered as CALLBACKTYPE_event. */
 extern char evtchn_upcall_entry[];
 
+/* A syscall's frame from user mode: runs the guest's handler (lib/user.c). Returns a TRAP_RETURN_* for the stub. */
+unsigned int user_syscall(struct trap_frame *f);
+
+/* The syscall callback's entry stub (lib/traps-entry.S), registered as CALLBACKTYPE_syscall. */
+extern char user_syscall_entry[];
+
+/* Into user mode at rip on rsp; returns the status user_leave() is given (lib/traps-entry.S). */
+long user_enter(unsigned long rip, unsigned long rsp);
+void user_leave(long status) __attribute__((noreturn));
+
 #endif /* __PARAVANE_LIB_INTERNAL_H__ */

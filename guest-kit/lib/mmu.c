@@ -277,6 +277,11 @@ long mmu_new_baseptr(xen_pfn_t mfn)
     return rc;
 }
 
+long mmu_new_user_baseptr(xen_pfn_t mfn)
+{
+    return mmuext(MMUEXT_NEW_USER_BASEPTR, mfn, 0);
+}
+
 xen_pfn_t mmu_current_base(void)
 {
     setup();

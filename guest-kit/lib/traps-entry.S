@@ -1,13 +1,18 @@
 /*
- * The entry stubs for vectors 0-31 and the event upcall, and the path
- * around trap_dispatch() (lib/traps.c) and evtchn_upcall() (lib/events.c):
- * the hypervisor's bounce frame in, a struct trap_frame for C, and the two
- * ways back. See <paravane/traps.h> and <paravane/events.h>.
+ * The entry stubs for vectors 0-31, the event upcall and the syscall from
+ * user mode, and the path around trap_dispatch() (lib/traps.c),
+ * evtchn_upcall() (lib/events.c) and user_syscall() (lib/user.c): the
+ * hypervisor's bounce frame in, a struct trap_frame for C, and the two
+ * ways back. Also the way into user mode and back out of it (user_enter,
+ * user_leave). See <paravane/traps.h>, <paravane/events.h> and
+ * <paravane/user.h>.
  * Inputs: the bounce frame (written by the hypervisor, trusted) and the
  * frame a handler edited (the guest's own).
  */
 #include <paravane/hypercall.h>
 #include <paravane/traps.h>
+#include <paravane/user.h>
+#include <xen/arch-x86/xen.h>
 
 /* vcpu_info fields (vcpu_info[0] is at the start of shared_info; checked in lib/traps.c). */
 #define VCPU_INFO_UPCALL_PENDING 0
@@ -92,6 +97,25 @@ evtchn_upcall_entry:
         jmp entry_call
         .size evtchn_upcall_entry, . - evtchn_upcall_entry
 
+/*
+ * The syscall callback (CALLBACKTYPE_syscall, registered by user_init()):
+ * user mode ran `syscall`. The hypervisor switched to kernel mode and put
+ * the frame on the kernel stack like an upcall's: rcx, r11 (the return rip
+ * and rflags), rip, cs (RPL 3), rflags, rsp, ss. Make it a struct
+ * trap_frame with vector TRAP_SYSCALL for user_syscall().
+ */
+        .globl user_syscall_entry
+        .type user_syscall_entry, @function
+user_syscall_entry:
+        popq %rcx
+        popq %r11
+        pushq $0
+        pushq $TRAP_SYSCALL
+        SAVE_REGS
+        leaq user_syscall(%rip), %rax
+        jmp entry_call
+        .size user_syscall_entry, . - user_syscall_entry
+
 /* Pops what SAVE_REGS pushed, back into the registers: rsp is left at the vector. */
 .macro POP_REGS
         popq %r15
@@ -142,6 +166,8 @@ entry_call:
         POP_REGS
         addq $16, %rsp                  /* the vector and the error code */
         pushq $0
+/* From here on: the stack holds flags, rip, cs, rflags, rsp, ss; rcx, r11 and rax what the frame restores. */
+iret_frame:
 #if defined(GUEST_HYPERCALL_PAGE)
         /* The hypervisor's iret stub pushes rcx, r11, rax and issues the call itself. */
         jmp hypercall_page + __HYPERVISOR_iret * HYPERCALL_STUB_SIZE
@@ -179,5 +205,70 @@ entry_call:
         addq $16, %rsp                  /* the vector and the error code */
         iretq
         .size trap_common, . - trap_common
+
+/*
+ * long user_enter(unsigned long rip, unsigned long rsp): saves the
+ * kernel's callee-saved registers and stack pointer, then irets to user
+ * mode at rip on rsp (cs FLAT_USER_CS, RPL 3, so the hypervisor switches
+ * to the user tables; IF set, so events are enabled there), every other
+ * register zero. It returns only through user_leave(status), with status.
+ */
+        .globl user_enter
+        .type user_enter, @function
+user_enter:
+        pushq %rbx
+        pushq %rbp
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        movq %rsp, user_kernel_rsp(%rip)
+        pushq $FLAT_USER_SS
+        pushq %rsi
+        pushq $(X86_EFLAGS_IF | 2)
+        pushq $FLAT_USER_CS
+        pushq %rdi
+        pushq $0                        /* flags: not VGCF_in_syscall */
+        xorl %eax, %eax
+        xorl %ebx, %ebx
+        xorl %ecx, %ecx
+        xorl %edx, %edx
+        xorl %esi, %esi
+        xorl %edi, %edi
+        xorl %ebp, %ebp
+        xorl %r8d, %r8d
+        xorl %r9d, %r9d
+        xorl %r10d, %r10d
+        xorl %r11d, %r11d
+        xorl %r12d, %r12d
+        xorl %r13d, %r13d
+        xorl %r14d, %r14d
+        xorl %r15d, %r15d
+        jmp iret_frame
+        .size user_enter, . - user_enter
+
+/*
+ * void user_leave(long status): back to where user_enter() was called,
+ * which returns status. Called in kernel mode, on the kernel stack a
+ * bounce from user mode left: that stack is abandoned.
+ */
+        .globl user_leave
+        .type user_leave, @function
+user_leave:
+        movq user_kernel_rsp(%rip), %rsp
+        movq %rdi, %rax
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbp
+        popq %rbx
+        ret
+        .size user_leave, . - user_leave
+
+        .bss
+        .balign 8
+user_kernel_rsp:
+        .quad 0
 
         .section .note.GNU-stack, "", @progbits

@@ -131,6 +131,34 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect((await run('hello')).end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
   });
 
+  it('usermode: a user program runs on its own tables; syscalls, exceptions and an upcall reach the kernel from user mode', async () => {
+    const { end, out } = await run('usermode');
+    expect(out).not.toMatch(/^FAIL/m);
+    expect(out).toMatch(/^user: hello from guest user mode$/m);
+    for (const what of ['user_run returns the user program\'s exit status', 'user mode reads its own GS base', 'a syscall handler reads the kernel GS base',
+      'syscall frame: cs is the user selector', 'read of kernel memory: cr2', 'write to user text: error code', 'out to the hypercall port: vector',
+      'vmcall: error code', 'int \\$0x80 \\(DPL 0\\): error code', 'of which upcalls that interrupted user mode', 'failsafe frame: rip is the iret\'s']) {
+      expect(out, what).toMatch(new RegExp(`^ok ${what}`, 'm'));
+    }
+    expect(out).toMatch(/^usermode: 5\d ok, 0 failed$/m);
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+  });
+
+  it('usermode: no user tables, no handler, no kernel stack or no failsafe callback crashes the domain alone, with the reason', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['nousertables', /iret hypercall: a return to guest user mode with no user page tables/],
+      ['nohandler', /unhandled #PF page fault \(vector 14, error code 0x4\) at rip 0x[0-9a-f]+ in guest user mode, address 0x0; no trap handler/],
+      ['nokstack', /syscall at rip 0x[0-9a-f]+ in guest user mode could not be delivered: guest user mode was interrupted and there is no kernel stack/],
+      ['nofailsafe', /iret hypercall: code selector 0x1230 .*and no failsafe callback/],
+    ];
+    for (const [mode, reason] of cases) {
+      const { end } = await run('usermode', { cmdline: mode });
+      expect(end.kind, mode).toBe('crashed');
+      expect((end as { reason: string }).reason, mode).toMatch(reason);
+    }
+    expect((await run('hello')).end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+  });
+
   it('events: delivery, masks, VIRQ_TIMER, poll and status, through every transport', async () => {
     for (const name of ['events', 'events-vmcall', 'events-syscall']) {
       const { end, out } = await run(name);

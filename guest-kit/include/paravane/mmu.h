@@ -173,6 +173,12 @@ long mmu_pin(int level, xen_pfn_t mfn);
 long mmu_unpin(xen_pfn_t mfn);
 /* Loads the L4 in mfn as the kernel's base pointer (CR3). */
 long mmu_new_baseptr(xen_pfn_t mfn);
+/*
+ * Loads the L4 in mfn as the user base pointer: the tables guest user mode
+ * runs on (0: none, and a return to user mode crashes the domain). See
+ * <paravane/user.h>.
+ */
+long mmu_new_user_baseptr(xen_pfn_t mfn);
 /* The L4 loaded now: the bootstrap L4 until mmu_new_baseptr() changes it. */
 xen_pfn_t mmu_current_base(void);
 long mmu_tlb_flush(void);
