@@ -137,9 +137,11 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(out).toMatch(/^user: hello from guest user mode$/m);
     for (const what of ['user_run returns the user program\'s exit status', 'user mode reads its own GS base', 'a syscall handler reads the kernel GS base',
       'syscall frame: cs is the user selector', 'read of kernel memory: cr2', 'write to user text: error code', 'out to the hypercall port: vector',
-      'vmcall: error code', 'int \\$0x80 \\(DPL 0\\): error code', 'of which upcalls that interrupted user mode', 'failsafe frame: rip is the iret\'s']) {
+      'vmcall: error code', 'int \\$0x80 \\(DPL 0\\): error code', 'of which upcalls that interrupted user mode', 'failsafe frame: rip is the iret\'s',
+      'forged syscall: the frame\'s rflags lose IOPL', 'forged syscall: user mode resumes with IOPL 0']) {
       expect(out, what).toMatch(new RegExp(`^ok ${what}`, 'm'));
     }
+    expect(out).toMatch(/^usermode: 1000 syscalls, \d+ ns each$/m);
     expect(out).toMatch(/^usermode: 5\d ok, 0 failed$/m);
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
   });

@@ -11,7 +11,13 @@
  *     int3 (DPL 3), int $0x80 (DPL 0: #GP), and the two hypercall
  *     instructions, the port `out` and vmcall (#GP(0): no hypercall from
  *     user mode);
- *   - an event upcall (VIRQ_TIMER) while user code spins;
+ *   - a syscall forged with a bare `out` to the syscall port and hostile
+ *     flags in r11 (IOPL 3, NT, VM, IF clear): the frame and the return
+ *     carry only the flags a guest may set;
+ *   - an event upcall (VIRQ_TIMER) while user code spins.
+ *
+ * It then times SYSCALLS empty system calls (user -> kernel -> user) and
+ * prints "usermode: <n> syscalls, <t> ns each".
  *   - the failsafe callback, given an iret frame whose code selector
  *     cannot be loaded.
  *
@@ -36,7 +42,7 @@
 #include <xen/callback.h>
 
 /* The user program's system calls. */
-enum { SYS_EXIT, SYS_WRITE, SYS_ADD, SYS_KERNEL_GS, SYS_FRAME };
+enum { SYS_EXIT, SYS_WRITE, SYS_ADD, SYS_KERNEL_GS, SYS_FRAME, SYS_FLAGS, SYS_NOP };
 
 #define EXIT_STATUS 42
 #define BAD_CS 0x1230
@@ -48,7 +54,8 @@ static char user_hello[] __user_data = "hello from guest user mode\n";
 /* What the user program saw, for the kernel to check after it ends. */
 static struct {
     long sum, kernel_gs, frame_rsp, bad_write;
-    uint64_t user_gs, rsp_at_syscall;
+    uint64_t user_gs, rsp_at_syscall, forged_frame_flags, flags_after_forged;
+    unsigned long bench_n;
     volatile unsigned long ticks;
     unsigned long spins;
 } user_seen __user_data;
@@ -85,12 +92,34 @@ __user_text static void user_main(void)
     USER_PROBE("out %%al, $0xe0", 2, "D"(0));                            /* the hypercall port: #GP(0) */
     USER_PROBE("vmcall", 3, "D"(0));                                     /* #GP(0), not a hypercall */
 
+    /* A syscall by hand: the port `out` of the hypervisor's syscall stub, with r11 (the rflags to return with) forged. */
+    __asm__ volatile("leaq 1f(%%rip), %%rcx\n\t"
+                     "movq $0x27000, %%r11\n\t"      /* IOPL 3, NT, VM; IF clear */
+                     "out %%al, $0xe4\n"
+                     "1:\n\t"
+                     "pushfq\n\t"
+                     "popq %1"
+                     : "=a"(user_seen.forged_frame_flags), "=r"(user_seen.flags_after_forged)
+                     : "a"((long)SYS_FLAGS) : "rcx", "r11", "memory");
+
     /* An event while in user mode: the kernel's timer handler counts it in user_seen.ticks. */
     while (user_seen.ticks == 0 && spins < 4000000000UL)
         spins++;
     user_seen.spins = spins;
     user_syscall1(SYS_EXIT, EXIT_STATUS);
 }
+
+/* Empty system calls, user_seen.bench_n of them. */
+__user_text static void user_bench(void)
+{
+    unsigned long i;
+
+    for (i = 0; i < user_seen.bench_n; i++)
+        user_syscall1(SYS_NOP, 0);
+    user_syscall1(SYS_EXIT, 0);
+}
+
+#define SYSCALLS 1000
 
 /* --- The kernel. */
 
@@ -137,6 +166,10 @@ static long user_sys(struct trap_frame *f)
     case SYS_FRAME:
         syscall_frame = *f;
         return (long)f->rsp;
+    case SYS_FLAGS:
+        return (long)f->rflags;
+    case SYS_NOP:
+        return 0;
     default:
         return -XEN_ENOSYS;
     }
@@ -226,6 +259,9 @@ static void run_checks(void)
     check_ge("timer events while user code spun", (long)user_seen.ticks, 1);
     check_ge("of which upcalls that interrupted user mode", upcalls_from_user, 1);
     check_eq("kernel_secret is untouched", (long)kernel_secret, 0x5ec2e7);
+    check_hex("forged syscall: the frame's rflags lose IOPL, NT and VM, and IF says events were enabled",
+              user_seen.forged_frame_flags & 0x27200, X86_EFLAGS_IF);
+    check_hex("forged syscall: user mode resumes with IOPL 0, no NT, no VM", user_seen.flags_after_forged & 0x27000, 0);
 
     /* The failsafe callback: an iret frame with a code selector that cannot be loaded. */
     fs.address = (xen_callback_t)failsafe_entry;
@@ -239,6 +275,18 @@ static void run_checks(void)
     fs.address = 0;
     rc = HYPERVISOR_callback_op(CALLBACKOP_register, &fs);
     check_eq("unregister the failsafe callback (address 0)", rc, 0);
+
+    /* The cost of a system call: user -> kernel -> user, two exits and two page-table switches. */
+    {
+        uint64_t t0, t1;
+
+        user_seen.bench_n = SYSCALLS;
+        t0 = now_ns();
+        status = user_run(user_bench, user_stack + sizeof(user_stack));
+        t1 = now_ns();
+        check_eq("the syscall loop exits with 0", status, 0);
+        printk("usermode: %u syscalls, %lu ns each\n", SYSCALLS, (unsigned long)((t1 - t0) / SYSCALLS));
+    }
 }
 
 /* A failure case: prints what it does, does it; the hypervisor must crash the domain. */
