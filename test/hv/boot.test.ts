@@ -3,41 +3,25 @@
 // the machine goes on, timeouts, and clean refusals. Needs /dev/kvm (see
 // test/engine/kvm-gate.ts).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
 import { Hypervisor } from '../../src/hv/hypervisor.js';
 import { GuestElfError } from '../../src/hv/elf.js';
 import { BuildError } from '../../src/hv/builder.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
+import { elfGuest as guest, kvmMachine, runGuest } from './kvm-harness.js';
 
 const MIB = 1 << 20;
-const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
-const guest = (name: string) => fs.readFileSync(path.join(ELF, `${name}.elf`));
 
 describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
+  const m = kvmMachine({ memoryBytes: 64 * MIB });
   let freeAtStart: number;
   beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
-    freeAtStart = hv.frames.free;
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
+    freeAtStart = m.hv.frames.free;
   });
 
-  async function boot(name: string, opts: { timeoutMs?: number; memoryBytes?: number } = {}) {
-    const out: Buffer[] = [];
-    const d = hv.createDomain(guest(name), { memoryBytes: opts.memoryBytes ?? 8 * MIB, console: (b) => out.push(Buffer.from(b)) });
-    const end = await hv.run(d, { timeoutMs: opts.timeoutMs ?? 20_000 });
-    return { d, end, out: Buffer.concat(out) };
-  }
+  const boot = (name: string, opts: { timeoutMs?: number; memoryBytes?: number } = {}) => runGuest(m.hv, guest(name), opts);
 
   it('gives the same results for a hypercall through the hypercall page, vmcall and syscall', async () => {
     const { d, end, out } = await boot('transports');
@@ -57,17 +41,17 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
   });
 
   it('returns every frame to the free pool when a domain dies', async () => {
-    const before = hv.frames.free;
+    const before = m.hv.frames.free;
     let frames: number[] = [];
     const { d } = await boot('transports', { memoryBytes: 16 * MIB });
     frames = [...d.memory.p2m];
     expect(d.state).toBe('dead');
     // What the domain left in its frames is gone: they read as zeros (discarded, not copied over).
-    expect(frames.every((mfn) => hv.frames.bytes(mfn).every((b) => b === 0))).toBe(true);
+    expect(frames.every((mfn) => m.hv.frames.bytes(mfn).every((b) => b === 0))).toBe(true);
     expect(d.framesReturned).toBeGreaterThan(4096);
-    expect(hv.frames.free).toBe(before);
-    expect(hv.frames.framesOf(d.id)).toEqual([]);
-    expect(hv.domains.size).toBe(0);
+    expect(m.hv.frames.free).toBe(before);
+    expect(m.hv.frames.framesOf(d.id)).toEqual([]);
+    expect(m.hv.domains.size).toBe(0);
   });
 
   it('destroys a crashing domain alone, with the reason, and the machine goes on', async () => {
@@ -76,10 +60,10 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
     expect(end.kind).toBe('crashed');
     expect(end.kind === 'crashed' && end.reason).toMatch(/^unhandled #UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+; no trap handler is registered$/);
     expect(d.state).toBe('dead');
-    expect(hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.frames.free).toBe(freeAtStart);
     // The next domain on the same machine runs normally.
     expect((await boot('transports')).end.kind).toBe('shutdown');
-    expect(hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.frames.free).toBe(freeAtStart);
   });
 
   it('kills a domain that runs past its timeout', async () => {
@@ -87,42 +71,42 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
     const { end } = await boot('minimal', { timeoutMs: 200 });
     expect(end).toEqual({ kind: 'killed', reason: 'timed out after 0.2 s' });
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.frames.free).toBe(freeAtStart);
   });
 
   it('pauses a running domain and resumes it later', async () => {
-    const d = hv.createDomain(guest('minimal'), { memoryBytes: 8 * MIB });
+    const d = m.hv.createDomain(guest('minimal'), { memoryBytes: 8 * MIB });
     setTimeout(() => d.pause(), 50);
-    expect(await hv.run(d, { timeoutMs: 10_000 })).toEqual({ kind: 'paused' });
+    expect(await m.hv.run(d, { timeoutMs: 10_000 })).toEqual({ kind: 'paused' });
     expect(d.state).toBe('paused');
-    expect(hv.frames.framesOf(d.id).length).toBeGreaterThan(2048); // still holds its memory
-    expect(await hv.run(d, { timeoutMs: 100 })).toEqual({ kind: 'killed', reason: 'timed out after 0.1 s' });
-    expect(hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.frames.framesOf(d.id).length).toBeGreaterThan(2048); // still holds its memory
+    expect(await m.hv.run(d, { timeoutMs: 100 })).toEqual({ kind: 'killed', reason: 'timed out after 0.1 s' });
+    expect(m.hv.frames.free).toBe(freeAtStart);
   });
 
   it('destroys the domain and rethrows when paravane itself fails during a hypercall', async () => {
-    const d = hv.createDomain(guest('crash'), { memoryBytes: 8 * MIB, console: () => { throw new Error('console sink failed'); } });
-    await expect(hv.run(d)).rejects.toThrow('console sink failed');
+    const d = m.hv.createDomain(guest('crash'), { memoryBytes: 8 * MIB, console: () => { throw new Error('console sink failed'); } });
+    await expect(m.hv.run(d)).rejects.toThrow('console sink failed');
     expect(d.state).toBe('dead');
     expect(d.end).toEqual({ kind: 'crashed', reason: 'internal error: console sink failed' });
-    expect(hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.frames.free).toBe(freeAtStart);
   });
 
   it('keeps several domains built at once apart and frees each on destroy', () => {
-    const a = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
-    const b = hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
+    const a = m.hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
+    const b = m.hv.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
     // Every reference the two domains' tables, pins and CR3s hold is accounted for.
-    expect(auditPageTypes(hv.frames, [a, b].map((d) => d.auditView()))).toEqual([]);
+    expect(auditPageTypes(m.hv.frames, [a, b].map((d) => d.auditView()))).toEqual([]);
     expect(a.id).not.toBe(b.id);
-    const mine = new Set(hv.frames.framesOf(a.id));
-    expect(hv.frames.framesOf(b.id).some((m) => mine.has(m))).toBe(false);
-    hv.destroyDomain(a);
-    hv.destroyDomain(b);
-    expect(hv.frames.free).toBe(freeAtStart);
+    const mine = new Set(m.hv.frames.framesOf(a.id));
+    expect(m.hv.frames.framesOf(b.id).some((m) => mine.has(m))).toBe(false);
+    m.hv.destroyDomain(a);
+    m.hv.destroyDomain(b);
+    expect(m.hv.frames.free).toBe(freeAtStart);
   });
 
   it('refuses syscall hypercalls, crashing the domain with the reason, on a host whose syscall enters ring 0', async () => {
-    const strict = new Hypervisor(engine, { memoryBytes: 32 * MIB, syscallAtCpl3: false });
+    const strict = new Hypervisor(m.engine, { memoryBytes: 32 * MIB, syscallAtCpl3: false });
     try {
       const d = strict.createDomain(guest('transports'), { memoryBytes: 8 * MIB });
       const end = await strict.run(d, { timeoutMs: 20_000 });
@@ -134,10 +118,10 @@ describe.skipIf(!HAVE_KVM)('domains on KVM', () => {
   });
 
   it('refuses a malformed kernel or impossible options without allocating anything', () => {
-    expect(() => hv.createDomain(new Uint8Array(10), { memoryBytes: 8 * MIB })).toThrow(GuestElfError);
-    expect(() => hv.createDomain(guest('transports'), { memoryBytes: 1 * MIB })).toThrow(BuildError);
-    expect(() => hv.createDomain(guest('transports'), { memoryBytes: 512 * MIB })).toThrow(/frames requested/);
-    expect(hv.frames.free).toBe(freeAtStart);
-    expect(hv.domains.size).toBe(0);
+    expect(() => m.hv.createDomain(new Uint8Array(10), { memoryBytes: 8 * MIB })).toThrow(GuestElfError);
+    expect(() => m.hv.createDomain(guest('transports'), { memoryBytes: 1 * MIB })).toThrow(BuildError);
+    expect(() => m.hv.createDomain(guest('transports'), { memoryBytes: 512 * MIB })).toThrow(/frames requested/);
+    expect(m.hv.frames.free).toBe(freeAtStart);
+    expect(m.hv.domains.size).toBe(0);
   });
 });

@@ -2,16 +2,12 @@
 // that writes a line, waits for host input and echoes it, and alone on
 // plain memory for hostile indices; and console_io(CONSOLEIO_read).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
+import { elfGuest, kvmMachine, runGuest } from './kvm-harness.js';
 import { ConsoleBackend } from '../../src/hv/console.js';
 import { EventChannels } from '../../src/hv/events.js';
 
-const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
 
 describe('console ring backend', () => {
   function setup() {
@@ -50,25 +46,19 @@ describe('console ring backend', () => {
 });
 
 describe.skipIf(!HAVE_KVM)('console on KVM', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
-  beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 32 << 20 });
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
-  });
+  const m = kvmMachine({ memoryBytes: 32 << 20 });
 
   it('serves the ring: guest output to the console, host input (given early or late) to the guest', async () => {
     for (const early of [true, false]) {
-      let out = '';
-      const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ring.elf')), { memoryBytes: 8 << 20, console: (b) => { out += Buffer.from(b).toString('latin1'); } });
-      if (early) d.consoleInput(Buffer.from('typed early\n'));
-      else setTimeout(() => d.consoleInput(Buffer.from('typed late\n')), 30);
-      expect(await hv.run(d, { timeoutMs: 10_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-      expect(out).toBe(`hello from the ring\ngot: typed ${early ? 'early' : 'late'}\n`);
+      const { end, out } = await runGuest(m.hv, elfGuest('ring'), {
+        timeoutMs: 10_000,
+        created: (d) => {
+          if (early) d.consoleInput(Buffer.from('typed early\n'));
+          else setTimeout(() => d.consoleInput(Buffer.from('typed late\n')), 30);
+        },
+      });
+      expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+      expect(out.toString('latin1')).toBe(`hello from the ring\ngot: typed ${early ? 'early' : 'late'}\n`);
     }
   });
 });

@@ -3,12 +3,11 @@
 // a guest built only against Xen's own public headers (libxen-dev). After
 // each domain dies, every frame is back in the free pool. Needs /dev/kvm.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
+import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from './kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
 
@@ -20,33 +19,38 @@ if (!haveXen) {
 }
 
 const MIB = 1 << 20;
-const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 
 describe.skipIf(!HAVE_KVM)('example guests', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
+  const m = kvmMachine({ memoryBytes: 96 * MIB });
   let free: number;
   beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 96 * MIB });
-    free = hv.frames.free;
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
+    free = m.hv.frames.free;
   });
 
-  async function run(name: string, opts: { cmdline?: string; memoryBytes?: number; initrd?: Uint8Array } = {}) {
+  function example(name: string): Buffer {
     const file = path.join(GUESTS, `${name}.elf`);
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\``);
-    let out = '';
-    const d = hv.createDomain(fs.readFileSync(file), {
-      memoryBytes: opts.memoryBytes ?? 32 * MIB, cmdline: opts.cmdline, initrd: opts.initrd,
-      console: (b) => { out += Buffer.from(b).toString('latin1'); },
-    });
-    const end = await hv.run(d, { timeoutMs: 20_000 });
-    expect(hv.frames.free).toBe(free); // every frame returned
-    return { d, end, out };
+    return fs.readFileSync(file);
+  }
+
+  async function run(name: string, opts: { cmdline?: string; memoryBytes?: number; initrd?: Uint8Array } = {}) {
+    const { d, end, out } = await runGuest(m.hv, example(name), { memoryBytes: 32 * MIB, ...opts });
+    expect(m.hv.frames.free).toBe(free); // every frame returned
+    return { d, end, out: out.toString('latin1') };
+  }
+
+  /** A pingpong server and client, run to their ends, and what each printed. */
+  async function pingpong(rounds: number, serverWait: string, clientWait: string) {
+    const file = example('pingpong');
+    const outs = ['', ''];
+    const next = m.hv.peekNextDomid();
+    const server = m.hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds}${serverWait}`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
+    const client = m.hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds}${clientWait}`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
+    const ends = await Promise.all([m.hv.run(server, { timeoutMs: 30_000 }), m.hv.run(client, { timeoutMs: 30_000 })]);
+    for (const e of ends) expect(e, outs.join('\n')).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(outs[0]).toContain(`pingpong: server answered ${rounds} pings`);
+    for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
+    return { server, client, outs };
   }
 
   it('hello prints its greeting, start_info and the version, and powers off', async () => {
@@ -181,39 +185,23 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
 
   it('pingpong: two domains bounce events over an interdomain channel, blocking or spinning', async () => {
     for (const wait of ['block', 'spin']) {
-      const file = fs.readFileSync(path.join(GUESTS, 'pingpong.elf'));
-      const outs = ['', ''];
-      const next = hv.peekNextDomid();
       const rounds = wait === 'spin' ? 20 : 100;
-      const server = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=${wait}`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
-      const client = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds}`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
-      const ends = await Promise.all([hv.run(server, { timeoutMs: 30_000 }), hv.run(client, { timeoutMs: 30_000 })]);
-      for (const e of ends) expect(e, outs.join('\n')).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-      expect(outs[0]).toContain(`pingpong: server answered ${rounds} pings`);
+      const { outs } = await pingpong(rounds, ` wait=${wait}`, '');
       expect(outs[1]).toMatch(new RegExp(`^pingpong: ${rounds} round trips, median \\d+ us`, 'm'));
-      for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
-      expect(hv.frames.free).toBe(free);
+      expect(m.hv.frames.free).toBe(free);
     }
   });
 
   it('pingpong wait=poll: a multicall of send and SCHEDOP_poll, one exit per side per round and no upcall', async () => {
-    const file = fs.readFileSync(path.join(GUESTS, 'pingpong.elf'));
-    const outs = ['', ''];
-    const next = hv.peekNextDomid();
     const rounds = 200;
-    const server = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=poll`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
-    const client = hv.createDomain(file, { memoryBytes: 32 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds} wait=poll`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
-    const ends = await Promise.all([hv.run(server, { timeoutMs: 30_000 }), hv.run(client, { timeoutMs: 30_000 })]);
-    for (const e of ends) expect(e, outs.join('\n')).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    expect(outs[0]).toContain(`pingpong: server answered ${rounds} pings`);
+    const { server, client, outs } = await pingpong(rounds, ' wait=poll', ' wait=poll');
     expect(outs[1]).toMatch(new RegExp(`^pingpong: ${rounds} round trips, median \\d+ us.*\\(wait poll\\)$`, 'm'));
-    for (const o of outs) expect(o).toMatch(/^pingpong: \d+ ok, 0 failed$/m);
     // Each round: one multicall per side; set-up, checks and output add a few dozen hypercalls.
     for (const d of [server, client]) {
       expect(d.hypercallCounts[Hypercall.HYPERVISOR_multicall]).toBeGreaterThanOrEqual(rounds - 1);
       expect(d.exitCounts.get('hypercall (page)')).toBeLessThan(rounds + 150);
       expect(d.exitCounts.get('event upcall')).toBeLessThan(10);
     }
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
   });
 });

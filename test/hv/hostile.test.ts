@@ -6,21 +6,21 @@
 // every frame of the hostile domain returns to the pool. Needs /dev/kvm
 // and the guests (`make -C test/guests/hostile OUT=../../../build/hostile`).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
+import type { Hypervisor } from '../../src/hv/hypervisor.js';
+import { GUESTS_DIR, kvmMachine } from './kvm-harness.js';
 import type { Domain } from '../../src/hv/domain.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
 
 const MIB = 1 << 20;
 const HOSTILE = path.resolve(import.meta.dirname, '../../build/hostile');
 const HOSTILE_SRC = path.resolve(import.meta.dirname, '../guests/hostile');
-const VICTIM = path.resolve(import.meta.dirname, '../../build/guests/hello.elf');
+const VICTIM = path.join(GUESTS_DIR, 'hello.elf');
 /** Xen's errno values (negated in the guest's rc). */
 const EPERM = -1, EFAULT = -14, EBUSY = -16, EINVAL = -22, ENOSYS = -38, EOPNOTSUPP = -95;
 
@@ -139,8 +139,6 @@ function checksum(hv: Hypervisor, domid: number): string {
 }
 
 describe.skipIf(!HAVE_KVM)('hostile guests', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
   let victim: Domain;
   let victimSum: string;
   let freeBeforeVictim: number;
@@ -149,15 +147,13 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
     for (const f of [VICTIM, HOSTILE]) {
       if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build\` and \`make -C test/guests/hostile OUT=../../../build/hostile\``);
     }
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
+  });
+  const m = kvmMachine({ memoryBytes: 64 * MIB });
+  beforeAll(() => {
+    const hv = m.hv;
     freeBeforeVictim = hv.frames.free;
     victim = hv.createDomain(fs.readFileSync(VICTIM), { name: 'victim', memoryBytes: 8 * MIB });
     victimSum = checksum(hv, victim.id);
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
   });
 
   const victimAudit = () => victim.auditView();
@@ -173,7 +169,7 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
     // The foreigndom attacks name domain 1 (HX_VICTIM_DOMID).
     expect(victim.id).toBe(1);
     expect(victim.state).toBe('building');
-    expect(auditPageTypes(hv.frames, [victimAudit()])).toEqual([]);
+    expect(auditPageTypes(m.hv.frames, [victimAudit()])).toEqual([]);
   });
 
   /**
@@ -183,10 +179,10 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
   async function attack(name: string) {
     const file = path.join(HOSTILE, `${name}.elf`);
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`make -C test/guests/hostile OUT=../../../build/hostile\``);
-    const free = hv.frames.free;
+    const free = m.hv.frames.free;
     let out = '';
     let paused = false;
-    const d: Domain = hv.createDomain(fs.readFileSync(file), {
+    const d: Domain = m.hv.createDomain(fs.readFileSync(file), {
       name, memoryBytes: 8 * MIB,
       console: (b) => {
         out += Buffer.from(b).toString('latin1');
@@ -197,11 +193,11 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
       },
     });
     const id = d.id;
-    let end = await hv.run(d, { timeoutMs: 20_000 });
+    let end = await m.hv.run(d, { timeoutMs: 20_000 });
     let audit: string[] | undefined;
     if (end.kind === 'paused') {
-      audit = auditPageTypes(hv.frames, [victimAudit(), d.auditView()]);
-      end = await hv.run(d, { timeoutMs: 20_000 });
+      audit = auditPageTypes(m.hv.frames, [victimAudit(), d.auditView()]);
+      end = await m.hv.run(d, { timeoutMs: 20_000 });
     }
     return { end, out, audit, id, free };
   }
@@ -216,11 +212,11 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
     // Every reference of both domains is accounted for while the hostile one still lived.
     expect(audit).toEqual([]);
     // The victim is untouched, byte for byte, and still audits clean.
-    expect(checksum(hv, victim.id)).toBe(victimSum);
-    expect(auditPageTypes(hv.frames, [victimAudit()])).toEqual([]);
+    expect(checksum(m.hv, victim.id)).toBe(victimSum);
+    expect(auditPageTypes(m.hv.frames, [victimAudit()])).toEqual([]);
     // Every frame of the hostile domain is back in the pool.
-    expect(hv.frames.framesOf(id)).toEqual([]);
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.framesOf(id)).toEqual([]);
+    expect(m.hv.frames.free).toBe(free);
   }
 
   it.each(ATTACKS)('refuses $name ($what) with $rc', async ({ name, rc }) => {
@@ -228,9 +224,9 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
   });
 
   it('destroys the victim and the pool is whole again', () => {
-    hv.destroyDomain(victim);
-    expect(hv.frames.framesOf(victim.id)).toEqual([]);
-    expect(hv.domains.size).toBe(0);
-    expect(hv.frames.free).toBe(freeBeforeVictim);
+    m.hv.destroyDomain(victim);
+    expect(m.hv.frames.framesOf(victim.id)).toEqual([]);
+    expect(m.hv.domains.size).toBe(0);
+    expect(m.hv.frames.free).toBe(freeBeforeVictim);
   });
 });

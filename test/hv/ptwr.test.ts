@@ -5,14 +5,11 @@
 // and, lock cmpxchg, btr and bts) and ones that try to map their L1
 // writable that way, with an 8-byte and a 1-byte store.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { decodePtStore, FLAGS } from '../../src/hv/ptwr.js';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
+import { elfGuest, kvmMachine, runGuest } from './kvm-harness.js';
 
 const insn = (...b: number[]) => decodePtStore(Uint8Array.from([...b, 0x90, 0x90, 0x90, 0x90, 0x90]));
 const rdi = { scale: 1, disp: 0n, ripRelative: false, base: 'rdi' };
@@ -45,56 +42,37 @@ describe('page-table store decoder', () => {
   });
 });
 
-const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
-
 describe.skipIf(!HAVE_KVM)('writable page tables on KVM', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
-  beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 32 << 20 });
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
-  });
+  const m = kvmMachine({ memoryBytes: 32 << 20 });
 
   it('emulates a guest\'s stores to its own L1 as validated updates, and the guest sees the new mappings', async () => {
-    const free = hv.frames.free;
-    const out: Buffer[] = [];
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ptwr.elf')), { memoryBytes: 8 << 20, console: (b) => out.push(Buffer.from(b)) });
-    const end = await hv.run(d, { timeoutMs: 20_000 });
+    const free = m.hv.frames.free;
+    const { d, end, out: words } = await runGuest(m.hv, elfGuest('ptwr'));
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    const words = Buffer.concat(out);
     expect([0, 8, 16].map((o) => words.readBigUInt64LE(o))).toEqual([0xbbbbbbbbn, 0xaaaaaaaan, 0xbbbbbbbbn]);
     expect(d.exitCounts.get('page-table write')).toBe(3);
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
   });
 
   it('shows the guest a page unmapped and then mapped again (the mapping is an addition: no flush)', async () => {
-    const out: Buffer[] = [];
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'remap.elf')), { memoryBytes: 8 << 20, console: (b) => out.push(Buffer.from(b)) });
-    expect(await hv.run(d, { timeoutMs: 20_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    const w = Buffer.concat(out);
+    const { end, out: w } = await runGuest(m.hv, elfGuest('remap'));
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect([0, 8, 16, 24].map((o) => w.readBigUInt64LE(o))).toEqual([0xaaaaaaaan, 0xbbbbbbbbn, 0n, 0n]);
   });
 
   it('refuses a store that would map the L1 writable: the fault stands and only that domain goes', async () => {
-    const bystander = hv.createDomain(fs.readFileSync(path.join(ELF, 'transports.elf')), { memoryBytes: 8 << 20 });
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ptwr-bad.elf')), { memoryBytes: 8 << 20 });
-    const end = await hv.run(d, { timeoutMs: 20_000 });
+    const bystander = m.hv.createDomain(elfGuest('transports'), { memoryBytes: 8 << 20 });
+    const { end } = await runGuest(m.hv, elfGuest('ptwr-bad'));
     expect(end.kind).toBe('crashed');
     expect(end.kind === 'crashed' && end.reason).toMatch(/unhandled #PF page fault \(vector 14, error code 0x7\).*as a page-table update it was refused: PT-3: frame 0x[0-9a-f]+ cannot be mapped writable/);
-    expect(auditPageTypes(hv.frames, [bystander.auditView()])).toEqual([]);
-    expect((await hv.run(bystander, { timeoutMs: 20_000 })).kind).toBe('shutdown');
+    expect(auditPageTypes(m.hv.frames, [bystander.auditView()])).toEqual([]);
+    expect((await m.hv.run(bystander, { timeoutMs: 20_000 })).kind).toBe('shutdown');
   });
 
   it('emulates byte, word and dword stores, lock or, lock and, lock cmpxchg, btr and bts, with the flags the CPU sets', async () => {
-    const free = hv.frames.free;
-    const out: Buffer[] = [];
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ptwr-rmw.elf')), { memoryBytes: 8 << 20, console: (b) => out.push(Buffer.from(b)) });
-    expect(await hv.run(d, { timeoutMs: 20_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    const buf = Buffer.concat(out);
+    const free = m.hv.frames.free;
+    const { d, end, out: buf } = await runGuest(m.hv, elfGuest('ptwr-rmw'));
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(buf.length).toBe(21 * 8);
     const q = (i: number) => buf.readBigUInt64LE(8 * i);
     // The layout is at `out` in test/guests/elf/ptwr-rmw.S. The CPU may set
@@ -121,12 +99,11 @@ describe.skipIf(!HAVE_KVM)('writable page tables on KVM', () => {
     expect(q(17) & CF).toBe(CF);                                 // 6. lock btrq %rax: bit 0 was set
     expect(q(18) & CF).toBe(0n);                                 //    lock btsq with offset -64: bit 0 was clear
     expect(d.exitCounts.get('page-table write')).toBe(10);
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
   });
 
   it('refuses a 1-byte lock or that would map the L1 writable, as it refuses the 8-byte store', async () => {
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'ptwr-bad-byte.elf')), { memoryBytes: 8 << 20 });
-    const end = await hv.run(d, { timeoutMs: 20_000 });
+    const { d, end } = await runGuest(m.hv, elfGuest('ptwr-bad-byte'));
     expect(end.kind).toBe('crashed');
     expect(end.kind === 'crashed' && end.reason).toMatch(/unhandled #PF page fault \(vector 14, error code 0x7\).*as a page-table update it was refused: PT-3: frame 0x[0-9a-f]+ cannot be mapped writable/);
     expect(d.exitCounts.get('page-table write')).toBe(0);

@@ -4,34 +4,23 @@
 // that a busy host does not fail them, and tight enough to catch weights
 // or caps that do nothing.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
-
-const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
+import type { Hypervisor } from '../../src/hv/hypervisor.js';
+import { elfGuest, GUESTS_DIR, kvmMachine } from './kvm-harness.js';
 
 describe.skipIf(!HAVE_KVM)('scheduler', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
-  beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 64 << 20 });
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
-  });
+  const m = kvmMachine({ memoryBytes: 64 << 20 });
 
   it('shares the CPU among busy domains by weight (1:2:4) and holds a capped one to its cap', async () => {
-    const busy = fs.readFileSync(path.join(ELF, 'busy.elf'));
-    const free = hv.frames.free;
+    const busy = elfGuest('busy');
+    const free = m.hv.frames.free;
     const weights = [256, 512, 1024];
-    const ds = weights.map((w, i) => hv.createDomain(busy, { name: `w${w}`, memoryBytes: 4 << 20 }));
+    const ds = weights.map((w, i) => m.hv.createDomain(busy, { name: `w${w}`, memoryBytes: 4 << 20 }));
     const t0 = process.hrtime.bigint();
-    const ends = await Promise.all(ds.map((d, i) => hv.run(d, { timeoutMs: 1500, weight: weights[i], quantumMs: 5 })));
+    const ends = await Promise.all(ds.map((d, i) => m.hv.run(d, { timeoutMs: 1500, weight: weights[i], quantumMs: 5 })));
     const wall = Number(process.hrtime.bigint() - t0);
     for (const e of ends) expect(e).toMatchObject({ kind: 'killed', reason: 'timed out after 1.5 s' });
     const cpu = ds.map((d) => Number(d.cpuNs));
@@ -40,40 +29,40 @@ describe.skipIf(!HAVE_KVM)('scheduler', () => {
     const share = cpu.map((c) => c / total);
     // Expected 1/7, 2/7, 4/7: each within a third of its share.
     [1 / 7, 2 / 7, 4 / 7].forEach((want, i) => expect(Math.abs(share[i]! - want) / want, `share ${i}: ${share[i]}`).toBeLessThan(1 / 3));
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
 
     // A cap of 20% next to an uncapped domain.
-    const [capped, other] = ['capped', 'other'].map((name) => hv.createDomain(busy, { name, memoryBytes: 4 << 20 })) as [ReturnType<Hypervisor['createDomain']>, ReturnType<Hypervisor['createDomain']>];
+    const [capped, other] = ['capped', 'other'].map((name) => m.hv.createDomain(busy, { name, memoryBytes: 4 << 20 })) as [ReturnType<Hypervisor['createDomain']>, ReturnType<Hypervisor['createDomain']>];
     const t1 = process.hrtime.bigint();
-    await Promise.all([hv.run(capped, { timeoutMs: 1000, cap: 20 }), hv.run(other, { timeoutMs: 1000 })]);
+    await Promise.all([m.hv.run(capped, { timeoutMs: 1000, cap: 20 }), m.hv.run(other, { timeoutMs: 1000 })]);
     const wall2 = Number(process.hrtime.bigint() - t1);
     expect(Number(capped.cpuNs) / wall2).toBeLessThan(0.3);
     expect(Number(other.cpuNs) / wall2).toBeGreaterThan(0.5);
-    const bad = hv.createDomain(busy, { memoryBytes: 4 << 20 });
-    await expect(hv.run(bad, { weight: 0 })).rejects.toThrow(/weight 0/);
-    await expect(hv.run(bad, { cap: 101 })).rejects.toThrow(/cap 101/);
-    hv.destroyDomain(bad);
-    expect(hv.frames.free).toBe(free);
+    const bad = m.hv.createDomain(busy, { memoryBytes: 4 << 20 });
+    await expect(m.hv.run(bad, { weight: 0 })).rejects.toThrow(/weight 0/);
+    await expect(m.hv.run(bad, { cap: 101 })).rejects.toThrow(/cap 101/);
+    m.hv.destroyDomain(bad);
+    expect(m.hv.frames.free).toBe(free);
   });
 
   it('runs a sleeping domain when its timer is due, not after a busy domain\'s slice: no tick lost beside two busy domains', async () => {
-    const busy = fs.readFileSync(path.join(ELF, 'busy.elf'));
-    const timer = fs.readFileSync(path.join(import.meta.dirname, '../../build/guests/timer.elf'));
-    const free = hv.frames.free;
-    const hogs = [0, 1].map((i) => hv.createDomain(busy, { name: `hog${i}`, memoryBytes: 4 << 20 }));
+    const busy = elfGuest('busy');
+    const timer = fs.readFileSync(path.join(GUESTS_DIR, 'timer.elf'));
+    const free = m.hv.frames.free;
+    const hogs = [0, 1].map((i) => m.hv.createDomain(busy, { name: `hog${i}`, memoryBytes: 4 << 20 }));
     let out = '';
     // Ticks of 5 ms beside two domains with 10 ms slices: a tick that waited
     // for a slice to end would be a period late, and counted lost. The timer
     // domain's own slice is long (weight 4096: 160 ms), so that its set-up,
     // which it times, is not cut by the others' turns: what is tested is
     // waking from a block.
-    const d = hv.createDomain(timer, { memoryBytes: 16 << 20, cmdline: 'ticks=100 period_us=5000', console: (b) => { out += Buffer.from(b).toString('latin1'); } });
-    const running = hogs.map((h) => hv.run(h, { timeoutMs: 20_000 }));
-    const end = await hv.run(d, { timeoutMs: 20_000, weight: 4096 });
+    const d = m.hv.createDomain(timer, { memoryBytes: 16 << 20, cmdline: 'ticks=100 period_us=5000', console: (b) => { out += Buffer.from(b).toString('latin1'); } });
+    const running = hogs.map((h) => m.hv.run(h, { timeoutMs: 20_000 }));
+    const end = await m.hv.run(d, { timeoutMs: 20_000, weight: 4096 });
     for (const h of hogs) h.kill('test done');
     await Promise.all(running);
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toMatch(/^timer: 100 ticks of 5000 us, lost 0, /m);
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
   });
 });

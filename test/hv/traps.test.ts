@@ -6,12 +6,9 @@
 // through the iret hypercall and a plain iretq). The kit's faults example
 // (test/hv/examples.test.ts) covers every exception type.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { Hypervisor } from '../../src/hv/hypervisor.js';
+import { elfGuest, kvmMachine, runGuest } from './kvm-harness.js';
 import { createPlainMemory } from '../../src/engine/plain-memory.js';
 import { FrameTable } from '../../src/hv/frames.js';
 import { GuestMemory } from '../../src/hv/guest-access.js';
@@ -143,27 +140,13 @@ describe('stack_switch, fpu_taskswitch, set_segment_base, iret', () => {
   });
 });
 
-const ELF = path.resolve(import.meta.dirname, '../guests/build/elf');
-
 describe.skipIf(!HAVE_KVM)('exception delivery on KVM', () => {
-  let engine: KvmEngine;
-  let hv: Hypervisor;
-  beforeAll(() => {
-    engine = new KvmEngine();
-    hv = new Hypervisor(engine, { memoryBytes: 32 << 20 });
-  });
-  afterAll(() => {
-    hv?.close();
-    engine?.close();
-  });
+  const m = kvmMachine({ memoryBytes: 32 << 20 });
 
   it('bounces #UD, #BP, #DE and #PF to the registered handlers with Xen\'s frame, and resumes through iret or iretq', async () => {
-    const out: Buffer[] = [];
-    const free = hv.frames.free;
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'traps.elf')), { memoryBytes: 8 << 20, console: (b) => out.push(Buffer.from(b)) });
-    const end = await hv.run(d, { timeoutMs: 10_000 });
+    const free = m.hv.frames.free;
+    const { d, end, out: w } = await runGuest(m.hv, elfGuest('traps'), { timeoutMs: 10_000 });
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    const w = Buffer.concat(out);
     const pairs = Array.from({ length: w.length / 16 }, (_, i) => [w.readBigUInt64LE(16 * i), w.readBigUInt64LE(16 * i + 8)] as const);
     const [udRip, udCs, rcx, r11, bpRip, deRip, rax, pfErr, pfRip] = pairs as unknown as Array<[bigint, bigint]>;
     expect(udRip![0]).toBe(udRip![1]);                       // rip of the ud2
@@ -177,17 +160,16 @@ describe.skipIf(!HAVE_KVM)('exception delivery on KVM', () => {
     expect(pfErr![0]).toBe(pfErr![1]);                       // U cleared: the fault was in guest-kernel mode
     expect(pfRip![0]).toBe(pfRip![1]);
     expect(d.exitCounts.get('exception delivered')).toBe(4);
-    expect(hv.frames.free).toBe(free);
+    expect(m.hv.frames.free).toBe(free);
   });
 
   it('crashes a domain whose bounce frame cannot be written, and only that domain', async () => {
-    const free = hv.frames.free;
-    const bystander = hv.createDomain(fs.readFileSync(path.join(ELF, 'traps.elf')), { memoryBytes: 8 << 20 });
-    const d = hv.createDomain(fs.readFileSync(path.join(ELF, 'traps-badstack.elf')), { memoryBytes: 8 << 20 });
-    const end = await hv.run(d, { timeoutMs: 10_000 });
+    const free = m.hv.frames.free;
+    const bystander = m.hv.createDomain(elfGuest('traps'), { memoryBytes: 8 << 20 });
+    const { end } = await runGuest(m.hv, elfGuest('traps-badstack'), { timeoutMs: 10_000 });
     expect(end.kind).toBe('crashed');
     expect((end as { reason: string }).reason).toMatch(/#UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+ could not be delivered: the bounce frame at 0x3fffffffffc8 cannot be written \(not present/);
-    expect(await hv.run(bystander, { timeoutMs: 10_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    expect(hv.frames.free).toBe(free);
+    expect(await m.hv.run(bystander, { timeoutMs: 10_000 })).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(m.hv.frames.free).toBe(free);
   });
 });
