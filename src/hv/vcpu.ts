@@ -155,8 +155,6 @@ const NULL_SEG: Segment = {
 };
 
 export class PvVcpu {
-  /** The guest's view of memory through its current page tables (the kernel's or, in guest user mode, the user's). */
-  guest: GuestMemory;
   /** Memory through the kernel's page tables, and through the user's (NEW_USER_BASEPTR; none until set). */
   private guestKernel: GuestMemory;
   private guestUser: GuestMemory | undefined;
@@ -166,6 +164,11 @@ export class PvVcpu {
    * has RPL 3; left by every exception, event upcall and syscall.
    */
   userMode = false;
+
+  /** The guest's view of memory through its current page tables (the kernel's or, in guest user mode, the user's). */
+  get guest(): GuestMemory {
+    return this.userMode ? this.guestUser! : this.guestKernel;
+  }
   private readonly stackTop: bigint;
   private ctx: HypercallContext | undefined;
   private continuation: HypercallArgs | undefined;
@@ -217,7 +220,7 @@ export class PvVcpu {
   ) {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
-    this.guest = this.guestKernel = new GuestMemory(frames, boot.cr3);
+    this.guestKernel = new GuestMemory(frames, boot.cr3);
     this.cr3Mfn = Number(boot.cr3 >> 12n);
     const v = this;
     this.mm = {
@@ -227,7 +230,7 @@ export class PvVcpu {
       // Both only from hypercalls, so in guest kernel mode.
       setCr3(mfn) {
         v.cr3Mfn = mfn;
-        v.guest = v.guestKernel = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
+        v.guestKernel = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
         v.cr3Pending = true;
       },
       setUserCr3(mfn) {
@@ -373,7 +376,6 @@ export class PvVcpu {
    */
   private toggleMode(): void {
     this.userMode = !this.userMode;
-    this.guest = this.userMode ? this.guestUser! : this.guestKernel;
     this.cr3Pending = true;
     this.perDomain.setHypercallPortOpen(this.index, !this.userMode);
     const [gs, shadow] = this.engine.getMsrs([MSR.GS_BASE, MSR.KERNEL_GS_BASE]);
@@ -823,16 +825,15 @@ export class PvVcpu {
     }
     // The guest's virtual IF: events masked unless the frame's IF was set.
     this.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, f.rflags & IF ? 0 : 1);
-    const to = { rip: f.rip, rflags: (f.rflags & IRET_KEEPS) | IF | 2n, rsp: f.rsp };
+    // Where the vCPU goes: the frame, or the failsafe callback's entry with the frame saved on its stack.
+    const to: GuestState = { rip: f.rip, cs: f.cs, rflags: (f.rflags & IRET_KEEPS) | IF | 2n, rsp: f.rsp, ss: f.ss };
     if (f.failsafe) {
       const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)!;
-      const state: GuestState = { rip: f.rip, cs: f.cs, rflags: to.rflags, rsp: f.rsp, ss: f.ss };
-      const problem = this.createBounceFrame(state, cb.address, SEL.CS64, cb.maskEvents, [0n, 0n, 0n, 0n], f.toUser);
+      const problem = this.createBounceFrame(to, cb.address, SEL.CS64, cb.maskEvents, [0n, 0n, 0n, 0n], f.toUser);
       if (problem) {
         this.host.crash(`iret hypercall: ${f.failsafe}; the failsafe callback could not be entered: ${problem}`);
         return;
       }
-      Object.assign(to, { rip: state.rip, rflags: state.rflags, rsp: state.rsp });
     } else if (f.toUser) {
       this.toggleMode();
     }

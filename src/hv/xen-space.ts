@@ -319,10 +319,14 @@ export class PerDomainSpace {
     return this.owned.length;
   }
 
+  /** Machine bytes of vCPU `v`'s frame `k`: per vCPU, after the three tables, gdt (0), tss x3 (1-3), stack (4). */
+  private vcpuPage(v: number, k: number): Uint8Array {
+    return this.ft.bytes(this.owned[3 + v * 5 + k]!);
+  }
+
   /** Machine bytes of vCPU `v`'s ring-0 stack page (where exception frames land). */
   stackPage(v: number): Uint8Array {
-    // Per vCPU the frames are taken in order gdt, tss x3, stack, after the three tables.
-    return this.ft.bytes(this.owned[3 + v * 5 + 4]!);
+    return this.vcpuPage(v, 4);
   }
 
   /**
@@ -331,7 +335,7 @@ export class PerDomainSpace {
    * raises #GP at the instruction, as a hypercall from user mode does on Xen.
    */
   setHypercallPortOpen(v: number, open: boolean): void {
-    const tss = this.ft.bytes(this.owned[3 + v * 5 + 1]!);
+    const tss = this.vcpuPage(v, 1);
     const at = TSS_SIZE + (HYPERCALL_PORT >> 3), bit = 1 << (HYPERCALL_PORT & 7);
     tss[at] = open ? tss[at]! & ~bit : tss[at]! | bit;
   }
