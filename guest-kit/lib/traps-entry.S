@@ -9,6 +9,7 @@
  * Inputs: the bounce frame (written by the hypervisor, trusted) and the
  * frame a handler edited (the guest's own).
  */
+#include <paravane/asm.h>
 #include <paravane/hypercall.h>
 #include <paravane/traps.h>
 #include <paravane/user.h>
@@ -216,12 +217,7 @@ iret_frame:
         .globl user_enter
         .type user_enter, @function
 user_enter:
-        pushq %rbx
-        pushq %rbp
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        PUSH_CALLEE_SAVED
         movq %rsp, user_kernel_rsp(%rip)
         pushq $FLAT_USER_SS
         pushq %rsi
@@ -257,12 +253,7 @@ user_enter:
 user_leave:
         movq user_kernel_rsp(%rip), %rsp
         movq %rdi, %rax
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %rbp
-        popq %rbx
+        POP_CALLEE_SAVED
         ret
         .size user_leave, . - user_leave
 

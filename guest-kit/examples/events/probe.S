@@ -7,6 +7,8 @@
  * Inputs: none from outside the guest.
  */
 
+#include <paravane/asm.h>
+
         .code64
         .text
 
@@ -14,12 +16,7 @@
         .globl upcall_probe
         .type upcall_probe, @function
 upcall_probe:
-        pushq %rbx
-        pushq %rbp
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        PUSH_CALLEE_SAVED
         movq %rsp, upcall_probe_rsp(%rip)
         movabsq $0x0101010101010101, %rax
         movabsq $0x0202020202020202, %rbx
@@ -61,12 +58,7 @@ upcall_probe_spin_end:
         movq %rsp, upcall_probe_out + 0x78(%rip)
         pushfq
         popq upcall_probe_out + 0x80(%rip)
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %rbp
-        popq %rbx
+        POP_CALLEE_SAVED
         ret
         .size upcall_probe, . - upcall_probe
 

@@ -7,6 +7,7 @@
  * Also the failure cases' stack switch (fault_on_stack).
  * Inputs: none from outside the guest.
  */
+#include <paravane/asm.h>
 #include <paravane/traps.h>
 
 /* struct probe_regs (faults.c): rax, rbx, rcx, rdx, rsi, rdi, rbp, r8-r15, then rsp and rflags. */
@@ -45,12 +46,7 @@
         .globl probe_run
         .type probe_run, @function
 probe_run:
-        pushq %rbx
-        pushq %rbp
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        PUSH_CALLEE_SAVED
         movq %rsi, probe_out(%rip)
         movq %rdx, probe_target(%rip)
         movq %rsp, probe_rsp(%rip)
@@ -96,12 +92,7 @@ probe_back:
         popq %rax
         movq %rax, P_RFLAGS(%rdi)
         movq probe_rsp(%rip), %rsp
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %rbp
-        popq %rbx
+        POP_CALLEE_SAVED
         ret
         .size probe_run, . - probe_run
 

@@ -6,6 +6,7 @@
  * returns from failsafe_probe. failsafe_iret_rsp is the rsp the iret
  * frame asked for.
  */
+#include <paravane/asm.h>
 #include <paravane/hypercall.h>
 #include <xen/arch-x86/xen.h>
 
@@ -17,12 +18,7 @@
         .globl failsafe_probe
         .type failsafe_probe, @function
 failsafe_probe:
-        pushq %rbx
-        pushq %rbp
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        PUSH_CALLEE_SAVED
         movq %rsp, saved_rsp(%rip)
         movq %rsp, failsafe_iret_rsp(%rip)
         movq %rsp, %rax
@@ -48,12 +44,7 @@ failsafe_entry:
         cld
         rep movsq
         movq saved_rsp(%rip), %rsp
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %rbp
-        popq %rbx
+        POP_CALLEE_SAVED
         ret
         .size failsafe_entry, . - failsafe_entry
 
