@@ -395,6 +395,25 @@ static inline int hx_still_writable(unsigned long va, unsigned long x)
 #define HX_STALE_FIRST  0x4242424242424240UL
 #define HX_STALE_SECOND 0x5454545454545450UL
 
+/*
+ * Every stale-tlb attack's start: *p is the scratch address (scratch page
+ * 0), whose 2 MiB holds neither the kernel, its tables, its stack nor the
+ * P2M, mapping frame *x; *y is scratch page 1's frame. 0, or what main
+ * returns.
+ */
+static inline int hx_stale_begin(volatile uint64_t **p, unsigned long *x, unsigned long *y)
+{
+    unsigned long va = hx_scratch(0);
+    long on_stack;
+
+    if (hx_2m_in_use(va, &on_stack, 1))
+        return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
+    *p = (volatile uint64_t *)va;
+    *x = hx_virt_to_mfn(va);
+    *y = hx_virt_to_mfn(hx_scratch(1));
+    return 0;
+}
+
 /* Stores HX_STALE_FIRST through p, so that the translation is cached; 0, or what main returns. */
 static inline int hx_stale_first(volatile uint64_t *p)
 {

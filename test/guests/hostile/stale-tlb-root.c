@@ -19,12 +19,9 @@ static int attack(void)
     unsigned long va, x, y, newt[5], old[5];
     long rc;
 
-    va = hx_scratch(0);
-    if (hx_2m_in_use(va, &rc, 1))
-        return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
-    p = (volatile uint64_t *)va;
-    x = hx_virt_to_mfn(va);
-    y = hx_virt_to_mfn(hx_scratch(1));
+    if ((rc = hx_stale_begin(&p, &x, &y)))
+        return (int)rc;
+    va = (unsigned long)p;
     /* The new tree, in which the scratch address maps Y. */
     if ((rc = hx_stale_copy_tree(va, y, old, newt)))
         return (int)rc;

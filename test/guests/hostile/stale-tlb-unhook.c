@@ -19,13 +19,10 @@ static int attack(void)
     unsigned int i;
     long rc;
 
-    va = hx_scratch(0);
-    /* The 2 MiB being swapped must hold neither the kernel, nor its tables, nor its stack. */
-    if (hx_2m_in_use(va, &rc, 1))
-        return hx_setup_failed("the scratch pages share their 2 MiB with the kernel", (long)va);
-    p = (volatile uint64_t *)va;
-    x = hx_virt_to_mfn(va);
-    y = hx_virt_to_mfn(hx_scratch(1));
+    /* The 2 MiB being swapped holds neither the kernel, nor its tables, nor its stack. */
+    if ((rc = hx_stale_begin(&p, &x, &y)))
+        return (int)rc;
+    va = (unsigned long)p;
     f = hx_virt_to_mfn(hx_scratch(3));
     t = hx_table(hx_table_mfn(va, 1));
     /* T': T, but the scratch address on Y and T' itself read-only. */
