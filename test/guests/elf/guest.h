@@ -80,11 +80,16 @@ hypercall_page:                                                          \
         add $3 * 4096, \l1
 .endm
 
-/* \dst = the VA of the entry that maps \label's page in the L1 at \l1 (clobbers rax). */
-.macro ENTRY_VA label, l1, dst
-        lea \label(%rip), %rax
+/* \dst = the VA of the entry in the L1 at \l1 that maps the address in rax (clobbers rax). */
+.macro L1_ENTRY_VA l1, dst
         shr $12, %rax
         and $511, %rax
         lea (\l1, %rax, 8), \dst
+.endm
+
+/* \dst = the VA of the entry that maps \label's page in the L1 at \l1 (clobbers rax). */
+.macro ENTRY_VA label, l1, dst
+        lea \label(%rip), %rax
+        L1_ENTRY_VA \l1, \dst
 .endm
 #endif

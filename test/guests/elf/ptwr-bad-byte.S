@@ -13,9 +13,7 @@ TEST_GUEST_NOTES
 _start:
         FIRST_L1 %rbx
         mov %rbx, %rax
-        shr $12, %rax
-        and $511, %rax
-        lea (%rbx, %rax, 8), %rdi                /* VA of the L1's own entry */
+        L1_ENTRY_VA %rbx, %rdi                   /* VA of the L1's own entry */
         lock orb $2, (%rdi)                      /* make it writable */
         SHUTDOWN SHUTDOWN_poweroff, reason       /* not reached */
 

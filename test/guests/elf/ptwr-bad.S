@@ -12,9 +12,7 @@ TEST_GUEST_NOTES
 _start:
         FIRST_L1 %rbx
         mov %rbx, %rax
-        shr $12, %rax
-        and $511, %rax
-        lea (%rbx, %rax, 8), %rdi                /* VA of the L1's own entry */
+        L1_ENTRY_VA %rbx, %rdi                   /* VA of the L1's own entry */
         mov (%rdi), %rax
         or $2, %rax                              /* make it writable */
         mov %rax, (%rdi)
