@@ -67,18 +67,21 @@ export interface KvmAddon {
   /** Kick now, from any thread. */
   kick(handle: number): void;
   readonly kickSignal: number;
-  /** Starts a thread that issues KVM_RUN for this vCPU on request (see native/src/vcpu-thread.cc). */
-  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; kick: number; id: number };
-  /** One int32 shared by all vCPU threads: the id of the vCPU the core runs next (a thread spins for work only while it is that vCPU). */
-  readonly vcpuThreadCurrent: ArrayBuffer;
-  /** Wakes the vCPU thread if it sleeps. */
+  /**
+   * Puts the vCPU on the calling thread's CPU thread, which issues KVM_RUN
+   * for all of that thread's vCPUs (see native/src/vcpu-thread.cc). `worker`
+   * is the CPU thread's control block (the same buffer for all its vCPUs);
+   * a run is asked for by writing `slot` to its word 0.
+   */
+  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; worker: ArrayBuffer; kick: number; slot: number };
+  /** Wakes the vCPU's CPU thread if it sleeps. */
   vcpuThreadWake(handle: VcpuThreadHandle): void;
   /** Sleeps until the requested run has exited. */
   vcpuThreadWait(handle: VcpuThreadHandle): void;
-  /** Ends and joins the (idle) vCPU thread. */
+  /** Takes the (idle) vCPU off its CPU thread. */
   vcpuThreadStop(handle: VcpuThreadHandle): void;
-  /** Worker threads parked for the next vCPU (at most 4). */
-  vcpuThreadPoolSize(): number;
+  /** CPU threads started: one per JavaScript thread that ran vCPUs. */
+  vcpuThreadWorkers(): number;
   readonly layout: KvmLayout;
   readonly constants: KvmConstants;
 }

@@ -1,24 +1,36 @@
-// vCPU threads: a dedicated thread per vCPU issues KVM_RUN, and the
-// TypeScript core (on its own thread) hands it runs and takes its exits
-// through a small control block, spinning briefly before sleeping.
+// The CPU thread: one thread per core thread (the JavaScript thread that
+// runs vCPUs) issues KVM_RUN for all of that core's vCPUs, one at a time;
+// the TypeScript core hands it runs and takes its exits through small
+// control blocks, spinning briefly before sleeping.
 //
-// Why: on this host every KVM exit is a world switch that leaves the
-// calling thread's caches and predictors cold; the JavaScript code between
-// two KVM_RUNs then costs about 2 us (measured with rdtsc, 5000 cycles).
-// With the switch on another thread, the core's code stays hot. The thread
-// does nothing but KVM_RUN: all exit handling stays in TypeScript.
+// Why a thread at all: on this host every KVM exit is a world switch that
+// leaves the calling thread's caches and predictors cold; the JavaScript
+// code between two KVM_RUNs then costs about 2 us (measured with rdtsc,
+// 5000 cycles). With the switch on another thread, the core's code stays
+// hot. The thread does nothing but KVM_RUN: all exit handling stays in
+// TypeScript.
 //
-// Control block (int32 words, read by TypeScript with Atomics):
-//   [0] state: 0 idle, 1 run requested, 2 exited (result valid), 3 quit
+// Why one thread for all vCPUs, not one per vCPU: the core runs one vCPU at
+// a time, and a handoff between threads is what cost. With a thread per
+// vCPU, the next vCPU's thread was asleep (only one may spin on this
+// two-CPU host), and waking it made a run of one domain right after
+// another's cost ~33 us instead of ~20, and an event round trip between two
+// domains ~52 us per side. A vCPU may be run from any thread, but KVM pays a
+// synchronize_rcu when a vCPU's thread changes, so each vCPU stays on the
+// CPU thread of the core that created it.
+//
+// vCPU control block (int32 words, read by TypeScript with Atomics):
+//   [0] state: 0 idle, 1 run requested, 2 exited (result valid)
 //   [1] result: 0, or -errno of KVM_RUN (-EINTR when kicked)
-//   [2] thread sleeping (futex on state)   [3] core sleeping (futex on state)
+//   [2] unused   [3] core sleeping (futex on state)
+// CPU-thread control block (int32 words):
+//   [0] request: the slot + 1 of the vCPU to run next, 0 for none (futex)
+//   [1] the CPU thread is sleeping
 //
-// One more word is shared by all vCPU threads: the id of the vCPU the core
-// last handed a run. A thread spins for its next run only while it is that
-// vCPU. With several VMs taking turns, a thread that kept spinning after
-// the core moved on took a CPU from the vCPU now running (or from the core)
-// on this two-CPU host: a VM's exit right after another VM's run cost
-// 530 us instead of 37 us (measured, `npm run bench -- time`).
+// Kicks and deadlines are signals to the CPU thread whose handler sets the
+// target vCPU's kvm_run.immediate_exit (kick.cc). A signal meant for a vCPU
+// that is not the one running interrupts the running one's KVM_RUN too; the
+// thread sees that vCPU's immediate_exit clear and enters again.
 #include "common.h"
 
 #include <linux/futex.h>
@@ -28,6 +40,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -35,88 +48,63 @@
 namespace pv {
 namespace {
 
-enum : int32_t { kIdle = 0, kRun = 1, kExited = 2, kQuit = 3 };
+enum : int32_t { kIdle = 0, kRun = 1, kExited = 2 };
 constexpr int kThreadSpins = 20000;
-// Threads kept parked for the next vCPU: starting a vCPU then costs no
-// pthread_create and no wait for a new thread to be scheduled (on this
-// two-CPU host that wait alone varied from 0.1 to 2 ms).
-constexpr size_t kMaxParked = 4;
+constexpr int kSlots = 4096;
 
 struct Control {
   std::atomic<int32_t> state;
   std::atomic<int32_t> result;
-  std::atomic<int32_t> threadSleeping;
+  std::atomic<int32_t> unused;
   std::atomic<int32_t> coreSleeping;
 };
 
-struct Worker;
-
-// The id of the vCPU the core last asked to run (TypeScript writes it).
-struct alignas(64) Current {
-  std::atomic<int32_t> id;
+struct WorkerControl {
+  std::atomic<int32_t> request;
+  std::atomic<int32_t> sleeping;
 };
-Current g_current;
-std::atomic<int32_t> g_nextId{1};
 
-// One vCPU's assignment to a worker thread; its handle is what TypeScript holds.
+struct VcpuThread;
+
+// The CPU thread of one core thread. It lives as long as the process.
+struct Worker {
+  pthread_t thread;
+  pid_t tid;
+  pid_t owner;
+  WorkerControl *ctl;  // handed to TypeScript
+  std::atomic<int32_t> started;
+  // The one ArrayBuffer over ctl (V8 refuses a second external buffer over
+  // the same memory); it belongs to the owner thread's environment.
+  Napi::Reference<Napi::ArrayBuffer> ctlBuffer;
+  std::atomic<VcpuThread *> slots[kSlots];
+};
+
+// One vCPU's place on its CPU thread; its handle is what TypeScript holds.
 struct VcpuThread {
   Control *ctl;  // the ArrayBuffer handed to TypeScript starts here
   int fd;
   struct kvm_run *run;
   Worker *worker;
-  int32_t id;
+  int slot;
   bool stopped;
 };
 
-// A thread that runs vCPUs, one assignment after another.
-struct Worker {
-  pthread_t thread;
-  pid_t tid;
-  std::atomic<VcpuThread *> job;
-  std::atomic<int32_t> jobWord;  // futex: bumped when a job is assigned or the worker must exit
-  std::atomic<int32_t> started;
-  // Set when the worker has left its current vCPU (after kQuit). It lives in
-  // the worker, which outlives every assignment, so the wake-up after the
-  // store never touches a record the core may already have freed.
-  std::atomic<int32_t> done;
-  std::atomic<bool> exit;
-};
-
-std::mutex g_poolLock;
-std::vector<Worker *> g_parked;
+std::mutex g_lock;
+std::vector<Worker *> g_workers;
 
 long Futex(std::atomic<int32_t> *addr, int op, int32_t val) {
   return syscall(SYS_futex, reinterpret_cast<int32_t *>(addr), op, val, nullptr, nullptr, 0);
 }
 
-// Runs one vCPU until TypeScript stops it.
-void RunJob(VcpuThread *t) {
-  Control *c = t->ctl;
-  // Until its first run the thread sleeps instead of spinning: a new vCPU
-  // is still being set up by the core, and spinning then only takes a CPU
-  // from the set-up work (on a two-CPU host, half the machine).
-  int spinLimit = 0;
+// One KVM_RUN for t; a signal meant for another vCPU of this thread (its
+// immediate_exit set, not t's) does not end it.
+int RunOnce(VcpuThread *t) {
   for (;;) {
-    int32_t s;
-    for (int spins = 0;; spins++) {
-      s = c->state.load();
-      if (s == kRun || s == kQuit) break;
-      if (spins < spinLimit && g_current.id.load(std::memory_order_relaxed) == t->id) {
-        __builtin_ia32_pause();
-        continue;
-      }
-      c->threadSleeping.store(1);
-      if (c->state.load() == s) Futex(&c->state, FUTEX_WAIT_PRIVATE, s);
-      c->threadSleeping.store(0);
-      spins = 0;
-    }
-    if (s == kQuit) return;
-    spinLimit = kThreadSpins;
     int r = ioctl(t->fd, KVM_RUN, 0);
-    c->result.store(r == 0 ? 0 : -errno);
-    int32_t expected = kRun;
-    if (!c->state.compare_exchange_strong(expected, kExited)) return;  // quit was asked during the run
-    if (c->coreSleeping.load()) Futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
+    if (r == 0) return 0;
+    int e = errno;
+    if (e == EINTR && t->run->immediate_exit == 0) continue;
+    return -e;
   }
 }
 
@@ -131,67 +119,84 @@ void *WorkerMain(void *arg) {
   w->tid = (pid_t)syscall(SYS_gettid);
   w->started.store(1);
   Futex(&w->started, FUTEX_WAKE_PRIVATE, 1);
+  WorkerControl *wc = w->ctl;
+  // Until a first run the thread sleeps instead of spinning: the core is
+  // still setting up, and spinning then only takes a CPU from it.
+  int spinLimit = 0;
   for (;;) {
-    int32_t word = w->jobWord.load();
-    VcpuThread *t = w->job.exchange(nullptr);
-    if (t == nullptr) {
-      if (w->exit) return nullptr;
-      Futex(&w->jobWord, FUTEX_WAIT_PRIVATE, word);
-      continue;
+    int32_t req;
+    for (int spins = 0;; spins++) {
+      req = wc->request.load();
+      if (req != 0) break;
+      if (spins < spinLimit) {
+        __builtin_ia32_pause();
+        continue;
+      }
+      wc->sleeping.store(1);
+      if (wc->request.load() == 0) Futex(&wc->request, FUTEX_WAIT_PRIVATE, 0);
+      wc->sleeping.store(0);
+      spins = 0;
     }
-    RunJob(t);
-    w->done.store(1);
-    Futex(&w->done, FUTEX_WAKE_PRIVATE, 1);
+    wc->request.store(0);
+    spinLimit = kThreadSpins;
+    VcpuThread *t = req > 0 && req <= kSlots ? w->slots[req - 1].load() : nullptr;
+    if (t == nullptr) continue;
+    Control *c = t->ctl;
+    if (c->state.load() != kRun) continue;
+    c->result.store(RunOnce(t));
+    c->state.store(kExited);
+    if (c->coreSleeping.load()) Futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
   }
+  return nullptr;
 }
 
-// A parked worker, or a new one; nullptr and errno on failure.
-Worker *TakeWorker(int *err) {
-  {
-    std::lock_guard<std::mutex> guard(g_poolLock);
-    if (!g_parked.empty()) {
-      Worker *w = g_parked.back();
-      g_parked.pop_back();
+// When the owner's environment ends (a worker_thread exits): its CPU thread
+// is free for the next core thread (its vCPUs are gone with the environment).
+void OnOwnerGone(void *arg) {
+  Worker *w = static_cast<Worker *>(arg);
+  std::lock_guard<std::mutex> guard(g_lock);
+  w->ctlBuffer.Reset();
+  w->owner = 0;
+}
+
+// The calling thread's CPU thread, started on first use; nullptr and errno on failure.
+Worker *WorkerForCaller(Napi::Env env, int *err) {
+  pid_t me = (pid_t)syscall(SYS_gettid);
+  std::lock_guard<std::mutex> guard(g_lock);
+  for (Worker *w : g_workers) if (w->owner == me) return w;
+  for (Worker *w : g_workers) {
+    if (w->owner == 0) {
+      w->owner = me;
+      napi_add_env_cleanup_hook(env, OnOwnerGone, w);
       return w;
     }
   }
   Worker *w = new Worker();
+  w->owner = me;
+  w->ctl = static_cast<WorkerControl *>(aligned_alloc(64, 64));
+  new (w->ctl) WorkerControl{};
+  for (auto &s : w->slots) s.store(nullptr);
   *err = pthread_create(&w->thread, nullptr, WorkerMain, w);
   if (*err != 0) {
+    free(w->ctl);
     delete w;
     return nullptr;
   }
+  pthread_detach(w->thread);
   while (w->started.load() == 0) Futex(&w->started, FUTEX_WAIT_PRIVATE, 0);
+  g_workers.push_back(w);
+  napi_add_env_cleanup_hook(env, OnOwnerGone, w);
   return w;
 }
 
-// Parks an idle worker, or ends it if enough are parked.
-void ReleaseWorker(Worker *w) {
-  {
-    std::lock_guard<std::mutex> guard(g_poolLock);
-    if (g_parked.size() < kMaxParked) {
-      g_parked.push_back(w);
-      return;
-    }
-  }
-  w->exit = true;
-  w->jobWord.fetch_add(1);
-  Futex(&w->jobWord, FUTEX_WAKE_PRIVATE, 1);
-  pthread_join(w->thread, nullptr);
-  delete w;
-}
-
-// Stops the vCPU's run loop and parks its worker, or ends it if enough are parked.
+// Takes the vCPU off its CPU thread (it is idle: the core waited for its exit).
 void StopThread(VcpuThread *t) {
-  Worker *w = t->worker;
-  t->ctl->state.store(kQuit);
-  Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
-  while (w->done.load() == 0) Futex(&w->done, FUTEX_WAIT_PRIVATE, 0);
+  std::lock_guard<std::mutex> guard(g_lock);
+  t->worker->slots[t->slot].store(nullptr);
   t->stopped = true;
-  ReleaseWorker(w);
 }
 
-// When the handle is garbage: stop the vCPU if TypeScript did not, free all.
+// When the handle is garbage: take the vCPU off if TypeScript did not, free all.
 void Finalize(Napi::Env, VcpuThread *t) {
   if (!t->stopped) StopThread(t);
   free(t->ctl);
@@ -211,9 +216,10 @@ VcpuThread *Lookup(const Napi::CallbackInfo &info, size_t i) {
   return t;
 }
 
-// vcpuThreadStart(vcpuFd, runBuffer): hands the vCPU to a worker thread;
-// returns { handle, control: ArrayBuffer (16 bytes), kick: kick handle,
-// id: the vCPU's id, to store in vcpuThreadCurrent before each run }.
+// vcpuThreadStart(vcpuFd, runBuffer): puts the vCPU on the calling thread's
+// CPU thread; returns { handle, control: ArrayBuffer (16 bytes), worker:
+// ArrayBuffer (the CPU thread's control, shared by its vCPUs), kick: kick
+// handle, slot: what to write to the worker's request word }.
 Napi::Value Start(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t fd;
@@ -222,7 +228,7 @@ Napi::Value Start(const Napi::CallbackInfo &info) {
   Napi::ArrayBuffer runAb = info[1].As<Napi::ArrayBuffer>();
   if (runAb.ByteLength() < sizeof(struct kvm_run)) return ThrowArg(env, "buffer is smaller than struct kvm_run");
   int err = 0;
-  Worker *w = TakeWorker(&err);
+  Worker *w = WorkerForCaller(env, &err);
   if (w == nullptr) return ThrowErrno(env, "pthread_create", err);
   VcpuThread *t = new VcpuThread();
   t->ctl = static_cast<Control *>(aligned_alloc(64, 64));
@@ -230,35 +236,52 @@ Napi::Value Start(const Napi::CallbackInfo &info) {
   t->fd = (int)fd;
   t->run = static_cast<struct kvm_run *>(runAb.Data());
   t->worker = w;
-  t->id = g_nextId.fetch_add(1);
-  // Kicks and deadline timers go to the worker's thread id.
-  int64_t kick = KickRegister(t->run, w->tid, w->thread);
-  if (kick < 0) {
+  t->slot = -1;
+  {
+    std::lock_guard<std::mutex> guard(g_lock);
+    for (int i = 0; i < kSlots; i++) {
+      if (w->slots[i].load() == nullptr) {
+        t->slot = i;
+        w->slots[i].store(t);
+        break;
+      }
+    }
+  }
+  if (t->slot < 0) {
     free(t->ctl);
     delete t;
-    ReleaseWorker(w);
+    return ThrowErrno(env, "vcpuThreadStart", ENOSPC);
+  }
+  // Kicks and deadline timers go to the CPU thread's id.
+  int64_t kick = KickRegister(t->run, w->tid, w->thread);
+  if (kick < 0) {
+    StopThread(t);
+    free(t->ctl);
+    delete t;
     return ThrowErrno(env, "kick registration", (int)-kick);
   }
-  w->done.store(0);
-  w->job.store(t);
-  w->jobWord.fetch_add(1);
-  Futex(&w->jobWord, FUTEX_WAKE_PRIVATE, 1);
   Napi::Object out = Napi::Object::New(env);
   out.Set("handle", Napi::External<VcpuThread>::New(env, t, Finalize));
   // The control block lives until the handle is collected; TypeScript drops its view at stop.
   out.Set("control", Napi::ArrayBuffer::New(env, t->ctl, sizeof(Control), [](Napi::Env, void *) {}));
+  // The CPU thread's block lives as long as the process.
+  if (w->ctlBuffer.IsEmpty()) {
+    w->ctlBuffer = Napi::Persistent(Napi::ArrayBuffer::New(env, w->ctl, sizeof(WorkerControl), [](Napi::Env, void *) {}));
+    w->ctlBuffer.SuppressDestruct();
+  }
+  out.Set("worker", w->ctlBuffer.Value());
   out.Set("kick", Napi::Number::New(env, (double)kick));
-  out.Set("id", Napi::Number::New(env, (double)t->id));
+  out.Set("slot", Napi::Number::New(env, (double)(t->slot + 1)));
   return out;
 }
 
-// vcpuThreadPoolSize(): worker threads parked for the next vCPU.
-Napi::Value PoolSize(const Napi::CallbackInfo &info) {
-  std::lock_guard<std::mutex> guard(g_poolLock);
-  return Napi::Number::New(info.Env(), (double)g_parked.size());
+// vcpuThreadWorkers(): CPU threads started (one per core thread that ran vCPUs).
+Napi::Value Workers(const Napi::CallbackInfo &info) {
+  std::lock_guard<std::mutex> guard(g_lock);
+  return Napi::Number::New(info.Env(), (double)g_workers.size());
 }
 
-// vcpuThreadWake(handle): wakes the thread if it sleeps (after a run request).
+// vcpuThreadWake(handle): wakes the vCPU's CPU thread if it sleeps.
 napi_value Wake(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -269,7 +292,7 @@ napi_value Wake(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   VcpuThread *t = static_cast<VcpuThread *>(data);
-  if (!t->stopped) Futex(&t->ctl->state, FUTEX_WAKE_PRIVATE, 1);
+  if (!t->stopped) Futex(&t->worker->ctl->request, FUTEX_WAKE_PRIVATE, 1);
   return nullptr;
 }
 
@@ -284,7 +307,7 @@ Napi::Value Wait(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// vcpuThreadStop(handle): takes the vCPU off its thread (it must be idle).
+// vcpuThreadStop(handle): takes the (idle) vCPU off its CPU thread.
 Napi::Value Stop(const Napi::CallbackInfo &info) {
   VcpuThread *t = Lookup(info, 0);
   if (!t) return info.Env().Undefined();
@@ -303,9 +326,7 @@ void InitVcpuThread(Napi::Env env, Napi::Object exports) {
   exports.Set("vcpuThreadWake", Napi::Value(env, fn));
   exports.Set("vcpuThreadWait", Napi::Function::New(env, Wait, "vcpuThreadWait"));
   exports.Set("vcpuThreadStop", Napi::Function::New(env, Stop, "vcpuThreadStop"));
-  // Created once: V8 refuses a second external buffer over the same memory.
-  exports.Set("vcpuThreadCurrent", Napi::ArrayBuffer::New(env, &g_current, sizeof(int32_t), [](Napi::Env, void *) {}));
-  exports.Set("vcpuThreadPoolSize", Napi::Function::New(env, PoolSize, "vcpuThreadPoolSize"));
+  exports.Set("vcpuThreadWorkers", Napi::Function::New(env, Workers, "vcpuThreadWorkers"));
 }
 
 }  // namespace pv

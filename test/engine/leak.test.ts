@@ -54,9 +54,9 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine resou
         g.destroy();
       }
       expect(fdCount()).toBe(fds);
-      // Finished vCPUs park their threads for the next one, at most four.
+      // All vCPUs share the core thread's one CPU thread: none is added per vCPU.
       expect(threadCount()).toBe(threads);
-      expect(loadAddon().vcpuThreadPoolSize()).toBeLessThanOrEqual(4);
+      expect(loadAddon().vcpuThreadWorkers()).toBe(1);
       expect(engineMaps()).toBe(ours);
       // Other mappings may come and go with the JavaScript heap, but not one per VM.
       expect(maps().length - all).toBeLessThan(50);
@@ -66,8 +66,8 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine resou
   });
 });
 
-describe.skipIf(!HAVE_KVM)('vCPU threads', () => {
-  it('park at most four finished threads and reuse them for new vCPUs', () => {
+describe.skipIf(!HAVE_KVM)('the CPU thread', () => {
+  it('runs every vCPU of the core thread: vCPUs add no threads, and each exits to its own run()', () => {
     // Some kernels add a task per VM (KVM's NX recovery worker): count it with a direct-mode VM.
     const direct = new KvmEngine({ runMode: 'direct' });
     const before = threadCount();
@@ -79,20 +79,48 @@ describe.skipIf(!HAVE_KVM)('vCPU threads', () => {
 
     const engine = new KvmEngine({ runMode: 'thread' });
     try {
-      const guests = Array.from({ length: 6 }, () => bootTestGuest(engine, 'pio'));
-      for (const g of guests) expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-      for (const g of guests) g.destroy();
-      expect(loadAddon().vcpuThreadPoolSize()).toBe(4);
+      bootTestGuest(engine, 'pio').destroy(); // the CPU thread exists from the first vCPU on
       const idle = threadCount();
-      // The next vCPUs take parked threads: only the per-VM tasks appear.
-      const again = Array.from({ length: 3 }, () => bootTestGuest(engine, 'pio'));
-      for (const g of again) expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-      expect(threadCount()).toBe(idle + 3 * perVm);
-      expect(loadAddon().vcpuThreadPoolSize()).toBe(1);
-      for (const g of again) g.destroy();
-      expect(loadAddon().vcpuThreadPoolSize()).toBe(4);
+      const guests = Array.from({ length: 6 }, () => bootTestGuest(engine, 'pio'));
+      // Taking turns, each vCPU's run() returns its own guest's exit: each
+      // guest gets its own value back from the `in`.
+      for (const g of guests) expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
+      guests.forEach((g, i) => {
+        const e = runToExit(g.vcpu);
+        expect(e).toMatchObject({ kind: 'io', port: PORT.B, direction: 'in' });
+        if (e.kind === 'io') e.data[0] = i;
+      });
+      guests.forEach((g, i) => {
+        const e = runToExit(g.vcpu);
+        expect(e).toMatchObject({ kind: 'io', port: PORT.C });
+        if (e.kind === 'io') expect(e.data[0]! | (e.data[1]! << 8)).toBe(0x100 + i);
+      });
+      expect(threadCount()).toBe(idle + 6 * perVm);
+      expect(loadAddon().vcpuThreadWorkers()).toBe(1);
+      for (const g of guests) g.destroy();
       expect(threadCount()).toBe(idle);
     } finally {
+      engine.close();
+    }
+  });
+
+  it('a deadline of a vCPU that is not running does not end another vCPU\'s run', () => {
+    const engine = new KvmEngine({ runMode: 'thread' });
+    const a = bootTestGuest(engine, 'spin'), b = bootTestGuest(engine, 'spin');
+    try {
+      const now = process.hrtime.bigint();
+      // a's deadline fires while b runs: b goes on until its own deadline.
+      a.vcpu.setDeadline(now + 2_000_000n);
+      b.vcpu.setDeadline(now + 20_000_000n);
+      expect(b.vcpu.run().kind).toBe('interrupted');
+      expect(process.hrtime.bigint() - now).toBeGreaterThanOrEqual(20_000_000n);
+      // a's deadline is kept for a: its next run ends at once.
+      const t = process.hrtime.bigint();
+      expect(a.vcpu.run().kind).toBe('interrupted');
+      expect(process.hrtime.bigint() - t).toBeLessThan(5_000_000n);
+    } finally {
+      a.destroy();
+      b.destroy();
       engine.close();
     }
   });

@@ -33,7 +33,7 @@ export interface KvmEngineOptions {
   /** Path of the KVM device. */
   path?: string;
   /**
-   * Issue KVM_RUN from a dedicated thread per vCPU ('thread') or from the
+   * Issue KVM_RUN from the core thread's CPU thread ('thread') or from the
    * caller's thread ('direct'). Default: 'thread' when the host has two or
    * more CPUs. See native/src/vcpu-thread.cc for why.
    */
@@ -53,12 +53,6 @@ function call<T>(fn: () => T): T {
   } catch (e) {
     throw fromNative(e);
   }
-}
-
-let currentView: Int32Array | undefined;
-/** The addon's one shared word naming the vCPU the core runs next (one view for all vCPUs). */
-function currentWord(a: KvmAddon): Int32Array {
-  return (currentView ??= new Int32Array(a.vcpuThreadCurrent));
 }
 
 function checkAligned(what: string, v: number): void {
@@ -339,9 +333,9 @@ class KvmVcpu implements Vcpu {
   /** In 'thread' mode: the vCPU thread and its control block (see native/src/vcpu-thread.cc). */
   private readonly thread: VcpuThreadHandle | undefined;
   private readonly ctl: Int32Array;
-  /** The vCPU thread's id and the shared word naming the vCPU the core runs next. */
-  private readonly threadId: number = 0;
-  private readonly current: Int32Array;
+  /** The CPU thread's control block (shared by the core's vCPUs) and this vCPU's request value there. */
+  private readonly worker: Int32Array;
+  private readonly slot: number = 0;
   private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
   private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
@@ -362,12 +356,12 @@ class KvmVcpu implements Vcpu {
         this.thread = t.handle;
         this.ctl = new Int32Array(t.control);
         this.kickHandle = t.kick;
-        this.threadId = t.id;
-        this.current = currentWord(a);
+        this.worker = new Int32Array(t.worker);
+        this.slot = t.slot;
       } else {
         this.thread = undefined;
         this.ctl = new Int32Array(4);
-        this.current = new Int32Array(1);
+        this.worker = new Int32Array(2);
         this.kickHandle = call(() => a.kickInit(this.runArea));
       }
     } catch (e) {
@@ -419,13 +413,13 @@ class KvmVcpu implements Vcpu {
     return this.rareExit(reason);
   }
 
-  /** Hands one KVM_RUN to the vCPU thread and waits for its exit: spinning, then sleeping. */
+  /** Hands one KVM_RUN to the CPU thread and waits for its exit: spinning, then sleeping. */
   private runOnThread(thread: VcpuThreadHandle): number {
     const c = this.ctl;
-    // Other vCPU threads stop spinning for work once this one is named.
-    if (Atomics.load(this.current, 0) !== this.threadId) Atomics.store(this.current, 0, this.threadId);
+    const w = this.worker;
     Atomics.store(c, 0, 1);
-    if (Atomics.load(c, 2) !== 0) this.a.vcpuThreadWake(thread);
+    Atomics.store(w, 0, this.slot);
+    if (Atomics.load(w, 1) !== 0) this.a.vcpuThreadWake(thread);
     for (let spins = 0; Atomics.load(c, 0) !== 2;) {
       if (++spins > CORE_SPINS) {
         this.a.vcpuThreadWait(thread);
@@ -562,9 +556,8 @@ class KvmVcpu implements Vcpu {
 
   prepareRun(): void {
     if (this.thread === undefined || this.fd < 0) return;
-    // Named, the thread spins for its next run (for its spin budget) once woken.
-    Atomics.store(this.current, 0, this.threadId);
-    if (Atomics.load(this.ctl, 2) !== 0) this.a.vcpuThreadWake(this.thread);
+    // Woken, the CPU thread spins for its next run (for its spin budget).
+    if (Atomics.load(this.worker, 1) !== 0) this.a.vcpuThreadWake(this.thread);
   }
 
   kick(): void {
