@@ -153,10 +153,15 @@ static void periodic_tick(evtchn_port_t port, void *arg)
         timer_set(periodic.next);   /* spurious, or early: wait on */
         return;
     }
+    /* The handler first, the next deadline after: the handler runs as soon
+     * after its deadline as it can, not one hypercall later. The deadlines
+     * are absolute, so arming late shifts none of them. The handler may stop
+     * the timer, or restart it with another period. */
     due = periodic.next;
     periodic.next += periodic.period;
-    timer_set(periodic.next);
     periodic.h(due, periodic.arg);
+    if (periodic.period != 0)
+        timer_set(periodic.next);
 }
 
 long periodic_start(uint64_t period_ns, periodic_handler_t h, void *arg)

@@ -62,7 +62,7 @@ function alternatingRuns(engine: KvmEngine, n: number): ReturnType<typeof summar
 }
 
 function timerLine(out: string): { ticks: number; periodUs: number; lost: number; medianUs: number; p99Us: number; maxUs: number } {
-  const m = /^timer: (\d+) ticks of (\d+) us, lost (\d+), lateness min \d+ us median (\d+) us p99 (\d+) us max (\d+) us$/m.exec(out);
+  const m = /^timer: (\d+) ticks of (\d+) us, lost (\d+), lateness min [\d.]+ us median ([\d.]+) us p99 ([\d.]+) us max ([\d.]+) us$/m.exec(out);
   if (!m || !/^timer: \d+ ok, 0 failed$/m.test(out)) throw new Error(`the timer example failed:\n${out}`);
   return { ticks: +m[1]!, periodUs: +m[2]!, lost: +m[3]!, medianUs: +m[4]!, p99Us: +m[5]!, maxUs: +m[6]! };
 }
