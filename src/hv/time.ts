@@ -89,6 +89,25 @@ export function guestTime(vcpuInfo: DataView, tsc: bigint): bigint {
   return vcpuInfo.getBigUint64(at + T.systemTime, true) + ((delta * BigInt(vcpuInfo.getUint32(at + T.mul, true))) >> 32n);
 }
 
+/**
+ * The first guest TSC at which the guest's clock (guestTime, the ABI's
+ * formula over its vcpu_info.time) reads `t` or later.
+ */
+export function tscAt(vcpuInfo: DataView, t: bigint): bigint {
+  const at = VcpuInfo.OFFSETS.time;
+  const stamp = vcpuInfo.getBigUint64(at + T.tscTimestamp, true);
+  const since = t - vcpuInfo.getBigUint64(at + T.systemTime, true);
+  if (since <= 0n) return stamp;
+  const mul = BigInt(vcpuInfo.getUint32(at + T.mul, true));
+  const shift = vcpuInfo.getInt8(at + T.shift);
+  // Invert ns = ((delta <</>> shift) * mul) >> 32, rounding up, then step
+  // past any rounding the guest's truncations add.
+  const scaled = ((since << 32n) + mul - 1n) / mul;
+  let tsc = stamp + (shift >= 0 ? (scaled + (1n << BigInt(shift)) - 1n) >> BigInt(shift) : scaled << BigInt(-shift));
+  while (guestTime(vcpuInfo, tsc) < t) tsc++;
+  return tsc;
+}
+
 /** A vCPU's timers (set_timer_op / VCPUOP singleshot and periodic), in system time. */
 export class VcpuTimers {
   /** Single-shot deadline, 0 = none. */

@@ -16,7 +16,7 @@ import type { DomainTranslations } from './tlb.js';
 import type { CallbackEntry, TrapContext } from './hypercalls/traps.js';
 import type { SchedContext } from './hypercalls/vcpu-op.js';
 import type { EventChannels } from './events.js';
-import { VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
+import { tscAt, VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../abi/generated/arch-x86.js';
 import { VcpuInfo, Virq } from '../abi/generated/xen.js';
 import { CallbackType } from '../abi/generated/callback.js';
@@ -24,13 +24,13 @@ import { PageType } from './frames.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 import {
   CR0, CR4, CSTAR_OFFSET, EFER, GDT_LIMIT, SYSCALL_FMASK, HYPERCALL_PORT, IDT_VIRT, LSTAR_VIRT, MSR, PerDomainSpace, SEL, STUB_SIZE, STUBS_VIRT,
-  SYSCALL_PORT, TSS_LIMIT, hasErrorCode,
+  SYSCALL_PORT, TSS_LIMIT, WAIT, hasErrorCode,
 } from './xen-space.js';
 import { PAGE_SIZE } from './frames.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall'] as const;
-const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7 } as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7, timerWait: 8 } as const;
 
 /** Exit counts in a typed array: counting is on every exit's path. */
 export class ExitCounts {
@@ -209,6 +209,10 @@ export class PvVcpu {
   stopRun = false;
   /** SCHEDOP_yield: end the slice now. */
   yielded = false;
+  /** Set by advanceTimer: the system time the next run waits for in the wait stub. */
+  private waitUntil: bigint | undefined;
+  /** The wait stub's address (this vCPU's wait page). */
+  private readonly waitVirt: bigint;
 
   constructor(
     private readonly host: VcpuHost,
@@ -220,6 +224,7 @@ export class PvVcpu {
   ) {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
+    this.waitVirt = at.wait;
     this.guestKernel = new GuestMemory(frames, boot.cr3);
     this.cr3Mfn = Number(boot.cr3 >> 12n);
     const v = this;
@@ -365,7 +370,59 @@ export class PvVcpu {
       s.cr3 = BigInt(this.userMode ? this.userCr3Mfn : this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
     }
+    if (this.waitUntil !== undefined) this.waitInGuest();
     return this.engine.run();
+  }
+
+  /**
+   * Timer advance, as KVM's for its LAPIC timer: the run loop calls this
+   * shortly before a blocked vCPU's timer falls due, while the vCPU's entry
+   * would otherwise start only after the deadline (an entry after a sleep
+   * costs 40-50 us here). The timers are expired as of their deadline, which
+   * raises VIRQ_TIMER and so wakes the vCPU as usual, with its upcall frame
+   * built at the next run; that run then starts in the wait stub, which
+   * spins on the TSC until the deadline and resumes the guest exactly where
+   * it would have resumed. Nothing the guest can see happens before the
+   * deadline: its only vCPU is not running its code meanwhile. Returns
+   * whether the vCPU woke (no VIRQ_TIMER bound: it sleeps on).
+   */
+  advanceTimer(): boolean {
+    if (!this.canWaitInGuest()) return false;
+    const due = this.timers.deadline();
+    if (due === undefined || !this.timers.expire(due)) return false;
+    this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
+    if (!this.wakeable()) return false;
+    this.waitUntil = due;
+    return true;
+  }
+
+  /**
+   * Whether the vCPU can wait for its timer in the wait stub: not when it
+   * resumes in a ring-0 exception stub (the vmcall path: that iretq must
+   * run first) or in user mode (block is a kernel-mode hypercall). Such a
+   * vCPU is woken at its deadline by the core, without the advance.
+   */
+  canWaitInGuest(): boolean {
+    const r = this.engine.regs;
+    return !this.userMode && !this.stubFrame(r.rip, r.rsp);
+  }
+
+  /** Points the vCPU at its wait stub, with the guest's rax, rdx, flags and rip in the stub's page. */
+  private waitInGuest(): void {
+    const due = this.waitUntil!;
+    this.waitUntil = undefined;
+    const r = this.engine.regs;
+    const page = this.perDomain.waitPage(this.index);
+    const v = new DataView(page.buffer, page.byteOffset, PAGE_SIZE);
+    v.setBigUint64(WAIT.DEADLINE, tscAt(this.vcpuInfo(), due), true);
+    const flags = r.rflags;
+    v.setUint8(WAIT.OF_AL, flags & 0x800n ? 0x7f : 0);
+    v.setUint8(WAIT.FLAGS_AH, Number(flags & 0xffn));
+    v.setBigUint64(WAIT.RAX, r.rax, true);
+    v.setBigUint64(WAIT.RDX, r.rdx, true);
+    v.setBigUint64(WAIT.TARGET, r.rip, true);
+    r.rip = this.waitVirt;
+    this.count(EXIT.timerWait);
   }
 
   /**

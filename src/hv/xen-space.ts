@@ -5,7 +5,8 @@
 //
 //   slot 256  0xffff800000000000  the M2P table, read-only to the guest (Xen's address)
 //   slot 258  0xffff810000000000  the M2P again, for hosts where slot 256 is unusable
-//   slot 257  0xffff808000000000  per domain: each vCPU's GDT, TSS and ring-0 stack
+//   slot 257  0xffff808000000000  per domain: each vCPU's GDT, TSS, ring-0 stack
+//                                  and timer-advance wait page
 //             0xffff808000200000  shared by all domains: the IDT, the ring-0
 //                                  exception stubs and the syscall (LSTAR) stub
 //
@@ -45,8 +46,10 @@ export const PERDOMAIN_VIRT = 0xffff808000000000n;
 /** Each vCPU's block inside the per-domain area. */
 export const VCPU_BLOCK = 0x20000;
 export const MAX_VCPUS = 16;
+/** Frames of each vCPU in the per-domain area: GDT, three TSS pages, ring-0 stack, wait page. */
+const PER_VCPU_FRAMES = 6;
 /** Offsets inside a vCPU block. GDT pages 0-13 are the guest's (zero for now), page 14 is Xen's. */
-export const BLOCK = { GDT: 0, XEN_GDT_PAGE: 0xe000, TSS: 0xf000, STACK: 0x13000, STACK_TOP: 0x14000 } as const;
+export const BLOCK = { GDT: 0, XEN_GDT_PAGE: 0xe000, TSS: 0xf000, STACK: 0x13000, STACK_TOP: 0x14000, WAIT: 0x14000 } as const;
 /** The shared area: IDT, ring-0 stubs, LSTAR stub. */
 export const SHARED_VIRT = PERDOMAIN_VIRT + 0x200000n;
 export const IDT_VIRT = SHARED_VIRT;
@@ -122,6 +125,44 @@ export const LSTAR_STUB_REFUSE = [0xf4, 0xeb, 0xfd];
 export const CSTAR_OFFSET = 0x20;
 /** RFLAGS bits `syscall` clears: TF, DF, NT, AC (IF is the guest's; popfq at CPL 3 could not restore it). */
 export const SYSCALL_FMASK = 0x44500n;
+
+/**
+ * Where the wait stub's data lives in its page (the stub is at offset 0):
+ * the guest TSC to wait for, the AL value that recreates the guest's OF
+ * (0x7f: set, 0: clear) and the AH value that recreates SF ZF AF PF CF
+ * (sahf), then the guest's rax, rdx and the rip to resume at.
+ */
+export const WAIT = { DEADLINE: 0x800, OF_AL: 0x808, FLAGS_AH: 0x809, RAX: 0x810, RDX: 0x818, TARGET: 0x820 } as const;
+
+/** A 32-bit rip-relative displacement from the instruction ending at `end` to `target`. */
+function disp(end: number, target: number): number[] {
+  const d = target - end;
+  return [d & 0xff, (d >> 8) & 0xff, (d >> 16) & 0xff, (d >> 24) & 0xff];
+}
+
+/**
+ * The timer-advance wait stub (a user-executable, read-only page of each
+ * vCPU; see PvVcpu.waitInGuest): runs at CPL 3 in the guest's kernel mode,
+ * spins on the TSC until the deadline, puts back the guest's arithmetic
+ * flags, rax and rdx, and jumps to where the guest resumes. It writes no
+ * memory and leaves every other register alone.
+ *
+ *   1: pause; rdtsc; shl $32,%rdx; or %rdx,%rax
+ *      cmp DEADLINE(%rip),%rax; jb 1b
+ *      mov OF_AL(%rip),%al; add $1,%al          OF as the guest had it
+ *      mov FLAGS_AH(%rip),%ah; sahf             SF ZF AF PF CF
+ *      mov RAX(%rip),%rax; mov RDX(%rip),%rdx
+ *      jmp *TARGET(%rip)
+ */
+export const WAIT_STUB = [
+  0xf3, 0x90, 0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0,
+  0x48, 0x3b, 0x05, ...disp(0x12, WAIT.DEADLINE), 0x72, 0xec,
+  0x8a, 0x05, ...disp(0x1a, WAIT.OF_AL), 0x04, 0x01,
+  0x8a, 0x25, ...disp(0x22, WAIT.FLAGS_AH), 0x9e,
+  0x48, 0x8b, 0x05, ...disp(0x2a, WAIT.RAX),
+  0x48, 0x8b, 0x15, ...disp(0x31, WAIT.RDX),
+  0xff, 0x25, ...disp(0x37, WAIT.TARGET),
+];
 
 /** Ring-0 exception stub for `vector`: hlt; [add $8,%rsp;] iretq. */
 function exceptionStub(vector: number): number[] {
@@ -228,8 +269,8 @@ export class XenSpace {
   buildPerDomain(vcpus: number): PerDomainSpace {
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new RangeError(`a domain has 1 to ${MAX_VCPUS} vCPUs, not ${vcpus}`);
     const ft = this.ft;
-    // Three tables, then per vCPU its GDT page, three TSS pages and its ring-0 stack.
-    const owned = Array.from(ft.allocateArray(OWNER_XEN, 3 + 5 * vcpus));
+    // Three tables, then per vCPU its GDT page, three TSS pages, its ring-0 stack and its wait page.
+    const owned = Array.from(ft.allocateArray(OWNER_XEN, 3 + PER_VCPU_FRAMES * vcpus));
     const [l3, l2, l1] = owned as [number, number, number];
     setU64(ft.bytes(l3), 0, pte(l2, UPPER));
     setU64(ft.bytes(l2), 0, pte(l1, UPPER));
@@ -239,10 +280,14 @@ export class XenSpace {
     for (let v = 0; v < vcpus; v++) {
       const block = v * VCPU_BLOCK;
       for (let p = 0; p < BLOCK.XEN_GDT_PAGE; p += PAGE_SIZE) map(block + p, this.zero, PTE.P | PTE.A | PTE.NX);
-      const [gdt, tss0, tss1, tss2, stack] = owned.slice(3 + 5 * v, 8 + 5 * v) as [number, number, number, number, number];
+      const first = 3 + PER_VCPU_FRAMES * v;
+      const [gdt, tss0, tss1, tss2, stack, wait] = owned.slice(first, first + PER_VCPU_FRAMES) as [number, number, number, number, number, number];
       map(block + BLOCK.XEN_GDT_PAGE, gdt, PTE.P | PTE.A | PTE.NX);
       [tss0, tss1, tss2].forEach((mfn, i) => map(block + BLOCK.TSS + i * PAGE_SIZE, mfn, PTE.P | PTE.A | PTE.NX));
       map(block + BLOCK.STACK, stack, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX);
+      // The wait page: executable and readable at CPL 3, never writable by the guest.
+      map(block + BLOCK.WAIT, wait, PTE.P | PTE.US | PTE.A);
+      ft.bytes(wait).fill(0xcc).set(WAIT_STUB, 0);
       // The GDT and TSS of vCPU v are the same in every domain (same addresses): copied from a template.
       const t = this.vcpuTemplate(v);
       ft.bytes(gdt).set(t.subarray(0, PAGE_SIZE));
@@ -310,18 +355,23 @@ export class PerDomainSpace {
   ) {}
 
   /** Virtual addresses of vCPU `v`'s structures. */
-  static vcpuLayout(v: number): { gdt: bigint; tss: bigint; stackTop: bigint } {
+  static vcpuLayout(v: number): { gdt: bigint; tss: bigint; stackTop: bigint; wait: bigint } {
     const base = PERDOMAIN_VIRT + BigInt(v * VCPU_BLOCK);
-    return { gdt: base + BigInt(BLOCK.GDT), tss: base + BigInt(BLOCK.TSS), stackTop: base + BigInt(BLOCK.STACK_TOP) };
+    return { gdt: base + BigInt(BLOCK.GDT), tss: base + BigInt(BLOCK.TSS), stackTop: base + BigInt(BLOCK.STACK_TOP), wait: base + BigInt(BLOCK.WAIT) };
   }
 
   get frameCount(): number {
     return this.owned.length;
   }
 
-  /** Machine bytes of vCPU `v`'s frame `k`: per vCPU, after the three tables, gdt (0), tss x3 (1-3), stack (4). */
+  /** Machine bytes of vCPU `v`'s frame `k`: per vCPU, after the three tables, gdt (0), tss x3 (1-3), stack (4), wait page (5). */
   private vcpuPage(v: number, k: number): Uint8Array {
-    return this.ft.bytes(this.owned[3 + v * 5 + k]!);
+    return this.ft.bytes(this.owned[3 + v * PER_VCPU_FRAMES + k]!);
+  }
+
+  /** Machine bytes of vCPU `v`'s wait page (the stub and, at WAIT, its data). */
+  waitPage(v: number): Uint8Array {
+    return this.vcpuPage(v, 5);
   }
 
   /** Machine bytes of vCPU `v`'s ring-0 stack page (where exception frames land). */

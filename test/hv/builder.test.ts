@@ -13,7 +13,7 @@ import { FrameTable, OWNER_XEN, PageType } from '../../src/hv/frames.js';
 import { GuestMemory } from '../../src/hv/guest-access.js';
 import { BuildError, buildDomain } from '../../src/hv/builder.js';
 import { parseGuestKernel, type GuestKernel } from '../../src/hv/elf.js';
-import { XenSpace, M2P_VIRT_START, LSTAR_STUB_CPL3, LSTAR_STUB_REFUSE, CSTAR_OFFSET, hypercallStub } from '../../src/hv/xen-space.js';
+import { XenSpace, M2P_VIRT_START, LSTAR_STUB_CPL3, LSTAR_STUB_REFUSE, CSTAR_OFFSET, hypercallStub, readU64, BLOCK, PTE, WAIT_STUB } from '../../src/hv/xen-space.js';
 import { SharedInfo, StartInfo, StartInfoFlags } from '../../src/abi/generated/xen.js';
 import { PageTypeError, PageTypes } from '../../src/hv/page-types.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
@@ -119,6 +119,15 @@ describe('domain builder', () => {
     const refusing = new XenSpace(ft, false);
     expect([...stubPage(refusing).subarray(0, 3)]).toEqual(LSTAR_STUB_REFUSE);
     refusing.release();
+    // vCPU 0's wait page (the timer advance's stub): readable and executable
+    // at CPL 3, never writable by the guest, and the hypervisor's frame.
+    const entry = (table: number, i: number) => readU64(ft.bytes(table), i * 8);
+    const l2 = Number(entry(pd.l3, 0) >> 12n), l1 = Number(entry(l2, 0) >> 12n);
+    const wait = entry(l1, BLOCK.WAIT >> 12);
+    expect(wait & (PTE.P | PTE.US | PTE.RW | PTE.NX)).toBe(PTE.P | PTE.US);
+    const waitMfn = Number((wait >> 12n) & 0xffffffffffn);
+    expect(ft.owner[waitMfn]).toBe(OWNER_XEN);
+    expect([...ft.bytes(waitMfn).subarray(0, WAIT_STUB.length)]).toEqual(WAIT_STUB);
     memory.destroy();
     pd.release();
   });
