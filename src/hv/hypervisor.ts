@@ -76,6 +76,8 @@ const FINAL_SPIN = 30_000n;
  * own context when the deadline passes.
  */
 const TIMER_ADVANCE = 80_000n;
+/** How far ahead an armed engine deadline earlier than needed may be kept (armDeadline). */
+const KEEP_ARMED = 1_000_000n;
 /** The accounting period caps are measured over. */
 const CAP_PERIOD = 100_000_000n;
 
@@ -264,7 +266,7 @@ export class Hypervisor {
             const t = this.clock.hostTime(timer);
             if (t < until) until = t > now ? t : now + 1n;
           }
-          vcpu.engine.setDeadline(until);
+          this.armDeadline(vcpu, until, now);
           while (vcpu.handleExit(vcpu.run()));
           if (opts.signal?.aborted) break;
           if (vcpu.yielded) {
@@ -280,9 +282,6 @@ export class Hypervisor {
         if (vcpu.blocked) {
           // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
           const wakeAt = vcpu.wakeDeadline();
-          // Disarmed: a deadline firing now would only interrupt the core's
-          // CPU (~7 us here) and make the next run return at once.
-          vcpu.engine.setDeadline(null);
           if (vcpu.wakeable()) continue;
           // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
           const advance = wakeAt !== undefined && wakeAt === vcpu.timers.deadline() && vcpu.canWaitInGuest();
@@ -300,6 +299,7 @@ export class Hypervisor {
     }
     if (d.state === 'paused') {
       vcpu.engine.setDeadline(null);
+      this.armed.delete(vcpu);
       return { kind: 'paused' };
     }
     this.destroyDomain(d);
@@ -352,6 +352,27 @@ export class Hypervisor {
       if (wait > 0n) timer = setTimeout(() => { timer = undefined; poll(); }, Number(wait) / 1e6);
       else poll();
     });
+  }
+
+  /** The engine deadline each vCPU has armed (host time). */
+  private readonly armed = new WeakMap<PvVcpu, bigint>();
+
+  /**
+   * Stops the vCPU's next run at `until` (host time). An armed deadline
+   * that falls earlier is kept while it is more than KEEP_ARMED ahead: it
+   * can only end a run early, and the loop then arms again. That spares a
+   * timer_settime (~2.5 us here) on most switches between domains, where
+   * each new slice would otherwise move its end. One closer than that is
+   * replaced, so that a vCPU's own past timer never interrupts it near its
+   * wake-up (the timer advance's wait is 80 us). A deadline left armed
+   * while its vCPU sleeps ends another vCPU's run only for a moment (the
+   * CPU thread enters again) and makes its own next run return at once.
+   */
+  private armDeadline(vcpu: PvVcpu, until: bigint, now: bigint): void {
+    const armed = this.armed.get(vcpu);
+    if (armed !== undefined && armed <= until && armed - now > KEEP_ARMED) return;
+    vcpu.engine.setDeadline(until);
+    this.armed.set(vcpu, until);
   }
 
   private earliestWake(): bigint | undefined {
