@@ -123,9 +123,17 @@ export class GuestMemory {
   }
 
   writeU64(va: bigint, v: bigint): void {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-    this.write(va, b);
+    const lo = Number(va & 0xffffffffn) >>> 0;
+    if ((lo & 0xfff) > PAGE_SIZE - 8 || !guestRangeOk(va, 8)) {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+      this.write(va, b);
+      return;
+    }
+    // Within one page (the usual case, e.g. every multicall result): one walk, no allocation.
+    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, true, va);
+    const c = this.frames.chunkOf(maddr);
+    c.view.setBigUint64(maddr - c.base, BigInt.asUintN(64, v), true);
   }
 
   writeU32(va: bigint, v: number): void {
