@@ -99,6 +99,6 @@ export function formatBootBench(r: BootBenchResult): string {
     `  C reference, VM creation to first exit (native/bench/boot-ref.c, ${r.domainMiB} MiB)  ${f(r.cUs)}`,
     `  paravane, createDomain + run to first hypercall                       ${f(r.paravaneUs)}`,
     `  ratio paravane / C: median ${r.ratio.toFixed(2)}, p90 ${r.ratioP90.toFixed(2)} (target <= 2.5)`,
-    `  domain destruction (VM, vCPU thread, frames back to the pool): median ${(r.destroyUs.median / 1000).toFixed(3)} ms`,
+    `  domain destruction (VM, vCPU off its CPU thread, frames back to the pool): median ${(r.destroyUs.median / 1000).toFixed(3)} ms`,
   ].join('\n') + '\n';
 }

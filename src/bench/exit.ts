@@ -22,7 +22,7 @@ export interface ExitBenchResult {
   exitsPerRound: number;
   rounds: number;
   cNsPerExit: number[];
-  /** The engine in its default mode: KVM_RUN on a vCPU thread. */
+  /** The engine in its default mode: KVM_RUN on the CPU thread. */
   tsNsPerExit: number[];
   ratio: number;
   /** The engine issuing KVM_RUN from the calling thread. */
@@ -138,7 +138,7 @@ export function formatExitBench(r: ExitBenchResult): string {
   const lines = [
     `exit round trip (port I/O exit, sync regs, handler only resumes): ${r.rounds} alternating rounds of ${r.exitsPerRound} exits`,
     `  C reference (native/bench/exit-ref.c)    median ${us(median(r.cNsPerExit))} us/exit   rounds: ${r.cNsPerExit.map(us).join(' ')}`,
-    `  TypeScript engine, vCPU thread (default) median ${us(median(r.tsNsPerExit))} us/exit   rounds: ${r.tsNsPerExit.map(us).join(' ')}`,
+    `  TypeScript engine, CPU thread (default) median ${us(median(r.tsNsPerExit))} us/exit   rounds: ${r.tsNsPerExit.map(us).join(' ')}`,
     `  TypeScript engine, direct KVM_RUN        median ${us(median(r.directNsPerExit))} us/exit   rounds: ${r.directNsPerExit.map(us).join(' ')}`,
     `  ratio TypeScript / C: ${r.ratio.toFixed(3)} (default, target <= 1.10); direct mode ${r.directRatio.toFixed(3)}`,
     `deadline kick lateness (POSIX timer -> run() returns), n=${r.deadlineLatencyUs.n}: median ${r.deadlineLatencyUs.median.toFixed(1)} us, p99 ${r.deadlineLatencyUs.p99.toFixed(1)} us`,

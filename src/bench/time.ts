@@ -119,7 +119,9 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
     // a round trip runs the other VM's vCPU twice).
     const rawExitUs = engineExitLoop(engine, 20000) / 1000;
     const vmSwitchUs = alternatingRuns(engine, 400);
-    const rounds = 500;
+    // Enough rounds that the median is the core's steady state rather than
+    // its JIT warm-up (with 500, half the rounds ran partly cold code).
+    const rounds = 3000;
     const pingpong = async (wait: 'block' | 'poll') => {
       const outs = ['', ''];
       const next = hv.peekNextDomid();

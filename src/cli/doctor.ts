@@ -59,7 +59,7 @@ export function formatDoctor(r: DoctorReport): string {
   row('KVM device', r.device.exists ? (r.device.openable ? `${r.device.path}: present, opened read/write` : `${r.device.path}: present, NOT usable`) : `${r.device.path}: missing`);
   if (r.device.problem) row('problem', r.device.problem);
   if (r.apiVersion !== undefined) row('KVM API version', String(r.apiVersion));
-  if (r.runMode) row('engine', `kvm, KVM_RUN on ${r.runMode === 'thread' ? 'a thread per vCPU' : 'the core thread'} (${r.cpus} CPUs)`);
+  if (r.runMode) row('engine', `kvm, KVM_RUN on ${r.runMode === 'thread' ? 'one CPU thread for all vCPUs' : 'the core thread'} (${r.cpus} CPUs)`);
   if (r.capabilities) {
     lines.push('capabilities');
     for (const [k, v] of Object.entries(r.capabilities)) lines.push(`  ${k.padEnd(34)}${v}`);

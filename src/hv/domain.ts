@@ -8,7 +8,7 @@
 //            shutting-down (shutdown hypercall, crash, kill, timeout) -> dead
 //
 // Teardown order (destroy): the vCPUs stop (the core runs them, so none is
-// inside the engine), the engine VM and its vCPU threads go, then the
+// inside the engine), the engine VM and its vCPUs go, then the
 // hypervisor's per-domain frames, then the references the hypervisor holds
 // on the domain's own frames (shared_info), then every frame the domain
 // owns. After that the frame table holds nothing of it.

@@ -65,7 +65,7 @@ const DEFAULT_QUANTUM_MS = 10;
 export const DEFAULT_WEIGHT = 256;
 /** How long before a sleeping vCPU's wake-up time the core polls the clock instead of sleeping. */
 const SPIN_WINDOW = 2_000_000n;
-/** How long before a sleeping vCPU's wake-up time its engine is told to get ready (within a vCPU thread's ~0.5 ms spin). */
+/** How long before a sleeping vCPU's wake-up time its engine is told to get ready (within the CPU thread's ~0.5 ms spin). */
 const PREPARE_WINDOW = 300_000n;
 /** How close to the wake-up time the core stops serving the event loop and spins for it. */
 const FINAL_SPIN = 30_000n;

@@ -24,7 +24,7 @@ const EINTR = 4;
 const MSR_TSC = 0x10;
 const EAGAIN = 11;
 /**
- * Iterations the core spins waiting for a vCPU thread's exit before it
+ * Iterations the core spins waiting for the CPU thread's exit before it
  * sleeps (about 100-200 us, like KVM's own halt polling).
  */
 const CORE_SPINS = 100_000;
@@ -330,7 +330,7 @@ class KvmVcpu implements Vcpu {
   private lastView: Uint8Array = new Uint8Array(0);
   /** The addon's KVM_RUN, held directly: no lookup on the addon object per exit. */
   private readonly kvmRun: (fd: number) => number;
-  /** In 'thread' mode: the vCPU thread and its control block (see native/src/vcpu-thread.cc). */
+  /** In 'thread' mode: this vCPU's place on the CPU thread and its control block (see native/src/vcpu-thread.cc). */
   private readonly thread: VcpuThreadHandle | undefined;
   private readonly ctl: Int32Array;
   /** The CPU thread's control block (shared by the core's vCPUs) and this vCPU's request value there. */
@@ -566,7 +566,7 @@ class KvmVcpu implements Vcpu {
   }
 
   /**
-   * Teardown order: the vCPU thread (joined: no KVM_RUN after), the kick
+   * Teardown order: off the CPU thread (no KVM_RUN after), the kick
    * timer (no signal may touch kvm_run after), then kvm_run, then the fd.
    */
   destroy(): void {
