@@ -14,6 +14,31 @@ TEST_GUEST_NOTES
 #define FLAGS_SET   0xcd5
 #define PATTERN(n)  (0x5a5a000000000000 + (n))
 
+/* \op applied to every register the poll must keep (rax is its result;
+ * rdi, rsi carry its arguments), each with its own pattern. */
+.macro EACH_REG op
+        \op rbx, 1
+        \op rcx, 2
+        \op rdx, 3
+        \op rbp, 4
+        \op r8, 5
+        \op r9, 6
+        \op r10, 7
+        \op r11, 8
+        \op r12, 9
+        \op r13, 10
+        \op r14, 11
+        \op r15, 12
+.endm
+.macro SET_REG reg, n
+        movabs $PATTERN(\n), %\reg
+.endm
+.macro CHECK_REG reg, n
+        movabs $PATTERN(\n), %rax
+        cmp %rax, %\reg
+        jne fail
+.endm
+
         .text
         .code64
         .globl _start
@@ -35,18 +60,7 @@ _start:
 
         mov $SCHEDOP_poll, %edi
         lea poll(%rip), %rsi
-        movabs $PATTERN(1), %rbx
-        movabs $PATTERN(2), %rcx
-        movabs $PATTERN(3), %rdx
-        movabs $PATTERN(4), %rbp
-        movabs $PATTERN(5), %r8
-        movabs $PATTERN(6), %r9
-        movabs $PATTERN(7), %r10
-        movabs $PATTERN(8), %r11
-        movabs $PATTERN(9), %r12
-        movabs $PATTERN(10), %r13
-        movabs $PATTERN(11), %r14
-        movabs $PATTERN(12), %r15
+        EACH_REG SET_REG
         push $(FLAGS_SET | 2)
         popfq
         mov $__HYPERVISOR_sched_op, %eax
@@ -61,42 +75,7 @@ _start:
         jne fail
         cmpq $0, seen_rax(%rip)
         jne fail
-        movabs $PATTERN(1), %rax
-        cmp %rax, %rbx
-        jne fail
-        movabs $PATTERN(2), %rax
-        cmp %rax, %rcx
-        jne fail
-        movabs $PATTERN(3), %rax
-        cmp %rax, %rdx
-        jne fail
-        movabs $PATTERN(4), %rax
-        cmp %rax, %rbp
-        jne fail
-        movabs $PATTERN(5), %rax
-        cmp %rax, %r8
-        jne fail
-        movabs $PATTERN(6), %rax
-        cmp %rax, %r9
-        jne fail
-        movabs $PATTERN(7), %rax
-        cmp %rax, %r10
-        jne fail
-        movabs $PATTERN(8), %rax
-        cmp %rax, %r11
-        jne fail
-        movabs $PATTERN(9), %rax
-        cmp %rax, %r12
-        jne fail
-        movabs $PATTERN(10), %rax
-        cmp %rax, %r13
-        jne fail
-        movabs $PATTERN(11), %rax
-        cmp %rax, %r14
-        jne fail
-        movabs $PATTERN(12), %rax
-        cmp %rax, %r15
-        jne fail
+        EACH_REG CHECK_REG
         CONSOLE_WRITE ok, 3
         SHUTDOWN SHUTDOWN_poweroff, reason
 fail:
