@@ -282,12 +282,13 @@ export class Hypervisor {
         if (vcpu.blocked) {
           // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
           const wakeAt = vcpu.wakeDeadline();
-          if (vcpu.wakeable()) continue;
           // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
-          const advance = wakeAt !== undefined && wakeAt === vcpu.timers.deadline() && vcpu.canWaitInGuest();
-          const at = wakeAt === undefined ? undefined : this.clock.hostTime(advance ? wakeAt - TIMER_ADVANCE : wakeAt);
+          const timer = vcpu.advanceableTimer();
+          if (vcpu.wakeable()) continue;
+          const at = timer !== undefined ? this.clock.hostTime(timer - TIMER_ADVANCE)
+            : wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
           await this.sleep(vcpu, min(at, deadline), opts.signal);
-          if (advance && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
+          if (timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
           continue;
         }
         await new Promise<void>((resolve) => setImmediate(resolve));

@@ -136,6 +136,8 @@ interface IretFrame {
 }
 const isCanonical = (a: bigint): boolean => a < 1n << 47n || (a >= 0xffff800000000000n && a < 1n << 64n);
 const DF = 0x400n;
+/** RFLAGS.OF (the wait stub recreates it; sahf covers the lower byte's flags). */
+const OF = 0x800n;
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -211,8 +213,9 @@ export class PvVcpu {
   yielded = false;
   /** Set by advanceTimer: the system time the next run waits for in the wait stub. */
   private waitUntil: bigint | undefined;
-  /** The wait stub's address (this vCPU's wait page). */
+  /** The wait stub's address, and the data it reads (this vCPU's wait page at WAIT). */
   private readonly waitVirt: bigint;
+  private readonly waitData: DataView;
 
   constructor(
     private readonly host: VcpuHost,
@@ -225,6 +228,8 @@ export class PvVcpu {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
     this.waitVirt = at.wait;
+    const wait = perDomain.waitPage(index);
+    this.waitData = new DataView(wait.buffer, wait.byteOffset, PAGE_SIZE);
     this.guestKernel = new GuestMemory(frames, boot.cr3);
     this.cr3Mfn = Number(boot.cr3 >> 12n);
     const v = this;
@@ -387,8 +392,7 @@ export class PvVcpu {
    * whether the vCPU woke (no VIRQ_TIMER bound: it sleeps on).
    */
   advanceTimer(): boolean {
-    if (!this.canWaitInGuest()) return false;
-    const due = this.timers.deadline();
+    const due = this.advanceableTimer();
     if (due === undefined || !this.timers.expire(due)) return false;
     this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
     if (!this.wakeable()) return false;
@@ -397,14 +401,18 @@ export class PvVcpu {
   }
 
   /**
-   * Whether the vCPU can wait for its timer in the wait stub: not when it
-   * resumes in a ring-0 exception stub (the vmcall path: that iretq must
-   * run first) or in user mode (block is a kernel-mode hypercall). Such a
-   * vCPU is woken at its deadline by the core, without the advance.
+   * The deadline (system time) a blocked vCPU's timer advance would wait
+   * for: its timer, when that is what wakes it (not a poll timeout) and it
+   * can wait in the wait stub. It cannot when it resumes in a ring-0
+   * exception stub (the vmcall path: that iretq must run first) or in user
+   * mode (block is a kernel-mode hypercall); the core wakes such a vCPU at
+   * its deadline, without the advance.
    */
-  canWaitInGuest(): boolean {
+  advanceableTimer(): bigint | undefined {
+    const due = this.timers.deadline();
+    if (!this.blocked || due === undefined || due !== this.wakeDeadline()) return undefined;
     const r = this.engine.regs;
-    return !this.userMode && !this.stubFrame(r.rip, r.rsp);
+    return this.userMode || this.stubFrame(r.rip, r.rsp) ? undefined : due;
   }
 
   /** Points the vCPU at its wait stub, with the guest's rax, rdx, flags and rip in the stub's page. */
@@ -412,11 +420,10 @@ export class PvVcpu {
     const due = this.waitUntil!;
     this.waitUntil = undefined;
     const r = this.engine.regs;
-    const page = this.perDomain.waitPage(this.index);
-    const v = new DataView(page.buffer, page.byteOffset, PAGE_SIZE);
+    const v = this.waitData;
     v.setBigUint64(WAIT.DEADLINE, tscAt(this.vcpuInfo(), due), true);
     const flags = r.rflags;
-    v.setUint8(WAIT.OF_AL, flags & 0x800n ? 0x7f : 0);
+    v.setUint8(WAIT.OF_AL, flags & OF ? 0x7f : 0);
     v.setUint8(WAIT.FLAGS_AH, Number(flags & 0xffn));
     v.setBigUint64(WAIT.RAX, r.rax, true);
     v.setBigUint64(WAIT.RDX, r.rdx, true);
