@@ -13,6 +13,7 @@ const US = 4;
 const PSE = 0x80;
 const ADDR_MASK = 0x000ffffffffff000n;
 const LOW_END = 1n << 47n;                     // first non-canonical address above the lower half
+const HIGH_START = 0xffff800000000000n;        // first canonical address of the upper half
 const HOLE_END = 0xffff880000000000n;          // HYPERVISOR_VIRT_END: guest addresses resume here
 const U64 = 1n << 64n;
 
@@ -23,6 +24,11 @@ export class GuestFault extends Error {
     super(`guest address 0x${address.toString(16)}: ${reason}`);
     this.name = 'GuestFault';
   }
+}
+
+/** A canonical 64-bit address (the hypervisor's area included). */
+export function isCanonical(va: bigint): boolean {
+  return (va >= 0n && va < LOW_END) || (va >= HIGH_START && va < U64);
 }
 
 /** Xen's __addr_ok for a range: canonical, not in the hypervisor's area, no wrap. */
@@ -115,39 +121,52 @@ export class GuestMemory {
   }
 
   readU64(va: bigint): bigint {
+    const c = this.inPage(va, 8, false);
+    if (c) return c.chunk.view.getBigUint64(c.at, true);
     return new DataView(this.read(va, 8).buffer).getBigUint64(0, true);
   }
 
   readU32(va: bigint): number {
+    const c = this.inPage(va, 4, false);
+    if (c) return c.chunk.view.getUint32(c.at, true);
     return new DataView(this.read(va, 4).buffer).getUint32(0, true);
   }
 
   writeU64(va: bigint, v: bigint): void {
-    const lo = Number(va & 0xffffffffn) >>> 0;
-    if ((lo & 0xfff) > PAGE_SIZE - 8 || !guestRangeOk(va, 8)) {
-      const b = new Uint8Array(8);
-      new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-      this.write(va, b);
+    const c = this.inPage(va, 8, true);
+    if (c) {
+      c.chunk.view.setBigUint64(c.at, BigInt.asUintN(64, v), true);
       return;
     }
-    // Within one page (the usual case, e.g. every multicall result): one walk, no allocation.
-    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, true, va);
-    const c = this.frames.chunkOf(maddr);
-    c.view.setBigUint64(maddr - c.base, BigInt.asUintN(64, v), true);
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+    this.write(va, b);
   }
 
   writeU32(va: bigint, v: number): void {
-    const lo = Number(va & 0xffffffffn) >>> 0;
-    if ((lo & 0xfff) > PAGE_SIZE - 4 || !guestRangeOk(va, 4)) {
-      const b = new Uint8Array(4);
-      new DataView(b.buffer).setUint32(0, v >>> 0, true);
-      this.write(va, b);
+    const c = this.inPage(va, 4, true);
+    if (c) {
+      c.chunk.view.setUint32(c.at, v >>> 0, true);
       return;
     }
-    // Within one page (the usual case): one walk, no allocation.
-    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, true, va);
-    const c = this.frames.chunkOf(maddr);
-    c.view.setUint32(maddr - c.base, v >>> 0, true);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    this.write(va, b);
+  }
+
+  /**
+   * For a `len`-byte access within one page (the usual case: every port,
+   * count and result word of a hypercall): the machine memory chunk and
+   * offset, after one walk and with no allocation. Undefined when the
+   * range crosses a page or is not guest memory: the general path then
+   * reports it.
+   */
+  private inPage(va: bigint, len: number, write: boolean): { chunk: ReturnType<FrameTable['chunkOf']>; at: number } | undefined {
+    const lo = Number(va & 0xffffffffn) >>> 0;
+    if ((lo & 0xfff) > PAGE_SIZE - len || !guestRangeOk(va, len)) return undefined;
+    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, write, va);
+    const chunk = this.frames.chunkOf(maddr);
+    return { chunk, at: maddr - chunk.base };
   }
 
   private checkRange(va: bigint, len: number): void {

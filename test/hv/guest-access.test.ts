@@ -36,6 +36,17 @@ describe('guest memory access', () => {
     expect(gm.readU32(0xffff880000000000n)).toBe(0x04030201);
   });
 
+  it('reads and writes words within a page and across a page boundary alike', () => {
+    expect(() => gm.writeU32(0x400ffen, 0xa1b2c3d4)).toThrow(/read-only/); // crosses into the read-only page: refused whole
+    expect(ft.bytes(rw)[0xffe]).toBe(0);
+    gm.writeU32(0x400ff0n, 0xa1b2c3d4);
+    gm.writeU64(0x400ff8n, 0x0102030405060708n);
+    expect(gm.readU32(0x400ff0n)).toBe(0xa1b2c3d4);
+    expect(gm.readU64(0x400ff8n)).toBe(0x0102030405060708n);
+    ft.bytes(ro).set([9, 9], 0);
+    expect(gm.readU32(0x400ffen)).toBe(0x09090102); // two bytes from each page
+  });
+
   it('faults on unmapped, read-only (for writes) and supervisor-only pages', () => {
     expect(() => gm.read(0x402000n, 1)).toThrow(/not present at level 1/);
     expect(() => gm.read(0x80000000n, 1)).toThrow(/not present at level 3/);
