@@ -49,7 +49,14 @@ export function guestRangeOk(va: bigint, len: number): boolean {
 export class GuestMemory {
   private readonly root: number;
 
-  constructor(private readonly frames: FrameTable, cr3: bigint) {
+  /**
+   * `onWrite` hears of every machine frame the hypervisor writes through
+   * this view (DomainTranslations.hostWrote: the engine does not see these
+   * writes, so a former page table written this way must not be trusted
+   * from its cached copies). It may hear of a frame of a multi-page write
+   * that then faults on a later page: that only costs a flush.
+   */
+  constructor(private readonly frames: FrameTable, cr3: bigint, private readonly onWrite?: (mfn: number) => void) {
     this.root = Number((cr3 & ADDR_MASK) >> 12n);
   }
 
@@ -165,6 +172,7 @@ export class GuestMemory {
     const lo = Number(va & 0xffffffffn) >>> 0;
     if ((lo & 0xfff) > PAGE_SIZE - len || !guestRangeOk(va, len)) return undefined;
     const maddr = this.walk(Number(va >> 32n) >>> 0, lo, write, va);
+    if (write) this.onWrite?.(Math.floor(maddr / PAGE_SIZE));
     const chunk = this.frames.chunkOf(maddr);
     return { chunk, at: maddr - chunk.base };
   }
@@ -180,7 +188,9 @@ export class GuestMemory {
     const lo = Number(at & 0xffffffffn) >>> 0;
     const inPage = Math.min(len - done, PAGE_SIZE - (lo & 0xfff));
     const maddr = this.walk(Number(at >> 32n) >>> 0, lo, write, at);
-    const page = this.frames.bytes(Math.floor(maddr / PAGE_SIZE));
+    const mfn = Math.floor(maddr / PAGE_SIZE);
+    if (write) this.onWrite?.(mfn);
+    const page = this.frames.bytes(mfn);
     const off = maddr % PAGE_SIZE;
     return page.subarray(off, off + inPage);
   }

@@ -230,7 +230,9 @@ export class PvVcpu {
     this.waitVirt = at.wait;
     const wait = perDomain.waitPage(index);
     this.waitData = new DataView(wait.buffer, wait.byteOffset, PAGE_SIZE);
-    this.guestKernel = new GuestMemory(frames, boot.cr3);
+    // What the hypervisor writes into guest memory, the stale-translation tracker hears of.
+    const wrote = (mfn: number): void => host.tlb.hostWrote(mfn);
+    this.guestKernel = new GuestMemory(frames, boot.cr3, wrote);
     this.cr3Mfn = Number(boot.cr3 >> 12n);
     const v = this;
     this.mm = {
@@ -240,12 +242,12 @@ export class PvVcpu {
       // Both only from hypercalls, so in guest kernel mode.
       setCr3(mfn) {
         v.cr3Mfn = mfn;
-        v.guestKernel = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n);
+        v.guestKernel = new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n, wrote);
         v.cr3Pending = true;
       },
       setUserCr3(mfn) {
         v.userCr3Mfn = mfn;
-        v.guestUser = mfn ? new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n) : undefined;
+        v.guestUser = mfn ? new GuestMemory(host.pageTypes.ft, BigInt(mfn) << 12n, wrote) : undefined;
       },
       tlb: host.tlb,
       setLdt: (base, entries) => { v.ldt = { base, entries }; },

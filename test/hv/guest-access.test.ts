@@ -47,6 +47,19 @@ describe('guest memory access', () => {
     expect(gm.readU32(0x400ffen)).toBe(0x09090102); // two bytes from each page
   });
 
+  it('tells its listener of every frame the hypervisor writes, and of none it only reads', () => {
+    const written: number[] = [];
+    const heard = new GuestMemory(ft, BigInt(tb.l4) << 12n, (mfn) => written.push(mfn));
+    heard.read(0x400000n, 16);
+    heard.readU32(0x400000n);
+    heard.readU64(0x401000n);
+    expect(written).toEqual([]);
+    heard.writeU32(0x400000n, 1);
+    heard.writeU64(0x400008n, 2n);
+    heard.write(0x400010n, new Uint8Array(4));
+    expect(written).toEqual([rw, rw, rw]);
+  });
+
   it('faults on unmapped, read-only (for writes) and supervisor-only pages', () => {
     expect(() => gm.read(0x402000n, 1)).toThrow(/not present at level 1/);
     expect(() => gm.read(0x80000000n, 1)).toThrow(/not present at level 3/);
