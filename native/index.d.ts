@@ -11,7 +11,7 @@ export interface KvmConstants {
   readonly [name: string]: number;
 }
 
-/** Opaque handle of a vCPU thread. */
+/** Opaque handle of a vCPU's place on its CPU thread. */
 export type VcpuThreadHandle = { readonly __vcpuThread: unique symbol };
 
 export interface KvmAddon {
@@ -69,11 +69,11 @@ export interface KvmAddon {
   readonly kickSignal: number;
   /**
    * Puts the vCPU on the calling thread's CPU thread, which issues KVM_RUN
-   * for all of that thread's vCPUs (see native/src/vcpu-thread.cc). `worker`
-   * is the CPU thread's control block (the same buffer for all its vCPUs);
-   * a run is asked for by writing `slot` to its word 0.
+   * for all of that thread's vCPUs (see native/src/vcpu-thread.cc).
+   * `control` is the CPU thread's control block (the same buffer for all its
+   * vCPUs); a run is asked for by writing `slot` to its word 0.
    */
-  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; worker: ArrayBuffer; kick: number; slot: number };
+  vcpuThreadStart(vcpuFd: number, run: ArrayBuffer): { handle: VcpuThreadHandle; control: ArrayBuffer; kick: number; slot: number };
   /** Wakes the vCPU's CPU thread if it sleeps. */
   vcpuThreadWake(handle: VcpuThreadHandle): void;
   /** Sleeps until the requested run has exited. */

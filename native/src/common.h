@@ -88,6 +88,8 @@ inline bool ArgBytes(const Napi::CallbackInfo &info, size_t i, size_t need, uint
 void InitKvm(Napi::Env env, Napi::Object exports);
 void InitVcpuThread(Napi::Env env, Napi::Object exports);
 // kick.cc: registers kvm_run for kicks aimed at a thread; returns a handle or -errno.
+// handle % kKickSlots is a small index unique among live registrations.
+constexpr int kKickSlots = 4096;
 int64_t KickRegister(struct kvm_run *run, pid_t tid, pthread_t thread);
 int KickSignalNumber();
 void InitMemory(Napi::Env env, Napi::Object exports);

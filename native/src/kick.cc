@@ -1,8 +1,10 @@
 // Kicking a running vCPU out of KVM_RUN: a real-time signal whose handler
 // sets kvm_run.immediate_exit (a signal alone is lost when it lands while the
 // thread is outside KVM_RUN; immediate_exit alone is only read at entry).
-// Deadlines are per-vCPU POSIX timers aimed at the vCPU's thread
-// (SIGEV_THREAD_ID). Node uses SIGUSR1 for its inspector, hence SIGRTMIN+3.
+// Deadlines are per-vCPU POSIX timers aimed at the thread that runs the vCPU
+// (SIGEV_THREAD_ID): the CPU thread, which runs other vCPUs too, so a signal
+// may interrupt another vCPU's run (vcpu-thread.cc enters again).
+// Node uses SIGUSR1 for its inspector, hence SIGRTMIN+3.
 #include "common.h"
 
 #include <linux/kvm.h>
@@ -18,7 +20,7 @@
 namespace pv {
 namespace {
 
-constexpr int kSlots = 4096;
+constexpr int kSlots = kKickSlots;
 
 struct Slot {
   std::atomic<struct kvm_run *> run{nullptr};

@@ -19,13 +19,18 @@
 // synchronize_rcu when a vCPU's thread changes, so each vCPU stays on the
 // CPU thread of the core that created it.
 //
-// vCPU control block (int32 words, read by TypeScript with Atomics):
-//   [0] state: 0 idle, 1 run requested, 2 exited (result valid)
-//   [1] result: 0, or -errno of KVM_RUN (-EINTR when kicked)
-//   [2] unused   [3] core sleeping (futex on state)
-// CPU-thread control block (int32 words):
+// The CPU thread's control block (int32 words, read by TypeScript with
+// Atomics; one run at a time, so one block serves all its vCPUs, and it
+// lives as long as the process: nothing the thread touches after a run can
+// have been freed by the core meanwhile):
 //   [0] request: the slot + 1 of the vCPU to run next, 0 for none (futex)
 //   [1] the CPU thread is sleeping
+//   [2] state: 0 idle, 1 run requested, 2 exited (result valid) (futex)
+//   [3] result: 0, or -errno of KVM_RUN (-EINTR when kicked)
+//   [4] the core is sleeping (on state)
+//
+// A vCPU's slot is its kick registration's index (kick.cc), unique among
+// live vCPUs.
 //
 // Kicks and deadlines are signals to the CPU thread whose handler sets the
 // target vCPU's kvm_run.immediate_exit (kick.cc). A signal meant for a vCPU
@@ -50,18 +55,14 @@ namespace {
 
 enum : int32_t { kIdle = 0, kRun = 1, kExited = 2 };
 constexpr int kThreadSpins = 20000;
-constexpr int kSlots = 4096;
-
-struct Control {
-  std::atomic<int32_t> state;
-  std::atomic<int32_t> result;
-  std::atomic<int32_t> unused;
-  std::atomic<int32_t> coreSleeping;
-};
+constexpr int kSlots = kKickSlots;
 
 struct WorkerControl {
   std::atomic<int32_t> request;
   std::atomic<int32_t> sleeping;
+  std::atomic<int32_t> state;
+  std::atomic<int32_t> result;
+  std::atomic<int32_t> coreSleeping;
 };
 
 struct VcpuThread;
@@ -81,7 +82,6 @@ struct Worker {
 
 // One vCPU's place on its CPU thread; its handle is what TypeScript holds.
 struct VcpuThread {
-  Control *ctl;  // the ArrayBuffer handed to TypeScript starts here
   int fd;
   struct kvm_run *run;
   Worker *worker;
@@ -140,12 +140,10 @@ void *WorkerMain(void *arg) {
     wc->request.store(0);
     spinLimit = kThreadSpins;
     VcpuThread *t = req > 0 && req <= kSlots ? w->slots[req - 1].load() : nullptr;
-    if (t == nullptr) continue;
-    Control *c = t->ctl;
-    if (c->state.load() != kRun) continue;
-    c->result.store(RunOnce(t));
-    c->state.store(kExited);
-    if (c->coreSleeping.load()) Futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
+    // A request names a live vCPU: the core takes one off only between runs.
+    wc->result.store(t ? RunOnce(t) : -EBADF);
+    wc->state.store(kExited);
+    if (wc->coreSleeping.load()) Futex(&wc->state, FUTEX_WAKE_PRIVATE, 1);
   }
   return nullptr;
 }
@@ -196,30 +194,29 @@ void StopThread(VcpuThread *t) {
   t->stopped = true;
 }
 
-// When the handle is garbage: take the vCPU off if TypeScript did not, free all.
+// When the handle is garbage: take the vCPU off if TypeScript did not.
 void Finalize(Napi::Env, VcpuThread *t) {
   if (!t->stopped) StopThread(t);
-  free(t->ctl);
   delete t;
 }
 
 VcpuThread *Lookup(const Napi::CallbackInfo &info, size_t i) {
   if (info.Length() <= i || !info[i].IsExternal()) {
-    ThrowArg(info.Env(), "argument must be a vCPU thread handle");
+    ThrowArg(info.Env(), "argument must be a vCPU's CPU-thread handle");
     return nullptr;
   }
   VcpuThread *t = info[i].As<Napi::External<VcpuThread>>().Data();
   if (t->stopped) {
-    ThrowArg(info.Env(), "the vCPU thread was stopped");
+    ThrowArg(info.Env(), "the vCPU was taken off its CPU thread");
     return nullptr;
   }
   return t;
 }
 
 // vcpuThreadStart(vcpuFd, runBuffer): puts the vCPU on the calling thread's
-// CPU thread; returns { handle, control: ArrayBuffer (16 bytes), worker:
-// ArrayBuffer (the CPU thread's control, shared by its vCPUs), kick: kick
-// handle, slot: what to write to the worker's request word }.
+// CPU thread; returns { handle, control: ArrayBuffer (the CPU thread's
+// block, the same for all its vCPUs), kick: kick handle, slot: what to
+// write to the block's request word }.
 Napi::Value Start(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t fd;
@@ -231,45 +228,25 @@ Napi::Value Start(const Napi::CallbackInfo &info) {
   Worker *w = WorkerForCaller(env, &err);
   if (w == nullptr) return ThrowErrno(env, "pthread_create", err);
   VcpuThread *t = new VcpuThread();
-  t->ctl = static_cast<Control *>(aligned_alloc(64, 64));
-  new (t->ctl) Control{};
   t->fd = (int)fd;
   t->run = static_cast<struct kvm_run *>(runAb.Data());
   t->worker = w;
-  t->slot = -1;
-  {
-    std::lock_guard<std::mutex> guard(g_lock);
-    for (int i = 0; i < kSlots; i++) {
-      if (w->slots[i].load() == nullptr) {
-        t->slot = i;
-        w->slots[i].store(t);
-        break;
-      }
-    }
-  }
-  if (t->slot < 0) {
-    free(t->ctl);
-    delete t;
-    return ThrowErrno(env, "vcpuThreadStart", ENOSPC);
-  }
   // Kicks and deadline timers go to the CPU thread's id.
   int64_t kick = KickRegister(t->run, w->tid, w->thread);
   if (kick < 0) {
-    StopThread(t);
-    free(t->ctl);
     delete t;
     return ThrowErrno(env, "kick registration", (int)-kick);
   }
+  t->slot = (int)(kick % kSlots);
+  w->slots[t->slot].store(t);
   Napi::Object out = Napi::Object::New(env);
   out.Set("handle", Napi::External<VcpuThread>::New(env, t, Finalize));
-  // The control block lives until the handle is collected; TypeScript drops its view at stop.
-  out.Set("control", Napi::ArrayBuffer::New(env, t->ctl, sizeof(Control), [](Napi::Env, void *) {}));
   // The CPU thread's block lives as long as the process.
   if (w->ctlBuffer.IsEmpty()) {
     w->ctlBuffer = Napi::Persistent(Napi::ArrayBuffer::New(env, w->ctl, sizeof(WorkerControl), [](Napi::Env, void *) {}));
     w->ctlBuffer.SuppressDestruct();
   }
-  out.Set("worker", w->ctlBuffer.Value());
+  out.Set("control", w->ctlBuffer.Value());
   out.Set("kick", Napi::Number::New(env, (double)kick));
   out.Set("slot", Napi::Number::New(env, (double)(t->slot + 1)));
   return out;
@@ -288,7 +265,7 @@ napi_value Wake(napi_env env, napi_callback_info info) {
   void *data = nullptr;
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 ||
       napi_get_value_external(env, argv[0], &data) != napi_ok) {
-    ThrowArg(Napi::Env(env), "argument must be a vCPU thread handle");
+    ThrowArg(Napi::Env(env), "argument must be a vCPU's CPU-thread handle");
     return nullptr;
   }
   VcpuThread *t = static_cast<VcpuThread *>(data);
@@ -300,7 +277,7 @@ napi_value Wake(napi_env env, napi_callback_info info) {
 Napi::Value Wait(const Napi::CallbackInfo &info) {
   VcpuThread *t = Lookup(info, 0);
   if (!t) return info.Env().Undefined();
-  Control *c = t->ctl;
+  WorkerControl *c = t->worker->ctl;
   c->coreSleeping.store(1);
   for (int32_t s; (s = c->state.load()) != kExited;) Futex(&c->state, FUTEX_WAIT_PRIVATE, s);
   c->coreSleeping.store(0);
@@ -312,8 +289,7 @@ Napi::Value Stop(const Napi::CallbackInfo &info) {
   VcpuThread *t = Lookup(info, 0);
   if (!t) return info.Env().Undefined();
   StopThread(t);
-  // The record and the control block are freed with the handle (Finalize):
-  // TypeScript may still hold a view of the control block until then.
+  // The record is freed with the handle (Finalize).
   return info.Env().Undefined();
 }
 

@@ -145,7 +145,7 @@ export interface Vcpu {
   kick(): void;
   /**
    * A hint: run() is likely to be called within about a millisecond, so
-   * make it start fast (the KVM engine wakes the vCPU's thread, which then
+   * make it start fast (the KVM engine wakes its CPU thread, which then
    * waits for the run spinning instead of asleep). Optional for engines.
    */
   prepareRun?(): void;

@@ -330,12 +330,12 @@ class KvmVcpu implements Vcpu {
   private lastView: Uint8Array = new Uint8Array(0);
   /** The addon's KVM_RUN, held directly: no lookup on the addon object per exit. */
   private readonly kvmRun: (fd: number) => number;
-  /** In 'thread' mode: this vCPU's place on the CPU thread and its control block (see native/src/vcpu-thread.cc). */
-  private readonly thread: VcpuThreadHandle | undefined;
-  private readonly ctl: Int32Array;
-  /** The CPU thread's control block (shared by the core's vCPUs) and this vCPU's request value there. */
-  private readonly worker: Int32Array;
-  private readonly slot: number = 0;
+  /**
+   * In 'thread' mode: this vCPU's place on the CPU thread, the CPU thread's
+   * control block (shared by the core's vCPUs) and the value that asks it to
+   * run this vCPU (see native/src/vcpu-thread.cc).
+   */
+  private readonly thread: { handle: VcpuThreadHandle; ctl: Int32Array; slot: number } | undefined;
   private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
   private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
@@ -353,15 +353,10 @@ class KvmVcpu implements Vcpu {
     try {
       if (runMode === 'thread') {
         const t = call(() => a.vcpuThreadStart(fd, this.runArea));
-        this.thread = t.handle;
-        this.ctl = new Int32Array(t.control);
+        this.thread = { handle: t.handle, ctl: new Int32Array(t.control), slot: t.slot };
         this.kickHandle = t.kick;
-        this.worker = new Int32Array(t.worker);
-        this.slot = t.slot;
       } else {
         this.thread = undefined;
-        this.ctl = new Int32Array(4);
-        this.worker = new Int32Array(2);
         this.kickHandle = call(() => a.kickInit(this.runArea));
       }
     } catch (e) {
@@ -413,21 +408,24 @@ class KvmVcpu implements Vcpu {
     return this.rareExit(reason);
   }
 
-  /** Hands one KVM_RUN to the CPU thread and waits for its exit: spinning, then sleeping. */
-  private runOnThread(thread: VcpuThreadHandle): number {
-    const c = this.ctl;
-    const w = this.worker;
-    Atomics.store(c, 0, 1);
-    Atomics.store(w, 0, this.slot);
-    if (Atomics.load(w, 1) !== 0) this.a.vcpuThreadWake(thread);
-    for (let spins = 0; Atomics.load(c, 0) !== 2;) {
+  /**
+   * Hands one KVM_RUN to the CPU thread and waits for its exit: spinning,
+   * then sleeping. Control words: [0] request, [1] CPU thread sleeping,
+   * [2] state (1 run, 2 exited), [3] result.
+   */
+  private runOnThread(t: NonNullable<KvmVcpu['thread']>): number {
+    const c = t.ctl;
+    Atomics.store(c, 2, 1);
+    Atomics.store(c, 0, t.slot);
+    if (Atomics.load(c, 1) !== 0) this.a.vcpuThreadWake(t.handle);
+    for (let spins = 0; Atomics.load(c, 2) !== 2;) {
       if (++spins > CORE_SPINS) {
-        this.a.vcpuThreadWait(thread);
+        this.a.vcpuThreadWait(t.handle);
         break;
       }
     }
-    const r = Atomics.load(c, 1);
-    Atomics.store(c, 0, 0);
+    const r = Atomics.load(c, 3);
+    Atomics.store(c, 2, 0);
     return r;
   }
 
@@ -557,7 +555,7 @@ class KvmVcpu implements Vcpu {
   prepareRun(): void {
     if (this.thread === undefined || this.fd < 0) return;
     // Woken, the CPU thread spins for its next run (for its spin budget).
-    if (Atomics.load(this.worker, 1) !== 0) this.a.vcpuThreadWake(this.thread);
+    if (Atomics.load(this.thread.ctl, 1) !== 0) this.a.vcpuThreadWake(this.thread.handle);
   }
 
   kick(): void {
@@ -571,7 +569,7 @@ class KvmVcpu implements Vcpu {
    */
   destroy(): void {
     if (this.fd < 0) return;
-    if (this.thread !== undefined) this.a.vcpuThreadStop(this.thread);
+    if (this.thread !== undefined) this.a.vcpuThreadStop(this.thread.handle);
     this.a.kickFree(this.kickHandle);
     this.a.munmap(this.runArea);
     this.a.close(this.fd);
