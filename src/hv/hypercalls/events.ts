@@ -55,11 +55,13 @@ const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
       case EventChannelOp.EVTCHNOP_bind_pirq:
         ctx.guest.read(arg, EvtchnBindPirq.SIZE);
         return errno('XEN_EPERM'); // no physical IRQs for an unprivileged domain
+      // close, send and unmask take a struct of one port: read as a word,
+      // with no allocation (send is on every event's path).
       case EventChannelOp.EVTCHNOP_close:
-        ev.close(EvtchnClose.over(ctx.guest.read(arg, EvtchnClose.SIZE).buffer).port);
+        ev.close(ctx.guest.readU32(arg + BigInt(EvtchnClose.OFFSETS.port)));
         return 0n;
       case EventChannelOp.EVTCHNOP_send:
-        ev.send(EvtchnSend.over(ctx.guest.read(arg, EvtchnSend.SIZE).buffer).port);
+        ev.send(ctx.guest.readU32(arg + BigInt(EvtchnSend.OFFSETS.port)));
         return 0n;
       case EventChannelOp.EVTCHNOP_status: {
         let rc = 0n;
@@ -84,7 +86,7 @@ const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
         return 0n;
       }
       case EventChannelOp.EVTCHNOP_unmask:
-        ev.unmask(EvtchnUnmask.over(ctx.guest.read(arg, EvtchnUnmask.SIZE).buffer).port);
+        ev.unmask(ctx.guest.readU32(arg + BigInt(EvtchnUnmask.OFFSETS.port)));
         return 0n;
       default:
         return errno('XEN_ENOSYS'); // reset, the FIFO ABI, unknown commands

@@ -405,6 +405,14 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
 const OP_MULTICALL = BigInt(Hypercall.HYPERVISOR_multicall);
 const OP_IRET = BigInt(Hypercall.HYPERVISOR_iret);
 
+/**
+ * Where multicall copies each entry (no allocation per entry). Nested
+ * multicalls are refused, and an entry's op and arguments are taken out
+ * before its call runs, so one buffer serves.
+ */
+const entry = MulticallEntry.over(new ArrayBuffer(MulticallEntry.SIZE));
+const entryBytes = new Uint8Array(entry.view.buffer);
+
 function makeMulticall(table: HypercallTable): HypercallHandler {
   return (ctx, [list, nrArg]) => {
     const nr = Number(nrArg & 0xffffffffn);
@@ -420,9 +428,9 @@ function makeMulticall(table: HypercallTable): HypercallHandler {
         return 0n;
       }
       const at = list + BigInt(i * MulticallEntry.SIZE);
-      const e = MulticallEntry.over(ctx.guest.read(at, MulticallEntry.SIZE).buffer);
-      const op = e.op;
-      const args: HypercallArgs = [e.args_at(0), e.args_at(1), e.args_at(2), e.args_at(3), e.args_at(4)];
+      ctx.guest.readInto(at, MulticallEntry.SIZE, entryBytes);
+      const op = entry.op;
+      const args: HypercallArgs = [entry.args_at(0), entry.args_at(1), entry.args_at(2), entry.args_at(3), entry.args_at(4)];
       let result: bigint;
       if (op === OP_MULTICALL) {
         result = errno('XEN_EINVAL'); // no nesting

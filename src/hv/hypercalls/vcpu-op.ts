@@ -100,14 +100,21 @@ export function schedBlock(ctx: HypercallContext): bigint {
   return 0n;
 }
 
+/** Where schedPoll copies its argument and port list (one core thread: no allocation per call). */
+const pollArg = SchedPoll.over(new ArrayBuffer(SchedPoll.SIZE));
+const pollArgBytes = new Uint8Array(pollArg.view.buffer);
+const pollPorts = new Uint32Array(MAX_POLL_PORTS);
+const pollPortBytes = new Uint8Array(pollPorts.buffer);
+
 export function schedPoll(ctx: HypercallContext, arg: bigint): bigint {
   const s = needSched(ctx);
-  const p = SchedPoll.over(ctx.guest.read(arg, SchedPoll.SIZE).buffer);
-  if (p.nr_ports > MAX_POLL_PORTS) return errno('XEN_EINVAL');
-  const bytes = p.nr_ports ? ctx.guest.read(p.ports, p.nr_ports * 4) : new Uint8Array(0);
-  const ports = Array.from(new Uint32Array(bytes.buffer, 0, p.nr_ports));
+  ctx.guest.readInto(arg, SchedPoll.SIZE, pollArgBytes);
+  const n = pollArg.nr_ports;
+  if (n > MAX_POLL_PORTS) return errno('XEN_EINVAL');
+  if (n) ctx.guest.readInto(pollArg.ports, n * 4, pollPortBytes);
+  const ports = Array.from(pollPorts.subarray(0, n));
   if (ports.some((port) => !s.portValid(port))) return errno('XEN_EINVAL');
-  s.poll(ports, p.timeout);
+  s.poll(ports, pollArg.timeout);
   return 0n;
 }
 
