@@ -118,7 +118,7 @@ export class Domain implements VcpuHost {
     this.pageTypes = p.pageTypes;
     this.m2pVirt = p.m2pVirt;
     this.tlb = p.tlb;
-    this.events = new EventChannels(p.id, p.frames.bytes(p.layout.sharedInfoMfn), 1, {
+    this.events = new EventChannels(p.id, p.frames.bytes(p.layout.sharedInfoMfn), p.perDomain.vcpus, {
       lookup: (domid) => (domid === p.id ? this.events : p.lookupEvents(domid)),
       notify: (vcpu) => this.vcpus[vcpu]?.eventPending(),
       vcpuInfo: (vcpu) => this.vcpus[vcpu]!.vcpuInfoWords(),

@@ -4,6 +4,7 @@
 // any problem is one GuestElfError with a message that names it.
 
 import { ElfNote } from '../abi/generated/elfnote.js';
+import { isCanonical } from './guest-access.js';
 
 export class GuestElfError extends Error {
   readonly code = 'ERR_GUEST_ELF_INVALID';
@@ -68,8 +69,8 @@ const ET_EXEC = 2;
 const ET_DYN = 3;
 /** The largest image paravane loads: far more than Linux needs (~60 MiB). */
 export const MAX_IMAGE_BYTES = 1 << 30;
+/** The first non-canonical address above the lower half. */
 const CANONICAL_LOW_END = 1n << 47n;
-const CANONICAL_HIGH_START = 0xffff800000000000n;
 
 function fail(msg: string): never {
   throw new GuestElfError(msg);
@@ -77,10 +78,6 @@ function fail(msg: string): never {
 
 function hex(v: bigint | number): string {
   return '0x' + v.toString(16);
-}
-
-function canonical(v: bigint): boolean {
-  return v < CANONICAL_LOW_END || v >= CANONICAL_HIGH_START;
 }
 
 /** Reads a u64 that must fit a safe integer to be used as a file offset or size. */
@@ -195,7 +192,7 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
     if (fileSize > memSize) fail(`segment ${i} has more file bytes (${hex(fileSize)}) than memory bytes (${hex(memSize)})`);
     if (memSize === 0) continue;
     const last = vaddr + BigInt(memSize) - 1n;
-    if (!canonical(vaddr) || !canonical(last) || last >= 1n << 64n || (vaddr < CANONICAL_LOW_END) !== (last < CANONICAL_LOW_END)) {
+    if (!isCanonical(vaddr) || !isCanonical(last) || last >= 1n << 64n || (vaddr < CANONICAL_LOW_END) !== (last < CANONICAL_LOW_END)) {
       fail(`segment ${i} at ${hex(vaddr)}+${hex(memSize)} is not in canonical address space`);
     }
     segments.push({ vaddr, paddr: v.getBigUint64(at + 24, true), fileOffset: offset, fileSize, memSize, flags: v.getUint32(at + 4, true) });

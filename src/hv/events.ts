@@ -14,8 +14,6 @@ import { DomidSpecial, Virq, VcpuInfo, SharedInfo } from '../abi/generated/xen.j
 import { Evtchn2l, EvtchnStat } from '../abi/generated/event-channel.js';
 
 export const NR_EVENT_CHANNELS = Evtchn2l.EVTCHN_2L_NR_CHANNELS;
-/** NR_VIRQS: VIRQ numbers are below this. */
-export const NR_VIRQS = 24;
 /** VIRQs bound per vCPU (the rest are global: bound on vCPU 0, movable). */
 const PER_VCPU_VIRQS = new Set<number>([Virq.VIRQ_TIMER, Virq.VIRQ_DEBUG, Virq.VIRQ_XENOPROF, Virq.VIRQ_XENPMU]);
 
@@ -67,7 +65,7 @@ export class EventChannels {
     if (sharedInfo.byteOffset % 4) throw new Error('shared_info must be 4-byte aligned');
     this.words = new Int32Array(sharedInfo.buffer, sharedInfo.byteOffset, sharedInfo.byteLength / 4);
     this.ports[0] = { kind: 'reserved' }; // port 0 is never used, as on Xen
-    this.virqPorts = Array.from({ length: vcpus }, () => new Uint16Array(NR_VIRQS));
+    this.virqPorts = Array.from({ length: vcpus }, () => new Uint16Array(Virq.NR_VIRQS));
   }
 
   /** Whether domain `domid` exists. */
@@ -138,7 +136,7 @@ export class EventChannels {
 
   /** EVTCHNOP_bind_virq. */
   bindVirq(virq: number, vcpu: number): number {
-    if (!Number.isInteger(virq) || virq < 0 || virq >= NR_VIRQS) throw new EventError(EVT_ERR.EINVAL, `VIRQ ${virq} does not exist`);
+    if (!Number.isInteger(virq) || virq < 0 || virq >= Virq.NR_VIRQS) throw new EventError(EVT_ERR.EINVAL, `VIRQ ${virq} does not exist`);
     this.checkVcpu(vcpu);
     if (!PER_VCPU_VIRQS.has(virq) && vcpu !== 0) throw new EventError(EVT_ERR.EINVAL, `global VIRQ ${virq} must be bound on vCPU 0`);
     if (this.virqPorts[vcpu]![virq]) throw new EventError(EVT_ERR.EEXIST, `VIRQ ${virq} is already bound on vCPU ${vcpu}`);

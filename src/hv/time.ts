@@ -8,10 +8,10 @@
 // written once per vCPU and never drifts from the host clock: a guest reads
 // time with rdtsc, no exit, and no tick is ever lost.
 
-import { SharedInfo, VcpuInfo } from '../abi/generated/xen.js';
+import { SharedInfo, VcpuInfo, VcpuTimeInfo } from '../abi/generated/xen.js';
 
 /** vcpu_time_info offsets inside vcpu_info.time. */
-const T = { version: 0, tscTimestamp: 8, systemTime: 16, mul: 24, shift: 28, flags: 29 } as const;
+const T = VcpuTimeInfo.OFFSETS;
 /** XEN_PVCLOCK_TSC_STABLE_BIT: the TSC runs at one rate on every vCPU. */
 const TSC_STABLE = 1;
 
@@ -72,10 +72,10 @@ export function writeVcpuTime(vcpuInfo: DataView, tsc: bigint, systemTime: bigin
   const { mul, shift } = tscScale(khz);
   const version = vcpuInfo.getUint32(at + T.version, true);
   vcpuInfo.setUint32(at + T.version, (version | 1) >>> 0, true); // odd: being updated
-  vcpuInfo.setBigUint64(at + T.tscTimestamp, tsc, true);
-  vcpuInfo.setBigUint64(at + T.systemTime, systemTime, true);
-  vcpuInfo.setUint32(at + T.mul, mul, true);
-  vcpuInfo.setInt8(at + T.shift, shift);
+  vcpuInfo.setBigUint64(at + T.tsc_timestamp, tsc, true);
+  vcpuInfo.setBigUint64(at + T.system_time, systemTime, true);
+  vcpuInfo.setUint32(at + T.tsc_to_system_mul, mul, true);
+  vcpuInfo.setInt8(at + T.tsc_shift, shift);
   vcpuInfo.setUint8(at + T.flags, TSC_STABLE);
   vcpuInfo.setUint32(at + T.version, ((version | 1) + 1) >>> 0, true); // even again
 }
@@ -83,10 +83,10 @@ export function writeVcpuTime(vcpuInfo: DataView, tsc: bigint, systemTime: bigin
 /** The guest's reading of its clock at TSC `tsc`, as the ABI defines it (for tests). */
 export function guestTime(vcpuInfo: DataView, tsc: bigint): bigint {
   const at = VcpuInfo.OFFSETS.time;
-  let delta = tsc - vcpuInfo.getBigUint64(at + T.tscTimestamp, true);
-  const shift = vcpuInfo.getInt8(at + T.shift);
+  let delta = tsc - vcpuInfo.getBigUint64(at + T.tsc_timestamp, true);
+  const shift = vcpuInfo.getInt8(at + T.tsc_shift);
   delta = shift >= 0 ? delta << BigInt(shift) : delta >> BigInt(-shift);
-  return vcpuInfo.getBigUint64(at + T.systemTime, true) + ((delta * BigInt(vcpuInfo.getUint32(at + T.mul, true))) >> 32n);
+  return vcpuInfo.getBigUint64(at + T.system_time, true) + ((delta * BigInt(vcpuInfo.getUint32(at + T.tsc_to_system_mul, true))) >> 32n);
 }
 
 /**
@@ -95,11 +95,11 @@ export function guestTime(vcpuInfo: DataView, tsc: bigint): bigint {
  */
 export function tscAt(vcpuInfo: DataView, t: bigint): bigint {
   const at = VcpuInfo.OFFSETS.time;
-  const stamp = vcpuInfo.getBigUint64(at + T.tscTimestamp, true);
-  const since = t - vcpuInfo.getBigUint64(at + T.systemTime, true);
+  const stamp = vcpuInfo.getBigUint64(at + T.tsc_timestamp, true);
+  const since = t - vcpuInfo.getBigUint64(at + T.system_time, true);
   if (since <= 0n) return stamp;
-  const mul = BigInt(vcpuInfo.getUint32(at + T.mul, true));
-  const shift = vcpuInfo.getInt8(at + T.shift);
+  const mul = BigInt(vcpuInfo.getUint32(at + T.tsc_to_system_mul, true));
+  const shift = vcpuInfo.getInt8(at + T.tsc_shift);
   // Invert ns = ((delta <</>> shift) * mul) >> 32, rounding up, then step
   // past any rounding the guest's truncations add.
   const scaled = ((since << 32n) + mul - 1n) / mul;
