@@ -281,12 +281,11 @@ export class Hypervisor {
         if (!d.running) break;
         if (vcpu.blocked) {
           // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
-          const wakeAt = vcpu.wakeDeadline();
           // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
-          const timer = vcpu.advanceableTimer();
+          const timer = vcpu.advanceableTimer(); // while still blocked: wakeable() may clear that
           if (vcpu.wakeable()) continue;
-          const at = timer !== undefined ? this.clock.hostTime(timer - TIMER_ADVANCE)
-            : wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
+          const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.wakeDeadline();
+          const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
           await this.sleep(vcpu, min(at, deadline), opts.signal);
           if (timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
           continue;

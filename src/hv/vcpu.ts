@@ -6,7 +6,7 @@
 // destroyed with the reason) and the hypervisor goes on.
 
 import type { Exit, Segment, SpecialRegisters, Vcpu } from '../engine/types.js';
-import { GuestFault, GuestMemory } from './guest-access.js';
+import { GuestFault, GuestMemory, isCanonical } from './guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallTable } from './hypercall.js';
 import type { MmContext } from './hypercalls/mmu.js';
 import { entryFrame, PageTypeError, type PageTypes } from './page-types.js';
@@ -60,8 +60,6 @@ export interface VcpuHost {
   readonly id: number;
   /** The domain's stale-translation tracker. */
   readonly tlb: DomainTranslations;
-  /** The domain's shared_info page (vcpu_info: event mask, cr2). */
-  readonly sharedInfo: Uint8Array;
   /** The domain's machine frame of shared_info. */
   readonly sharedInfoMfn: number;
   /** The hypervisor's system time. */
@@ -134,7 +132,6 @@ interface IretFrame {
   rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint;
   toUser: boolean; failsafe?: string;
 }
-const isCanonical = (a: bigint): boolean => a < 1n << 47n || (a >= 0xffff800000000000n && a < 1n << 64n);
 const DF = 0x400n;
 /** RFLAGS.OF (the wait stub recreates it; sahf covers the lower byte's flags). */
 const OF = 0x800n;
@@ -143,6 +140,8 @@ const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 /** The stub page syscall lands in: a guest halting or faulting there tried a syscall paravane refuses. */
 const inSyscallStubs = (rip: bigint): boolean => rip >= LSTAR_VIRT && rip < LSTAR_VIRT + 4096n;
+/** Whether `rip` is inside the ring-0 exception stubs (the vCPU is halted there, about to iretq). */
+const inExceptionStubs = (rip: bigint): boolean => rip >= STUBS_VIRT && rip < STUBS_VIRT + 256n * BigInt(STUB_SIZE);
 const SYSCALL_REFUSED = 'syscall is refused on this host (it leaves CPL 3 here, or was a 32-bit syscall); use the hypercall page or vmcall';
 
 function seg(selector: number, type: number, code: boolean): Segment {
@@ -184,8 +183,11 @@ export class PvVcpu {
   private readonly trapAddress: bigint[] = new Array<bigint>(256).fill(0n);
   private readonly trapFlags = new Uint8Array(256);
   private readonly trapCs = new Uint16Array(256);
-  /** stack_switch: the kernel stack for events that interrupt guest user mode. */
-  kernelStack = { ss: 0, sp: 0n };
+  /**
+   * stack_switch: the kernel stack for events that interrupt guest user
+   * mode (its ss is not kept: 64-bit frames always get Xen's flat one).
+   */
+  kernelSp = 0n;
   /** The virtual CR0.TS (fpu_taskswitch). */
   taskSwitched = false;
   /** Callback entry points by CALLBACKTYPE_*. */
@@ -196,8 +198,11 @@ export class PvVcpu {
   private pendingIret: IretFrame | undefined;
   /** The guest's rsp and how the hypercall in progress arrived (the iret hypercall reads its frame there). */
   private callRsp = 0n;
-  /** Where vcpu_info is: shared_info's slot, until VCPUOP_register_vcpu_info moves it. */
-  /** vcpu_info, as bytes and as words of its page: views made when it moves, read on every resume. */
+  /**
+   * vcpu_info (shared_info's slot, until VCPUOP_register_vcpu_info moves it),
+   * as bytes and as words of its page: views made when it moves, read on
+   * every resume.
+   */
   private info!: DataView;
   private infoWords!: { words: Int32Array; base: number };
   private infoMoved = false;
@@ -257,20 +262,20 @@ export class PvVcpu {
     this.timers.next = host.clock.now() + this.timers.period;
     this.sched = {
       vcpu: index,
-      get vcpus() { return 1; },
+      get vcpus() { return v.perDomain.vcpus; },
       now: () => host.clock.now(),
       timers: this.timers,
       // The run loop sets the engine's deadline from the timers: end this run so that it does again.
       timersChanged: () => { v.stopRun = true; },
+      // Blocked, then at once woken if what it waits for is already there (wakeable's rule).
       block: () => {
-        const info = v.vcpuInfo();
-        info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 0); // as Xen: block enables event delivery
-        if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending)) v.blocked = { kind: 'block' };
+        v.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 0); // as Xen: block enables event delivery
+        v.blocked = { kind: 'block' };
+        v.wakeable();
       },
       poll: (ports, timeout) => {
-        if (ports.some((p) => host.events.isPending(p)) || v.upcallDeliverable()) return;
-        if (timeout && timeout <= host.clock.now()) return;
         v.blocked = { kind: 'poll', ports, timeout };
+        v.wakeable();
       },
       portValid: (port) => host.events.inValidRange(port),
       registerVcpuInfo: (mfn, offset) => v.registerVcpuInfo(mfn, offset),
@@ -286,7 +291,7 @@ export class PvVcpu {
         v.trapFlags.fill(0);
         v.trapCs.fill(0);
       },
-      setKernelStack: (ss, sp) => { v.kernelStack = { ss, sp }; },
+      setKernelStack: (_ss, sp) => { v.kernelSp = sp; },
       setTaskSwitched: (on) => v.setTaskSwitched(on),
       setSegmentBase: (which, base) => v.setSegmentBase(which, base),
       setCallback: (type, entry) => { v.callbacks.set(type, entry); },
@@ -395,8 +400,7 @@ export class PvVcpu {
    */
   advanceTimer(): boolean {
     const due = this.advanceableTimer();
-    if (due === undefined || !this.timers.expire(due)) return false;
-    this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
+    if (due === undefined || !this.expireAt(due)) return false;
     if (!this.wakeable()) return false;
     this.waitUntil = due;
     return true;
@@ -414,7 +418,7 @@ export class PvVcpu {
     const due = this.timers.deadline();
     if (!this.blocked || due === undefined || due !== this.wakeDeadline()) return undefined;
     const r = this.engine.regs;
-    return this.userMode || this.stubFrame(r.rip, r.rsp) ? undefined : due;
+    return this.userMode || inExceptionStubs(this.engine.regs.rip) ? undefined : due;
   }
 
   /** Points the vCPU at its wait stub, with the guest's rax, rdx, flags and rip in the stub's page. */
@@ -671,8 +675,15 @@ export class PvVcpu {
 
   /** Raises VIRQ_TIMER if a timer is due; returns the next expiry in system time. */
   expireTimers(): bigint | undefined {
-    if (this.timers.expire(this.host.clock.now())) this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
+    this.expireAt(this.host.clock.now());
     return this.timers.deadline();
+  }
+
+  /** Expires the timers due at system time `t`, raising VIRQ_TIMER if any was; returns whether one was. */
+  private expireAt(t: bigint): boolean {
+    if (!this.timers.expire(t)) return false;
+    this.host.events.raiseVirq(Virq.VIRQ_TIMER, this.index);
+    return true;
   }
 
   /** Whether a blocked vCPU may run again (and if so, it is no longer blocked). */
@@ -752,8 +763,8 @@ export class PvVcpu {
     const info = this.vcpuInfo();
     const rflags = state.rflags;
     const rsp = state.rsp;
-    if (fromUser && !this.kernelStack.sp) return 'guest user mode was interrupted and there is no kernel stack (stack_switch)';
-    const base = fromUser ? this.kernelStack.sp : rsp;
+    if (fromUser && !this.kernelSp) return 'guest user mode was interrupted and there is no kernel stack (stack_switch)';
+    const base = fromUser ? this.kernelSp : rsp;
     const mask = info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1;
     const savedCs = fromUser ? state.cs & 0xffffn : state.cs & 0xfffcn;
     const words = [r.rcx, r.r11, ...extra, state.rip, savedCs | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, state.ss];
@@ -801,8 +812,8 @@ export class PvVcpu {
 
   /** The ring-0 exception frame the vCPU will iretq to, if it is halted in an exception stub. */
   private stubFrame(rip: bigint, rsp: bigint): GuestState | undefined {
+    if (!inExceptionStubs(rip)) return undefined;
     const offset = rip - STUBS_VIRT;
-    if (offset < 0n || offset >= 256n * BigInt(STUB_SIZE)) return undefined;
     const start = Number(offset % BigInt(STUB_SIZE));
     const vector = Number(offset / BigInt(STUB_SIZE));
     // After the hlt (byte 1) rsp points at the error code, if the vector has one; after the add, at rip.
