@@ -27,6 +27,7 @@
 // Inputs: none from guests; machine frames from the frame table.
 
 import { FrameTable, OWNER_XEN, PAGE_SIZE } from './frames.js';
+import { Hypercall } from '../abi/generated/xen.js';
 
 export const HYPERVISOR_VIRT_START = 0xffff800000000000n;
 export const HYPERVISOR_VIRT_END = 0xffff880000000000n;
@@ -39,14 +40,13 @@ export const M2P_VIRT_START = 0xffff800000000000n;
  * XENMEM_machphys_mapping reports this one there (see upperHalfSlot256Usable).
  */
 export const M2P_ALT_VIRT_START = 0xffff810000000000n;
-/** Bytes of address space an M2P mapping reserves (MACH2PHYS_VIRT_END - START). */
-export const M2P_VIRT_SIZE = 0x4000000000n;
 /** Base of the per-domain area (slot 257). */
 export const PERDOMAIN_VIRT = 0xffff808000000000n;
 /** Each vCPU's block inside the per-domain area. */
 export const VCPU_BLOCK = 0x20000;
 export const MAX_VCPUS = 16;
-/** Frames of each vCPU in the per-domain area: GDT, three TSS pages, ring-0 stack, wait page. */
+/** Each vCPU's frames in the per-domain area, in their order (index of the first of each). */
+const VCPU_FRAME = { GDT: 0, TSS: 1, STACK: 4, WAIT: 5 } as const;
 const PER_VCPU_FRAMES = 6;
 /** Offsets inside a vCPU block. GDT pages 0-13 are the guest's (zero for now), page 14 is Xen's. */
 export const BLOCK = { GDT: 0, XEN_GDT_PAGE: 0xe000, TSS: 0xf000, STACK: 0x13000, STACK_TOP: 0x14000, WAIT: 0x14000 } as const;
@@ -96,19 +96,17 @@ const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
  * costs that much more than an `out`.)
  */
 export function hypercallStub(nr: number): number[] {
-  if (nr === IRET_HYPERCALL) return IRET_STUB;
+  if (nr === Hypercall.HYPERVISOR_iret) return IRET_STUB;
   return [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe6, HYPERCALL_PORT, 0xc3];
 }
 
-/** __HYPERVISOR_iret. */
-const IRET_HYPERCALL = 23;
 /**
  * The iret slot, which guests jump to (it does not return), as Xen's:
  * push %rcx; push %r11; push %rax; mov $23,%eax; out %al,$HYPERCALL_PORT;
  * ud2. The pushes complete struct iret_context on the guest's stack (the
  * guest pushed flags and the five-word frame); the core resumes that frame.
  */
-const IRET_STUB = [0x51, 0x41, 0x53, 0x50, 0xb8, IRET_HYPERCALL, 0, 0, 0, 0xe6, HYPERCALL_PORT, 0x0f, 0x0b];
+const IRET_STUB = [0x51, 0x41, 0x53, 0x50, 0xb8, Hypercall.HYPERVISOR_iret, 0, 0, 0, 0xe6, HYPERCALL_PORT, 0x0f, 0x0b];
 
 /**
  * The LSTAR stub, where `syscall` lands. rcx = return rip, r11 = rflags.
@@ -280,8 +278,9 @@ export class XenSpace {
     for (let v = 0; v < vcpus; v++) {
       const block = v * VCPU_BLOCK;
       for (let p = 0; p < BLOCK.XEN_GDT_PAGE; p += PAGE_SIZE) map(block + p, this.zero, PTE.P | PTE.A | PTE.NX);
-      const first = 3 + PER_VCPU_FRAMES * v;
-      const [gdt, tss0, tss1, tss2, stack, wait] = owned.slice(first, first + PER_VCPU_FRAMES) as [number, number, number, number, number, number];
+      const frame = (k: number): number => owned[3 + PER_VCPU_FRAMES * v + k]!;
+      const gdt = frame(VCPU_FRAME.GDT), stack = frame(VCPU_FRAME.STACK), wait = frame(VCPU_FRAME.WAIT);
+      const [tss0, tss1, tss2] = [0, 1, 2].map((i) => frame(VCPU_FRAME.TSS + i)) as [number, number, number];
       map(block + BLOCK.XEN_GDT_PAGE, gdt, PTE.P | PTE.A | PTE.NX);
       [tss0, tss1, tss2].forEach((mfn, i) => map(block + BLOCK.TSS + i * PAGE_SIZE, mfn, PTE.P | PTE.A | PTE.NX));
       map(block + BLOCK.STACK, stack, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX);
@@ -364,19 +363,19 @@ export class PerDomainSpace {
     return this.owned.length;
   }
 
-  /** Machine bytes of vCPU `v`'s frame `k`: per vCPU, after the three tables, gdt (0), tss x3 (1-3), stack (4), wait page (5). */
+  /** Machine bytes of vCPU `v`'s frame `k` (VCPU_FRAME), after the three tables. */
   private vcpuPage(v: number, k: number): Uint8Array {
     return this.ft.bytes(this.owned[3 + v * PER_VCPU_FRAMES + k]!);
   }
 
   /** Machine bytes of vCPU `v`'s wait page (the stub and, at WAIT, its data). */
   waitPage(v: number): Uint8Array {
-    return this.vcpuPage(v, 5);
+    return this.vcpuPage(v, VCPU_FRAME.WAIT);
   }
 
   /** Machine bytes of vCPU `v`'s ring-0 stack page (where exception frames land). */
   stackPage(v: number): Uint8Array {
-    return this.vcpuPage(v, 4);
+    return this.vcpuPage(v, VCPU_FRAME.STACK);
   }
 
   /**
@@ -385,7 +384,7 @@ export class PerDomainSpace {
    * raises #GP at the instruction, as a hypercall from user mode does on Xen.
    */
   setHypercallPortOpen(v: number, open: boolean): void {
-    const tss = this.vcpuPage(v, 1);
+    const tss = this.vcpuPage(v, VCPU_FRAME.TSS);
     const at = TSS_SIZE + (HYPERCALL_PORT >> 3), bit = 1 << (HYPERCALL_PORT & 7);
     tss[at] = open ? tss[at]! & ~bit : tss[at]! | bit;
   }
