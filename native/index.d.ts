@@ -47,11 +47,11 @@ export interface KvmAddon {
   enableCap(fd: number, cap: Uint8Array): void;
   setCpuid2(vcpuFd: number, cpuid: Uint8Array): void;
   getSupportedCpuid(kvmFd: number, cpuid: Uint8Array): void;
-  /** memfd_create + ftruncate: returns the fd. */
   /** Frees [offset, offset+length) of a memfd (FALLOC_FL_PUNCH_HOLE): it reads as zeros afterwards. */
   punchHole(fd: number, offset: number | bigint, length: number | bigint): void;
   /** madvise(MADV_DONTNEED) on a page-aligned range of a buffer from mmap(): contents kept, KVM's translations to it dropped. */
   dontNeed(buffer: ArrayBuffer, offset: number | bigint, length: number | bigint): void;
+  /** memfd_create + ftruncate: returns the fd. */
   memfdCreate(name: string, size: number | bigint): number;
   /** A MAP_SHARED read/write mapping of fd as an ArrayBuffer. */
   mmap(fd: number, size: number | bigint, offset: number | bigint): ArrayBuffer;

@@ -183,12 +183,12 @@ export class FrameTable {
     return new BigUint64Array(c.buffer, addr - c.base, PAGE_SIZE / 8);
   }
 
-  /** The 4 KiB of machine memory of a frame, shared with the guest. */
   /** The memory chunk holding machine byte `maddr` (its `view` is a DataView over it). */
   chunkOf(maddr: number): MemoryChunk {
     return this.memory.chunkAt(maddr);
   }
 
+  /** The 4 KiB of machine memory of a frame, shared with the guest. */
   bytes(mfn: number): Uint8Array {
     const addr = mfn * PAGE_SIZE;
     const c = this.memory.chunkAt(addr);

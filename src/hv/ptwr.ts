@@ -274,7 +274,7 @@ const isBitOp = (op: PtOp): boolean => op === 'bts' || op === 'btr' || op === 'b
  * the effective address, or for bts/btr/btc with a register bit offset, the
  * word holding the bit (the offset is signed and counts from the operand).
  */
-export function operandAddress(insn: PtInsn, rip: bigint, reg: RegisterGetter): bigint {
+function operandAddress(insn: PtInsn, rip: bigint, reg: RegisterGetter): bigint {
   const ea = effectiveAddress(insn.mem, rip + BigInt(insn.length), reg);
   if (!isBitOp(insn.op) || !insn.reg) return ea;
   const bits = insn.size * 8;
@@ -310,7 +310,7 @@ function resultFlags(r: bigint, size: OperandSize): bigint {
 }
 
 /** The six arithmetic flags of `a - b` (CMP a, b) at `size` bytes. */
-export function cmpFlags(a: bigint, b: bigint, size: OperandSize): bigint {
+function cmpFlags(a: bigint, b: bigint, size: OperandSize): bigint {
   const r = (a - b) & mask(size);
   const top = BigInt(size * 8 - 1);
   return resultFlags(r, size)

@@ -417,7 +417,7 @@ class KvmVcpu implements Vcpu {
     const c = t.ctl;
     Atomics.store(c, 2, 1);
     Atomics.store(c, 0, t.slot);
-    if (Atomics.load(c, 1) !== 0) this.a.vcpuThreadWake(t.handle);
+    this.wakeCpuThread(t);
     for (let spins = 0; Atomics.load(c, 2) !== 2;) {
       if (++spins > CORE_SPINS) {
         this.a.vcpuThreadWait(t.handle);
@@ -498,7 +498,6 @@ class KvmVcpu implements Vcpu {
     if (n !== entries.length) throw usage(`MSR 0x${entries[n]![0].toString(16)} = 0x${entries[n]![1].toString(16)} was refused by the host`);
   }
 
-  /** TSC frequency of this vCPU in kHz. */
   /**
    * The guest TSC from the host's rdtsc plus the guest's TSC offset. Reading
    * the TSC MSR takes 20-50 us here (on the core thread, for a vCPU run by
@@ -535,6 +534,7 @@ class KvmVcpu implements Vcpu {
   private tscOffset: bigint | undefined;
   private readonly tscPair = new BigInt64Array(2);
 
+  /** TSC frequency of this vCPU in kHz. */
   tscKhz(): number {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     return call(() => this.a.getTscKhz(this.fd));
@@ -555,7 +555,12 @@ class KvmVcpu implements Vcpu {
   prepareRun(): void {
     if (this.thread === undefined || this.fd < 0) return;
     // Woken, the CPU thread spins for its next run (for its spin budget).
-    if (Atomics.load(this.thread.ctl, 1) !== 0) this.a.vcpuThreadWake(this.thread.handle);
+    this.wakeCpuThread(this.thread);
+  }
+
+  /** Wakes the CPU thread if it sleeps (control word 1). */
+  private wakeCpuThread(t: NonNullable<KvmVcpu['thread']>): void {
+    if (Atomics.load(t.ctl, 1) !== 0) this.a.vcpuThreadWake(t.handle);
   }
 
   kick(): void {
@@ -614,9 +619,9 @@ function exitOffsets(L: Record<string, number>): ExitOffsets {
   };
 }
 
-/** General registers over kvm_run's sync area: reads are in place, writes mark them dirty for the next entry. */
 /**
- * The general registers in kvm_run's sync area. One class whose accessors
+ * The general registers in kvm_run's sync area: reads are in place, writes
+ * mark them dirty for the next entry. One class whose accessors
  * live on the prototype, so every vCPU's register file has the same shape
  * and the same accessor functions: with per-object accessors (one closure
  * set per vCPU) the hypervisor's register reads went polymorphic as soon

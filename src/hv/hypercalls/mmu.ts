@@ -178,7 +178,7 @@ function batchStart(ctx: HypercallContext, countArg: bigint, pdone: bigint): { c
  * *pdone, and when all went well but some are left, re-issues the call
  * with the rest (Xen's continuation).
  */
-function batchEnd(ctx: HypercallContext, rc: bigint, [list, , pdone, foreigndom]: HypercallArgs, size: number, count: number, done: number, i: number): bigint {
+function batchEnd(ctx: HypercallContext, rc: bigint, list: bigint, pdone: bigint, foreigndom: bigint, size: number, count: number, done: number, i: number): bigint {
   if (pdone !== 0n) ctx.guest.writeU32(pdone, done + i);
   if (rc === 0n && i < count) {
     ctx.continueWith([list + BigInt(i * size), BigInt(((count - i) | MMU_UPDATE_PREEMPTED) >>> 0), pdone, foreigndom, 0n]);
@@ -236,7 +236,7 @@ const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) =
       break;
     }
   }
-  return batchEnd(ctx, rc, [reqs, countArg, pdone, foreigndom, 0n], MmuUpdate.SIZE, count, done, i);
+  return batchEnd(ctx, rc, reqs, pdone, foreigndom, MmuUpdate.SIZE, count, done, i);
 };
 
 /** The L1 frame mapping `va` in the tables rooted at `cr3`, as update_va_mapping finds it (and writable page tables). */
@@ -393,7 +393,7 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
       break;
     }
   }
-  return batchEnd(ctx, rc, [ops, countArg, pdone, foreigndom, 0n], MmuextOp.SIZE, count, done, i);
+  return batchEnd(ctx, rc, ops, pdone, foreigndom, MmuextOp.SIZE, count, done, i);
 };
 
 /**
