@@ -15,7 +15,7 @@ import { selectEngine } from '../engine/select.js';
 import { BuildError } from '../hv/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain.js';
 import { GuestElfError } from '../hv/elf.js';
-import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
+import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
 
 export interface RunCommandOptions {
   memory: string;
@@ -105,14 +105,14 @@ const SPEC_KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'wei
 function parseWeight(v: unknown, where: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${where}: weight must be a whole number from 1 to 65535, not "${String(v)}"`);
+  if (!inRange(n, WEIGHT_RANGE)) throw new UsageError(`${where}: weight must be a whole number from ${WEIGHT_RANGE.min} to ${WEIGHT_RANGE.max}, not "${String(v)}"`);
   return n;
 }
 
 function parseCap(v: unknown, where: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 100) throw new UsageError(`${where}: cap must be a whole percentage from 0 to 100, not "${String(v)}"`);
+  if (!inRange(n, CAP_RANGE)) throw new UsageError(`${where}: cap must be a whole percentage from ${CAP_RANGE.min} to ${CAP_RANGE.max}, not "${String(v)}"`);
   return n;
 }
 

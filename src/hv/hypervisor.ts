@@ -61,6 +61,9 @@ export interface RunOptions {
 const FIRST_DOMID = 1;
 const LAST_DOMID = 0x7fef;
 const DEFAULT_QUANTUM_MS = 10;
+/** The weights and caps a domain may have (RunOptions.weight, .cap). */
+export const WEIGHT_RANGE = { min: 1, max: 65535 } as const;
+export const CAP_RANGE = { min: 0, max: 100 } as const;
 /** A domain's default weight, as Xen's credit scheduler's. */
 export const DEFAULT_WEIGHT = 256;
 /** How long before a sleeping vCPU's wake-up time the core polls the clock instead of sleeping. */
@@ -80,6 +83,11 @@ const TIMER_ADVANCE = 80_000n;
 const KEEP_ARMED = 1_000_000n;
 /** The accounting period caps are measured over. */
 const CAP_PERIOD = 100_000_000n;
+
+/** Whether `n` is a whole number in [r.min, r.max]. */
+export function inRange(n: number, r: { min: number; max: number }): boolean {
+  return Number.isInteger(n) && n >= r.min && n <= r.max;
+}
 
 /** The earlier of two host times (undefined: no limit). */
 function min(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
@@ -216,9 +224,9 @@ export class Hypervisor {
    */
   async run(d: Domain, opts: RunOptions = {}): Promise<DomainEnd | { kind: 'paused' }> {
     const weight = opts.weight ?? DEFAULT_WEIGHT;
-    if (!Number.isInteger(weight) || weight < 1 || weight > 65535) throw new RangeError(`weight ${weight}: 1 to 65535`);
+    if (!inRange(weight, WEIGHT_RANGE)) throw new RangeError(`weight ${weight}: ${WEIGHT_RANGE.min} to ${WEIGHT_RANGE.max}`);
     const cap = opts.cap ?? 0;
-    if (!Number.isInteger(cap) || cap < 0 || cap > 100) throw new RangeError(`cap ${cap}: a percentage of one CPU, 0 (none) to 100`);
+    if (!inRange(cap, CAP_RANGE)) throw new RangeError(`cap ${cap}: a percentage of one CPU, 0 (none) to ${CAP_RANGE.max}`);
     // The slice grows with the weight: busy domains taking turns get CPU in proportion.
     const slice = BigInt(Math.max(100_000, Math.round((opts.quantumMs ?? DEFAULT_QUANTUM_MS) * 1e6 * weight / DEFAULT_WEIGHT)));
     const capNs = cap ? (CAP_PERIOD * BigInt(cap)) / 100n : undefined;
