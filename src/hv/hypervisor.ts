@@ -17,7 +17,7 @@ import { registerEventHypercalls } from './hypercalls/events.js';
 import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
 import { PageTypes } from './page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './tlb.js';
-import { SystemClock } from './time.js';
+import { earlier, SystemClock } from './time.js';
 import type { PvVcpu } from './vcpu.js';
 import { registerVcpuHypercalls } from './hypercalls/vcpu-op.js';
 import { BuildError } from './builder.js';
@@ -89,12 +89,6 @@ export function inRange(n: number, r: { min: number; max: number }): boolean {
   return Number.isInteger(n) && n >= r.min && n <= r.max;
 }
 
-/** The earlier of two host times (undefined: no limit). */
-function min(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return a < b ? a : b;
-}
 /** Frames the hypervisor keeps for itself beyond the M2P (shared tables, IDT, stubs). */
 const XEN_RESERVE_FRAMES = 64;
 
@@ -252,12 +246,12 @@ export class Hypervisor {
         }
         if (capNs !== undefined && used >= capNs) {
           // Over its cap for this period: no CPU until the next one.
-          await this.sleep(undefined, min(periodStart + CAP_PERIOD, deadline), opts.signal);
+          await this.sleep(undefined, earlier(periodStart + CAP_PERIOD, deadline), opts.signal);
           continue;
         }
         // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
         const start = now;
-        let sliceEnd = min(start + slice, deadline)!;
+        let sliceEnd = earlier(start + slice, deadline)!;
         if (capNs !== undefined && start + (capNs - used) < sliceEnd) sliceEnd = start + (capNs - used);
         while (d.running) {
           // Timers first: a due one raises VIRQ_TIMER, which may wake the vCPU.
@@ -294,7 +288,7 @@ export class Hypervisor {
           if (vcpu.wakeable()) continue;
           const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.wakeDeadline();
           const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
-          await this.sleep(vcpu, min(at, deadline), opts.signal);
+          await this.sleep(vcpu, earlier(at, deadline), opts.signal);
           if (timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
           continue;
         }

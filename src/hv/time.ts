@@ -108,6 +108,13 @@ export function tscAt(vcpuInfo: DataView, t: bigint): bigint {
   return tsc;
 }
 
+/** The earlier of two times, either of which may be absent (no limit). */
+export function earlier(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
+}
+
 /** A vCPU's timers (set_timer_op / VCPUOP singleshot and periodic), in system time. */
 export class VcpuTimers {
   /** Single-shot deadline, 0 = none. */
@@ -118,11 +125,7 @@ export class VcpuTimers {
 
   /** The earliest expiry, or undefined. */
   deadline(): bigint | undefined {
-    const a = this.single || undefined;
-    const b = this.period ? this.next : undefined;
-    if (a === undefined) return b;
-    if (b === undefined) return a;
-    return a < b ? a : b;
+    return earlier(this.single || undefined, this.period ? this.next : undefined);
   }
 
   /** Expires what is due at `now`: returns whether VIRQ_TIMER should be raised. */

@@ -16,7 +16,7 @@ import type { DomainTranslations } from './tlb.js';
 import type { CallbackEntry, TrapContext } from './hypercalls/traps.js';
 import type { SchedContext } from './hypercalls/vcpu-op.js';
 import type { EventChannels } from './events.js';
-import { tscAt, VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
+import { earlier, tscAt, VcpuTimers, writeVcpuTime, type SystemClock } from './time.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../abi/generated/arch-x86.js';
 import { VcpuInfo, Virq } from '../abi/generated/xen.js';
 import { CallbackType } from '../abi/generated/callback.js';
@@ -713,11 +713,8 @@ export class PvVcpu {
 
   /** The system time a blocked vCPU must be looked at again (its timers, a poll timeout). */
   wakeDeadline(): bigint | undefined {
-    const t = this.timers.deadline();
     const b = this.blocked;
-    const p = b?.kind === 'poll' && b.timeout ? b.timeout : undefined;
-    if (t === undefined) return p;
-    return p === undefined || t < p ? t : p;
+    return earlier(this.timers.deadline(), b?.kind === 'poll' && b.timeout ? b.timeout : undefined);
   }
 
   /**
