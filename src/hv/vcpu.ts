@@ -133,6 +133,10 @@ interface IretFrame {
   toUser: boolean; failsafe?: string;
 }
 const DF = 0x400n;
+/** Where bounce frames are built (at most 11 words: the failsafe frame); one core thread, one buffer. */
+const frameBytes = new Uint8Array(11 * 8);
+const frameView = new DataView(frameBytes.buffer);
+const NO_EXTRA: readonly bigint[] = [];
 /** RFLAGS.OF (the wait stub recreates it; sahf covers the lower byte's flags). */
 const OF = 0x800n;
 const VMCALL = [0x0f, 0x01, 0xc1];
@@ -754,7 +758,7 @@ export class PvVcpu {
    * switches to kernel mode. Returns a reason when the frame cannot be
    * written (nothing changed).
    */
-  private createBounceFrame(state: GuestState, handler: bigint, cs: number, maskEvents: boolean, extra: bigint[] = [],
+  private createBounceFrame(state: GuestState, handler: bigint, cs: number, maskEvents: boolean, extra: readonly bigint[] = NO_EXTRA,
     fromUser = this.userMode): string | undefined {
     const r = this.engine.regs;
     const info = this.vcpuInfo();
@@ -764,13 +768,21 @@ export class PvVcpu {
     const base = fromUser ? this.kernelSp : rsp;
     const mask = info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1;
     const savedCs = fromUser ? state.cs & 0xffffn : state.cs & 0xfffcn;
-    const words = [r.rcx, r.r11, ...extra, state.rip, savedCs | (BigInt(mask) << 32n), mask ? rflags & ~IF : rflags | IF, rsp, state.ss];
-    const sp = (base & ~0xfn) - BigInt(words.length * 8);
-    const bytes = new Uint8Array(words.length * 8);
-    const dv = new DataView(bytes.buffer);
-    words.forEach((w, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, w), true));
+    // Low to high: rcx, r11, extra, rip, cs, rflags, rsp, ss (built in one buffer: this runs for every upcall).
+    const f = frameView;
+    const words = 7 + extra.length;
+    f.setBigUint64(0, r.rcx, true);
+    f.setBigUint64(8, r.r11, true);
+    extra.forEach((w, i) => f.setBigUint64(16 + 8 * i, BigInt.asUintN(64, w), true));
+    const tail = 16 + 8 * extra.length;
+    f.setBigUint64(tail, BigInt.asUintN(64, state.rip), true);
+    f.setBigUint64(tail + 8, savedCs | (BigInt(mask) << 32n), true);
+    f.setBigUint64(tail + 16, BigInt.asUintN(64, mask ? rflags & ~IF : rflags | IF), true);
+    f.setBigUint64(tail + 24, BigInt.asUintN(64, rsp), true);
+    f.setBigUint64(tail + 32, BigInt.asUintN(64, state.ss), true);
+    const sp = (base & ~0xfn) - BigInt(words * 8);
     try {
-      this.guestKernel.write(sp, bytes);
+      this.guestKernel.write(sp, frameBytes.subarray(0, words * 8));
     } catch (e) {
       if (e instanceof GuestFault) return `the bounce frame at ${hex(sp)} cannot be written (${e.reason})`;
       throw e;
