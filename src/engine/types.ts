@@ -137,8 +137,24 @@ export interface Vcpu {
    * built from).
    */
   tscNow(): { tsc: bigint; hostNs: bigint };
-  /** Run until an exit, the deadline or a kick. */
+  /**
+   * Run until an exit, the deadline or a kick. After start(), waits for
+   * that run's exit instead.
+   */
   run(): Exit;
+  /**
+   * Whether start() is available: the engine runs this vCPU on a thread of
+   * its own, so the caller can go on with other work while it runs.
+   */
+  readonly canStart: boolean;
+  /**
+   * Begins a run and returns at once; the next run() takes its exit.
+   * Between the two, only kick() and setDeadline() may be called on this
+   * vCPU (its registers belong to the running guest), and destroy(), which
+   * kicks it and waits. Starting another vCPU of the same engine thread
+   * first waits for this run's exit (kept for this vCPU's run()).
+   */
+  start(): void;
   /** Stop run() at this CLOCK_MONOTONIC time (ns, as process.hrtime.bigint()); null cancels. */
   setDeadline(ns: bigint | null): void;
   /** Stop run() now, or at its next entry if not running. Safe from other threads via kickHandle. */

@@ -313,6 +313,16 @@ class KvmVm implements VirtualMachine {
   }
 }
 
+/**
+ * What the vCPUs sharing a CPU thread (all a core thread's) must know of
+ * each other: the one whose started run has not been taken by run().
+ */
+interface CpuThread {
+  started: KvmVcpu | undefined;
+}
+/** Keyed by the CPU thread's control block, which its vCPUs share. */
+const cpuThreads = new WeakMap<ArrayBuffer, CpuThread>();
+
 /** A vCPU: its exits are decoded from kvm_run in place. */
 class KvmVcpu implements Vcpu {
   readonly regs: RegisterFile;
@@ -335,7 +345,9 @@ class KvmVcpu implements Vcpu {
    * control block (shared by the core's vCPUs) and the value that asks it to
    * run this vCPU (see native/src/vcpu-thread.cc).
    */
-  private readonly thread: { handle: VcpuThreadHandle; ctl: Int32Array; slot: number } | undefined;
+  private readonly thread: { handle: VcpuThreadHandle; ctl: Int32Array; slot: number; cpu: CpuThread } | undefined;
+  /** The result of a started run whose exit was taken early, because another vCPU of the CPU thread started (run() returns it). */
+  private parked: number | undefined;
   private readonly ioExit: Mutable<Extract<Exit, { kind: 'io' }>> = { kind: 'io', direction: 'out', port: 0, size: 1, count: 0, data: new Uint8Array(0) };
   private readonly mmioExit: Mutable<Extract<Exit, { kind: 'mmio' }>> = { kind: 'mmio', address: 0, isWrite: false, data: new Uint8Array(0) };
   private fd: number;
@@ -353,7 +365,9 @@ class KvmVcpu implements Vcpu {
     try {
       if (runMode === 'thread') {
         const t = call(() => a.vcpuThreadStart(fd, this.runArea));
-        this.thread = { handle: t.handle, ctl: new Int32Array(t.control), slot: t.slot };
+        let cpu = cpuThreads.get(t.control);
+        if (cpu === undefined) cpuThreads.set(t.control, cpu = { started: undefined });
+        this.thread = { handle: t.handle, ctl: new Int32Array(t.control), slot: t.slot, cpu };
         this.kickHandle = t.kick;
       } else {
         this.thread = undefined;
@@ -378,8 +392,18 @@ class KvmVcpu implements Vcpu {
    */
   run(): Exit {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
-    this.sregsFresh = false; // the guest may change them
-    const r = this.thread === undefined ? this.kvmRun(this.fd) : this.runOnThread(this.thread);
+    const t = this.thread;
+    let r: number;
+    if (t === undefined) {
+      this.sregsFresh = false; // the guest may change them
+      r = this.kvmRun(this.fd);
+    } else if (this.parked !== undefined) {
+      r = this.parked;
+      this.parked = undefined;
+    } else {
+      if (t.cpu.started !== this) this.begin(t);
+      r = this.finish(t);
+    }
     const v = this.view;
     const o = this.off;
     if (r !== 0) {
@@ -408,16 +432,37 @@ class KvmVcpu implements Vcpu {
     return this.rareExit(reason);
   }
 
+  get canStart(): boolean {
+    return this.thread !== undefined;
+  }
+
+  start(): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const t = this.thread;
+    if (t === undefined) throw usage(`vCPU ${this.id} runs on the calling thread ('direct' mode): start() needs the CPU thread`);
+    if (t.cpu.started === this || this.parked !== undefined) throw usage(`vCPU ${this.id} was started already: run() takes its exit`);
+    this.begin(t);
+  }
+
   /**
-   * Hands one KVM_RUN to the CPU thread and waits for its exit: spinning,
-   * then sleeping. Control words: [0] request, [1] CPU thread sleeping,
-   * [2] state (1 run, 2 exited), [3] result.
+   * Hands one KVM_RUN to the CPU thread. Control words: [0] request, [1]
+   * CPU thread sleeping, [2] state (1 run, 2 exited), [3] result. A run
+   * another vCPU started is taken first and kept for that vCPU.
    */
-  private runOnThread(t: NonNullable<KvmVcpu['thread']>): number {
+  private begin(t: NonNullable<KvmVcpu['thread']>): void {
+    const other = t.cpu.started;
+    if (other !== undefined) other.parked = other.finish(t);
+    this.sregsFresh = false; // the guest may change them
     const c = t.ctl;
     Atomics.store(c, 2, 1);
     Atomics.store(c, 0, t.slot);
     this.wakeCpuThread(t);
+    t.cpu.started = this;
+  }
+
+  /** Waits for the started run's exit, spinning, then sleeping; returns KVM_RUN's result. */
+  private finish(t: NonNullable<KvmVcpu['thread']>): number {
+    const c = t.ctl;
     for (let spins = 0; Atomics.load(c, 2) !== 2;) {
       if (++spins > CORE_SPINS) {
         this.a.vcpuThreadWait(t.handle);
@@ -426,6 +471,7 @@ class KvmVcpu implements Vcpu {
     }
     const r = Atomics.load(c, 3);
     Atomics.store(c, 2, 0);
+    t.cpu.started = undefined;
     return r;
   }
 
@@ -574,7 +620,16 @@ class KvmVcpu implements Vcpu {
    */
   destroy(): void {
     if (this.fd < 0) return;
-    if (this.thread !== undefined) this.a.vcpuThreadStop(this.thread.handle);
+    const t = this.thread;
+    if (t !== undefined) {
+      // A started run ends first: the CPU thread must not enter a vCPU being freed.
+      if (t.cpu.started === this) {
+        this.a.kick(this.kickHandle);
+        this.finish(t);
+      }
+      this.parked = undefined;
+      this.a.vcpuThreadStop(t.handle);
+    }
     this.a.kickFree(this.kickHandle);
     this.a.munmap(this.runArea);
     this.a.close(this.fd);
