@@ -201,6 +201,7 @@ export class Hypervisor {
 
   /** Destroys a domain and forgets it; returns the frames freed. */
   destroyDomain(d: Domain): number {
+    if (this.onCpu !== undefined && d.vcpus.includes(this.onCpu)) this.onCpu = undefined; // its engine ends the run
     const n = d.destroy();
     this.domains.delete(d.id);
     this.perDomain.delete(d.id);
@@ -228,48 +229,80 @@ export class Hypervisor {
     const vcpu = d.vcpus[0]!;
     let periodStart = process.hrtime.bigint();
     let used = 0n;
+    // The end of a slice that starts at `now`.
+    const sliceFrom = (now: bigint): bigint => {
+      const end = earlier(now + slice, deadline)!;
+      return capNs !== undefined && now + (capNs - used) < end ? now + (capNs - used) : end;
+    };
+    // A slice begun by startEarly while the loop was asleep: its run is under way.
+    let early: { start: bigint; sliceEnd: bigint } | undefined;
+    /**
+     * Wake-up preemption, as Xen's credit scheduler boosts a vCPU an event
+     * wakes: when an event wakes the sleeping vCPU while the CPU thread is
+     * free (the event came from another vCPU's hypercall, which the core is
+     * still handling, or from the event loop), the vCPU's run starts at
+     * once, on the checks the loop itself would make, and the rest of that
+     * hypercall overlaps it, as it would on a second CPU. The loop, which
+     * resumes in the next microtask, takes the run's exit. A domain whose
+     * vCPU was running (not blocked) waits for it (`onCpu`).
+     */
+    const startEarly = (): void => {
+      if (!vcpu.engine.canStart || this.onCpu !== undefined || !d.running || opts.signal?.aborted) return;
+      const now = process.hrtime.bigint();
+      if ((deadline !== undefined && now >= deadline) || now - periodStart >= CAP_PERIOD || (capNs !== undefined && used >= capNs)) return;
+      const sliceEnd = sliceFrom(now);
+      const until = this.runUntil(vcpu, sliceEnd, now);
+      if (until === undefined) return;
+      try {
+        this.armDeadline(vcpu, until, now);
+        vcpu.start();
+      } catch {
+        return; // this domain's loop meets the error itself, not the caller's hypercall
+      }
+      this.onCpu = vcpu;
+      early = { start: now, sliceEnd };
+    };
     d.start();
     try {
       while (d.running) {
-        if (opts.signal?.aborted) {
-          d.kill(String(opts.signal.reason ?? 'aborted'));
-          break;
-        }
+        let start: bigint;
+        let sliceEnd: bigint;
         let now = process.hrtime.bigint();
-        if (deadline !== undefined && now >= deadline) {
-          d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
-          break;
-        }
-        if (now - periodStart >= CAP_PERIOD) {
-          periodStart = now;
-          used = 0n;
-        }
-        if (capNs !== undefined && used >= capNs) {
-          // Over its cap for this period: no CPU until the next one.
-          await this.sleep(undefined, earlier(periodStart + CAP_PERIOD, deadline), opts.signal);
-          continue;
-        }
-        // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
-        const start = now;
-        let sliceEnd = earlier(start + slice, deadline)!;
-        if (capNs !== undefined && start + (capNs - used) < sliceEnd) sliceEnd = start + (capNs - used);
-        while (d.running) {
-          // Timers first: a due one raises VIRQ_TIMER, which may wake the vCPU.
-          const timer = vcpu.expireTimers();
-          if (!vcpu.wakeable()) break;
-          now = process.hrtime.bigint();
-          // A sleeping vCPU whose timer is due goes first, as a waking vCPU
-          // preempts a busy one in Xen's credit scheduler (BOOST): the slice
-          // ends there and the rest of it waits its turn.
-          const wake = this.earliestWake();
-          if (now >= sliceEnd || (wake !== undefined && now >= wake)) break;
-          let until = wake !== undefined && wake < sliceEnd ? wake : sliceEnd;
-          if (timer !== undefined) {
-            const t = this.clock.hostTime(timer);
-            if (t < until) until = t > now ? t : now + 1n;
+        if (early !== undefined) {
+          ({ start, sliceEnd } = early);
+          early = undefined;
+        } else {
+          if (opts.signal?.aborted) {
+            d.kill(String(opts.signal.reason ?? 'aborted'));
+            break;
           }
-          this.armDeadline(vcpu, until, now);
-          while (vcpu.handleExit(vcpu.run()));
+          if (deadline !== undefined && now >= deadline) {
+            d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
+            break;
+          }
+          if (now - periodStart >= CAP_PERIOD) {
+            periodStart = now;
+            used = 0n;
+          }
+          if (capNs !== undefined && used >= capNs) {
+            // Over its cap for this period: no CPU until the next one.
+            await this.sleep(undefined, earlier(periodStart + CAP_PERIOD, deadline), opts.signal);
+            continue;
+          }
+          // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
+          start = now;
+          sliceEnd = sliceFrom(now);
+        }
+        while (d.running) {
+          if (!vcpu.started) {
+            // Another domain's vCPU started (startEarly) goes first: its loop takes its exit in a moment.
+            if (this.onCpu !== undefined) break;
+            now = process.hrtime.bigint();
+            const until = this.runUntil(vcpu, sliceEnd, now);
+            if (until === undefined) break;
+            this.armDeadline(vcpu, until, now);
+          }
+          while (vcpu.handleExit(this.runOnce(vcpu)));
           if (opts.signal?.aborted) break;
           if (vcpu.yielded) {
             // SCHEDOP_yield: the rest of the slice goes to the others.
@@ -288,8 +321,8 @@ export class Hypervisor {
           if (vcpu.wakeable()) continue;
           const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.wakeDeadline();
           const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
-          await this.sleep(vcpu, earlier(at, deadline), opts.signal);
-          if (timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
+          await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
+          if (early === undefined && timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
           continue;
         }
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -298,6 +331,11 @@ export class Hypervisor {
       d.crash(`internal error: ${(e as Error).message}`);
       this.destroyDomain(d);
       throw e;
+    }
+    if (vcpu.started) {
+      // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is handled.
+      vcpu.engine.kick();
+      vcpu.handleExit(this.runOnce(vcpu));
     }
     if (d.state === 'paused') {
       vcpu.engine.setDeadline(null);
@@ -317,7 +355,7 @@ export class Hypervisor {
    * virtualization), which a timer alone would add to every wake-up; the
    * window keeps the CPU busy for at most SPIN_WINDOW per sleep.
    */
-  private sleep(vcpu: PvVcpu | undefined, at: bigint | undefined, signal?: AbortSignal): Promise<void> {
+  private sleep(vcpu: PvVcpu | undefined, at: bigint | undefined, signal?: AbortSignal, onEvent?: () => void): Promise<void> {
     return new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       let finished = false;
@@ -346,7 +384,16 @@ export class Hypervisor {
           done();
         } else setImmediate(poll);
       };
-      if (vcpu) vcpu.wake = done;
+      // An event (PvVcpu.eventPending) ends the sleep. onEvent may start the run at once: first,
+      // as the rest (a timer to clear, a promise to resolve) is not on the way to the guest.
+      if (vcpu) {
+        vcpu.wake = onEvent === undefined ? done : () => {
+          vcpu.wake = undefined;
+          this.wakeTimes.delete(vcpu);
+          onEvent();
+          done();
+        };
+      }
       signal?.addEventListener('abort', done);
       if (at === undefined) return;
       if (vcpu) this.wakeTimes.set(vcpu, at);
@@ -355,6 +402,37 @@ export class Hypervisor {
       else poll();
     });
   }
+
+  /** Runs the vCPU once (or takes the exit of the run startEarly began). */
+  private runOnce(vcpu: PvVcpu): ReturnType<PvVcpu['run']> {
+    const exit = vcpu.run();
+    if (this.onCpu === vcpu) this.onCpu = undefined;
+    return exit;
+  }
+
+  /**
+   * Where the vCPU's next run in a slice ending at `sliceEnd` must stop
+   * (host time), or undefined when it may not run now: blocked, its slice
+   * used up, or a sleeping vCPU's wake-up due (a waking vCPU preempts a
+   * busy one in Xen's credit scheduler, BOOST: the slice ends there and
+   * the rest of it waits its turn). Timers first: a due one raises
+   * VIRQ_TIMER, which may wake the vCPU.
+   */
+  private runUntil(vcpu: PvVcpu, sliceEnd: bigint, now: bigint): bigint | undefined {
+    const timer = vcpu.expireTimers();
+    if (!vcpu.wakeable()) return undefined;
+    const wake = this.earliestWake();
+    if (now >= sliceEnd || (wake !== undefined && now >= wake)) return undefined;
+    let until = wake !== undefined && wake < sliceEnd ? wake : sliceEnd;
+    if (timer !== undefined) {
+      const t = this.clock.hostTime(timer);
+      if (t < until) until = t > now ? t : now + 1n;
+    }
+    return until;
+  }
+
+  /** The vCPU whose run startEarly began and whose loop has not taken its exit yet. */
+  private onCpu: PvVcpu | undefined;
 
   /** The engine deadline each vCPU has armed (host time). */
   private readonly armed = new WeakMap<PvVcpu, bigint>();

@@ -29,8 +29,8 @@ import {
 import { PAGE_SIZE } from './frames.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest'] as const;
-const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7, timerWait: 8 } as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest', 'run started at wake-up'] as const;
+const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7, timerWait: 8, wakeStart: 9 } as const;
 
 /** Exit counts in a typed array: counting is on every exit's path. */
 export class ExitCounts {
@@ -377,8 +377,31 @@ export class PvVcpu {
   /**
    * Runs the vCPU once, first delivering a pending upcall and then loading
    * the page tables of its mode if a hypercall or a mode switch changed them.
+   * After start(), takes that run's exit.
    */
   run(): Exit {
+    if (this.started) this.started = false;
+    else this.enter();
+    return this.engine.run();
+  }
+
+  /**
+   * Begins a run (as run() does) on the engine's thread and returns at
+   * once: the core goes on with other work, and run() takes the exit.
+   * Until then the vCPU is the guest's: an event for it kicks it
+   * (eventPending), and nothing else may touch its registers.
+   */
+  start(): void {
+    this.enter();
+    this.engine.start();
+    this.started = true;
+    this.count(EXIT.wakeStart);
+  }
+
+  /** Set between start() and run(). */
+  started = false;
+
+  private enter(): void {
     this.deliverUpcall();
     if (this.cr3Pending) {
       this.cr3Pending = false;
@@ -387,7 +410,6 @@ export class PvVcpu {
       this.engine.setSpecialRegisters(s);
     }
     if (this.waitUntil !== undefined) this.waitInGuest();
-    return this.engine.run();
   }
 
   /**
@@ -617,12 +639,17 @@ export class PvVcpu {
   }
 
   /**
-   * An event became pending for this vCPU (EventHost.notify). The core runs
-   * one vCPU at a time and hands it no other work while it runs, so the
-   * upcall is delivered when the vCPU next resumes (deliverUpcall); a
-   * blocked vCPU is woken.
+   * An event became pending for this vCPU (EventHost.notify). The upcall
+   * is delivered when the vCPU next resumes (deliverUpcall): a blocked
+   * vCPU is woken; one running while the core works (started) is kicked,
+   * as Xen's vcpu_kick, when it could take the upcall (with events masked
+   * it sees the pending bits in memory, and a kick would only cost an exit).
    */
   eventPending(): void {
+    if (this.started) {
+      if (this.upcallDeliverable()) this.engine.kick();
+      return;
+    }
     this.wake?.();
   }
 

@@ -81,3 +81,49 @@ describe.skipIf(!HAVE_KVM)('timer advance', () => {
     expect(d.exitCounts.get('timer wait in guest')).toBe(1);
   });
 });
+
+describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
+  const m = kvmMachine({ memoryBytes: 64 << 20 });
+  const pingpong = fs.readFileSync(path.join(GUESTS_DIR, 'pingpong.elf'));
+
+  /** A wait=poll pingpong pair; `onStart` runs after the server's n-th run started at wake-up. */
+  function pair(rounds: number, onStart: (n: number, server: ReturnType<Hypervisor['createDomain']>) => void) {
+    const outs = ['', ''];
+    const next = m.hv.peekNextDomid();
+    const server = m.hv.createDomain(pingpong, { memoryBytes: 16 << 20, cmdline: `role=server peer=${next + 1} rounds=${rounds} wait=poll`, console: (b) => { outs[0] += Buffer.from(b).toString('latin1'); } });
+    const client = m.hv.createDomain(pingpong, { memoryBytes: 16 << 20, cmdline: `role=client peer=${server.id} rounds=${rounds} wait=poll`, console: (b) => { outs[1] += Buffer.from(b).toString('latin1'); } });
+    const v = server.vcpus[0]!;
+    const start = v.start.bind(v);
+    let n = 0;
+    v.start = () => {
+      start();
+      onStart(++n, server);
+    };
+    return { server, client, outs };
+  }
+
+  it('pauses a domain between its woken run\'s start and its loop\'s turn: the run ends, its exit is handled, and it resumes where it was', async () => {
+    const free = m.hv.frames.free;
+    const { server, client, outs } = pair(100, (n, d) => { if (n === 20) d.pause(); });
+    const clientEnd = m.hv.run(client, { timeoutMs: 20_000 });
+    expect(await m.hv.run(server, { timeoutMs: 20_000 })).toEqual({ kind: 'paused' });
+    expect(server.exitCounts.get('run started at wake-up')).toBe(20);
+    expect(server.vcpus[0]!.started).toBe(false); // its run was taken, not left to the CPU thread
+    expect(await m.hv.run(server, { timeoutMs: 20_000 }), outs[0]).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(await clientEnd, outs[1]).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(outs[0]).toContain('pingpong: server answered 100 pings');
+    expect(outs[1]).toMatch(/^pingpong: 100 round trips/m);
+    expect(m.hv.frames.free).toBe(free);
+  });
+
+  it('kills a domain between its woken run\'s start and its loop\'s turn: it is destroyed alone, and the other runs on', async () => {
+    const free = m.hv.frames.free;
+    const { server, client, outs } = pair(100, (n, d) => { if (n === 20) d.kill('killed by the test'); });
+    const ends = await Promise.all([m.hv.run(server, { timeoutMs: 20_000 }), m.hv.run(client, { timeoutMs: 1500 })]);
+    expect(ends[0]).toEqual({ kind: 'killed', reason: 'killed by the test' });
+    // The client goes on polling for a pong that never comes, until its time is up.
+    expect(ends[1], outs[1]).toEqual({ kind: 'killed', reason: 'timed out after 1.5 s' });
+    expect(client.cpuNs).toBeGreaterThan(0n);
+    expect(m.hv.frames.free).toBe(free);
+  });
+});
