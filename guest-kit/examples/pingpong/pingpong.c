@@ -3,8 +3,8 @@
  * and the client measures round trips with now_ns(). The command line
  * says the role and the peer:
  *
- *   role=server peer=<domid> [rounds=<n>] [wait=block|spin|poll]
- *   role=client peer=<domid> [port=<p>] [rounds=<n>] [wait=block|spin|poll]
+ *   role=server peer=<domid> [rounds=<n>] [warmup=<w>] [wait=block|spin|poll]
+ *   role=client peer=<domid> [port=<p>] [rounds=<n>] [warmup=<w>] [wait=block|spin|poll]
  *
  * The rendezvous needs nothing but the peer's domain id. The server's
  * first act is EVTCHNOP_alloc_unbound for the peer; it prints the port
@@ -18,7 +18,10 @@
  * that first event means "connected", not a pong.
  *
  * Then the client sends a ping and waits for the pong, <n> times (default
- * 200); the server answers each ping. wait=block (the default) waits
+ * 200), after <w> untimed warm-up round trips (default 0: the hypervisor's
+ * code is compiled and its caches filled as it runs, so the first rounds
+ * are slower than the rest); the server answers each ping, and must be
+ * given the same <w>. wait=block (the default) waits
  * with events disabled around SCHEDOP_block; wait=spin waits with events
  * enabled in a busy loop, so the event arrives as an upcall into running
  * code; wait=poll keeps events disabled and makes one multicall of the
@@ -28,10 +31,11 @@
  * on VIRQ_TIMER; the poll's timeout for wait=poll). Output:
  *
  *   server: pingpong: server port <p> for domain <peer>, <n> rounds, wait <w>
- *           pingpong: server answered <n> pings
+ *           pingpong: server answered <n + w> pings
  *   client: pingpong: client bound port <l> to domain <peer> port <p> after <k> tries, wait <w>
  *           pingpong: <n> round trips, median <m> us, min <a> us, p99 <q> us, max <x> us (wait <w>)
  *
+ * (times in microseconds with one decimal) *
  * then "pingpong: <k> ok, <f> failed" and poweroff (crash if a check failed).
  */
 #include <paravane/guest.h>
@@ -42,6 +46,7 @@
 
 #define DEFAULT_ROUNDS 200
 #define MAX_ROUNDS     10000
+#define MAX_WARMUP     100000
 #define SCAN_PORTS     63                  /* the client tries the peer's ports 1..SCAN_PORTS */
 #define GIVE_UP_NS     (10 * NSEC_PER_SEC)
 
@@ -223,7 +228,7 @@ static int wait_round(evtchn_port_t port, unsigned int target, int send_first)
 
 /* --- The two roles. */
 
-static int server(domid_t peer, unsigned int rounds)
+static int server(domid_t peer, unsigned int rounds, unsigned int warmup)
 {
     evtchn_status_t st;
     unsigned int i;
@@ -241,6 +246,7 @@ static int server(domid_t peer, unsigned int rounds)
 
     if (mode == WAIT_POLL)
         local_events_disable();
+    rounds += warmup;
     for (i = 0; i < rounds; i++) {
         /* wait=poll: the previous pong goes out in the same multicall as the poll. */
         if (wait_round(port, i + 1, mode == WAIT_POLL && i > 0) != 0) {
@@ -301,7 +307,15 @@ static void sort(uint64_t *v, unsigned int n)
     }
 }
 
-static int client(domid_t peer, long want_port, unsigned int rounds)
+/* Prints "<label> <t> us", t in ns shown in microseconds with one decimal. */
+static void print_us(const char *label, uint64_t t)
+{
+    uint64_t tenths = (t + 50) / 100;
+
+    printk("%s %lu.%lu us", label, (unsigned long)(tenths / 10), (unsigned long)(tenths % 10));
+}
+
+static int client(domid_t peer, long want_port, unsigned int rounds, unsigned int warmup)
 {
     static uint64_t rtt[MAX_ROUNDS];
     evtchn_port_t remote = 0;
@@ -331,7 +345,7 @@ static int client(domid_t peer, long want_port, unsigned int rounds)
 
     if (mode == WAIT_POLL)
         local_events_disable();
-    for (i = 0; i < rounds; i++) {
+    for (i = 0; i < warmup + rounds; i++) {
         t0 = now_ns();
         if (mode != WAIT_POLL && evtchn_send(port) != 0) {
             printk("FAIL pingpong: client: send failed\n");
@@ -341,14 +355,16 @@ static int client(domid_t peer, long want_port, unsigned int rounds)
             printk("FAIL pingpong: client: no pong %u from domain %u for 10 s\n", i + 1, peer);
             return 1;
         }
-        rtt[i] = now_ns() - t0;
+        if (i >= warmup)
+            rtt[i - warmup] = now_ns() - t0;
     }
     sort(rtt, rounds);
-    printk("pingpong: %u round trips, median %lu us, min %lu us, p99 %lu us, max %lu us (wait %s)\n",
-           rounds, (unsigned long)(rtt[rounds / 2] / NSEC_PER_USEC),
-           (unsigned long)(rtt[0] / NSEC_PER_USEC),
-           (unsigned long)(rtt[(rounds * 99 + 99) / 100 - 1] / NSEC_PER_USEC),
-           (unsigned long)(rtt[rounds - 1] / NSEC_PER_USEC), mode_names[mode]);
+    printk("pingpong: %u round trips,", rounds);
+    print_us(" median", rtt[rounds / 2]);
+    print_us(", min", rtt[0]);
+    print_us(", p99", rtt[(rounds * 99 + 99) / 100 - 1]);
+    print_us(", max", rtt[rounds - 1]);
+    printk(" (wait %s)\n", mode_names[mode]);
     return 0;
 }
 
@@ -359,6 +375,7 @@ int main(start_info_t *si)
     long peer = arg_uint(cmdline, "peer", -1);
     long rounds = arg_uint(cmdline, "rounds", DEFAULT_ROUNDS);
     long port = arg_uint(cmdline, "port", 0);
+    long warmup = arg_uint(cmdline, "warmup", 0);
     int rc;
 
     arg(cmdline, "role", role, sizeof(role));
@@ -367,17 +384,18 @@ int main(start_info_t *si)
     mode = strcmp(wait, "spin") == 0 ? WAIT_SPIN : strcmp(wait, "poll") == 0 ? WAIT_POLL : WAIT_BLOCK;
     if ((strcmp(role, "server") != 0 && strcmp(role, "client") != 0) || peer < 0 ||
         peer >= DOMID_FIRST_RESERVED || rounds < 1 || rounds > MAX_ROUNDS || port < 0 ||
-        port >= EVTCHN_PORTS || (mode == WAIT_BLOCK && strcmp(wait, "block") != 0)) {
+        port >= EVTCHN_PORTS || warmup < 0 || warmup > MAX_WARMUP ||
+        (mode == WAIT_BLOCK && strcmp(wait, "block") != 0)) {
         printk("pingpong: bad command line \"%s\": role=server|client peer=<domid> [port=<p>] "
-               "[rounds=<1-%u>] [wait=block|spin|poll]\n", cmdline, MAX_ROUNDS);
+               "[rounds=<1-%u>] [warmup=<0-%u>] [wait=block|spin|poll]\n", cmdline, MAX_ROUNDS, MAX_WARMUP);
         return 1;
     }
     traps_init();
     evtchn_init();
     if (strcmp(role, "server") == 0)
-        rc = server((domid_t)peer, (unsigned int)rounds);
+        rc = server((domid_t)peer, (unsigned int)rounds, (unsigned int)warmup);
     else
-        rc = client((domid_t)peer, port, (unsigned int)rounds);
+        rc = client((domid_t)peer, port, (unsigned int)rounds, (unsigned int)warmup);
     printk("pingpong: %u ok, %u failed\n", check_passed, check_failed);
     return rc == 0 && check_failed == 0 ? 0 : 1;
 }
