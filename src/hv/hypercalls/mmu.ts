@@ -414,14 +414,23 @@ const entry = MulticallEntry.over(new ArrayBuffer(MulticallEntry.SIZE));
 const entryBytes = new Uint8Array(entry.view.buffer);
 
 function makeMulticall(table: HypercallTable): HypercallHandler {
+  // The sub-calls' context: the caller's, except that a continuation is
+  // caught here. One per calling context (a vCPU's), made at its first multicall.
+  const caught: { args?: HypercallArgs } = {};
+  const subs = new WeakMap<HypercallContext, HypercallContext>();
+  const subContext = (ctx: HypercallContext): HypercallContext => {
+    let sub = subs.get(ctx);
+    if (sub === undefined) {
+      sub = Object.create(ctx, { continueWith: { value: (a: HypercallArgs) => { caught.args = a; } } }) as HypercallContext;
+      subs.set(ctx, sub);
+    }
+    return sub;
+  };
   return (ctx, [list, nrArg]) => {
     const nr = Number(nrArg & 0xffffffffn);
     const n = Math.min(nr, MULTICALL_CHUNK);
     const workStart = ctx.mm?.pt.work ?? 0;
-    // The sub-calls' context: the caller's, except that a continuation is
-    // caught here. One per call, not per entry.
-    const caught: { args?: HypercallArgs } = {};
-    const sub: HypercallContext = Object.create(ctx, { continueWith: { value: (a: HypercallArgs) => { caught.args = a; } } });
+    const sub = subContext(ctx);
     for (let i = 0; i < n; i++) {
       if (i > 0 && (ctx.mm?.pt.work ?? 0) - workStart >= WORK_BUDGET) {
         ctx.continueWith([list + BigInt(i * MulticallEntry.SIZE), BigInt(nr - i), 0n, 0n, 0n]);
