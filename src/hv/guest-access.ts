@@ -16,6 +16,13 @@ const LOW_END = 1n << 47n;                     // first non-canonical address ab
 const HIGH_START = 0xffff800000000000n;        // first canonical address of the upper half
 const HOLE_END = 0xffff880000000000n;          // HYPERVISOR_VIRT_END: guest addresses resume here
 const U64 = 1n << 64n;
+/** HOLE_END's upper 32 bits: a guest address is below LOW_END (upper half < 0x8000) or from HOLE_END on. */
+const HOLE_END_HI = 0xffff8800;
+const LOW_END_HI = 0x8000;
+
+/** Where an address is split into 32-bit halves without BigInt arithmetic (x86 is little-endian). */
+const split64 = new BigUint64Array(1);
+const halves = new Uint32Array(split64.buffer);
 
 /** A guest pointer that cannot be used: the hypercall fails with -EFAULT. */
 export class GuestFault extends Error {
@@ -58,6 +65,7 @@ export class GuestMemory {
    */
   constructor(private readonly frames: FrameTable, cr3: bigint, private readonly onWrite?: (mfn: number) => void) {
     this.root = Number((cr3 & ADDR_MASK) >> 12n);
+    this.hit = frames.chunkOf(0);
   }
 
   /** Machine address of `va`, checking the walk for an access of this kind. */
@@ -95,9 +103,16 @@ export class GuestMemory {
     return out;
   }
 
-  /** Copies `len` bytes from the guest into the start of `out` (no allocation: for hot paths). */
+  /** Copies `len` bytes from the guest into the start of `out` (for hot paths: a multicall entry, an argument struct). */
   readInto(va: bigint, len: number, out: Uint8Array): void {
     if (len > out.length) throw new RangeError(`readInto: ${len} bytes do not fit in ${out.length}`);
+    if (len > 0) {
+      const at = this.inPage(va, len, false);
+      if (at >= 0) {
+        out.set(this.hit.bytes.subarray(at, at + len));
+        return;
+      }
+    }
     this.checkRange(va, len);
     for (let done = 0; done < len;) {
       const piece = this.piece(va, done, len, false);
@@ -128,21 +143,21 @@ export class GuestMemory {
   }
 
   readU64(va: bigint): bigint {
-    const c = this.inPage(va, 8, false);
-    if (c) return c.chunk.view.getBigUint64(c.at, true);
+    const at = this.inPage(va, 8, false);
+    if (at >= 0) return this.hit.view.getBigUint64(at, true);
     return new DataView(this.read(va, 8).buffer).getBigUint64(0, true);
   }
 
   readU32(va: bigint): number {
-    const c = this.inPage(va, 4, false);
-    if (c) return c.chunk.view.getUint32(c.at, true);
+    const at = this.inPage(va, 4, false);
+    if (at >= 0) return this.hit.view.getUint32(at, true);
     return new DataView(this.read(va, 4).buffer).getUint32(0, true);
   }
 
   writeU64(va: bigint, v: bigint): void {
-    const c = this.inPage(va, 8, true);
-    if (c) {
-      c.chunk.view.setBigUint64(c.at, BigInt.asUintN(64, v), true);
+    const at = this.inPage(va, 8, true);
+    if (at >= 0) {
+      this.hit.view.setBigUint64(at, BigInt.asUintN(64, v), true);
       return;
     }
     const b = new Uint8Array(8);
@@ -151,9 +166,9 @@ export class GuestMemory {
   }
 
   writeU32(va: bigint, v: number): void {
-    const c = this.inPage(va, 4, true);
-    if (c) {
-      c.chunk.view.setUint32(c.at, v >>> 0, true);
+    const at = this.inPage(va, 4, true);
+    if (at >= 0) {
+      this.hit.view.setUint32(at, v >>> 0, true);
       return;
     }
     const b = new Uint8Array(4);
@@ -162,20 +177,28 @@ export class GuestMemory {
   }
 
   /**
-   * For a `len`-byte access within one page (the usual case: every port,
-   * count and result word of a hypercall): the machine memory chunk and
-   * offset, after one walk and with no allocation. Undefined when the
-   * range crosses a page or is not guest memory: the general path then
-   * reports it.
+   * For an access of 1 to 4096 bytes within one page (the usual case: every
+   * port, count, result word and multicall entry of a hypercall): the
+   * offset in the machine memory chunk left in `hit`, after one walk, with
+   * no BigInt arithmetic and no allocation. -1 when the range crosses a
+   * page or is not guest memory: the general path then reports it. Within
+   * a page, the range is guest memory when its first byte is, since the
+   * bounds (LOW_END, HOLE_END) are page aligned.
    */
-  private inPage(va: bigint, len: number, write: boolean): { chunk: ReturnType<FrameTable['chunkOf']>; at: number } | undefined {
-    const lo = Number(va & 0xffffffffn) >>> 0;
-    if ((lo & 0xfff) > PAGE_SIZE - len || !guestRangeOk(va, len)) return undefined;
-    const maddr = this.walk(Number(va >> 32n) >>> 0, lo, write, va);
+  private inPage(va: bigint, len: number, write: boolean): number {
+    if (va < 0n || va >= U64) return -1;
+    split64[0] = va;
+    const lo = halves[0]!, hi = halves[1]!;
+    if ((lo & 0xfff) > PAGE_SIZE - len || (hi >= LOW_END_HI && hi < HOLE_END_HI)) return -1;
+    const maddr = this.walk(hi, lo, write, va);
     if (write) this.onWrite?.(Math.floor(maddr / PAGE_SIZE));
     const chunk = this.frames.chunkOf(maddr);
-    return { chunk, at: maddr - chunk.base };
+    this.hit = chunk;
+    return maddr - chunk.base;
   }
+
+  /** The chunk of inPage's last answer. */
+  private hit: ReturnType<FrameTable['chunkOf']>;
 
   private checkRange(va: bigint, len: number): void {
     if (!Number.isSafeInteger(len) || len < 0) throw new GuestFault(va, `bad length ${len}`);

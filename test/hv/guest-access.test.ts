@@ -3,6 +3,7 @@
 // non-canonical, in the hypervisor area, wrapping) is a GuestFault (-EFAULT).
 
 import { beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { createPlainMemory } from '../../src/engine/plain-memory.js';
 import { FrameTable, PAGE_SIZE } from '../../src/hv/frames.js';
 import { GuestFault, GuestMemory, guestRangeOk } from '../../src/hv/guest-access.js';
@@ -80,6 +81,30 @@ describe('guest memory access', () => {
     expect(() => gm.read(0xfffffffffffffffcn, 8)).toThrow(/not entirely guest memory/); // wraps
     expect(guestRangeOk(0xffff880000000000n, PAGE_SIZE)).toBe(true);
     expect(guestRangeOk(0n, 0)).toBe(true);
+  });
+
+  it('checks every address alike, within a page (the fast path) or across pages: Xen\'s range rule decides, then the walk', () => {
+    const edges = [0n, 0x400000n, 0x00007ffffffff000n, 1n << 47n, 0xffff800000000000n, 0xffff880000000000n, (1n << 64n) - 4096n, 1n << 64n, -4096n];
+    const va = fc.oneof(
+      fc.bigInt(-(1n << 64n), 1n << 65n),
+      fc.tuple(fc.constantFrom(...edges), fc.bigInt(-8200n, 8200n)).map(([e, d]) => e + d),
+    );
+    const buf = new Uint8Array(PAGE_SIZE);
+    fc.assert(fc.property(va, fc.constantFrom(1, 4, 8, 64, 4096), (at, len) => {
+      let error: unknown;
+      try {
+        gm.readInto(at, len, buf);
+      } catch (e) {
+        error = e;
+      }
+      if (!guestRangeOk(at, len)) {
+        expect(error).toBeInstanceOf(GuestFault);
+        expect((error as GuestFault).reason).toMatch(/not entirely guest memory|not a guest address/);
+      } else if (error !== undefined) {
+        expect(error).toBeInstanceOf(GuestFault);
+        expect((error as GuestFault).reason).toMatch(/at level|outside machine memory/); // a walk's answer, not the range rule's
+      }
+    }), { numRuns: 3000 });
   });
 
   it('refuses page tables or frames outside machine memory', () => {
