@@ -137,6 +137,11 @@ export class Domain implements VcpuHost {
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.held = [p.layout.sharedInfoMfn];
+    // The console backend writes the console page (ring indices, host input) as xenconsoled does
+    // through its mapping, which holds the page writable: so it can never become a page table or
+    // descriptor page, whose entries those writes would forge behind the page-type system's back.
+    const consoleMfn = p.memory.mfnOf(p.layout.pfn.console);
+    if (this.holdWritable(consoleMfn) !== 0n) throw new Error(`the console page (frame ${consoleMfn}) could not be held writable`);
     const engineVcpu = this.vm.createVcpu(0);
     this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
       rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,

@@ -55,6 +55,7 @@ const ATTACKS: Attack[] = [
   { name: 'stale-tlb-rewrite', rc: 0, what: 'has the hypervisor rewrite a former L1 as data, validates it again, stores through it' },
   // PT-4: a page mapped writable cannot become a page table.
   { name: 'pin-writable', rc: EINVAL, what: 'pins a page it maps writable, at each level' },
+  { name: 'pin-console', rc: EINVAL, what: 'pins its console page, which the console backend writes, at each level' },
   { name: 'hook-writable', rc: EINVAL, what: 'hooks a page it maps writable into its L2, L3 and L4' },
   { name: 'new-baseptr-data', rc: EINVAL, what: 'loads a writable data page as its kernel root' },
   { name: 'new-user-baseptr-data', rc: EINVAL, what: 'loads a writable data page as its user root' },
