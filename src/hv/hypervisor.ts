@@ -332,8 +332,9 @@ export class Hypervisor {
       this.destroyDomain(d);
       throw e;
     }
-    if (vcpu.started) {
-      // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is handled.
+    if (vcpu.started && d.state !== 'dead') {
+      // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
+      // handled. (A domain destroyed meanwhile had its engine end the run.)
       vcpu.engine.kick();
       vcpu.handleExit(this.runOnce(vcpu));
     }

@@ -116,11 +116,14 @@ describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
     expect(m.hv.frames.free).toBe(free);
   });
 
-  it('kills a domain between its woken run\'s start and its loop\'s turn: it is destroyed alone, and the other runs on', async () => {
+  it.each([
+    ['kills', (d: ReturnType<Hypervisor['createDomain']>) => d.kill('killed by the test'), 'killed by the test'],
+    ['destroys', (d: ReturnType<Hypervisor['createDomain']>) => m.hv.destroyDomain(d), 'destroyed'],
+  ] as const)('%s a domain between its woken run\'s start and its loop\'s turn: it ends alone, and the other runs on', async (_, end, reason) => {
     const free = m.hv.frames.free;
-    const { server, client, outs } = pair(100, (n, d) => { if (n === 20) d.kill('killed by the test'); });
+    const { server, client, outs } = pair(100, (n, d) => { if (n === 20) end(d); });
     const ends = await Promise.all([m.hv.run(server, { timeoutMs: 20_000 }), m.hv.run(client, { timeoutMs: 1500 })]);
-    expect(ends[0]).toEqual({ kind: 'killed', reason: 'killed by the test' });
+    expect(ends[0]).toEqual({ kind: 'killed', reason });
     // The client goes on polling for a pong that never comes, until its time is up.
     expect(ends[1], outs[1]).toEqual({ kind: 'killed', reason: 'timed out after 1.5 s' });
     expect(client.cpuNs).toBeGreaterThan(0n);
