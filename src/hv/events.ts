@@ -12,6 +12,7 @@
 
 import { DomidSpecial, Virq, VcpuInfo, SharedInfo } from '../abi/generated/xen.js';
 import { Evtchn2l, EvtchnStat } from '../abi/generated/event-channel.js';
+import { XenErrno } from '../abi/generated/errno.js';
 
 export const NR_EVENT_CHANNELS = Evtchn2l.EVTCHN_2L_NR_CHANNELS;
 /** VIRQs bound per vCPU (the rest are global: bound on vCPU 0, movable). */
@@ -29,8 +30,6 @@ export type PortState =
   | { kind: 'backend'; name: string; onSend: () => void };
 
 /** Xen's errno values the operations return (negated by the hypercall). */
-export const EVT_ERR = { EPERM: 1, ENOENT: 2, ESRCH: 3, EEXIST: 17, EINVAL: 22, ENOSPC: 28, EBUSY: 16 } as const;
-
 /** A refused event-channel operation. */
 export class EventError extends Error {
   constructor(readonly errno: number, detail: string) {
@@ -83,11 +82,11 @@ export class EventChannels {
 
   private freePort(): number {
     for (let p = 1; p < NR_EVENT_CHANNELS; p++) if (this.ports[p]!.kind === 'free') return p;
-    throw new EventError(EVT_ERR.ENOSPC, 'no free event channel');
+    throw new EventError(XenErrno.XEN_ENOSPC, 'no free event channel');
   }
 
   private checkVcpu(vcpu: number): void {
-    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpus) throw new EventError(EVT_ERR.ENOENT, `no vCPU ${vcpu}`);
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpus) throw new EventError(XenErrno.XEN_ENOENT, `no vCPU ${vcpu}`);
   }
 
   /**
@@ -121,10 +120,10 @@ export class EventChannels {
   /** EVTCHNOP_bind_interdomain: connects a new local port to `remotePort` of `remoteDom`. */
   bindInterdomain(remoteDom: number, remotePort: number): number {
     const remote = this.host.lookup(remoteDom);
-    if (!remote) throw new EventError(EVT_ERR.ESRCH, `no domain ${remoteDom}`);
+    if (!remote) throw new EventError(XenErrno.XEN_ESRCH, `no domain ${remoteDom}`);
     const rs = remote.state(remotePort);
     if (!remote.valid(remotePort) || rs.kind !== 'unbound' || rs.remoteDom !== this.domid) {
-      throw new EventError(EVT_ERR.EINVAL, `port ${remotePort} of domain ${remoteDom} is not left unbound for domain ${this.domid}`);
+      throw new EventError(XenErrno.XEN_EINVAL, `port ${remotePort} of domain ${remoteDom} is not left unbound for domain ${this.domid}`);
     }
     const local = this.take({ kind: 'interdomain', remoteDom, remotePort });
     if (remote === this && local === remotePort) throw new Error('event channels: a port bound to itself');
@@ -136,10 +135,10 @@ export class EventChannels {
 
   /** EVTCHNOP_bind_virq. */
   bindVirq(virq: number, vcpu: number): number {
-    if (!Number.isInteger(virq) || virq < 0 || virq >= Virq.NR_VIRQS) throw new EventError(EVT_ERR.EINVAL, `VIRQ ${virq} does not exist`);
+    if (!Number.isInteger(virq) || virq < 0 || virq >= Virq.NR_VIRQS) throw new EventError(XenErrno.XEN_EINVAL, `VIRQ ${virq} does not exist`);
     this.checkVcpu(vcpu);
-    if (!PER_VCPU_VIRQS.has(virq) && vcpu !== 0) throw new EventError(EVT_ERR.EINVAL, `global VIRQ ${virq} must be bound on vCPU 0`);
-    if (this.virqPorts[vcpu]![virq]) throw new EventError(EVT_ERR.EEXIST, `VIRQ ${virq} is already bound on vCPU ${vcpu}`);
+    if (!PER_VCPU_VIRQS.has(virq) && vcpu !== 0) throw new EventError(XenErrno.XEN_EINVAL, `global VIRQ ${virq} must be bound on vCPU 0`);
+    if (this.virqPorts[vcpu]![virq]) throw new EventError(XenErrno.XEN_EEXIST, `VIRQ ${virq} is already bound on vCPU ${vcpu}`);
     const p = this.take({ kind: 'virq', virq }, vcpu);
     this.virqPorts[vcpu]![virq] = p;
     return p;
@@ -163,7 +162,7 @@ export class EventChannels {
   /** EVTCHNOP_close. */
   close(port: number): void {
     const s = this.state(port);
-    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(EVT_ERR.EINVAL, `port ${port} is not in use`);
+    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(XenErrno.XEN_EINVAL, `port ${port} is not in use`);
     if (s.kind === 'interdomain') {
       // The other end goes back to unbound, ready for a new bind.
       const remote = this.host.lookup(s.remoteDom);
@@ -182,7 +181,7 @@ export class EventChannels {
   /** EVTCHNOP_send. */
   send(port: number): void {
     const s = this.state(port);
-    if (!this.valid(port)) throw new EventError(EVT_ERR.EINVAL, `port ${port} does not exist`);
+    if (!this.valid(port)) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} does not exist`);
     switch (s.kind) {
       case 'interdomain':
         this.host.lookup(s.remoteDom)?.setPending(s.remotePort);
@@ -196,13 +195,13 @@ export class EventChannels {
       case 'unbound':
         return; // as Xen: dropped silently
       default:
-        throw new EventError(EVT_ERR.EINVAL, `port ${port} (${s.kind}) cannot be sent on`);
+        throw new EventError(XenErrno.XEN_EINVAL, `port ${port} (${s.kind}) cannot be sent on`);
     }
   }
 
   /** EVTCHNOP_status: [status, vcpu, and the union's two words]. */
   status(port: number): { status: number; vcpu: number; a: number; b: number } {
-    if (!this.valid(port)) throw new EventError(EVT_ERR.EINVAL, `port ${port} does not exist`);
+    if (!this.valid(port)) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} does not exist`);
     const s = this.ports[port]!;
     const vcpu = this.notifyVcpu[port]!;
     switch (s.kind) {
@@ -226,9 +225,9 @@ export class EventChannels {
   /** EVTCHNOP_bind_vcpu. */
   bindVcpu(port: number, vcpu: number): void {
     const s = this.state(port);
-    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(EVT_ERR.EINVAL, `port ${port} is not in use`);
+    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(XenErrno.XEN_EINVAL, `port ${port} is not in use`);
     this.checkVcpu(vcpu);
-    if (s.kind === 'ipi' || (s.kind === 'virq' && PER_VCPU_VIRQS.has(s.virq))) throw new EventError(EVT_ERR.EINVAL, `port ${port} cannot move to another vCPU`);
+    if (s.kind === 'ipi' || (s.kind === 'virq' && PER_VCPU_VIRQS.has(s.virq))) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} cannot move to another vCPU`);
     if (s.kind === 'virq') {
       this.virqPorts[this.notifyVcpu[port]!]![s.virq] = 0;
       this.virqPorts[vcpu]![s.virq] = port;
@@ -238,7 +237,7 @@ export class EventChannels {
 
   /** EVTCHNOP_unmask: clears the mask bit and, if the port is pending, notifies as a new event would. */
   unmask(port: number): void {
-    if (!this.valid(port)) throw new EventError(EVT_ERR.EINVAL, `port ${port} does not exist`);
+    if (!this.valid(port)) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} does not exist`);
     this.clearBit(SharedInfo.OFFSETS.evtchn_mask, port);
     if (this.testBit(SharedInfo.OFFSETS.evtchn_pending, port)) {
       this.markSelector(port);
