@@ -16,6 +16,7 @@ import { BuildError } from '../hv/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain.js';
 import { GuestElfError } from '../hv/elf.js';
 import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
+import { EXIT_KINDS } from '../hv/vcpu.js';
 
 export interface RunCommandOptions {
   memory: string;
@@ -51,6 +52,9 @@ function parseTimeout(s: string | undefined): number | undefined {
   return t;
 }
 
+/** Wide enough for every hypercall name and count kind ('run started at wake-up'). */
+const STATS_NAME_WIDTH = Math.max(...EXIT_KINDS.map((k) => k.length), ...HYPERCALLS.map((h) => h.name.length));
+
 function readInput(what: string, path: string): Uint8Array {
   try {
     return readFileSync(path);
@@ -69,11 +73,11 @@ export function formatStats(d: Domain, seconds: number): string {
     if (!n) return;
     any = true;
     const name = HYPERCALLS.find((h) => h.nr === nr)?.name ?? `#${nr}`;
-    lines.push(`    ${name.padEnd(20)} ${String(n).padStart(10)}`);
+    lines.push(`    ${name.padEnd(STATS_NAME_WIDTH)} ${String(n).padStart(10)}`);
   });
   if (!any) lines.push('    (none)');
   lines.push('  exits:');
-  for (const [kind, n] of d.exitCounts.entries()) lines.push(`    ${kind.padEnd(20)} ${String(n).padStart(10)}`);
+  for (const [kind, n] of d.exitCounts.entries()) lines.push(`    ${kind.padEnd(STATS_NAME_WIDTH)} ${String(n).padStart(10)}`);
   return lines.join('\n') + '\n';
 }
 
