@@ -234,8 +234,8 @@ export class Hypervisor {
       const end = earlier(now + slice, deadline)!;
       return capNs !== undefined && now + (capNs - used) < end ? now + (capNs - used) : end;
     };
-    // A slice begun by startEarly while the loop was asleep: its run is under way.
-    let early: { start: bigint; sliceEnd: bigint } | undefined;
+    // A slice begun by startEarly while the loop was asleep: its run is under way (or it failed).
+    let early: { start: bigint; sliceEnd: bigint } | { error: unknown } | undefined;
     /**
      * Wake-up preemption, as Xen's credit scheduler boosts a vCPU an event
      * wakes: when an event wakes the sleeping vCPU while the CPU thread is
@@ -244,23 +244,24 @@ export class Hypervisor {
      * once, on the checks the loop itself would make, and the rest of that
      * hypercall overlaps it, as it would on a second CPU. The loop, which
      * resumes in the next microtask, takes the run's exit. A domain whose
-     * vCPU was running (not blocked) waits for it (`onCpu`).
+     * vCPU was running (not blocked) gives way to it (`onCpu`). Whatever
+     * fails here is this domain's, never the sender's: the loop rethrows it.
      */
     const startEarly = (): void => {
       if (!vcpu.engine.canStart || this.onCpu !== undefined || !d.running || opts.signal?.aborted) return;
-      const now = process.hrtime.bigint();
-      if ((deadline !== undefined && now >= deadline) || now - periodStart >= CAP_PERIOD || (capNs !== undefined && used >= capNs)) return;
-      const sliceEnd = sliceFrom(now);
-      const until = this.runUntil(vcpu, sliceEnd, now);
-      if (until === undefined) return;
       try {
+        const now = process.hrtime.bigint();
+        if ((deadline !== undefined && now >= deadline) || now - periodStart >= CAP_PERIOD || (capNs !== undefined && used >= capNs)) return;
+        const sliceEnd = sliceFrom(now);
+        const until = this.runUntil(vcpu, sliceEnd, now);
+        if (until === undefined) return;
         this.armDeadline(vcpu, until, now);
         vcpu.start();
-      } catch {
-        return; // this domain's loop meets the error itself, not the caller's hypercall
+        this.onCpu = vcpu;
+        early = { start: now, sliceEnd };
+      } catch (error) {
+        early = { error };
       }
-      this.onCpu = vcpu;
-      early = { start: now, sliceEnd };
     };
     d.start();
     try {
@@ -269,8 +270,10 @@ export class Hypervisor {
         let sliceEnd: bigint;
         let now = process.hrtime.bigint();
         if (early !== undefined) {
-          ({ start, sliceEnd } = early);
+          const e = early;
           early = undefined;
+          if ('error' in e) throw e.error;
+          ({ start, sliceEnd } = e);
         } else {
           if (opts.signal?.aborted) {
             d.kill(String(opts.signal.reason ?? 'aborted'));
@@ -302,7 +305,8 @@ export class Hypervisor {
             if (until === undefined) break;
             this.armDeadline(vcpu, until, now);
           }
-          while (vcpu.handleExit(this.runOnce(vcpu)));
+          // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
+          while (vcpu.handleExit(this.runOnce(vcpu)) && this.onCpu === undefined);
           if (opts.signal?.aborted) break;
           if (vcpu.yielded) {
             // SCHEDOP_yield: the rest of the slice goes to the others.
@@ -325,18 +329,20 @@ export class Hypervisor {
           if (early === undefined && timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
           continue;
         }
+        // The slice is over, or a started vCPU preempted this one: the others (whose loops resume
+        // first, in microtasks) and the event loop, then a new slice.
         await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      if (vcpu.started && d.state !== 'dead') {
+        // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
+        // handled. (A domain destroyed meanwhile had its engine end the run.)
+        vcpu.engine.kick();
+        vcpu.handleExit(this.runOnce(vcpu));
       }
     } catch (e) {
       d.crash(`internal error: ${(e as Error).message}`);
       this.destroyDomain(d);
       throw e;
-    }
-    if (vcpu.started && d.state !== 'dead') {
-      // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
-      // handled. (A domain destroyed meanwhile had its engine end the run.)
-      vcpu.engine.kick();
-      vcpu.handleExit(this.runOnce(vcpu));
     }
     if (d.state === 'paused') {
       vcpu.engine.setDeadline(null);
@@ -391,8 +397,11 @@ export class Hypervisor {
         vcpu.wake = onEvent === undefined ? done : () => {
           vcpu.wake = undefined;
           this.wakeTimes.delete(vcpu);
-          onEvent();
-          done();
+          try {
+            onEvent();
+          } finally {
+            done();
+          }
         };
       }
       signal?.addEventListener('abort', done);
@@ -406,9 +415,11 @@ export class Hypervisor {
 
   /** Runs the vCPU once (or takes the exit of the run startEarly began). */
   private runOnce(vcpu: PvVcpu): ReturnType<PvVcpu['run']> {
-    const exit = vcpu.run();
-    if (this.onCpu === vcpu) this.onCpu = undefined;
-    return exit;
+    try {
+      return vcpu.run();
+    } finally {
+      if (this.onCpu === vcpu) this.onCpu = undefined;
+    }
   }
 
   /**

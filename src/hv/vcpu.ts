@@ -404,10 +404,10 @@ export class PvVcpu {
   private enter(): void {
     this.deliverUpcall();
     if (this.cr3Pending) {
-      this.cr3Pending = false;
       const s = this.engine.getSpecialRegisters();
       s.cr3 = BigInt(this.userMode ? this.userCr3Mfn : this.cr3Mfn) << 12n;
       this.engine.setSpecialRegisters(s);
+      this.cr3Pending = false; // only once loaded: a failed load is tried again at the next entry
     }
     if (this.waitUntil !== undefined) this.waitInGuest();
   }
