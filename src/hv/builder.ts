@@ -24,7 +24,8 @@ import { StartInfo, StartInfoFlags, SharedInfo } from '../abi/generated/xen.js';
 import { DomainMemory } from './domain-memory.js';
 import type { GuestKernel } from './elf.js';
 import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
-import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, PTE, hypercallStub } from './xen-space.js';
+import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, hypercallStub } from './xen-space.js';
+import { PTE } from './pte.js';
 import { PageTypeError, type PageTypes } from './page-types.js';
 import { HYPERCALL_SLOTS } from './hypercall.js';
 

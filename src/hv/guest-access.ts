@@ -6,11 +6,9 @@
 // hypervisor exception. Inputs: guest-controlled addresses and page tables.
 
 import { FrameTable, PAGE_SIZE } from './frames.js';
+import { PTE_LO } from './pte.js';
 
-const P = 1;
-const RW = 2;
-const US = 4;
-const PSE = 0x80;
+const { P, RW, US, PSE } = PTE_LO;
 const ADDR_MASK = 0x000ffffffffff000n;
 const LOW_END = 1n << 47n;                     // first non-canonical address above the lower half
 const HIGH_START = 0xffff800000000000n;        // first canonical address of the upper half

@@ -54,13 +54,14 @@
 
 import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
+import { PTE_HI, PTE_LO } from './pte.js';
+import { XenErrno } from '../abi/generated/errno.js';
 
 /** Flags bits (FrameTable.flags). */
 export const VALIDATED = 1;
 export const PINNED = 2;
 
 /** Xen errno values the rules return (negated by the hypercalls). */
-export const PTE_ERR = { EPERM: 1, EINVAL: 22, EBUSY: 16, ENOMEM: 12 } as const;
 
 /**
  * What an engine's translation cache (src/hv/tlb.ts) needs to hear from
@@ -84,10 +85,9 @@ export class PageTypeError extends Error {
 }
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
-const P = 0x1, RW = 0x2, US = 0x4, PWT = 0x8, PCD = 0x10, PSE_PAT = 0x80, G = 0x100;
-/** Bit 62 (bit 30 of the high word): Xen's _PAGE_GNTTAB, refused; 52-61 are the guest's. */
-const HI_RESERVED = 0x40000000;
-const HI_ADDR = 0x000fffff;
+const { P, RW, US, PWT, PCD, PSE: PSE_PAT, G } = PTE_LO;
+const HI_RESERVED = PTE_HI.GNTTAB;
+const HI_ADDR = PTE_HI.ADDR;
 /** Low-half bits a leaf (L1) entry may not set (PT-6). */
 const L1_BAD_LO = PWT | PCD | PSE_PAT;
 /** Low-half bits an upper-level entry may not set (PT-6). */
@@ -139,9 +139,9 @@ export class PageTypes {
    */
   getPage(mfn: number, domid: number, forL1 = false): void {
     const ft = this.ft;
-    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', forL1 ? PTE_ERR.EPERM : PTE_ERR.EINVAL, `frame ${hex(mfn)} is outside machine memory`);
-    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', forL1 ? PTE_ERR.EBUSY : PTE_ERR.EINVAL, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
-    if (ft.refCount[mfn]! >= MAX_COUNT) throw new PageTypeError('PT-13', PTE_ERR.EINVAL, `frame ${hex(mfn)} has too many references`);
+    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', forL1 ? XenErrno.XEN_EPERM : XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is outside machine memory`);
+    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', forL1 ? XenErrno.XEN_EBUSY : XenErrno.XEN_EINVAL, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
+    if (ft.refCount[mfn]! >= MAX_COUNT) throw new PageTypeError('PT-13', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} has too many references`);
     ft.refCount[mfn]! += 1;
   }
 
@@ -163,13 +163,13 @@ export class PageTypes {
       const now = ft.type[mfn]!;
       if (now !== type) {
         const rule = type === PageType.writable ? 'PT-3' : now === PageType.writable ? 'PT-4' : 'PT-1';
-        throw new PageTypeError(rule, PTE_ERR.EINVAL, `frame ${hex(mfn)} is in use as ${typeName(now)}, not ${typeName(type)}`);
+        throw new PageTypeError(rule, XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is in use as ${typeName(now)}, not ${typeName(type)}`);
       }
-      if (count >= MAX_COUNT) throw new PageTypeError('PT-13', PTE_ERR.EINVAL, `frame ${hex(mfn)} has too many type references`);
+      if (count >= MAX_COUNT) throw new PageTypeError('PT-13', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} has too many type references`);
       if (isPageTableType(type) && !(ft.flags[mfn]! & VALIDATED)) {
         // Typed but not validated: it is being validated further up this
         // call chain, so this entry names a table that contains it (PT-8).
-        throw new PageTypeError('PT-8', PTE_ERR.EINVAL, `frame ${hex(mfn)} would be a linear page table`);
+        throw new PageTypeError('PT-8', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} would be a linear page table`);
       }
       ft.typeCount[mfn] = count + 1;
       return;
@@ -227,11 +227,11 @@ export class PageTypes {
 
   /** Checks an entry's bits for `level` (PT-6). */
   checkEntryBits(level: number, lo: number, hi: number): void {
-    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, `level-${level} entry sets bit 62`);
+    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, `level-${level} entry sets bit 62`);
     if (level === 1) {
-      if (lo & L1_BAD_LO) throw new PageTypeError('PT-6', PTE_ERR.EINVAL, 'level-1 entry sets a cache-control bit (PWT, PCD or PAT)');
+      if (lo & L1_BAD_LO) throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, 'level-1 entry sets a cache-control bit (PWT, PCD or PAT)');
     } else if (lo & UPPER_BAD_LO) {
-      throw new PageTypeError('PT-6', PTE_ERR.EINVAL, lo & PSE_PAT
+      throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, lo & PSE_PAT
         ? `level-${level} entry maps a superpage (PSE), which paravane does not offer`
         : `level-${level} entry sets a forbidden bit (PWT, PCD or global)`);
     }
@@ -249,7 +249,7 @@ export class PageTypes {
           this.getPageType(target, PageType.writable, domid);
         } catch (e) {
           this.putPage(target);
-          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', PTE_ERR.EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.detail}`);
+          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', XenErrno.XEN_EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.detail}`);
           throw e;
         }
       }
@@ -261,7 +261,7 @@ export class PageTypes {
       // A table of this level or above where a lower table belongs: a linear page table.
       const t = this.ft.isValid(target) ? this.ft.type[target]! : PageType.none;
       if (e instanceof PageTypeError && e.rule === 'PT-1' && isPageTableType(t) && t >= level) {
-        throw new PageTypeError('PT-8', PTE_ERR.EINVAL, `level-${level} entry names frame ${hex(target)}, itself a level-${t} table (linear page tables are refused)`);
+        throw new PageTypeError('PT-8', XenErrno.XEN_EINVAL, `level-${level} entry names frame ${hex(target)}, itself a level-${t} table (linear page tables are refused)`);
       }
       throw e;
     }
@@ -424,7 +424,7 @@ export class PageTypes {
   pin(mfn: number, level: 1 | 2 | 3 | 4, domid: number): void {
     const ft = this.ft;
     if (ft.isValid(mfn) && ft.owner[mfn] === domid && ft.flags[mfn]! & PINNED) {
-      throw new PageTypeError('PT-10', PTE_ERR.EINVAL, `frame ${hex(mfn)} is already pinned`);
+      throw new PageTypeError('PT-10', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is already pinned`);
     }
     this.getPageAndType(mfn, LEVEL_TYPE[level]!, domid);
     ft.flags[mfn]! |= PINNED;
@@ -433,8 +433,8 @@ export class PageTypes {
   /** MMUEXT_UNPIN_TABLE (PT-10). */
   unpin(mfn: number, domid: number): void {
     const ft = this.ft;
-    if (!ft.isValid(mfn) || ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', PTE_ERR.EINVAL, `frame ${hex(mfn)} is not the domain's`);
-    if (!(ft.flags[mfn]! & PINNED)) throw new PageTypeError('PT-10', PTE_ERR.EINVAL, `frame ${hex(mfn)} is not pinned`);
+    if (!ft.isValid(mfn) || ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is not the domain's`);
+    if (!(ft.flags[mfn]! & PINNED)) throw new PageTypeError('PT-10', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is not pinned`);
     ft.flags[mfn]! &= ~PINNED;
     this.putPageAndType(mfn);
   }

@@ -28,6 +28,7 @@
 
 import { FrameTable, OWNER_XEN, PAGE_SIZE } from './frames.js';
 import { Hypercall } from '../abi/generated/xen.js';
+import { PTE } from './pte.js';
 
 export const HYPERVISOR_VIRT_START = 0xffff800000000000n;
 export const HYPERVISOR_VIRT_END = 0xffff880000000000n;
@@ -81,8 +82,6 @@ export const EFER = 0xd01n;  // LME | LMA | SCE | NXE
 export const CR0 = 0x80010033n; // PG | WP | NE | ET | MP | PE
 export const CR4 = 0x620n;      // PAE | OSFXSR | OSXMMEXCPT
 
-// Page-table entry bits.
-export const PTE = { P: 1n, RW: 2n, US: 4n, A: 0x20n, D: 0x40n, PS: 0x80n, NX: 1n << 63n } as const;
 const UPPER = PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D;
 
 /** Vectors that push an error code. */

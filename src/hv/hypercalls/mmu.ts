@@ -14,6 +14,7 @@ import { GuestFault, guestRangeOk } from '../guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
 import type { DomainTranslations } from '../tlb.js';
+import { PTE_HI, PTE_LO } from '../pte.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
 export interface MmContext {
@@ -45,9 +46,8 @@ export const MULTICALL_CHUNK = 256;
  */
 export const WORK_BUDGET = 1 << 18;
 const MAX_LDT_ENTRIES = 8192;
-const P = 1, RW = 2, US = 4, A = 0x20, D = 0x40;
-/** NX, bit 63, in the high word. */
-const NX_HI = 0x80000000;
+const { P, RW, US, A, D } = PTE_LO;
+const NX_HI = PTE_HI.NX;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
 const L1_FAST_LO = US | A | D | 0x100 | 0xe00;
 /** modEntry: no cached translation can be stale. */
