@@ -289,33 +289,44 @@ export class PageTypes {
    * and putEntry, which also throw the refusals (nothing changed then).
    */
   setL1Entry(words: Uint32Array, index: number, newLo: number, newHi: number, domid: number): void {
-    const ft = this.ft;
     const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
-    if (newLo & P) {
-      const t = (newLo >>> 12) + (newHi & HI_ADDR) * 0x100000;
-      const refs = ft.refCount[t]!;
-      let fast = t < ft.count && !(newHi & HI_RESERVED) && !(newLo & L1_BAD_LO) && ft.owner[t] === domid && refs < MAX_COUNT;
-      if (fast && newLo & RW) {
-        const c = ft.typeCount[t]!;
-        fast = c > 0 && c < MAX_COUNT && ft.type[t] === PageType.writable;
-        if (fast) ft.typeCount[t] = c + 1;
-      }
-      if (fast) ft.refCount[t] = refs + 1;
-      else this.getEntry(1, newLo, newHi, domid);
-    }
+    if (newLo & P && !this.takeL1Quick(newLo, newHi, domid)) this.getEntry(1, newLo, newHi, domid);
     words[2 * index] = newLo;
     words[2 * index + 1] = newHi;
-    if (oldLo & P) {
-      const t = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
-      if (oldLo & RW) {
-        const c = ft.typeCount[t]!;
-        if (c > 1) ft.typeCount[t] = c - 1;
-        else this.putPageType(t);
-      }
-      const refs = ft.refCount[t]!;
-      if (refs > 1) ft.refCount[t] = refs - 1;
-      else this.putPage(t);
+    if (oldLo & P) this.dropL1(oldLo, oldHi);
+  }
+
+  /**
+   * getEntry(1, lo, hi) for a present entry in the common case: a frame of
+   * the domain, no refused bit, no type change (read-only, or writable to a
+   * frame typed writable already). Takes its references and returns true;
+   * returns false with nothing taken when getEntry must decide.
+   */
+  private takeL1Quick(lo: number, hi: number, domid: number): boolean {
+    const ft = this.ft;
+    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    if (t >= ft.count || hi & HI_RESERVED || lo & L1_BAD_LO || ft.owner[t] !== domid || ft.refCount[t]! >= MAX_COUNT) return false;
+    if (lo & RW) {
+      const c = ft.typeCount[t]!;
+      if (c === 0 || c >= MAX_COUNT || ft.type[t] !== PageType.writable) return false;
+      ft.typeCount[t] = c + 1;
     }
+    ft.refCount[t]! += 1;
+    return true;
+  }
+
+  /** putEntry(1, lo, hi) for a present entry: its references dropped, the last ones through putPageType and putPage. */
+  private dropL1(lo: number, hi: number): void {
+    const ft = this.ft;
+    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    if (lo & RW) {
+      const c = ft.typeCount[t]!;
+      if (c > 1) ft.typeCount[t] = c - 1;
+      else this.putPageType(t);
+    }
+    const refs = ft.refCount[t]!;
+    if (refs > 1) ft.refCount[t] = refs - 1;
+    else this.putPage(t);
   }
 
   /**
@@ -328,12 +339,12 @@ export class PageTypes {
    * writable one of a frame already typed writable). The request it stops
    * at is untouched: the caller takes the general path for it (which also
    * does the refusals). A frame whose mapping lost access is reported to
-   * `stale` (src/hv/tlb.ts). Same rules as setL1Entry, in one loop with no
-   * calls on the common path: this is every batch's hot loop.
+   * `stale` (src/hv/tlb.ts). The same steps as setL1Entry, with the table
+   * checks of every request in the loop: this is every batch's hot loop.
    */
   updateL1Batch(reqs: Uint32Array, from: number, to: number, domid: number, stale: { leafChanged(mfn: number): void }): number {
     const ft = this.ft;
-    const owner = ft.owner, type = ft.type, typeCount = ft.typeCount, refCount = ft.refCount, count = ft.count;
+    const owner = ft.owner, type = ft.type, typeCount = ft.typeCount, count = ft.count;
     let i = from;
     let lastMfn = -1;
     let words = EMPTY_WORDS;
@@ -344,17 +355,8 @@ export class PageTypes {
       if (mfn >= count || owner[mfn] !== domid || type[mfn] !== PageType.l1 || typeCount[mfn] === 0) break;
       let lo = reqs[4 * i + 2]!;
       const hi = reqs[4 * i + 3]!;
-      let t = -1;
       if (lo & P) {
-        if (hi & HI_RESERVED || lo & L1_BAD_LO) break;
-        t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
-        if (t >= count || owner[t] !== domid || refCount[t]! >= MAX_COUNT) break;
-        if (lo & RW) {
-          const c = typeCount[t]!;
-          if (c === 0 || c >= MAX_COUNT || type[t] !== PageType.writable) break;
-          typeCount[t] = c + 1;
-        }
-        refCount[t]! += 1;
+        if (!this.takeL1Quick(lo, hi, domid)) break;
         lo = (lo | US) >>> 0;
       }
       if (mfn !== lastMfn) {
@@ -366,17 +368,9 @@ export class PageTypes {
       words[2 * index] = lo;
       words[2 * index + 1] = hi;
       if (!(oldLo & P)) continue;
-      const o = (oldLo >>> 12) + (oldHi & HI_ADDR) * 0x100000;
-      if (oldLo & RW) {
-        const c = typeCount[o]!;
-        if (c > 1) typeCount[o] = c - 1;
-        else this.putPageType(o);
-      }
-      const refs = refCount[o]!;
-      if (refs > 1) refCount[o] = refs - 1;
-      else this.putPage(o);
+      this.dropL1(oldLo, oldHi);
       // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
-      if (t !== o || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & 0x80000000) stale.leafChanged(o);
+      if (!(lo & P) || entryFrame(lo, hi) !== entryFrame(oldLo, oldHi) || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & PTE_HI.NX) stale.leafChanged(entryFrame(oldLo, oldHi));
     }
     return i;
   }
