@@ -167,7 +167,7 @@ export function formatTimeBench(r: TimeBenchResult): string {
     `raw deadline-kick lateness (spinning vCPU): median ${f(r.kickLatencyUs.median)} us, p99 ${f(r.kickLatencyUs.p99)} us`,
     `  ratio of medians: ${r.timerRatio.toFixed(2)} (target <= 1.3)`,
     `guest clock vs CLOCK_MONOTONIC over ${r.drift.seconds} s beside two busy domains: drift ${f(r.drift.driftUs)} us (target < 50); ticks ${r.drift.ticks}, lost ${r.drift.lost} (target 0)`,
-    ...r.pingpongs.map((p) => `event round trip between two domains (pingpong wait=${p.wait}, ${p.rounds} rounds after ${p.warmup} untimed): median ${p.medianUs.toFixed(1)} us; two raw exits ${f(2 * r.rawExitUs)} us; ratio ${p.ratio.toFixed(2)} (target <= 1.3)`),
+    ...r.pingpongs.map((p) => `event round trip between two domains (pingpong wait=${p.wait}, ${p.rounds} rounds after ${p.warmup} untimed): median ${p.medianUs.toFixed(1)} us; two raw exits ${f(2 * r.rawExitUs)} us; ratio ${p.ratio.toFixed(2)} ${p.wait === 'poll' ? '(target <= 1.3)' : '(no target: three exits a side, the send, the block and the upcall\'s iret)'}`),
     `  floor here: an exit of one VM right after another VM ran: median ${f(r.vmSwitchUs.median)} us, so two such: ${f(2 * r.vmSwitchUs.median)} us`,
     `CPU shares of three busy domains, weights 1:2:4: ${r.shares.map((s) => `${(100 * s.share).toFixed(1)}% (want ${(100 * s.want).toFixed(1)}%, off ${(100 * s.error).toFixed(1)}%)`).join(', ')} (target: each within 10%)`,
   ].join('\n') + '\n';
