@@ -204,13 +204,25 @@ export class Domain implements VcpuHost {
   }
 
   pause(): void {
-    if (this.stateNow === 'running') this.stateNow = 'paused';
+    if (this.stateNow !== 'running') return;
+    this.stateNow = 'paused';
+    this.wakeSleepers();
   }
 
   private finish(end: DomainEnd): void {
     if (this.ended) return;
     this.ended = end;
     if (this.stateNow !== 'dead') this.stateNow = 'shutting-down';
+    this.wakeSleepers();
+  }
+
+  /**
+   * Ends the run loop's sleep of every blocked vCPU (Hypervisor.run), so
+   * that it sees the domain paused or ended now rather than at its next
+   * event or timer, which may never come.
+   */
+  private wakeSleepers(): void {
+    for (const v of this.vcpus) v.wake?.();
   }
 
   crash(reason: string): void {
@@ -262,7 +274,8 @@ export class Domain implements VcpuHost {
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
     this.consoleRing.service(); // what the guest wrote to its ring but did not announce
     this.events.closeAll(); // peers' interdomain ports become unbound
-    this.vm.destroy();
+    this.vm.destroy(); // ends a run started at wake-up, too
+    for (const v of this.vcpus) v.started = false;
     const xenFrames = this.perDomain.release();
     for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
     this.framesReturned = xenFrames + this.memory.destroy();

@@ -333,6 +333,8 @@ export class Hypervisor {
         // first, in microtasks) and the event loop, then a new slice.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
+      // A failure to start the run, met after the domain stopped running: still this domain's.
+      if (early !== undefined && 'error' in early) throw early.error;
       if (vcpu.started && d.state !== 'dead') {
         // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
         // handled. (A domain destroyed meanwhile had its engine end the run.)

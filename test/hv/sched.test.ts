@@ -82,6 +82,29 @@ describe.skipIf(!HAVE_KVM)('timer advance', () => {
   });
 });
 
+describe.skipIf(!HAVE_KVM)('a blocked domain stopped from outside', () => {
+  const m = kvmMachine({ memoryBytes: 32 << 20 });
+
+  // A pingpong server with no client blocks with only its 10 s watchdog ahead; run() has no timeout.
+  it.each([
+    ['killed', (d: ReturnType<Hypervisor['createDomain']>) => d.kill('stopped by the test'), { kind: 'killed', reason: 'stopped by the test' }],
+    ['paused', (d: ReturnType<Hypervisor['createDomain']>) => d.pause(), { kind: 'paused' }],
+    ['destroyed', (d: ReturnType<Hypervisor['createDomain']>) => m.hv.destroyDomain(d), { kind: 'killed', reason: 'destroyed' }],
+  ] as const)('ends its run() at once when %s, not at its next event or timer', async (_, stop, want) => {
+    const free = m.hv.frames.free;
+    const d = m.hv.createDomain(fs.readFileSync(path.join(GUESTS_DIR, 'pingpong.elf')), { memoryBytes: 8 << 20, cmdline: 'role=server peer=999 wait=block' });
+    const run = m.hv.run(d);
+    // Until it blocks: nothing else runs, so its first sleep follows its set-up closely.
+    for (let i = 0; i < 200 && !d.vcpus[0]!.blocked; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(d.vcpus[0]!.blocked).toBeTruthy();
+    stop(d);
+    const end = await Promise.race([run, new Promise((r) => setTimeout(() => r('still running after 2 s'), 2000))]);
+    expect(end).toEqual(want);
+    if (want.kind === 'paused') m.hv.destroyDomain(d);
+    expect(m.hv.frames.free).toBe(free);
+  });
+});
+
 describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
   const m = kvmMachine({ memoryBytes: 64 << 20 });
   const pingpong = fs.readFileSync(path.join(GUESTS_DIR, 'pingpong.elf'));
