@@ -21,16 +21,19 @@ static int attack(void)
 
     if (!hx_own(mfn))
         return hx_setup_failed("start_info's console page is not the domain's", (long)mfn);
-    memset((void *)va, 0, HX_PAGE);
-    rc = hx_update_va_mapping(va, (mfn << 12) | HX_RO, UVMF_INVLPG);
-    if (rc != 0)
-        return hx_setup_failed("could not map the console page read-only", rc);
     for (cmd = MMUEXT_PIN_L1_TABLE; cmd <= MMUEXT_PIN_L4_TABLE; cmd++) {
+        /* Zeroed (an L4 pin fills the hypervisor's slots) and read-only before each level. */
+        memset((void *)va, 0, HX_PAGE);
+        rc = hx_update_va_mapping(va, (mfn << 12) | HX_RO, UVMF_INVLPG);
+        if (rc != 0)
+            return hx_setup_failed("could not map the console page read-only", rc);
         rc = hx_mmuext1(cmd, mfn, 0);
         if (rc == 0)
             hx_mmuext1(MMUEXT_UNPIN_TABLE, mfn, 0);
-        /* Had the pin worked, the page could not be mapped writable while pinned. */
-        hx_attempt(rc, rc != 0 || hx_still_writable(va, mfn), "pinning its console page");
+        hx_attempt(rc, 1, "pinning its console page");
+        /* Writable again, for the next level's zeroing. */
+        if (!hx_still_writable(va, mfn))
+            return hx_setup_failed("could not map the console page writable again", 0);
     }
     return 0;
 }
