@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
 import type { Hypervisor } from '../../src/hv/hypervisor.js';
 import { elfGuest, GUESTS_DIR, kvmMachine, runGuest } from './kvm-harness.js';
+import { VcpuInfo } from '../../src/abi/generated/xen.js';
 
 describe.skipIf(!HAVE_KVM)('scheduler', () => {
   const m = kvmMachine({ memoryBytes: 64 << 20 });
@@ -140,6 +141,34 @@ describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
     // One CPU thread runs one vCPU at a time: a sender that waited for the woken run while
     // its own clock ran would make the two add up to more than the time that passed.
     expect(Number(server.cpuNs + client.cpuNs)).toBeLessThanOrEqual(Number(wall));
+    expect(m.hv.frames.free).toBe(free);
+  });
+
+  it('kicks a started vCPU for an event it can take as an upcall (vcpu_kick), and leaves it running when events are masked', () => {
+    const free = m.hv.frames.free;
+    const d = m.hv.createDomain(elfGuest('busy'), { memoryBytes: 4 << 20 });
+    const v = d.vcpus[0]!;
+    const info = v.vcpuInfo();
+    const runFor = (maskEvents: boolean, deadlineMs: number) => {
+      v.engine.setDeadline(process.hrtime.bigint() + BigInt(deadlineMs) * 1_000_000n);
+      v.start(); // the guest spins: only the deadline or a kick ends the run
+      info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, maskEvents ? 1 : 0);
+      info.setUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending, 1);
+      const t0 = process.hrtime.bigint();
+      v.eventPending();
+      const exit = v.run();
+      return { kind: exit.kind, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+    };
+    // Masked: no kick, the run goes on to its deadline.
+    const masked = runFor(true, 300);
+    expect(masked.kind).toBe('interrupted');
+    expect(masked.ms).toBeGreaterThanOrEqual(250);
+    // Unmasked: kicked at once, long before a 5 s deadline.
+    const kicked = runFor(false, 5000);
+    expect(kicked.kind).toBe('interrupted');
+    expect(kicked.ms).toBeLessThan(1000);
+    v.engine.setDeadline(null);
+    m.hv.destroyDomain(d);
     expect(m.hv.frames.free).toBe(free);
   });
 
