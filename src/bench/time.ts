@@ -15,8 +15,9 @@
 // 3. An event round trip between two domains (the kit's pingpong example,
 //    both blocking with upcalls, then both polling: one multicall of send
 //    and SCHEDOP_poll per side), beside two raw exits (engineExitLoop in
-//    exit.ts) and two exits of VMs taking turns (the floor here, where each
-//    domain is a KVM VM).
+//    exit.ts, measured just before and just after each, and averaged) and
+//    two exits of VMs taking turns (the floor here, where each domain is a
+//    KVM VM).
 // 4. CPU shares of three busy domains with weights 1:2:4.
 
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
@@ -35,7 +36,8 @@ export interface TimeBenchResult {
   timerRatio: number;
   drift: { seconds: number; driftUs: number; ticks: number; lost: number };
   /** wait=block (SCHEDOP_block and an upcall) and wait=poll (one multicall of send and SCHEDOP_poll per side). */
-  pingpongs: Array<{ wait: 'block' | 'poll'; rounds: number; warmup: number; medianUs: number; ratio: number }>;
+  /** rawExitUs: the mean of the raw exits measured just before and after (rawExitsAround). */
+  pingpongs: Array<{ wait: 'block' | 'poll'; rounds: number; warmup: number; medianUs: number; rawExitUs: number; rawExitsAround: [number, number]; ratio: number }>;
   rawExitUs: number;
   /** One exit of a VM whose vCPU runs right after another VM's (median µs). */
   vmSwitchUs: ReturnType<typeof summarize>;
@@ -130,10 +132,14 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
       const pp = builtGuest('kit', 'pingpong');
       const server = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} warmup=${warmup} wait=${wait}`, console: (x) => { outs[0] += Buffer.from(x).toString('latin1'); } });
       const client = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds} warmup=${warmup} wait=${wait}`, console: (x) => { outs[1] += Buffer.from(x).toString('latin1'); } });
+      // Raw exits just before and just after, so that a change in the host's load meanwhile shows.
+      const before = engineExitLoop(engine, 10000) / 1000;
       await Promise.all([hv.run(server, { timeoutMs: 60_000 }), hv.run(client, { timeoutMs: 60_000 })]);
+      const after = engineExitLoop(engine, 10000) / 1000;
       const m = /^pingpong: (\d+) round trips, median (\d+\.\d) us/m.exec(outs[1]!);
       if (!m) throw new Error(`pingpong failed:\n${outs.join('\n')}`);
-      return { wait, rounds: +m[1]!, warmup, medianUs: +m[2]!, ratio: +m[2]! / (2 * rawExitUs) };
+      const exitUs = (before + after) / 2;
+      return { wait, rounds: +m[1]!, warmup, medianUs: +m[2]!, rawExitUs: exitUs, rawExitsAround: [before, after] as [number, number], ratio: +m[2]! / (2 * exitUs) };
     };
     const pingpongs = [await pingpong('block'), await pingpong('poll')];
 
@@ -167,7 +173,7 @@ export function formatTimeBench(r: TimeBenchResult): string {
     `raw deadline-kick lateness (spinning vCPU): median ${f(r.kickLatencyUs.median)} us, p99 ${f(r.kickLatencyUs.p99)} us`,
     `  ratio of medians: ${r.timerRatio.toFixed(2)} (target <= 1.3)`,
     `guest clock vs CLOCK_MONOTONIC over ${r.drift.seconds} s beside two busy domains: drift ${f(r.drift.driftUs)} us (target < 50); ticks ${r.drift.ticks}, lost ${r.drift.lost} (target 0)`,
-    ...r.pingpongs.map((p) => `event round trip between two domains (pingpong wait=${p.wait}, ${p.rounds} rounds after ${p.warmup} untimed): median ${p.medianUs.toFixed(1)} us; two raw exits ${f(2 * r.rawExitUs)} us; ratio ${p.ratio.toFixed(2)} ${p.wait === 'poll' ? '(target <= 1.3)' : '(no target: three exits a side, the send, the block and the upcall\'s iret)'}`),
+    ...r.pingpongs.map((p) => `event round trip between two domains (pingpong wait=${p.wait}, ${p.rounds} rounds after ${p.warmup} untimed): median ${p.medianUs.toFixed(1)} us; two raw exits ${f(2 * p.rawExitUs)} us (one exit ${f(p.rawExitsAround[0])} before, ${f(p.rawExitsAround[1])} after); ratio ${p.ratio.toFixed(2)} ${p.wait === 'poll' ? '(target <= 1.3)' : '(no target: three exits a side, the send, the block and the upcall\'s iret)'}`),
     `  floor here: an exit of one VM right after another VM ran: median ${f(r.vmSwitchUs.median)} us, so two such: ${f(2 * r.vmSwitchUs.median)} us`,
     `CPU shares of three busy domains, weights 1:2:4: ${r.shares.map((s) => `${(100 * s.share).toFixed(1)}% (want ${(100 * s.want).toFixed(1)}%, off ${(100 * s.error).toFixed(1)}%)`).join(', ')} (target: each within 10%)`,
   ].join('\n') + '\n';
