@@ -176,9 +176,11 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
   });
 
   it('timer: periodic ticks with no tick lost, and a plausible wallclock', async () => {
-    const { end, out } = await run('timer', { cmdline: 'ticks=200 period_us=2000' });
+    // 10 ms periods: a tick more than a period late counts as lost, and a loaded host stalls
+    // for milliseconds; the benchmark (npm run bench -- time) holds 2 ms periods to none lost.
+    const { end, out } = await run('timer', { cmdline: 'ticks=50 period_us=10000' });
     expect(out).not.toMatch(/^FAIL/m);
-    expect(out).toMatch(/^timer: 200 ticks of 2000 us, lost 0, lateness min \d+\.\d us median \d+\.\d us p99 \d+\.\d us max \d+\.\d us$/m);
+    expect(out).toMatch(/^timer: 50 ticks of 10000 us, lost 0, lateness min \d+\.\d us median \d+\.\d us p99 \d+\.\d us max \d+\.\d us$/m);
     expect(out).toMatch(/^timer: wallclock \d+\.\d{9} s since 1970$/m);
     expect(out).toMatch(/^timer: \d+ ok, 0 failed$/m);
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
