@@ -1,28 +1,35 @@
-// The bits of an x86-64 page-table entry (Intel SDM vol. 3, section 4.5),
-// in one place for every walk, check and builder. As numbers for the low
-// and high 32-bit words (the hot paths work on halves: BigInt arithmetic
-// allocates), and as BigInts for whole entries.
+// Page-table entry bits for every walk, check and builder, from the ABI's
+// PteFlags (abi/paravane/pte.proto): as numbers for the low and high 32-bit
+// words (the hot paths work on halves: BigInt arithmetic allocates), and as
+// BigInts for whole entries.
+
+import { PteFlags } from '../abi/generated/paravane-pte.js';
+
+const HIGH = 2n ** 32n;
 
 /** Bits of the low word (entry bits 0-31). */
 export const PTE_LO = {
-  P: 0x1, RW: 0x2, US: 0x4, PWT: 0x8, PCD: 0x10, A: 0x20, D: 0x40,
-  /** PSE in an upper-level entry, PAT in an L1 entry. */
-  PSE: 0x80,
-  G: 0x100,
+  P: PteFlags.PAGE_PRESENT, RW: PteFlags.PAGE_RW, US: PteFlags.PAGE_USER, PWT: PteFlags.PAGE_PWT,
+  PCD: PteFlags.PAGE_PCD, A: PteFlags.PAGE_ACCESSED, D: PteFlags.PAGE_DIRTY,
+  /** PSE in an upper-level entry, PAT in an L1 entry (the same bit). */
+  PSE: PteFlags.PAGE_PSE,
+  G: PteFlags.PAGE_GLOBAL,
+  /** Bits 9-11, the guest's. */
+  AVAIL: PteFlags.PAGE_AVAIL,
 } as const;
 
 /** Bits of the high word (entry bits 32-63). */
 export const PTE_HI = {
   /** Bits 32-51: the frame number's upper part. */
-  ADDR: 0x000fffff,
+  ADDR: Math.floor(PteFlags.PAGE_MFN_MASK / Number(HIGH)),
   /** Bit 62: Xen's _PAGE_GNTTAB, refused in guest entries (52-61 are the guest's). */
-  GNTTAB: 0x40000000,
+  GNTTAB: Number(PteFlags.PAGE_GNTTAB / HIGH),
   /** Bit 63: no execute. */
-  NX: 0x80000000,
+  NX: Number(PteFlags.PAGE_NX / HIGH),
 } as const;
 
 /** Whole-entry bits. */
 export const PTE = {
   P: BigInt(PTE_LO.P), RW: BigInt(PTE_LO.RW), US: BigInt(PTE_LO.US), A: BigInt(PTE_LO.A), D: BigInt(PTE_LO.D),
-  PS: BigInt(PTE_LO.PSE), NX: 1n << 63n,
+  PS: BigInt(PTE_LO.PSE), NX: PteFlags.PAGE_NX,
 } as const;

@@ -49,7 +49,7 @@ const MAX_LDT_ENTRIES = 8192;
 const { P, RW, US, A, D } = PTE_LO;
 const NX_HI = PTE_HI.NX;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
-const L1_FAST_LO = US | A | D | 0x100 | 0xe00;
+const L1_FAST_LO = US | A | D | PTE_LO.G | PTE_LO.AVAIL;
 /** modEntry: no cached translation can be stale. */
 export const NOT_STALE = -1;
 /** modEntry: an upper-level entry lost access; a cached subtree may be stale. */
