@@ -56,6 +56,7 @@ import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
 import { PTE_HI, PTE_LO } from './pte.js';
 import { XenErrno } from '../abi/generated/errno.js';
+import { MmuUpdateType } from '../abi/generated/xen.js';
 
 /** Flags bits (FrameTable.flags). */
 export const VALIDATED = 1;
@@ -85,7 +86,7 @@ export class PageTypeError extends Error {
 }
 
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
-const { P, RW, US, PWT, PCD, PSE: PSE_PAT, G } = PTE_LO;
+const { P, RW, US, PWT, PCD, PSE: PSE_PAT, G, A, D } = PTE_LO;
 const HI_RESERVED = PTE_HI.GNTTAB;
 const HI_ADDR = PTE_HI.ADDR;
 /** Low-half bits a leaf (L1) entry may not set (PT-6). */
@@ -101,6 +102,19 @@ const hex = (v: number): string => `0x${v.toString(16)}`;
 /** The frame an entry names (its 32-bit halves). */
 export function entryFrame(lo: number, hi: number): number {
   return (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+}
+
+/**
+ * Whether changing a present entry from old to new takes access away, so
+ * that a translation cached from the old one is stale: it goes absent,
+ * names another frame, loses RW, A or D (the guest wants to see them set
+ * again), or gains NX. Gaining access needs no flush: a fault through the
+ * cached entry makes the engine read the entry afresh.
+ */
+export function takesAway(oldLo: number, oldHi: number, newLo: number, newHi: number): boolean {
+  if (!(newLo & P)) return true;
+  if (entryFrame(oldLo, oldHi) !== entryFrame(newLo, newHi)) return true;
+  return (oldLo & ~newLo & (RW | A | D)) !== 0 || (newHi & ~oldHi & PTE_HI.NX) !== 0;
 }
 
 export function isPageTableType(t: number): boolean {
@@ -350,7 +364,7 @@ export class PageTypes {
     let words = EMPTY_WORDS;
     for (; i < to; i++) {
       const ptrLo = reqs[4 * i]!, cmd = ptrLo & 7;
-      if (cmd !== 0 && cmd !== 3) break; // MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE
+      if (cmd !== MmuUpdateType.MMU_NORMAL_PT_UPDATE && cmd !== MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) break;
       const mfn = (ptrLo >>> 12) + reqs[4 * i + 1]! * 0x100000;
       if (mfn >= count || owner[mfn] !== domid || type[mfn] !== PageType.l1 || typeCount[mfn] === 0) break;
       let lo = reqs[4 * i + 2]!;
@@ -370,7 +384,7 @@ export class PageTypes {
       if (!(oldLo & P)) continue;
       this.dropL1(oldLo, oldHi);
       // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
-      if (!(lo & P) || entryFrame(lo, hi) !== entryFrame(oldLo, oldHi) || oldLo & ~lo & (RW | 0x60) || hi & ~oldHi & PTE_HI.NX) stale.leafChanged(entryFrame(oldLo, oldHi));
+      if (takesAway(oldLo, oldHi, lo, hi)) stale.leafChanged(entryFrame(oldLo, oldHi));
     }
     return i;
   }

@@ -12,9 +12,9 @@ import { Hypercall } from '../../abi/generated/xen.js';
 import { PageType } from '../frames.js';
 import { GuestFault, guestRangeOk } from '../guest-access.js';
 import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-import { entryFrame, isPageTableType, PageTypeError, PageTypes } from '../page-types.js';
+import { entryFrame, isPageTableType, PageTypeError, PageTypes, takesAway } from '../page-types.js';
 import type { DomainTranslations } from '../tlb.js';
-import { PTE_HI, PTE_LO } from '../pte.js';
+import { PTE_LO } from '../pte.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
 export interface MmContext {
@@ -46,8 +46,7 @@ export const MULTICALL_CHUNK = 256;
  */
 export const WORK_BUDGET = 1 << 18;
 const MAX_LDT_ENTRIES = 8192;
-const { P, RW, US, A, D } = PTE_LO;
-const NX_HI = PTE_HI.NX;
+const { P, US, A, D } = PTE_LO;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
 const L1_FAST_LO = US | A | D | PTE_LO.G | PTE_LO.AVAIL;
 /** modEntry: no cached translation can be stale. */
@@ -80,19 +79,6 @@ function needMm(ctx: HypercallContext): MmContext {
 }
 
 /**
- * Whether changing a present entry from old to new takes access away, so
- * that a translation cached from the old one is stale: it goes absent,
- * names another frame, loses RW, A or D (the guest wants to see them set
- * again), or gains NX. Gaining access needs no flush: a fault through the
- * cached entry makes the engine read the entry afresh.
- */
-function takesAway(oldLo: number, oldHi: number, newLo: number, newHi: number): boolean {
-  if (!(newLo & P)) return true;
-  if (entryFrame(oldLo, oldHi) !== entryFrame(newLo, newHi)) return true;
-  return (oldLo & ~newLo & (RW | A | D)) !== 0 || (newHi & ~oldHi & NX_HI) !== 0;
-}
-
-/**
  * Writes entry `index` of table `mfn` (level 1-4, validated) to `lo:hi`,
  * taking the new entry's references before dropping the old one's. Xen's
  * mod_lN_entry: US is forced (the guest kernel runs at CPL 3), the
@@ -108,7 +94,7 @@ export function modEntry(pt: PageTypes, domid: number, mfn: number, level: numbe
   if (newLo & P) {
     newLo = (newLo | US) >>> 0;
     if (level === 4) newLo = (newLo | A) >>> 0;
-    if (preserveAd) newLo = (newLo | (oldLo & 0x60)) >>> 0;
+    if (preserveAd) newLo = (newLo | (oldLo & (A | D))) >>> 0;
     // Fast path: same frame and RW bit, only harmless bits differ (no reference changes).
     // No bit check: the old entry passed it, the high word is the same and
     // L1_FAST_LO shares no bit with the refused ones (PWT, PCD, PAT).
