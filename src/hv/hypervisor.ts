@@ -201,7 +201,6 @@ export class Hypervisor {
 
   /** Destroys a domain and forgets it; returns the frames freed. */
   destroyDomain(d: Domain): number {
-    if (this.onCpu !== undefined && d.vcpus.includes(this.onCpu)) this.onCpu = undefined; // its engine ends the run
     const n = d.destroy();
     this.domains.delete(d.id);
     this.perDomain.delete(d.id);
@@ -248,7 +247,7 @@ export class Hypervisor {
      * fails here is this domain's, never the sender's: the loop rethrows it.
      */
     const startEarly = (): void => {
-      if (!vcpu.engine.canStart || this.onCpu !== undefined || !d.running || opts.signal?.aborted) return;
+      if (!vcpu.engine.canStart || this.onCpu?.started || !d.running || opts.signal?.aborted) return;
       try {
         const now = process.hrtime.bigint();
         if ((deadline !== undefined && now >= deadline) || now - periodStart >= CAP_PERIOD || (capNs !== undefined && used >= capNs)) return;
@@ -299,14 +298,14 @@ export class Hypervisor {
         while (d.running) {
           if (!vcpu.started) {
             // Another domain's vCPU started (startEarly) goes first: its loop takes its exit in a moment.
-            if (this.onCpu !== undefined) break;
+            if (this.onCpu?.started) break;
             now = process.hrtime.bigint();
             const until = this.runUntil(vcpu, sliceEnd, now);
             if (until === undefined) break;
             this.armDeadline(vcpu, until, now);
           }
           // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
-          while (vcpu.handleExit(this.runOnce(vcpu)) && this.onCpu === undefined);
+          while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
           if (opts.signal?.aborted) break;
           if (vcpu.yielded) {
             // SCHEDOP_yield: the rest of the slice goes to the others.
@@ -339,7 +338,7 @@ export class Hypervisor {
         // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
         // handled. (A domain destroyed meanwhile had its engine end the run.)
         vcpu.engine.kick();
-        vcpu.handleExit(this.runOnce(vcpu));
+        vcpu.handleExit(vcpu.run());
       }
     } catch (e) {
       d.crash(`internal error: ${(e as Error).message}`);
@@ -415,15 +414,6 @@ export class Hypervisor {
     });
   }
 
-  /** Runs the vCPU once (or takes the exit of the run startEarly began). */
-  private runOnce(vcpu: PvVcpu): ReturnType<PvVcpu['run']> {
-    try {
-      return vcpu.run();
-    } finally {
-      if (this.onCpu === vcpu) this.onCpu = undefined;
-    }
-  }
-
   /**
    * Where the vCPU's next run in a slice ending at `sliceEnd` must stop
    * (host time), or undefined when it may not run now: blocked, its slice
@@ -445,7 +435,11 @@ export class Hypervisor {
     return until;
   }
 
-  /** The vCPU whose run startEarly began and whose loop has not taken its exit yet. */
+  /**
+   * The vCPU startEarly last started: while it is still `started` (until
+   * its run() takes the exit, or its domain is destroyed) no other vCPU
+   * starts or runs.
+   */
   private onCpu: PvVcpu | undefined;
 
   /** The engine deadline each vCPU has armed (host time). */
