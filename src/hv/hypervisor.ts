@@ -233,6 +233,25 @@ export class Hypervisor {
       const end = earlier(now + slice, deadline)!;
       return capNs !== undefined && now + (capNs - used) < end ? now + (capNs - used) : end;
     };
+    /**
+     * Stops the vCPU's next run at `until` (host time); `armed` is what its
+     * engine deadline is, as this run() set it. An armed deadline
+     * that falls earlier is kept while it is more than KEEP_ARMED ahead: it
+     * can only end a run early, and the loop then arms again. The same one
+     * still ahead is not armed again. That spares a
+     * timer_settime (~2.5 us here) on most switches between domains, where
+     * each new slice would otherwise move its end. One closer than that is
+     * replaced, so that a vCPU's own past timer never interrupts it near its
+     * wake-up (the timer advance's wait is 80 us). A deadline left armed
+     * while its vCPU sleeps ends another vCPU's run only for a moment (the
+     * CPU thread enters again) and makes its own next run return at once.
+     */
+    let armed: bigint | undefined;
+    const armDeadline = (until: bigint, now: bigint): void => {
+      if (armed !== undefined && armed > now && (armed === until || (armed <= until && armed - now > KEEP_ARMED))) return;
+      vcpu.engine.setDeadline(until);
+      armed = until;
+    };
     // A slice begun by startEarly while the loop was asleep: its run is under way (or it failed).
     let early: { start: bigint; sliceEnd: bigint } | { error: unknown } | undefined;
     /**
@@ -254,7 +273,7 @@ export class Hypervisor {
         const sliceEnd = sliceFrom(now);
         const until = this.runUntil(vcpu, sliceEnd, now);
         if (until === undefined) return;
-        this.armDeadline(vcpu, until, now);
+        armDeadline(until, now);
         vcpu.start();
         this.onCpu = vcpu;
         early = { start: now, sliceEnd };
@@ -302,7 +321,7 @@ export class Hypervisor {
             now = process.hrtime.bigint();
             const until = this.runUntil(vcpu, sliceEnd, now);
             if (until === undefined) break;
-            this.armDeadline(vcpu, until, now);
+            armDeadline(until, now);
           }
           // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
           while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
@@ -347,7 +366,6 @@ export class Hypervisor {
     }
     if (d.state === 'paused') {
       vcpu.engine.setDeadline(null);
-      this.armed.delete(vcpu);
       return { kind: 'paused' };
     }
     this.destroyDomain(d);
@@ -441,27 +459,6 @@ export class Hypervisor {
    * starts or runs.
    */
   private onCpu: PvVcpu | undefined;
-
-  /** The engine deadline each vCPU has armed (host time). */
-  private readonly armed = new WeakMap<PvVcpu, bigint>();
-
-  /**
-   * Stops the vCPU's next run at `until` (host time). An armed deadline
-   * that falls earlier is kept while it is more than KEEP_ARMED ahead: it
-   * can only end a run early, and the loop then arms again. That spares a
-   * timer_settime (~2.5 us here) on most switches between domains, where
-   * each new slice would otherwise move its end. One closer than that is
-   * replaced, so that a vCPU's own past timer never interrupts it near its
-   * wake-up (the timer advance's wait is 80 us). A deadline left armed
-   * while its vCPU sleeps ends another vCPU's run only for a moment (the
-   * CPU thread enters again) and makes its own next run return at once.
-   */
-  private armDeadline(vcpu: PvVcpu, until: bigint, now: bigint): void {
-    const armed = this.armed.get(vcpu);
-    if (armed !== undefined && armed <= until && armed - now > KEEP_ARMED) return;
-    vcpu.engine.setDeadline(until);
-    this.armed.set(vcpu, until);
-  }
 
   private earliestWake(): bigint | undefined {
     let first: bigint | undefined;

@@ -603,14 +603,10 @@ class KvmVcpu implements Vcpu {
   setDeadline(ns: bigint | null): void {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     if (ns !== null && ns <= 0n) throw usage('a deadline must be a positive CLOCK_MONOTONIC time');
-    // The core sets the same deadline before each run of a slice: a timer
-    // still armed for it needs no timer_settime. One that has fired must be
-    // armed again (its kick was taken by the run it ended).
-    if (ns === this.armed && (ns === null || ns > process.hrtime.bigint())) return;
+    // Every call arms the timer: which deadlines need arming again is the
+    // scheduler's to know (Hypervisor.run keeps what it armed).
     call(() => this.a.setDeadline(this.kickHandle, ns ?? 0n));
-    this.armed = ns;
   }
-  private armed: bigint | null = null;
 
   prepareRun(): void {
     if (this.thread === undefined || this.fd < 0) return;
