@@ -1,7 +1,8 @@
 // Event channels (src/hv/events.ts) on plain memory: two domains' shared_info
 // pages, every operation with Xen's errors, and the 2-level pending/mask/
 // selector protocol the guest sees. Delivery to a running guest (upcalls on
-// resume, block, poll, timers) is tested on KVM in test/hv/events-kvm.test.ts.
+// resume, block, poll, timers) is tested on KVM with the kit's events and
+// pingpong examples (test/hv/examples.test.ts) and in test/hv/sched.test.ts.
 
 import { beforeEach, describe, expect, it } from 'vitest';
 import { EventChannels, EventError, NR_EVENT_CHANNELS } from '../../src/hv/events.js';

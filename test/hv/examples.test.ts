@@ -128,9 +128,15 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
       ['xenstack', /could not be delivered: the bounce frame at 0xffff80000000ffc8 cannot be written \(the 56-byte range is not entirely guest memory\)/],
     ];
     for (const [mode, reason] of cases) {
-      const { end } = await run('faults', { cmdline: mode });
+      // Beside it, a domain that runs to its end as usual.
+      const [{ end }, bystander] = await Promise.all([
+        runGuest(m.hv, example('faults'), { memoryBytes: 32 * MIB, cmdline: mode }),
+        runGuest(m.hv, example('hello'), { memoryBytes: 32 * MIB }),
+      ]);
       expect(end.kind, mode).toBe('crashed');
       expect((end as { reason: string }).reason, mode).toMatch(reason);
+      expect(bystander.end, mode).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+      expect(m.hv.frames.free).toBe(free); // every frame of both returned
     }
     // The next domain runs as usual.
     expect((await run('hello')).end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
