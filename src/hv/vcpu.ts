@@ -97,29 +97,27 @@ const IRET_KEEPS = 0x0cd5n | 0x100n | 0x40000n | 0x200000n;
  */
 interface GuestState { rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint; readonly flat?: true }
 
-/** GuestState over a ring-0 exception frame (rip, cs, rflags, rsp, ss at ripAt). */
-function frameState(frame: DataView, ripAt: number): GuestState {
-  const get = (i: number) => frame.getBigUint64(ripAt + 8 * i, true);
-  const set = (i: number, v: bigint) => frame.setBigUint64(ripAt + 8 * i, BigInt.asUintN(64, v), true);
-  return {
-    get rip() { return get(0); }, set rip(v) { set(0, v); },
-    get cs() { return get(1); }, set cs(v) { set(1, v); },
-    get rflags() { return get(2); }, set rflags(v) { set(2, v); },
-    get rsp() { return get(3); }, set rsp(v) { set(3, v); },
-    get ss() { return get(4); }, set ss(v) { set(4, v); },
-  };
+/** GuestState over a ring-0 exception frame (rip, cs, rflags, rsp, ss at ripAt). Accessors on the prototype: nothing made per use but the object. */
+class FrameState implements GuestState {
+  constructor(private readonly frame: DataView, private readonly ripAt: number) {}
+  private get(i: number): bigint { return this.frame.getBigUint64(this.ripAt + 8 * i, true); }
+  private set(i: number, v: bigint): void { this.frame.setBigUint64(this.ripAt + 8 * i, BigInt.asUintN(64, v), true); }
+  get rip() { return this.get(0); } set rip(v) { this.set(0, v); }
+  get cs() { return this.get(1); } set cs(v) { this.set(1, v); }
+  get rflags() { return this.get(2); } set rflags(v) { this.set(2, v); }
+  get rsp() { return this.get(3); } set rsp(v) { this.set(3, v); }
+  get ss() { return this.get(4); } set ss(v) { this.set(4, v); }
 }
 
-/** GuestState over the registers (the vCPU in its own code: CS and SS are the flat kernel selectors). */
-function regsState(r: Vcpu['regs']): GuestState {
-  return {
-    flat: true,
-    get rip() { return r.rip; }, set rip(v) { r.rip = v; },
-    get cs() { return BigInt(SEL.CS64); }, set cs(v) { if (v !== BigInt(SEL.CS64)) throw new Error(`cannot load cs ${v} through the registers`); },
-    get rflags() { return r.rflags; }, set rflags(v) { r.rflags = v; },
-    get rsp() { return r.rsp; }, set rsp(v) { r.rsp = v; },
-    get ss() { return BigInt(SEL.DS); }, set ss(v) { if (v !== BigInt(SEL.DS)) throw new Error(`cannot load ss ${v} through the registers`); },
-  };
+/** GuestState over the registers (the vCPU in its own code: CS and SS are the flat kernel selectors). One per vCPU. */
+class RegsState implements GuestState {
+  readonly flat = true;
+  constructor(private readonly r: Vcpu['regs']) {}
+  get rip() { return this.r.rip; } set rip(v) { this.r.rip = v; }
+  get cs() { return BigInt(SEL.CS64); } set cs(v) { if (v !== BigInt(SEL.CS64)) throw new Error(`cannot load cs ${v} through the registers`); }
+  get rflags() { return this.r.rflags; } set rflags(v) { this.r.rflags = v; }
+  get rsp() { return this.r.rsp; } set rsp(v) { this.r.rsp = v; }
+  get ss() { return BigInt(SEL.DS); } set ss(v) { if (v !== BigInt(SEL.DS)) throw new Error(`cannot load ss ${v} through the registers`); }
 }
 
 
@@ -175,6 +173,9 @@ export class PvVcpu {
     return this.userMode ? this.guestUser! : this.guestKernel;
   }
   private readonly stackTop: bigint;
+  /** The ring-0 stack page, where the CPU pushes the exception frames the stubs halt on. */
+  private readonly stack: DataView;
+  private readonly regsState: RegsState;
   private ctx: HypercallContext | undefined;
   private continuation: HypercallArgs | undefined;
   /** Kernel and user page-table roots (machine frames; user 0 = none). */
@@ -236,6 +237,9 @@ export class PvVcpu {
   ) {
     const at = PerDomainSpace.vcpuLayout(index);
     this.stackTop = at.stackTop;
+    const stack = perDomain.stackPage(index);
+    this.stack = new DataView(stack.buffer, stack.byteOffset, PAGE_SIZE);
+    this.regsState = new RegsState(engine.regs);
     this.waitVirt = at.wait;
     const wait = perDomain.waitPage(index);
     this.waitData = new DataView(wait.buffer, wait.byteOffset, PAGE_SIZE);
@@ -443,7 +447,6 @@ export class PvVcpu {
   advanceableTimer(): bigint | undefined {
     const due = this.timers.deadline();
     if (!this.blocked || due === undefined || due !== this.wakeDeadline()) return undefined;
-    const r = this.engine.regs;
     return this.userMode || inExceptionStubs(this.engine.regs.rip) ? undefined : due;
   }
 
@@ -535,21 +538,19 @@ export class PvVcpu {
       return;
     }
     const offset = r.rip - 1n - STUBS_VIRT;
-    if (offset < 0n || offset >= 256n * BigInt(STUB_SIZE) || offset % BigInt(STUB_SIZE) !== 0n) {
+    if (!inExceptionStubs(r.rip - 1n) || offset % BigInt(STUB_SIZE) !== 0n) {
       this.host.crash(`halted at ${hex(r.rip)}, outside the exception stubs`);
       return;
     }
     const vector = Number(offset / BigInt(STUB_SIZE));
-    const stack = this.perDomain.stackPage(this.index);
-    const at = Number(r.rsp - (this.stackTop - BigInt(PAGE_SIZE)));
-    const words = hasErrorCode(vector) ? 6 : 5;
-    if (at < 0 || at + words * 8 > PAGE_SIZE) {
+    const at = this.stackOffset(r.rsp, hasErrorCode(vector) ? 48 : 40);
+    if (at === undefined) {
       this.host.crash(`exception ${vector} with the ring-0 stack at ${hex(r.rsp)}`);
       return;
     }
-    const view = new DataView(stack.buffer, stack.byteOffset + at, words * 8);
-    const ripAt = hasErrorCode(vector) ? 8 : 0;
-    const errorCode = hasErrorCode(vector) ? view.getBigUint64(0, true) : undefined;
+    const view = this.stack;
+    const ripAt = at + (hasErrorCode(vector) ? 8 : 0);
+    const errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
     const faultRip = view.getBigUint64(ripAt, true);
     // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
     if (vector === 13 && errorCode === 0n && !this.userMode && this.isHypercallInstruction(faultRip)) {
@@ -588,14 +589,14 @@ export class PvVcpu {
           this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : `refused by its DPL, and no #GP handler`}`);
           return;
         }
-        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), frameState(view, ripAt), v === 14 ? faultAddress() : 0n);
+        const problem = this.bounce(v, permitted ? undefined : BigInt((n << 3) | 2), new FrameState(view, ripAt), v === 14 ? faultAddress() : 0n);
         if (problem) this.host.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
         return;
       }
     }
     const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
     if (this.trapAddress[vector] && !ptwrRefusal) {
-      const problem = this.bounce(vector, errorCode, frameState(view, ripAt), vector === 14 ? faultAddress() : 0n);
+      const problem = this.bounce(vector, errorCode, new FrameState(view, ripAt), vector === 14 ? faultAddress() : 0n);
       if (problem) this.host.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
       return;
     }
@@ -625,11 +626,11 @@ export class PvVcpu {
         this.host.crash(`syscall at rip ${hex(r.rip)} in guest user mode: no syscall callback, and no #UD handler`);
         return;
       }
-      const problem = this.bounce(6, undefined, regsState(r), 0n);
+      const problem = this.bounce(6, undefined, this.regsState, 0n);
       if (problem) this.host.crash(`#UD for a syscall at rip ${hex(r.rip)} with no syscall callback could not be delivered: ${problem}`);
       return;
     }
-    const problem = this.createBounceFrame(regsState(r), cb.address, SEL.CS64, cb.maskEvents);
+    const problem = this.createBounceFrame(this.regsState, cb.address, SEL.CS64, cb.maskEvents);
     if (problem) {
       this.host.crash(`syscall at rip ${hex(r.rcx - 2n)} in guest user mode could not be delivered: ${problem}`);
       return;
@@ -832,18 +833,23 @@ export class PvVcpu {
    * about to iretq (the guest's state is that frame).
    */
   private deliverUpcall(): void {
-    const info = this.vcpuInfo();
-    if (!info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_pending) || info.getUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask) & 1) return;
+    if (!this.upcallDeliverable()) return;
     const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_event);
     if (!cb || !cb.address) return;
     const r = this.engine.regs;
-    const state = this.stubFrame(r.rip, r.rsp) ?? regsState(r);
+    const state = this.stubFrame(r.rip, r.rsp) ?? this.regsState;
     const problem = this.createBounceFrame(state, cb.address, SEL.CS64, true);
     if (problem) {
       this.host.crash(`the event upcall could not be delivered: ${problem}`);
       return;
     }
     this.count(EXIT.upcall);
+  }
+
+  /** Where `bytes` at ring-0 stack address `rsp` lie in the stack page, or undefined if not all within it. */
+  private stackOffset(rsp: bigint, bytes: number): number | undefined {
+    const at = Number(rsp - (this.stackTop - BigInt(PAGE_SIZE)));
+    return at >= 0 && at + bytes <= PAGE_SIZE ? at : undefined;
   }
 
   /** The ring-0 exception frame the vCPU will iretq to, if it is halted in an exception stub. */
@@ -854,10 +860,9 @@ export class PvVcpu {
     const vector = Number(offset / BigInt(STUB_SIZE));
     // After the hlt (byte 1) rsp points at the error code, if the vector has one; after the add, at rip.
     const ripAt = hasErrorCode(vector) && start === 1 ? 8 : 0;
-    const stack = this.perDomain.stackPage(this.index);
-    const at = Number(rsp - (this.stackTop - BigInt(PAGE_SIZE))) + ripAt;
-    if (at < 0 || at + 40 > PAGE_SIZE) throw new Error(`vCPU ${this.index}: ring-0 stack at ${hex(rsp)} in a stub`);
-    return frameState(new DataView(stack.buffer, stack.byteOffset + at, 40), 0);
+    const at = this.stackOffset(rsp + BigInt(ripAt), 40);
+    if (at === undefined) throw new Error(`vCPU ${this.index}: ring-0 stack at ${hex(rsp)} in a stub`);
+    return new FrameState(this.stack, at);
   }
 
   /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */
