@@ -192,9 +192,12 @@ static void timer_fired(evtchn_port_t port, void *arg)
 
     (void)port;
     (void)arg;
-    if (f != NULL && trap_from_user(f))
+    if (f != NULL && trap_from_user(f)) {
         upcalls_from_user++;
-    user_seen.ticks++;
+        user_seen.ticks++; /* what the user program spins on */
+    } else if (upcalls_from_user == 0) {
+        timer_set(now_ns() + 2 * NSEC_PER_MSEC); /* came while the kernel ran (a slow host): again, for the user's spin */
+    }
 }
 
 /* The checks on one trap taken in user mode. */
@@ -233,7 +236,12 @@ static void run_checks(void)
     check_eq("set the kernel GS base", HYPERVISOR_set_segment_base(SEGBASE_GS_KERNEL, (unsigned long)&kernel_gs_word), 0);
     check_eq("set the user GS base", HYPERVISOR_set_segment_base(SEGBASE_GS_USER, (unsigned long)&user_gs_word), 0);
     check_eq("timer_bind", timer_bind(timer_fired, NULL) >= 0, 1);
-    check_eq("timer_set 2 ms ahead", timer_set(now_ns() + 2000000), 0);
+    /*
+     * Meant to fall due while the user program spins at its end; one that
+     * comes earlier (the traps and syscalls before took longer on a loaded
+     * host) is set again by the handler until one interrupts user mode.
+     */
+    check_eq("timer_set 2 ms ahead", timer_set(now_ns() + 2 * NSEC_PER_MSEC), 0);
 
     status = user_run(user_main, user_stack + sizeof(user_stack));
     check_eq("user_run returns the user program's exit status", status, EXIT_STATUS);
