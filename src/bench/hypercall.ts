@@ -10,7 +10,6 @@
 
 import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
-import { GUEST_DIR } from '../engine/probe-guest.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { median } from './stats.js';
 import { builtGuest, MIB } from './guests.js';

@@ -64,6 +64,13 @@ export type HypercallHandler = (ctx: HypercallContext, args: HypercallArgs) => b
 
 export const errno = (name: keyof typeof XenErrno): bigint => -BigInt(XenErrno[name]);
 
+/** The part of the context a family of hypercalls needs (it is there for every vCPU; only unit tests build contexts without). */
+export function need<K extends 'mm' | 'cpu' | 'events' | 'sched'>(ctx: HypercallContext, part: K): NonNullable<HypercallContext[K]> {
+  const v = ctx[part];
+  if (!v) throw new Error(`this hypercall needs the calling vCPU's ${part} context`);
+  return v as NonNullable<HypercallContext[K]>;
+}
+
 export class HypercallTable {
   private readonly handlers: Array<HypercallHandler | undefined> = new Array(HYPERCALL_SLOTS).fill(undefined);
 

@@ -9,13 +9,8 @@ import {
   EventChannelOp, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq,
   EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 } from '../../abi/generated/event-channel.js';
-import { EventError, resolveDomid, type EventChannels } from '../events.js';
-import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-
-function needEvents(ctx: HypercallContext): EventChannels {
-  if (!ctx.events) throw new Error('event_channel_op needs the domain\'s event channels');
-  return ctx.events;
-}
+import { EventError, resolveDomid } from '../events.js';
+import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 
 /** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
 function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {
@@ -26,7 +21,7 @@ function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint,
 }
 
 const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
-  const ev = needEvents(ctx);
+  const ev = need(ctx, 'events');
   const self = ctx.domid;
   try {
     switch (Number(BigInt.asIntN(32, cmdArg))) {

@@ -11,7 +11,7 @@ import { DomidSpecial, MmuUpdate, MmuUpdateType, MmuextCmd, MmuextOp, MulticallE
 import { Hypercall } from '../../abi/generated/xen.js';
 import { PageType } from '../frames.js';
 import { GuestFault, guestRangeOk } from '../guest-access.js';
-import { errno, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { errno, need, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 import { entryFrame, isPageTableType, PageTypeError, PageTypes, takesAway } from '../page-types.js';
 import type { DomainTranslations } from '../tlb.js';
 import { PTE_LO } from '../pte.js';
@@ -71,11 +71,6 @@ function foreignCheck(ctx: HypercallContext, foreigndom: bigint): bigint {
   if (high !== 0 && high - 1 !== ctx.domid) return errno('XEN_EPERM');
   if (low === DomidSpecial.DOMID_SELF) return 0n;
   return low === ctx.domid ? errno('XEN_ESRCH') : errno('XEN_EPERM');
-}
-
-function needMm(ctx: HypercallContext): MmContext {
-  if (!ctx.mm) throw new Error('MMU hypercalls need a vCPU memory context');
-  return ctx.mm;
 }
 
 /**
@@ -181,7 +176,7 @@ const requestWords = new Uint32Array(requestBytes.buffer);
  * request; *pdone counts the requests done (across continuations).
  */
 const mmuUpdate: HypercallHandler = (ctx, [reqs, countArg, pdone, foreigndom]) => {
-  const mm = needMm(ctx);
+  const mm = need(ctx, 'mm');
   const bad = foreignCheck(ctx, foreigndom);
   if (bad) return bad;
   const { count, done } = batchStart(ctx, countArg, pdone);
@@ -244,7 +239,7 @@ export function l1For(pt: PageTypes, domid: number, cr3: number, va: bigint): nu
 
 /** update_va_mapping(va, val, flags): one L1 entry of the current tables. */
 const updateVaMapping: HypercallHandler = (ctx, [va, val, flags]) => {
-  const mm = needMm(ctx);
+  const mm = need(ctx, 'mm');
   const flush = flags & BigInt(Uvmf.UVMF_FLUSHTYPE_MASK);
   if (flush === 3n) return errno('XEN_EINVAL');
   const mask = flags & ~7n; // UVMF_MULTI: a pointer to the vCPU bitmap
@@ -356,7 +351,7 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
 
 /** mmuext_op(ops, count, pdone, foreigndom). */
 const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => {
-  const mm = needMm(ctx);
+  const mm = need(ctx, 'mm');
   const bad = foreignCheck(ctx, foreigndom);
   if (bad) return bad;
   const { count, done } = batchStart(ctx, countArg, pdone);

@@ -8,7 +8,7 @@
 import { TrapInfo } from '../../abi/generated/arch-x86.js';
 import { CallbackFlags, CallbackOp, CallbackRegister, CallbackType, CallbackUnregister } from '../../abi/generated/callback.js';
 import { guestRangeOk } from '../guest-access.js';
-import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { errno, need, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 
 /** A callback entry point: address 0 is none. */
 export interface CallbackEntry {
@@ -43,17 +43,12 @@ const TRAP_CHUNK = 256;
 /** Xen's fixup_guest_code_selector for a 64-bit guest: RPL 0 becomes 3 (the kernel runs in ring 3). */
 const guestSelector = (sel: number): number => ((sel & 3) === 0 ? sel | 3 : sel);
 
-function needCpu(ctx: HypercallContext): TrapContext {
-  if (!ctx.cpu) throw new Error('trap hypercalls need a vCPU context');
-  return ctx.cpu;
-}
-
 /**
  * set_trap_table(traps): entries until one with address 0. A NULL list
  * clears the whole table. Long lists continue, as Xen's do.
  */
 const setTrapTable: HypercallHandler = (ctx, [list]) => {
-  const cpu = needCpu(ctx);
+  const cpu = need(ctx, 'cpu');
   if (list === 0n) {
     cpu.clearTraps();
     return 0n;
@@ -88,7 +83,7 @@ function register(cpu: TrapContext, type: number, address: bigint, flags: number
 
 /** set_callbacks(event, failsafe, syscall): the 64-bit form (three addresses). */
 const setCallbacks: HypercallHandler = (ctx, [event, failsafe, syscall]) => {
-  const cpu = needCpu(ctx);
+  const cpu = need(ctx, 'cpu');
   for (const a of [event, failsafe, syscall]) if (!guestRangeOk(a, 1)) return errno('XEN_EINVAL');
   // As Xen: the event callback always masks events; failsafe and syscall do not.
   cpu.setCallback(CallbackType.CALLBACKTYPE_event, { address: event, maskEvents: true });
@@ -99,7 +94,7 @@ const setCallbacks: HypercallHandler = (ctx, [event, failsafe, syscall]) => {
 
 /** callback_op(cmd, arg). */
 const callbackOp: HypercallHandler = (ctx, [cmd, arg]) => {
-  const cpu = needCpu(ctx);
+  const cpu = need(ctx, 'cpu');
   if (cmd === BigInt(CallbackOp.CALLBACKOP_register)) {
     const r = CallbackRegister.over(ctx.guest.read(arg, CallbackRegister.SIZE).buffer);
     return register(cpu, r.type, r.address, r.flags);
@@ -118,26 +113,26 @@ const callbackOp: HypercallHandler = (ctx, [cmd, arg]) => {
 
 /** stack_switch(ss, esp): the kernel stack for events that interrupt guest user mode. */
 const stackSwitch: HypercallHandler = (ctx, [ss, sp]) => {
-  const cpu = needCpu(ctx);
+  const cpu = need(ctx, 'cpu');
   cpu.setKernelStack(guestSelector(Number(ss & 0xffffn)), sp);
   return 0n;
 };
 
 /** fpu_taskswitch(set): sets or clears the virtual CR0.TS. */
 const fpuTaskswitch: HypercallHandler = (ctx, [set]) => {
-  needCpu(ctx).setTaskSwitched(BigInt.asIntN(32, set) !== 0n);
+  need(ctx, 'cpu').setTaskSwitched(BigInt.asIntN(32, set) !== 0n);
   return 0n;
 };
 
 /** set_segment_base(which, base). */
-const setSegmentBase: HypercallHandler = (ctx, [which, base]) => needCpu(ctx).setSegmentBase(Number(BigInt.asUintN(32, which)), base);
+const setSegmentBase: HypercallHandler = (ctx, [which, base]) => need(ctx, 'cpu').setSegmentBase(Number(BigInt.asUintN(32, which)), base);
 
 /**
  * iret(): never returns to its caller. The vCPU resumes the restored frame;
  * a frame that cannot be read or used crashes the domain, as on Xen.
  */
 const iret: HypercallHandler = (ctx) => {
-  const reason = needCpu(ctx).iret();
+  const reason = need(ctx, 'cpu').iret();
   if (reason !== undefined) ctx.crash(`iret hypercall: ${reason}`);
   return 0n;
 };

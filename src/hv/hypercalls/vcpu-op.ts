@@ -5,7 +5,7 @@
 
 import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
 import { SchedPoll } from '../../abi/generated/sched.js';
-import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
 import type { VcpuTimers } from '../time.js';
 
 /** What these hypercalls need of the calling vCPU and its domain. */
@@ -33,14 +33,9 @@ const MAX_POLL_PORTS = 128;
 /** VCPUOP_set_periodic_timer's shortest period: 1 ms. */
 const MIN_PERIOD = 1_000_000n;
 
-function needSched(ctx: HypercallContext): SchedContext {
-  if (!ctx.sched) throw new Error('scheduling hypercalls need a vCPU context');
-  return ctx.sched;
-}
-
 /** set_timer_op(timeout): a single-shot timer at system time `timeout` (0 cancels); a past time fires at once. */
 const setTimerOp: HypercallHandler = (ctx, [timeout]) => {
-  const s = needSched(ctx);
+  const s = need(ctx, 'sched');
   s.timers.single = BigInt.asIntN(64, timeout) <= 0n ? 0n : timeout;
   s.timersChanged();
   return 0n;
@@ -48,7 +43,7 @@ const setTimerOp: HypercallHandler = (ctx, [timeout]) => {
 
 /** vcpu_op(cmd, vcpuid, arg). */
 const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
-  const s = needSched(ctx);
+  const s = need(ctx, 'sched');
   const cmd = Number(BigInt.asIntN(32, cmdArg));
   const vcpu = Number(BigInt.asUintN(32, vcpuArg));
   if (vcpu >= s.vcpus) return errno('XEN_ENOENT');
@@ -96,7 +91,7 @@ const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
 
 /** SCHEDOP_block and SCHEDOP_poll (the rest of sched_op is in basic.ts). */
 export function schedBlock(ctx: HypercallContext): bigint {
-  needSched(ctx).block();
+  need(ctx, 'sched').block();
   return 0n;
 }
 
@@ -107,7 +102,7 @@ const pollPorts = new Uint32Array(MAX_POLL_PORTS);
 const pollPortBytes = new Uint8Array(pollPorts.buffer);
 
 export function schedPoll(ctx: HypercallContext, arg: bigint): bigint {
-  const s = needSched(ctx);
+  const s = need(ctx, 'sched');
   ctx.guest.readInto(arg, SchedPoll.SIZE, pollArgBytes);
   const n = pollArg.nr_ports;
   if (n > MAX_POLL_PORTS) return errno('XEN_EINVAL');
