@@ -123,6 +123,22 @@ export class VcpuTimers {
   period = 0n;
   next = 0n;
 
+  /** `changed` hears of every change a guest makes (setSingle, setPeriodic). */
+  constructor(private readonly changed: () => void = () => {}) {}
+
+  /** The single-shot deadline (system time; 0: none). */
+  setSingle(at: bigint): void {
+    this.single = at;
+    this.changed();
+  }
+
+  /** The periodic timer: every `period` ns from `now` (0: stopped). */
+  setPeriodic(period: bigint, now: bigint): void {
+    this.period = period;
+    this.next = now + period;
+    this.changed();
+  }
+
   /** The earliest expiry, or undefined. */
   deadline(): bigint | undefined {
     return earlier(this.single || undefined, this.period ? this.next : undefined);

@@ -212,7 +212,8 @@ export class PvVcpu {
   private infoWords!: { words: Int32Array; base: number };
   private infoMoved = false;
   /** Timers, in system time (a 10 ms periodic timer runs from the start, as on Xen). */
-  readonly timers = new VcpuTimers();
+  /** Changed by the guest: the run loop sets the engine's deadline from the timers, so end this run for it to do so again. */
+  readonly timers = new VcpuTimers(() => { this.stopRun = true; });
   /** Why the vCPU is not running (SCHEDOP_block or poll), until it is woken. */
   blocked: { kind: 'block' } | { kind: 'poll'; ports: number[]; timeout: bigint } | undefined;
   /** The scheduling hypercalls' view of this vCPU. */
@@ -266,6 +267,7 @@ export class PvVcpu {
       setLdt: (base, entries) => { v.ldt = { base, entries }; },
     };
     this.placeInfo(host.sharedInfoMfn, index * VcpuInfo.SIZE);
+    // Xen starts every vCPU with a 10 ms periodic timer.
     this.timers.period = 10_000_000n;
     this.timers.next = host.clock.now() + this.timers.period;
     this.sched = {
@@ -273,8 +275,6 @@ export class PvVcpu {
       get vcpus() { return v.perDomain.vcpus; },
       now: () => host.clock.now(),
       timers: this.timers,
-      // The run loop sets the engine's deadline from the timers: end this run so that it does again.
-      timersChanged: () => { v.stopRun = true; },
       // Blocked, then at once woken if what it waits for is already there (wakeable's rule).
       block: () => {
         v.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, 0); // as Xen: block enables event delivery

@@ -15,9 +15,8 @@ export interface SchedContext {
   readonly vcpus: number;
   /** System time now (ns). */
   now(): bigint;
-  /** The calling vCPU's timers; call timersChanged() after changing them. */
+  /** The calling vCPU's timers (their setters tell the run loop). */
   readonly timers: VcpuTimers;
-  timersChanged(): void;
   /** SCHEDOP_block: unmask events and sleep until one is pending (at once if one is). */
   block(): void;
   /** SCHEDOP_poll: sleep until one of `ports` is pending or system time `timeout` (0: none) passes. */
@@ -36,8 +35,7 @@ const MIN_PERIOD = 1_000_000n;
 /** set_timer_op(timeout): a single-shot timer at system time `timeout` (0 cancels); a past time fires at once. */
 const setTimerOp: HypercallHandler = (ctx, [timeout]) => {
   const s = need(ctx, 'sched');
-  s.timers.single = BigInt.asIntN(64, timeout) <= 0n ? 0n : timeout;
-  s.timersChanged();
+  s.timers.setSingle(BigInt.asIntN(64, timeout) <= 0n ? 0n : timeout);
   return 0n;
 };
 
@@ -56,28 +54,23 @@ const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
       const p = VcpuSetPeriodicTimer.over(ctx.guest.read(arg, VcpuSetPeriodicTimer.SIZE).buffer).period_ns;
       if (p < MIN_PERIOD || p > (1n << 62n)) return errno('XEN_EINVAL');
       if (!own) return errno('XEN_EINVAL');
-      s.timers.period = p;
-      s.timers.next = s.now() + p;
-      s.timersChanged();
+      s.timers.setPeriodic(p, s.now());
       return 0n;
     }
     case VcpuOp.VCPUOP_stop_periodic_timer:
       if (!own) return errno('XEN_EINVAL');
-      s.timers.period = 0n;
-      s.timersChanged();
+      s.timers.setPeriodic(0n, s.now());
       return 0n;
     case VcpuOp.VCPUOP_set_singleshot_timer: {
       if (!own) return errno('XEN_EINVAL');
       const t = VcpuSetSingleshotTimer.over(ctx.guest.read(arg, VcpuSetSingleshotTimer.SIZE).buffer);
       // As current Xen: VCPU_SSHOTTMR_future is ignored; a past timeout fires at once.
-      s.timers.single = t.timeout_abs_ns === 0n ? 1n : t.timeout_abs_ns;
-      s.timersChanged();
+      s.timers.setSingle(t.timeout_abs_ns === 0n ? 1n : t.timeout_abs_ns);
       return 0n;
     }
     case VcpuOp.VCPUOP_stop_singleshot_timer:
       if (!own) return errno('XEN_EINVAL');
-      s.timers.single = 0n;
-      s.timersChanged();
+      s.timers.setSingle(0n);
       return 0n;
     case VcpuOp.VCPUOP_register_vcpu_info: {
       const r = VcpuRegisterVcpuInfo.over(ctx.guest.read(arg, VcpuRegisterVcpuInfo.SIZE).buffer);
