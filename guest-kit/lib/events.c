@@ -16,6 +16,13 @@ static struct {
     void *arg;
 } handlers[EVTCHN_PORTS];
 
+/* The port has no handler (its mask is the caller's to set). */
+static void forget(evtchn_port_t port)
+{
+    handlers[port].h = NULL;
+    handlers[port].arg = NULL;
+}
+
 static int initialised;
 static unsigned long upcalls;
 static const struct trap_frame *upcall_frame;
@@ -29,8 +36,6 @@ static volatile vcpu_info_t *vcpu(void)
 {
     return &HYPERVISOR_shared_info->vcpu_info[0];
 }
-
-#define barrier() asm volatile("" ::: "memory")
 
 /* Locked bit operations on a bitmap shared with the hypervisor (bit < EVTCHN_PORTS). */
 static int sync_test_and_clear_bit(unsigned int bit, volatile xen_ulong_t *map)
@@ -169,8 +174,7 @@ void evtchn_set_handler(evtchn_port_t port, evtchn_handler_t h, void *arg)
     check_port("evtchn_set_handler", port);
     if (h == NULL) {
         evtchn_mask(port);
-        handlers[port].h = NULL;
-        handlers[port].arg = NULL;
+        forget(port);
         return;
     }
     /* The upcall reads both: change them with events masked. */
@@ -188,11 +192,8 @@ void evtchn_set_handler(evtchn_port_t port, evtchn_handler_t h, void *arg)
  */
 static int new_port(long rc, evtchn_port_t port, unsigned int saved)
 {
-    if (rc == 0) {
-        evtchn_mask(port);
-        handlers[port].h = NULL;
-        handlers[port].arg = NULL;
-    }
+    if (rc == 0)
+        evtchn_set_handler(port, NULL, NULL);
     local_events_restore(saved);
     return rc == 0 ? (int)port : (int)rc;
 }
@@ -252,8 +253,7 @@ long evtchn_close(evtchn_port_t port)
     was_masked = sync_test_and_set_bit(port, shared()->evtchn_mask);
     rc = HYPERVISOR_event_channel_op(EVTCHNOP_close, &op);
     if (rc == 0) {
-        handlers[port].h = NULL;
-        handlers[port].arg = NULL;
+        forget(port);
         evtchn_clear(port);
     } else if (!was_masked) {
         sync_test_and_clear_bit(port, shared()->evtchn_mask);

@@ -7,6 +7,9 @@
 
 #include <paravane/traps.h>
 
+/* A compiler barrier: memory the hypervisor shares is read and written where the code says. */
+#define barrier() asm volatile("" ::: "memory")
+
 /* An exception's frame: runs its handler (lib/traps.c). Returns a TRAP_RETURN_* for the stub. */
 unsigned int trap_dispatch(struct trap_frame *f);
 

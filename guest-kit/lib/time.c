@@ -6,8 +6,7 @@
  */
 #include <paravane/guest.h>
 #include <paravane/time.h>
-
-#define barrier() asm volatile("" ::: "memory")
+#include "internal.h"
 
 /* The shortest period periodic_start() takes. */
 #define PERIOD_MIN_NS (100 * NSEC_PER_USEC)

@@ -256,12 +256,7 @@ static int timer_port;
 /* Waits, events disabled between checks, until the timer handler has run `n` times or `limit` passes. */
 static void wait_timer(unsigned int n, uint64_t limit)
 {
-    local_events_disable();
-    while (count(&timer_c) < n && now_ns() < limit) {
-        block();
-        local_events_disable();
-    }
-    local_events_enable();
+    block_until(count(&timer_c) >= n || now_ns() >= limit);
 }
 
 static void check_timer(void)

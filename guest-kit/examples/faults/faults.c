@@ -21,6 +21,7 @@
  */
 #include <paravane/guest.h>
 #include <paravane/check.h>
+#include <paravane/events.h>
 #include <paravane/mmu.h>
 #include <paravane/traps.h>
 
@@ -184,7 +185,7 @@ static void probe_handler(struct trap_frame *f)
     if (p->does & DO_CLEAR_AC)
         f->rflags &= ~(uint64_t)X86_EFLAGS_AC;
     if (p->does & DO_MASK)
-        vcpu()->evtchn_upcall_mask = 1;
+        local_events_disable();
     if (p->does & DO_SKIP)
         f->rip = (unsigned long)p->after;
     f->rax = H_RAX;
@@ -363,10 +364,9 @@ static void run_unmasked(unsigned int mode)
         skipped++;
         return;
     }
-    vcpu()->evtchn_upcall_mask = 0;
-    asm volatile("" ::: "memory");
+    local_events_enable();
     run(&bp, mode);
-    vcpu()->evtchn_upcall_mask = 1;
+    local_events_disable();
 }
 
 static void check_unmapped(const char *what, unsigned long va)

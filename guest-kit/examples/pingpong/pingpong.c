@@ -162,12 +162,7 @@ static int wait_for(unsigned int target)
             asm volatile("pause");
     } else {
         /* Test with events disabled; SCHEDOP_block enables them while asleep. */
-        local_events_disable();
-        while (received < target && !timed_out) {
-            block();
-            local_events_disable();
-        }
-        local_events_enable();
+        block_until(received >= target || timed_out);
     }
     return received >= target ? 0 : -1;
 }
@@ -210,7 +205,7 @@ static int poll_for(evtchn_port_t port, unsigned int target, int send_first)
     while (!evtchn_is_pending(port)) {
         if (now_ns() >= until)
             return -1;
-        if (HYPERVISOR_sched_op(SCHEDOP_poll, &p) != 0)
+        if (poll(ports, 1, until) != 0)
             return -1;
     }
     evtchn_clear(port);

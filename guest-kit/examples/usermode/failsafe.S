@@ -19,8 +19,7 @@
         .type failsafe_probe, @function
 failsafe_probe:
         PUSH_CALLEE_SAVED
-        movq %rsp, saved_rsp(%rip)
-        movq %rsp, failsafe_iret_rsp(%rip)
+        movq %rsp, failsafe_iret_rsp(%rip)  /* also where failsafe_entry returns from */
         movq %rsp, %rax
         pushq $FLAT_KERNEL_SS
         pushq %rax
@@ -43,15 +42,13 @@ failsafe_entry:
         leaq failsafe_frame(%rip), %rdi
         cld
         rep movsq
-        movq saved_rsp(%rip), %rsp
+        movq failsafe_iret_rsp(%rip), %rsp
         POP_CALLEE_SAVED
         ret
         .size failsafe_entry, . - failsafe_entry
 
         .bss
         .balign 8
-saved_rsp:
-        .quad 0
         .globl failsafe_iret_rsp
 failsafe_iret_rsp:
         .quad 0

@@ -83,6 +83,21 @@ void periodic_stop(void);
 long block(void);
 
 /*
+ * Blocks until `cond` holds, race-free: tested with events disabled,
+ * block() between tests; returns with events enabled. `cond` is evaluated
+ * once more than the wake-ups (it may read the clock).
+ */
+#define block_until(cond)            \
+    do {                             \
+        local_events_disable();      \
+        while (!(cond)) {            \
+            block();                 \
+            local_events_disable();  \
+        }                            \
+        local_events_enable();       \
+    } while (0)
+
+/*
  * SCHEDOP_poll: sleeps until one of ports[0..n) is pending (masked ports
  * count) or system time timeout_ns (0: no timeout). Events stay as they
  * are (poll with them disabled to take nothing in an upcall). Returns 0,

@@ -14,8 +14,8 @@
  * calls and the five null hypercalls; then it powers off.
  */
 #include <paravane/guest.h>
+#include <paravane/mmu.h>
 
-#define VIRT_BASE     0xffffffff80000000UL
 #define SLACK_PAGES   96            /* of the >= 128 guaranteed after the boot stack */
 #define MAX_BATCH     2048
 #define ROUNDS        40
@@ -42,7 +42,7 @@ int main(start_info_t *si)
     /* The boot stack follows the tables; the slack follows the stack. */
     unsigned long slack = pt_pfn + si->nr_pt_frames + 1;
     static const unsigned sizes[4] = { 1, 64, 512, 2048 };
-    unsigned long done;
+    unsigned int done; /* *pdone is an unsigned int (Xen) */
     int rw = 0;
 
     if (slack + SLACK_PAGES > nr_l1 * 512) {
@@ -54,11 +54,11 @@ int main(start_info_t *si)
     uint64_t l1 = p2m[si->nr_pages - 1];
     uint64_t l2 = p2m[pt_pfn + 2];
     struct mmuext_op pin = { .cmd = MMUEXT_PIN_L1_TABLE, .arg1.mfn = l1 };
-    long rc = _hypercall4(__HYPERVISOR_mmuext_op, (unsigned long)&pin, 1, 0, DOMID_SELF);
+    long rc = HYPERVISOR_mmuext_op(&pin, 1, NULL, DOMID_SELF);
     if (rc == 0) {
         reqs[0].ptr = (l2 << 12) + 8 * 8;
         reqs[0].val = (l1 << 12) | 0x27;
-        rc = _hypercall4(__HYPERVISOR_mmu_update, (unsigned long)reqs, 1, 0, DOMID_SELF);
+        rc = HYPERVISOR_mmu_update(reqs, 1, NULL, DOMID_SELF);
     }
     if (rc != 0) {
         printk("mmubench: could not set up its L1: %ld\n", rc);
@@ -82,18 +82,18 @@ int main(start_info_t *si)
             uint64_t t0 = rdtsc();
             long rc;
             if (s < 4) {
-                rc = _hypercall4(__HYPERVISOR_mmu_update, (unsigned long)reqs, n, (unsigned long)&done, DOMID_SELF);
+                rc = HYPERVISOR_mmu_update(reqs, n, &done, DOMID_SELF);
             } else {
                 multicall_entry_t mc[2] = {
                     { .op = __HYPERVISOR_mmu_update, .args = { (unsigned long)reqs, n, (unsigned long)&done, DOMID_SELF } },
                     { .op = __HYPERVISOR_mmuext_op, .args = { (unsigned long)&flush, 1, 0, DOMID_SELF } },
                 };
-                rc = _hypercall2(__HYPERVISOR_multicall, (unsigned long)mc, 2);
+                rc = HYPERVISOR_multicall(mc, 2);
                 if (rc == 0 && (mc[0].result != 0 || mc[1].result != 0)) rc = mc[0].result ? (long)mc[0].result : (long)mc[1].result;
             }
             out[2 + r * COLUMNS + s] = rdtsc() - t0;
             if (rc != 0 || done != n) {
-                printk("mmubench: mmu_update of %u requests failed: %ld (done %lu)\n", n, rc, done);
+                printk("mmubench: mmu_update of %u requests failed: %ld (done %u)\n", n, rc, done);
                 return 1;
             }
             t0 = rdtsc();
