@@ -29,8 +29,7 @@ export type PortState =
   /** Connected to a backend inside the hypervisor (the console): a send calls it. */
   | { kind: 'backend'; name: string; onSend: () => void };
 
-/** Xen's errno values the operations return (negated by the hypercall). */
-/** A refused event-channel operation. */
+/** A refused event-channel operation (errno: a XenErrno value, negated by the hypercall). */
 export class EventError extends Error {
   constructor(readonly errno: number, detail: string) {
     super(detail);

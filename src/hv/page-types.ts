@@ -62,8 +62,6 @@ import { MmuUpdateType } from '../abi/generated/xen.js';
 export const VALIDATED = 1;
 export const PINNED = 2;
 
-/** Xen errno values the rules return (negated by the hypercalls). */
-
 /**
  * What an engine's translation cache (src/hv/tlb.ts) needs to hear from
  * the page-type system.

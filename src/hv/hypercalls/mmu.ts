@@ -377,12 +377,6 @@ const mmuextOp: HypercallHandler = (ctx, [ops, countArg, pdone, foreigndom]) => 
   return batchEnd(ctx, rc, ops, pdone, foreigndom, MmuextOp.SIZE, count, done, i);
 };
 
-/**
- * multicall(list, nr_calls): each entry's hypercall runs in turn and its
- * result is stored in the entry. A nested multicall gets -EINVAL; the list
- * stops after an iret (which does not return to the list). Entries whose
- * call continues (a long mmu_update) are re-run from the continuation.
- */
 const OP_MULTICALL = BigInt(Hypercall.HYPERVISOR_multicall);
 const OP_IRET = BigInt(Hypercall.HYPERVISOR_iret);
 
@@ -394,6 +388,12 @@ const OP_IRET = BigInt(Hypercall.HYPERVISOR_iret);
 const entry = MulticallEntry.over(new ArrayBuffer(MulticallEntry.SIZE));
 const entryBytes = new Uint8Array(entry.view.buffer);
 
+/**
+ * multicall(list, nr_calls): each entry's hypercall runs in turn and its
+ * result is stored in the entry. A nested multicall gets -EINVAL; the list
+ * stops after an iret (which does not return to the list). Entries whose
+ * call continues (a long mmu_update) are re-run from the continuation.
+ */
 function makeMulticall(table: HypercallTable): HypercallHandler {
   // The sub-calls' context: the caller's, except that a continuation is
   // caught here. One per calling context (a vCPU's), made at its first multicall.
