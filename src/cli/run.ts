@@ -106,19 +106,15 @@ interface DomainSpec {
 
 const SPEC_KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap']);
 
-function parseWeight(v: unknown, where: string): number | undefined {
+/** A whole number in `range`, from a flag or a config value; undefined when not given. */
+function parseRanged(v: unknown, where: string, what: string, range: { min: number; max: number }): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!inRange(n, WEIGHT_RANGE)) throw new UsageError(`${where}: weight must be a whole number from ${WEIGHT_RANGE.min} to ${WEIGHT_RANGE.max}, not "${String(v)}"`);
+  if (!inRange(n, range)) throw new UsageError(`${where}: ${what} from ${range.min} to ${range.max}, not "${String(v)}"`);
   return n;
 }
-
-function parseCap(v: unknown, where: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!inRange(n, CAP_RANGE)) throw new UsageError(`${where}: cap must be a whole percentage from ${CAP_RANGE.min} to ${CAP_RANGE.max}, not "${String(v)}"`);
-  return n;
-}
+const parseWeight = (v: unknown, where: string) => parseRanged(v, where, 'weight must be a whole number', WEIGHT_RANGE);
+const parseCap = (v: unknown, where: string) => parseRanged(v, where, 'cap must be a whole percentage', CAP_RANGE);
 
 /** The domains to run: the kernels on the command line, or a config file's `domains` list. */
 function domainSpecs(kernels: string[], opts: RunCommandOptions): DomainSpec[] {
@@ -199,7 +195,7 @@ function prefixedConsole(name: string, out: (b: Uint8Array) => void): { write: (
 
 /** Runs the command; returns the exit status. Writes guest output to `out`, messages to `err`. */
 export async function runCommand(
-  kernelPaths: string | string[], opts: RunCommandOptions,
+  kernelPaths: string[], opts: RunCommandOptions,
   io: { out: (b: Uint8Array) => void; err: (s: string) => void } = {
     out: (b) => process.stdout.write(b), err: (s) => process.stderr.write(s),
   },
@@ -207,10 +203,10 @@ export async function runCommand(
   let hv: Hypervisor | undefined;
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => abort.abort(`interrupted by ${sig}`);
-  let current = Array.isArray(kernelPaths) ? kernelPaths[0] ?? '' : kernelPaths;
+  let current = kernelPaths[0] ?? '';
   let detachInput: (() => void) | undefined;
   try {
-    const specs = domainSpecs(Array.isArray(kernelPaths) ? kernelPaths : [kernelPaths], opts);
+    const specs = domainSpecs(kernelPaths, opts);
     const timeout = parseTimeout(opts.timeout);
     const inputs = specs.map((sp) => {
       current = sp.kernel;

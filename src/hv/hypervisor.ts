@@ -385,13 +385,16 @@ export class Hypervisor {
     return new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       let finished = false;
+      // No longer asleep to the others: no wake hook, no wake-up time.
+      const unhook = () => {
+        if (!vcpu) return;
+        vcpu.wake = undefined;
+        this.wakeTimes.delete(vcpu);
+      };
       const done = () => {
         if (finished) return;
         finished = true;
-        if (vcpu) {
-          vcpu.wake = undefined;
-          this.wakeTimes.delete(vcpu);
-        }
+        unhook();
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         resolve();
@@ -414,8 +417,7 @@ export class Hypervisor {
       // as the rest (a timer to clear, a promise to resolve) is not on the way to the guest.
       if (vcpu) {
         vcpu.wake = onEvent === undefined ? done : () => {
-          vcpu.wake = undefined;
-          this.wakeTimes.delete(vcpu);
+          unhook();
           try {
             onEvent();
           } finally {
