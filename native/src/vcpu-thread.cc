@@ -25,7 +25,7 @@
 // have been freed by the core meanwhile):
 //   [0] request: the slot + 1 of the vCPU to run next, 0 for none (futex)
 //   [1] the CPU thread is sleeping
-//   [2] state: 0 idle, 1 run requested, 2 exited (result valid) (futex)
+//   [2] state: 2 once the requested run exited (result valid), else 0 (futex)
 //   [3] result: 0, or -errno of KVM_RUN (-EINTR when kicked)
 //   [4] the core is sleeping (on state)
 //
@@ -53,7 +53,7 @@
 namespace pv {
 namespace {
 
-enum : int32_t { kIdle = 0, kRun = 1, kExited = 2 };
+constexpr int32_t kExited = 2;  // the state word's value once a run has exited (the core sets it back to 0)
 constexpr int kThreadSpins = 20000;
 constexpr int kSlots = kKickSlots;
 

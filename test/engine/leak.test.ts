@@ -114,10 +114,11 @@ describe.skipIf(!HAVE_KVM)('the CPU thread', () => {
       b.vcpu.setDeadline(now + 20_000_000n);
       expect(b.vcpu.run().kind).toBe('interrupted');
       expect(process.hrtime.bigint() - now).toBeGreaterThanOrEqual(20_000_000n);
-      // a's deadline is kept for a: its next run ends at once.
+      // a's deadline is kept for a: its next run ends at once (a spinning guest with its deadline
+      // lost would never return; the bound leaves room for this host's stalls with other tests beside).
       const t = process.hrtime.bigint();
       expect(a.vcpu.run().kind).toBe('interrupted');
-      expect(process.hrtime.bigint() - t).toBeLessThan(5_000_000n);
+      expect(process.hrtime.bigint() - t).toBeLessThan(100_000_000n);
     } finally {
       a.destroy();
       b.destroy();

@@ -28,6 +28,9 @@ const EAGAIN = 11;
  * sleeps (about 100-200 us, like KVM's own halt polling).
  */
 const CORE_SPINS = 100_000;
+/** The CPU thread's control words (native/src/vcpu-thread.cc), and the state word's value once a run exited. */
+const CTL = { REQUEST: 0, THREAD_SLEEPING: 1, STATE: 2, RESULT: 3 } as const;
+const CTL_EXITED = 2;
 /** hostTscPair: a window (TSC ticks) taken as tight (an undisturbed read takes 70-150 ticks here, a preempted one up to 36000 were seen), and reads tried for one. */
 const TSC_PAIR_TIGHT = 1000;
 const TSC_PAIR_TRIES = 5;
@@ -448,17 +451,14 @@ class KvmVcpu implements Vcpu {
   }
 
   /**
-   * Hands one KVM_RUN to the CPU thread. Control words: [0] request, [1]
-   * CPU thread sleeping, [2] state (1 run, 2 exited), [3] result. A run
+   * Hands one KVM_RUN to the CPU thread (its control words: CTL). A run
    * another vCPU started is taken first and kept for that vCPU.
    */
   private begin(t: NonNullable<KvmVcpu['thread']>): void {
     const other = t.cpu.started;
     if (other !== undefined) other.parked = other.finish(t);
     this.sregsFresh = false; // the guest may change them
-    const c = t.ctl;
-    Atomics.store(c, 2, 1);
-    Atomics.store(c, 0, t.slot);
+    Atomics.store(t.ctl, CTL.REQUEST, t.slot);
     this.wakeCpuThread(t);
     t.cpu.started = this;
   }
@@ -466,14 +466,14 @@ class KvmVcpu implements Vcpu {
   /** Waits for the started run's exit, spinning, then sleeping; returns KVM_RUN's result. */
   private finish(t: NonNullable<KvmVcpu['thread']>): number {
     const c = t.ctl;
-    for (let spins = 0; Atomics.load(c, 2) !== 2;) {
+    for (let spins = 0; Atomics.load(c, CTL.STATE) !== CTL_EXITED;) {
       if (++spins > CORE_SPINS) {
         this.a.vcpuThreadWait(t.handle);
         break;
       }
     }
-    const r = Atomics.load(c, 3);
-    Atomics.store(c, 2, 0);
+    const r = Atomics.load(c, CTL.RESULT);
+    Atomics.store(c, CTL.STATE, 0);
     t.cpu.started = undefined;
     return r;
   }
@@ -616,7 +616,7 @@ class KvmVcpu implements Vcpu {
 
   /** Wakes the CPU thread if it sleeps (control word 1). */
   private wakeCpuThread(t: NonNullable<KvmVcpu['thread']>): void {
-    if (Atomics.load(t.ctl, 1) !== 0) this.a.vcpuThreadWake(t.handle);
+    if (Atomics.load(t.ctl, CTL.THREAD_SLEEPING) !== 0) this.a.vcpuThreadWake(t.handle);
   }
 
   kick(): void {
