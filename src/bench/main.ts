@@ -7,6 +7,7 @@ import { formatHypercallBench, runHypercallBench } from './hypercall.js';
 import { formatBootBench, runBootBench } from './boot.js';
 import { formatMmuBench, runMmuBench } from './mmu.js';
 import { formatTimeBench, runTimeBench } from './time.js';
+import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
 
 const program = new Command()
   .name('npm run bench --')
@@ -71,6 +72,20 @@ program
   .action(async (o: { seconds: number; json?: boolean }) => {
     const r = await runTimeBench({ seconds: o.seconds });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatTimeBench(r));
+  });
+
+program
+  .command('pingpong')
+  .description('event round trip between two domains (the kit\'s pingpong), and with --parts where a side\'s time goes in the core')
+  .option('--wait <mode>', 'poll or block', 'poll')
+  .option('--rounds <n>', 'timed rounds', positive, 3000)
+  .option('--warmup <n>', 'untimed rounds first', positive, 3000)
+  .option('--parts', 'time the core\'s parts of a side')
+  .option('--json', 'print JSON')
+  .action(async (o: { wait: string; rounds: number; warmup: number; parts?: boolean; json?: boolean }) => {
+    if (o.wait !== 'poll' && o.wait !== 'block') program.error(`--wait: poll or block, not "${o.wait}"`);
+    const r = await runPingpongBench({ wait: o.wait as PingpongWait, rounds: o.rounds, warmup: o.warmup, parts: !!o.parts });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatPingpong(r));
   });
 
 await program.parseAsync(process.argv);

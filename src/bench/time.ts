@@ -30,6 +30,7 @@ import type { Domain } from '../hv/domain.js';
 import { deadlineLatency, engineExitLoop } from './exit.js';
 import { summarize } from './stats.js';
 import { builtGuest, MIB } from './guests.js';
+import { runPingpong, type PingpongWait } from './pingpong.js';
 import { bootTestGuest } from '../engine/probe-guest.js';
 
 
@@ -46,7 +47,7 @@ export interface TimeBenchResult {
    * send and SCHEDOP_poll per side); rawExitUs: the mean of the raw exits
    * measured just before and after (rawExitsAround).
    */
-  pingpongs: Array<{ wait: 'block' | 'poll'; rounds: number; warmup: number; medianUs: number; rawExitUs: number; rawExitsAround: [number, number]; ratio: number }>;
+  pingpongs: Array<{ wait: PingpongWait; rounds: number; warmup: number; medianUs: number; rawExitUs: number; rawExitsAround: [number, number]; ratio: number }>;
   /** One exit of a VM whose vCPU runs right after another VM's (median µs). */
   vmSwitchUs: ReturnType<typeof summarize>;
   /** Each domain's share by the core's CPU accounting, and by the work it did (its loop's count, read from rax). */
@@ -137,20 +138,13 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
     // did), so as many untimed rounds go first.
     const rounds = 3000;
     const warmup = 3000;
-    const pingpong = async (wait: 'block' | 'poll') => {
-      const outs = ['', ''];
-      const next = hv.peekNextDomid();
-      const pp = builtGuest('kit', 'pingpong');
-      const server = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=server peer=${next + 1} rounds=${rounds} warmup=${warmup} wait=${wait}`, console: (x) => { outs[0] += Buffer.from(x).toString('latin1'); } });
-      const client = hv.createDomain(pp, { memoryBytes: 16 * MIB, cmdline: `role=client peer=${server.id} rounds=${rounds} warmup=${warmup} wait=${wait}`, console: (x) => { outs[1] += Buffer.from(x).toString('latin1'); } });
+    const pingpong = async (wait: PingpongWait) => {
       // Raw exits just before and just after, so that a change in the host's load meanwhile shows.
       const before = engineExitLoop(engine, 10000) / 1000;
-      await Promise.all([hv.run(server, { timeoutMs: 60_000 }), hv.run(client, { timeoutMs: 60_000 })]);
+      const p = await runPingpong(hv, { wait, rounds, warmup });
       const after = engineExitLoop(engine, 10000) / 1000;
-      const m = /^pingpong: (\d+) round trips, median (\d+\.\d) us/m.exec(outs[1]!);
-      if (!m) throw new Error(`pingpong failed:\n${outs.join('\n')}`);
       const exitUs = (before + after) / 2;
-      return { wait, rounds: +m[1]!, warmup, medianUs: +m[2]!, rawExitUs: exitUs, rawExitsAround: [before, after] as [number, number], ratio: +m[2]! / (2 * exitUs) };
+      return { ...p, rawExitUs: exitUs, rawExitsAround: [before, after] as [number, number], ratio: p.medianUs / (2 * exitUs) };
     };
     const pingpongs = [await pingpong('block'), await pingpong('poll')];
 
