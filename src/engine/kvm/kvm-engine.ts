@@ -549,7 +549,7 @@ class KvmVcpu implements Vcpu {
 
   /**
    * The guest TSC from the host's rdtsc plus the guest's TSC offset. Reading
-   * the TSC MSR takes 20-50 us here (on the core thread, for a vCPU run by
+   * the TSC MSR takes 10-50 us here (on the core thread, for a vCPU run by
    * another), so when it was read within that window is uncertain; the
    * host's rdtsc beside its clock is exact to well under a microsecond. The
    * offset is measured once, from MSR reads bracketed by host TSC reads: a
