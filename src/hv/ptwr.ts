@@ -47,6 +47,8 @@
 //     not fit in the bytes given (truncated, or over 15 bytes); an address
 //     that is not cr2 (5) or an operand that is not aligned (6).
 
+import { ARITH, RFLAGS } from './rflags.js';
+
 /** The general registers in ModRM order (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8-r15). */
 export const MODRM_REGS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
 export type ModrmReg = (typeof MODRM_REGS)[number];
@@ -115,8 +117,6 @@ export interface PtStoreInput {
   rflags: bigint;
 }
 
-export const FLAGS = { CF: 0x1n, PF: 0x4n, AF: 0x10n, ZF: 0x40n, SF: 0x80n, OF: 0x800n } as const;
-const ARITH = FLAGS.CF | FLAGS.PF | FLAGS.AF | FLAGS.ZF | FLAGS.SF | FLAGS.OF;
 const MAX_LENGTH = 15;
 const RAX: RegOperand = { reg: 'rax', high: false };
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
@@ -300,13 +300,13 @@ function parity(v: bigint): bigint {
   b ^= b >> 4;
   b ^= b >> 2;
   b ^= b >> 1;
-  return b & 1 ? 0n : FLAGS.PF;
+  return b & 1 ? 0n : RFLAGS.PF;
 }
 
 /** SF, ZF and PF of a `size`-byte result. */
 function resultFlags(r: bigint, size: OperandSize): bigint {
-  const sign = (r >> BigInt(size * 8 - 1)) & 1n ? FLAGS.SF : 0n;
-  return sign | (r === 0n ? FLAGS.ZF : 0n) | parity(r);
+  const sign = (r >> BigInt(size * 8 - 1)) & 1n ? RFLAGS.SF : 0n;
+  return sign | (r === 0n ? RFLAGS.ZF : 0n) | parity(r);
 }
 
 /** The six arithmetic flags of `a - b` (CMP a, b) at `size` bytes. */
@@ -314,9 +314,9 @@ function cmpFlags(a: bigint, b: bigint, size: OperandSize): bigint {
   const r = (a - b) & mask(size);
   const top = BigInt(size * 8 - 1);
   return resultFlags(r, size)
-    | (a < b ? FLAGS.CF : 0n)
-    | ((a ^ b ^ r) & 0x10n ? FLAGS.AF : 0n)
-    | (((a ^ b) & (a ^ r)) >> top & 1n ? FLAGS.OF : 0n);
+    | (a < b ? RFLAGS.CF : 0n)
+    | ((a ^ b ^ r) & 0x10n ? RFLAGS.AF : 0n)
+    | (((a ^ b) & (a ^ r)) >> top & 1n ? RFLAGS.OF : 0n);
 }
 
 /**
@@ -359,7 +359,7 @@ export function applyPtStore(insn: PtInsn, reg: RegisterGetter, old: bigint, off
     case 'btr':
     case 'btc': {
       const bit = 1n << (src & BigInt(size * 8 - 1));
-      flags = (rflags & ~FLAGS.CF) | (part & bit ? FLAGS.CF : 0n);
+      flags = (rflags & ~RFLAGS.CF) | (part & bit ? RFLAGS.CF : 0n);
       value = insn.op === 'bts' ? part | bit : insn.op === 'btr' ? part & ~bit : part ^ bit;
       break;
     }

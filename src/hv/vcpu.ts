@@ -27,6 +27,7 @@ import {
   SYSCALL_PORT, TSS_LIMIT, WAIT, hasErrorCode,
 } from './xen-space.js';
 import { PAGE_SIZE } from './frames.js';
+import { ARITH, RFLAGS } from './rflags.js';
 
 /** Exit kinds counted per domain (`paravane run --stats`). */
 export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest', 'run started at wake-up'] as const;
@@ -84,12 +85,14 @@ const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint
   '#MF x87 error', '#AC alignment check', '#MC machine check', '#XM SIMD error', '#VE virtualization exception',
   '#CP control protection'];
 const SLOTS_N = BigInt(HYPERCALL_SLOTS);
-const IF = 0x200n;
+const { IF, DF, OF } = RFLAGS;
 const CR0_TS = 8n;
-/** RFLAGS bits a bounce clears on entry to the handler: TF, NT, RF, VM, AC. */
-const BOUNCE_CLEARS = 0x100n | 0x4000n | 0x10000n | 0x20000n | 0x40000n;
+/** RFLAGS bits a bounce clears on entry to the handler. */
+const BOUNCE_CLEARS = RFLAGS.TF | RFLAGS.NT | RFLAGS.RF | RFLAGS.VM | RFLAGS.AC;
 /** RFLAGS bits an iret frame may set: the arithmetic flags, TF, DF, AC, ID (not IOPL, NT, RF, VM). */
-const IRET_KEEPS = 0x0cd5n | 0x100n | 0x40000n | 0x200000n;
+const IRET_KEEPS = ARITH | RFLAGS.TF | RFLAGS.DF | RFLAGS.AC | RFLAGS.ID;
+/** What a guest-supplied rflags (an iret frame's, a syscall's r11) becomes: filtered, IF and the fixed bit set. */
+const guestRflags = (v: bigint): bigint => (v & IRET_KEEPS) | IF | RFLAGS.FIXED;
 
 /**
  * The interrupted guest state a bounce frame saves and replaces. `flat`:
@@ -130,13 +133,10 @@ interface IretFrame {
   rax: bigint; r11: bigint; rcx: bigint; inSyscall: boolean; rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint;
   toUser: boolean; failsafe?: string;
 }
-const DF = 0x400n;
 /** Where bounce frames are built (at most 11 words: the failsafe frame); one core thread, one buffer. */
 const frameBytes = new Uint8Array(11 * 8);
 const frameView = new DataView(frameBytes.buffer);
 const NO_EXTRA: readonly bigint[] = [];
-/** RFLAGS.OF (the wait stub recreates it; sahf covers the lower byte's flags). */
-const OF = 0x800n;
 const VMCALL = [0x0f, 0x01, 0xc1];
 const VMMCALL = [0x0f, 0x01, 0xd9];
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -618,7 +618,7 @@ export class PvVcpu {
     const r = this.engine.regs;
     // Back to the state at the syscall (rflags kept to what the guest may set: r11 is its own to forge).
     r.rip = r.rcx;
-    r.rflags = (r.r11 & IRET_KEEPS) | IF | 2n;
+    r.rflags = guestRflags(r.r11);
     const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_syscall);
     if (!cb?.address) {
       r.rip = r.rcx - 2n;
@@ -944,7 +944,7 @@ export class PvVcpu {
     // The guest's virtual IF: events masked unless the frame's IF was set.
     this.vcpuInfo().setUint8(VcpuInfo.OFFSETS.evtchn_upcall_mask, f.rflags & IF ? 0 : 1);
     // Where the vCPU goes: the frame, or the failsafe callback's entry with the frame saved on its stack.
-    const to: GuestState = { rip: f.rip, cs: f.cs, rflags: (f.rflags & IRET_KEEPS) | IF | 2n, rsp: f.rsp, ss: f.ss };
+    const to: GuestState = { rip: f.rip, cs: f.cs, rflags: guestRflags(f.rflags), rsp: f.rsp, ss: f.ss };
     if (f.failsafe) {
       const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)!;
       const problem = this.createBounceFrame(to, cb.address, SEL.CS64, cb.maskEvents, [0n, 0n, 0n, 0n], f.toUser);

@@ -7,8 +7,9 @@
 
 import { describe, expect, it } from 'vitest';
 import {
-  applyPtStore, decodePtStore, effectiveAddress, emulatePtStore, FLAGS, type ModrmReg, type PtInsn, type PtStoreEffect,
+  applyPtStore, decodePtStore, effectiveAddress, emulatePtStore, type ModrmReg, type PtInsn, type PtStoreEffect,
 } from '../../src/hv/ptwr.js';
+import { RFLAGS as FLAGS } from '../../src/hv/rflags.js';
 
 const { CF, PF, AF, ZF, SF, OF } = FLAGS;
 const ALL_ARITH = CF | PF | AF | ZF | SF | OF;

@@ -6,7 +6,8 @@
 // writable that way, with an 8-byte and a 1-byte store.
 
 import { describe, expect, it } from 'vitest';
-import { decodePtStore, FLAGS } from '../../src/hv/ptwr.js';
+import { decodePtStore } from '../../src/hv/ptwr.js';
+import { RFLAGS as FLAGS } from '../../src/hv/rflags.js';
 import { HAVE_KVM } from '../engine/kvm-gate.js';
 import { auditPageTypes } from '../../src/hv/page-audit.js';
 import { elfGuest, kvmMachine, runGuest } from './kvm-harness.js';
