@@ -75,6 +75,13 @@ export class EventChannels {
     return this.valid(port) ? this.ports[port]! : FREE;
   }
 
+  /** The state of a port in use (bound, unbound or a backend's); -EINVAL otherwise. */
+  private inUse(port: number): PortState {
+    const s = this.state(port); // FREE for a port out of range
+    if (s.kind === 'free' || s.kind === 'reserved') throw new EventError(XenErrno.XEN_EINVAL, `port ${port} is not in use`);
+    return s;
+  }
+
   private valid(port: number): boolean {
     return Number.isInteger(port) && port >= 0 && port < NR_EVENT_CHANNELS;
   }
@@ -160,8 +167,7 @@ export class EventChannels {
 
   /** EVTCHNOP_close. */
   close(port: number): void {
-    const s = this.state(port);
-    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(XenErrno.XEN_EINVAL, `port ${port} is not in use`);
+    const s = this.inUse(port);
     if (s.kind === 'interdomain') {
       // The other end goes back to unbound, ready for a new bind.
       const remote = this.host.lookup(s.remoteDom);
@@ -179,8 +185,8 @@ export class EventChannels {
 
   /** EVTCHNOP_send. */
   send(port: number): void {
-    const s = this.state(port);
     if (!this.valid(port)) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} does not exist`);
+    const s = this.ports[port]!;
     switch (s.kind) {
       case 'interdomain':
         this.host.lookup(s.remoteDom)?.setPending(s.remotePort);
@@ -223,8 +229,7 @@ export class EventChannels {
 
   /** EVTCHNOP_bind_vcpu. */
   bindVcpu(port: number, vcpu: number): void {
-    const s = this.state(port);
-    if (!this.valid(port) || s.kind === 'free' || s.kind === 'reserved') throw new EventError(XenErrno.XEN_EINVAL, `port ${port} is not in use`);
+    const s = this.inUse(port);
     this.checkVcpu(vcpu);
     if (s.kind === 'ipi' || (s.kind === 'virq' && PER_VCPU_VIRQS.has(s.virq))) throw new EventError(XenErrno.XEN_EINVAL, `port ${port} cannot move to another vCPU`);
     if (s.kind === 'virq') {
