@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { GUEST_DIR } from '../engine/probe-guest.js';
 import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
-import { HYPERCALL_PORT } from '../hv/xen-space.js';
+import { HYPERCALL_PORT } from '../hv/mm/xen-space.js';
 import { quantile, summarize } from './stats.js';
 import { builtGuest, MIB } from './guests.js';
 

@@ -8,7 +8,7 @@
 // Rounds interleave everything; the figures are medians of single calls,
 // so that the host's hiccups (this two-CPU machine stalls a run now and
 // then for ~0.7 ms) do not decide them. An mmu_update flushes nothing (Xen's
-// TLB model, src/hv/tlb.ts); the flush column is what forgetting the
+// TLB model, src/hv/mm/tlb.ts); the flush column is what forgetting the
 // translations the batch took away costs on top.
 //
 // In process (no guest): the validator alone, pinning and unpinning an L1
@@ -17,13 +17,13 @@
 import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { createPlainMemory } from '../engine/plain-memory.js';
-import { FrameTable } from '../hv/frames.js';
-import { GuestMemory } from '../hv/guest-access.js';
-import { HypercallTable, type HypercallContext } from '../hv/hypercall.js';
+import { FrameTable } from '../hv/mm/frames.js';
+import { GuestMemory } from '../hv/mm/guest-access.js';
+import { HypercallTable, type HypercallContext } from '../hv/hypercalls/table.js';
 import { registerMmuHypercalls } from '../hv/hypercalls/mmu.js';
 import { Hypervisor } from '../hv/hypervisor.js';
-import { DomainTranslations, TranslationMarks } from '../hv/tlb.js';
-import { PageTypes } from '../hv/page-types.js';
+import { DomainTranslations, TranslationMarks } from '../hv/mm/tlb.js';
+import { PageTypes } from '../hv/mm/page-types.js';
 import { median } from './stats.js';
 import { builtGuest, MIB } from './guests.js';
 

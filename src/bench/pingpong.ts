@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { Hypervisor } from '../hv/hypervisor.js';
-import { PvVcpu } from '../hv/vcpu.js';
+import { PvVcpu } from '../hv/cpu/vcpu.js';
 import { builtGuest, MIB } from './guests.js';
 
 export type PingpongWait = 'block' | 'poll';

@@ -25,8 +25,8 @@
 
 import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { Hypervisor } from '../hv/hypervisor.js';
-import { guestTime } from '../hv/time.js';
-import type { Domain } from '../hv/domain.js';
+import { guestTime } from '../hv/sched/time.js';
+import type { Domain } from '../hv/domain/domain.js';
 import { deadlineLatency, engineExitLoop } from './exit.js';
 import { summarize } from './stats.js';
 import { builtGuest, MIB } from './guests.js';

@@ -12,11 +12,11 @@ import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 import { selectEngine } from '../engine/select.js';
-import { BuildError } from '../hv/builder.js';
-import type { Domain, DomainEnd } from '../hv/domain.js';
-import { GuestElfError } from '../hv/elf.js';
+import { BuildError } from '../hv/domain/builder.js';
+import type { Domain, DomainEnd } from '../hv/domain/domain.js';
+import { GuestElfError } from '../hv/domain/elf.js';
 import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
-import { EXIT_KINDS } from '../hv/vcpu.js';
+import { EXIT_KINDS } from '../hv/cpu/vcpu.js';
 
 export interface RunCommandOptions {
   memory: string;

@@ -5,22 +5,22 @@
 // responsive (signals, output, timers).
 
 import type { Engine, MachineMemory } from '../engine/types.js';
-import { buildDomain } from './builder.js';
-import { Domain, type DomainEnd } from './domain.js';
-import { parseGuestKernel } from './elf.js';
-import { FrameTable, PAGE_SIZE } from './frames.js';
-import { HypercallTable } from './hypercall.js';
+import { buildDomain } from './domain/builder.js';
+import { Domain, type DomainEnd } from './domain/domain.js';
+import { parseGuestKernel } from './domain/elf.js';
+import { FrameTable, PAGE_SIZE } from './mm/frames.js';
+import { HypercallTable } from './hypercalls/table.js';
 import { registerBasicHypercalls } from './hypercalls/basic.js';
 import { registerMmuHypercalls } from './hypercalls/mmu.js';
 import { registerTrapHypercalls } from './hypercalls/traps.js';
 import { registerEventHypercalls } from './hypercalls/events.js';
-import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './xen-space.js';
-import { PageTypes } from './page-types.js';
-import { DomainTranslations, engineCache, TranslationMarks } from './tlb.js';
-import { earlier, SystemClock } from './time.js';
-import type { PvVcpu } from './vcpu.js';
+import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './mm/xen-space.js';
+import { PageTypes } from './mm/page-types.js';
+import { DomainTranslations, engineCache, TranslationMarks } from './mm/tlb.js';
+import { earlier, SystemClock } from './sched/time.js';
+import type { PvVcpu } from './cpu/vcpu.js';
 import { registerVcpuHypercalls } from './hypercalls/vcpu-op.js';
-import { BuildError } from './builder.js';
+import { BuildError } from './domain/builder.js';
 import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
 
 export interface MachineOptions {

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../engine/kvm-gate.js';
+import { HAVE_KVM } from '../support/kvm-gate.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/paravane.js');
 

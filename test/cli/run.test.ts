@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { malformedCorpus } from '../hv/malformed.js';
+import { HAVE_KVM } from '../support/kvm-gate.js';
+import { malformedCorpus } from '../support/malformed.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/paravane.js');

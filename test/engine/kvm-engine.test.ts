@@ -9,7 +9,7 @@ import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
 import { loadAddon } from '../../src/engine/kvm/native.js';
 import { EngineCallError, EngineUsageError } from '../../src/engine/errors.js';
 import type { Exit } from '../../src/engine/types.js';
-import { HAVE_KVM } from './kvm-gate.js';
+import { HAVE_KVM } from '../support/kvm-gate.js';
 import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from '../../src/engine/probe-guest.js';
 
 // Every behaviour holds in both run modes: KVM_RUN on a vCPU thread, and on the caller's thread.

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
-import { HAVE_KVM } from './kvm-gate.js';
+import { HAVE_KVM } from '../support/kvm-gate.js';
 import { bootTestGuest, PORT, runToExit } from '../../src/engine/probe-guest.js';
 
 v8.setFlagsFromString('--expose-gc');

@@ -6,8 +6,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../engine/kvm-gate.js';
-import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from './kvm-harness.js';
+import { HAVE_KVM } from '../support/kvm-gate.js';
+import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
 

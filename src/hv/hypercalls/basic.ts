@@ -12,7 +12,7 @@ import { schedBlock, schedPoll } from './vcpu-op.js';
 import { MemoryOp, XenMachphysMapping } from '../../abi/generated/memory.js';
 import { PvbenchCmd, PvbenchEcho } from '../../abi/generated/paravane-pvbench.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
-import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
 
 /** The Xen version paravane reports: the interface its ABI follows (4.17). */
 export const XEN_MAJOR = 4;

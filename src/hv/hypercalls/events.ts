@@ -3,14 +3,14 @@
 // bind_ipi, close, send, status, unmask, bind_vcpu. bind_pirq needs I/O
 // privilege (-EPERM); reset and the FIFO ABI (init_control, expand_array,
 // set_priority) are -ENOSYS, so guests stay on the 2-level ABI. The work is
-// in src/hv/events.ts. Inputs: hostile (pointers, ports, domain ids).
+// in src/hv/events/channels.ts. Inputs: hostile (pointers, ports, domain ids).
 
 import {
   EventChannelOp, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq,
   EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 } from '../../abi/generated/event-channel.js';
-import { EventError, resolveDomid } from '../events.js';
-import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { EventError, resolveDomid } from '../events/channels.js';
+import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
 
 /** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
 function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {

@@ -1,7 +1,7 @@
 // The memory-management hypercalls: mmu_update, update_va_mapping,
 // mmuext_op and multicall, as Xen answers an unprivileged PV domain
 // (../shared/xen-abi.md 4.3-4.4). Every entry a guest asks to install goes
-// through the page-type system (src/hv/page-types.ts), which is what keeps
+// through the page-type system (src/hv/mm/page-types.ts), which is what keeps
 // the domain inside its own frames. Long requests are processed in bounded
 // chunks with Xen's continuation convention (the count is rewritten, the
 // call is re-issued) so the hypervisor never stalls. Inputs: hostile
@@ -9,12 +9,12 @@
 
 import { DomidSpecial, MmuUpdate, MmuUpdateType, MmuextCmd, MmuextOp, MulticallEntry, Uvmf } from '../../abi/generated/xen.js';
 import { Hypercall } from '../../abi/generated/xen.js';
-import { PageType } from '../frames.js';
-import { GuestFault, guestRangeOk } from '../guest-access.js';
-import { errno, need, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-import { entryFrame, isPageTableType, PageTypeError, PageTypes, takesAway } from '../page-types.js';
-import type { DomainTranslations } from '../tlb.js';
-import { PTE_LO } from '../pte.js';
+import { PageType } from '../mm/frames.js';
+import { GuestFault, guestRangeOk } from '../mm/guest-access.js';
+import { errno, need, type HypercallArgs, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
+import { entryFrame, isPageTableType, PageTypeError, PageTypes, takesAway } from '../mm/page-types.js';
+import type { DomainTranslations } from '../mm/tlb.js';
+import { PTE_LO } from '../mm/pte.js';
 
 /** What the MMU hypercalls need of the calling vCPU and its domain. */
 export interface MmContext {
@@ -25,7 +25,7 @@ export interface MmContext {
   /** Loads a new kernel or user root on this vCPU (its type reference is the caller's to take). */
   setCr3(mfn: number): void;
   setUserCr3(mfn: number): void;
-  /** The domain's stale-translation tracker (src/hv/tlb.ts): updates record there, flush requests flush it. */
+  /** The domain's stale-translation tracker (src/hv/mm/tlb.ts): updates record there, flush requests flush it. */
   readonly tlb: DomainTranslations;
   /** The LDT this vCPU asked for (checked; loaded with descriptor-table support). */
   setLdt(base: bigint, entries: number): void;

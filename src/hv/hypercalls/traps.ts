@@ -1,14 +1,14 @@
 // The trap hypercalls: set_trap_table, the callbacks (set_callbacks and
 // callback_op), stack_switch, fpu_taskswitch, set_segment_base and iret,
 // as Xen answers a 64-bit PV guest (../shared/xen-abi.md 1.4, 4.6, 4.7).
-// They only record per-vCPU state (src/hv/vcpu.ts uses it to bounce
+// They only record per-vCPU state (src/hv/cpu/vcpu.ts uses it to bounce
 // exceptions) or, for iret, ask the vCPU to resume a frame from the guest's
 // stack. Inputs: hostile (pointers, vectors, addresses, selectors).
 
 import { TrapInfo } from '../../abi/generated/arch-x86.js';
 import { CallbackFlags, CallbackOp, CallbackRegister, CallbackType, CallbackUnregister } from '../../abi/generated/callback.js';
-import { guestRangeOk } from '../guest-access.js';
-import { errno, need, type HypercallHandler, type HypercallTable } from '../hypercall.js';
+import { guestRangeOk } from '../mm/guest-access.js';
+import { errno, need, type HypercallHandler, type HypercallTable } from './table.js';
 
 /** A callback entry point: address 0 is none. */
 export interface CallbackEntry {

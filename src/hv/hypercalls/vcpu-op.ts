@@ -5,8 +5,8 @@
 
 import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
 import { SchedPoll } from '../../abi/generated/sched.js';
-import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from '../hypercall.js';
-import type { VcpuTimers } from '../time.js';
+import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
+import type { VcpuTimers } from '../sched/time.js';
 
 /** What these hypercalls need of the calling vCPU and its domain. */
 export interface SchedContext {

@@ -12,7 +12,7 @@
  *   SETUP <name>: <what>     the guest could not set its attack up
  *
  * and powers off (SETUP: crashes). Whether rc is the right errno is decided
- * in one place, test/hv/hostile.test.ts. <name> is ATTACK, which the
+ * in one place, test/hv/hostile/hostile.test.ts. <name> is ATTACK, which the
  * Makefile sets from the guest's name.
  *
  * A guest defines `static int attack(void)`: it makes its attempts with
@@ -49,7 +49,7 @@
 #define HX_HOLE_RING0_STACK 0xffff808000013000UL     /* paravane: vCPU 0's ring-0 stack page */
 /* A frame number far past machine memory (16 TiB). */
 #define HX_FAR_MFN          (1UL << 32)
-/* The domain that test/hv/hostile.test.ts creates first and never runs. */
+/* The domain that test/hv/hostile/hostile.test.ts creates first and never runs. */
 #define HX_VICTIM_DOMID     1U
 
 /* --- Hypercalls, with every argument as the raw register value. */

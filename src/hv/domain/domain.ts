@@ -1,0 +1,285 @@
+// A domain: a guest kernel's memory, its vCPUs (on an engine VM that maps
+// the whole machine memory, exactly as one Xen host's guests share one
+// machine address space), its hypercall context and its lifecycle:
+//
+//   building -> running <-> paused
+//                  |
+//                  v
+//            shutting-down (shutdown hypercall, crash, kill, timeout) -> dead
+//
+// Teardown order (destroy): the vCPUs stop (the core runs them, so none is
+// inside the engine), the engine VM and its vCPUs go, then the
+// hypervisor's per-domain frames, then the references the hypervisor holds
+// on the domain's own frames (shared_info), then every frame the domain
+// owns. After that the frame table holds nothing of it.
+
+import { randomUUID } from 'node:crypto';
+import type { VirtualMachine } from '../../engine/types.js';
+import type { DomainMemory } from '../mm/domain-memory.js';
+import { PageType, type FrameTable } from '../mm/frames.js';
+import { errno, HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from '../hypercalls/table.js';
+import { ExitCounts, PvVcpu, type VcpuHost } from '../cpu/vcpu.js';
+import type { PerDomainSpace } from '../mm/xen-space.js';
+import type { BootLayout } from './builder.js';
+import type { PageTypes } from '../mm/page-types.js';
+import type { AuditDomain } from '../mm/page-audit.js';
+import type { DomainTranslations } from '../mm/tlb.js';
+import { EventChannels } from '../events/channels.js';
+import { ConsoleBackend } from './console.js';
+import { StartInfo, Virq } from '../../abi/generated/xen.js';
+import type { SystemClock } from '../sched/time.js';
+import { PageTypeError } from '../mm/page-types.js';
+import { ShutdownReason } from '../../abi/generated/sched.js';
+
+export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
+
+/** Why a domain ended. */
+export type DomainEnd =
+  | { kind: 'shutdown'; reason: number; reasonName: string }
+  | { kind: 'crashed'; reason: string }
+  | { kind: 'killed'; reason: string };
+
+
+export function shutdownReasonName(reason: number): string {
+  const e = Object.entries(ShutdownReason).find(([k, v]) => v === reason && k !== 'SHUTDOWN_MAX');
+  return e ? e[0].replace('SHUTDOWN_', '') : `unknown (${reason})`;
+}
+
+export interface DomainParts {
+  id: number;
+  name: string;
+  frames: FrameTable;
+  memory: DomainMemory;
+  perDomain: PerDomainSpace;
+  vm: VirtualMachine;
+  layout: BootLayout;
+  hypercalls: HypercallTable;
+  pageTypes: PageTypes;
+  /** Where guests read the M2P on this host. */
+  m2pVirt: bigint;
+  console: (bytes: Uint8Array) => void;
+  tlb: DomainTranslations;
+  clock: SystemClock;
+  /** Finds another domain's event channels (interdomain channels). */
+  lookupEvents: (domid: number) => EventChannels | undefined;
+}
+
+export class Domain implements VcpuHost {
+  readonly id: number;
+  readonly name: string;
+  readonly memory: DomainMemory;
+  readonly layout: BootLayout;
+  readonly hypercalls: HypercallTable;
+  readonly hypercallCounts = new Float64Array(HYPERCALL_SLOTS);
+  readonly exitCounts = new ExitCounts();
+  /** The domain's handle (xen_domain_handle_t), a random UUID as the toolstack gives. */
+  readonly handle: Uint8Array = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
+  readonly vcpus: PvVcpu[] = [];
+  vmAssist = 0n;
+  private stateNow: DomainState = 'building';
+  private ended: DomainEnd | undefined;
+  private readonly vm: VirtualMachine;
+  private readonly perDomain: PerDomainSpace;
+  private readonly console: (bytes: Uint8Array) => void;
+  /**
+   * Frames of the domain on which the hypervisor holds a general and a
+   * `writable` type reference until the domain dies (shared_info, taken
+   * by the builder), so the guest can never give them another type.
+   */
+  readonly held: number[];
+  readonly pageTypes: PageTypes;
+  readonly m2pVirt: bigint;
+  /** What the engine may have cached stale from the domain's tables (src/hv/mm/tlb.ts). */
+  readonly tlb: DomainTranslations;
+  /** The domain's event channels (2-level ABI, in shared_info). */
+  readonly events: EventChannels;
+  readonly clock: SystemClock;
+  readonly sharedInfoMfn: number;
+  /** The PV console ring's backend (start_info.console.domU). */
+  readonly consoleRing: ConsoleBackend;
+  /** Host input not yet taken: by the ring once the guest uses one, else by console_io(CONSOLEIO_read). */
+  private hostInput: number[] = [];
+  /** The guest has notified its console port: host input goes to the ring. */
+  private ringInUse = false;
+  /** Time the core spent running this domain's vCPUs (ns), for the scheduler's shares and --stats. */
+  cpuNs = 0n;
+  /** Frames returned to the pool when the domain died (for tests and stats). */
+  framesReturned = 0;
+
+  constructor(p: DomainParts) {
+    this.id = p.id;
+    this.name = p.name;
+    this.memory = p.memory;
+    this.layout = p.layout;
+    this.hypercalls = p.hypercalls;
+    this.vm = p.vm;
+    this.perDomain = p.perDomain;
+    this.console = p.console;
+    this.pageTypes = p.pageTypes;
+    this.m2pVirt = p.m2pVirt;
+    this.tlb = p.tlb;
+    this.events = new EventChannels(p.id, p.frames.bytes(p.layout.sharedInfoMfn), p.perDomain.vcpus, {
+      lookup: (domid) => (domid === p.id ? this.events : p.lookupEvents(domid)),
+      notify: (vcpu) => this.vcpus[vcpu]?.eventPending(),
+      vcpuInfo: (vcpu) => this.vcpus[vcpu]!.vcpuInfoWords(),
+    });
+    this.clock = p.clock;
+    this.sharedInfoMfn = p.layout.sharedInfoMfn;
+    // The console's event channel, connected before boot as the toolstack does (the lowest free port).
+    this.consoleRing = new ConsoleBackend(p.memory.page(p.layout.pfn.console), this.events, p.console, () => { /* a broken ring only silences the guest */ },
+      () => {
+        if (this.ringInUse) return;
+        this.ringInUse = true;
+        this.consoleRing.input(Uint8Array.from(this.hostInput.splice(0)));
+      });
+    const si = p.memory.page(p.layout.pfn.startInfo);
+    StartInfo.over(si.buffer, si.byteOffset).console.domU.evtchn = this.consoleRing.port;
+    // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
+    p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
+    this.held = [p.layout.sharedInfoMfn];
+    // The console backend writes the console page (ring indices, host input) as xenconsoled does
+    // through its mapping, which holds the page writable: so it can never become a page table or
+    // descriptor page, whose entries those writes would forge behind the page-type system's back.
+    const consoleMfn = p.memory.mfnOf(p.layout.pfn.console);
+    if (this.holdWritable(consoleMfn) !== 0n) throw new Error(`the console page (frame ${consoleMfn}) could not be held writable`);
+    const engineVcpu = this.vm.createVcpu(0);
+    this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
+      rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
+    }));
+    p.clock.writeWallclock(this.sharedInfo);
+    for (const v of this.vcpus) v.updateTime();
+  }
+
+  /**
+   * Host input (stdin) for the guest: into its console ring once it uses
+   * one, else queued for console_io(CONSOLEIO_read), with VIRQ_CONSOLE.
+   */
+  consoleInput(bytes: Uint8Array): void {
+    if (this.ringInUse) {
+      this.consoleRing.input(bytes);
+      return;
+    }
+    for (const b of bytes) this.hostInput.push(b);
+    this.events.raiseVirq(Virq.VIRQ_CONSOLE);
+  }
+
+  private readConsoleIo(max: number): Uint8Array {
+    return Uint8Array.from(this.hostInput.splice(0, max));
+  }
+
+  /** Takes a general and writable type reference on `mfn`, held until the domain dies; 0 or Xen's errno. */
+  holdWritable(mfn: number): bigint {
+    if (this.pageTypes.ft.owner[mfn] !== this.id) return errno('XEN_EINVAL'); // not the domain's
+    try {
+      this.pageTypes.getPageAndType(mfn, PageType.writable, this.id);
+    } catch (e) {
+      if (e instanceof PageTypeError) return errno('XEN_EACCES'); // a page table or descriptor page
+      throw e;
+    }
+    this.held.push(mfn);
+    return 0n;
+  }
+
+  /** The shared_info page (vcpu_info for each vCPU, event bitmaps, wallclock). */
+  get sharedInfo(): Uint8Array {
+    return this.pageTypes.ft.bytes(this.layout.sharedInfoMfn);
+  }
+
+  get state(): DomainState {
+    return this.stateNow;
+  }
+
+  get running(): boolean {
+    return this.stateNow === 'running';
+  }
+
+  /** How the domain ended, once it has. */
+  get end(): DomainEnd | undefined {
+    return this.ended;
+  }
+
+  start(): void {
+    if (this.stateNow !== 'building' && this.stateNow !== 'paused') throw new Error(`domain ${this.id} is ${this.stateNow}, it cannot start`);
+    this.stateNow = 'running';
+  }
+
+  pause(): void {
+    if (this.stateNow !== 'running') return;
+    this.stateNow = 'paused';
+    this.wakeSleepers();
+  }
+
+  private finish(end: DomainEnd): void {
+    if (this.ended) return;
+    this.ended = end;
+    if (this.stateNow !== 'dead') this.stateNow = 'shutting-down';
+    this.wakeSleepers();
+  }
+
+  /**
+   * Ends the run loop's sleep of every blocked vCPU (Hypervisor.run), so
+   * that it sees the domain paused or ended now rather than at its next
+   * event or timer, which may never come.
+   */
+  private wakeSleepers(): void {
+    for (const v of this.vcpus) v.wake?.();
+  }
+
+  crash(reason: string): void {
+    this.finish({ kind: 'crashed', reason });
+  }
+
+  kill(reason: string): void {
+    this.finish({ kind: 'killed', reason });
+  }
+
+  shutdown(reason: number): void {
+    this.finish({ kind: 'shutdown', reason, reasonName: shutdownReasonName(reason) });
+  }
+
+  /** What the page-type audit (src/hv/mm/page-audit.ts) needs to know of the domain. */
+  auditView(): AuditDomain {
+    // The frames the vCPUs have loaded as CR3, kernel and user.
+    const roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
+    return { domid: this.id, roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
+  }
+
+  context(vcpu: PvVcpu): HypercallContext {
+    const d = this;
+    return {
+      domid: d.id,
+      get guest() { return vcpu.guest; },
+      nrPages: d.memory.nrPages,
+      maxPages: d.memory.nrPages,
+      handle: d.handle,
+      get vmAssist() { return d.vmAssist; },
+      set vmAssist(v: bigint) { d.vmAssist = v; },
+      consoleWrite: (bytes) => d.console(bytes),
+      consoleRead: (max) => d.readConsoleIo(max),
+      shutdown: (reason) => d.shutdown(reason),
+      yieldCpu: () => { vcpu.yielded = true; },
+      continueWith: (args) => vcpu.requestContinuation(args),
+      m2pVirt: d.m2pVirt,
+      mm: vcpu.mm,
+      cpu: vcpu.cpu,
+      events: d.events,
+      sched: vcpu.sched,
+      crash: (reason) => d.crash(reason),
+    };
+  }
+
+  /** Tears the domain down (see the order at the top of this file). Returns the frames freed. */
+  destroy(): number {
+    if (this.stateNow === 'dead') return 0;
+    if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
+    this.consoleRing.service(); // what the guest wrote to its ring but did not announce
+    this.events.closeAll(); // peers' interdomain ports become unbound
+    this.vm.destroy(); // ends a run started at wake-up, too
+    for (const v of this.vcpus) v.started = false;
+    const xenFrames = this.perDomain.release();
+    for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
+    this.framesReturned = xenFrames + this.memory.destroy();
+    this.stateNow = 'dead';
+    return this.framesReturned;
+  }
+}

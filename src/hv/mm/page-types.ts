@@ -1,0 +1,455 @@
+// The page-type system: what keeps every domain inside its own frames.
+// Xen's model (../shared/xen-abi.md 4.1-4.4): each frame has an owner, a
+// general reference count, a type (none, writable, L1-L4, segment
+// descriptors), a type count and validated/pinned bits. Page tables are
+// typed only after every present entry is validated, which takes the
+// references those entries hold (recursively typing lower tables); the last
+// type reference devalidates the table and drops them.
+//
+// The rules, each with an id used in docs/page-types.md and by the test
+// named after it:
+//
+//   PT-1  A frame changes type only when its type count is zero.
+//   PT-2  A page-table type is taken only after every present entry is
+//         validated; a failed validation takes no reference and leaves the
+//         frame untyped.
+//   PT-3  A writable mapping takes a `writable` type reference, so a frame
+//         typed as a page table (or descriptor page) cannot be mapped
+//         writable, itself included.
+//   PT-4  A frame mapped writable anywhere cannot become a page table.
+//   PT-5  An entry may map only a frame the domain owns (-EBUSY); a frame
+//         outside machine memory is refused (-EPERM: no I/O memory access).
+//   PT-6  Reserved and forbidden bits are refused (-EINVAL): superpages
+//         (PSE at L2/L3/L4), cache-control bits (PWT, PCD, PAT), global at
+//         L2-L4, and bit 62 (bits 52-61 are left to the guest, as on Xen).
+//   PT-7  The hypervisor's L4 slots (256-271) are skipped when an L4 is
+//         validated and filled by the hypervisor; they cannot be updated.
+//   PT-8  Linear page tables (an entry naming a table of its own level or
+//         above, itself included) are refused.
+//   PT-9  The last type reference of a page table devalidates it: every
+//         reference its entries held is dropped, recursively.
+//   PT-10 Pinning validates and holds a type reference; a second pin is
+//         -EINVAL; unpinning a table still in use (CR3, a parent entry)
+//         leaves it validated.
+//   PT-11 A vCPU's CR3 (kernel and user) holds a type reference on its L4.
+//   PT-12 The M2P and every other hypervisor frame belong to the
+//         hypervisor: no guest entry can map them (PT-5), so the M2P is only
+//         ever the read-only mapping the hypervisor puts in slot 256.
+//   PT-13 Counts cannot overflow (-EINVAL).
+//
+// And three about translations an engine cached (src/hv/mm/tlb.ts, which
+// enforces them through the TypeHooks below):
+//
+//   PT-14 A page-table update flushes nothing (Xen's TLB model); a flush
+//         request, or loading a root, forgets every translation the
+//         domain's updates took away.
+//   PT-15 Before a frame takes a page-table or descriptor type, no stale
+//         translation can write it; before a former table becomes
+//         writable data, no stale link can reach it.
+//   PT-16 A former table the hypervisor rewrote as data is not reused from
+//         the engine's cache when it becomes a table again.
+//
+// Inputs: entries written by guests (hostile) and frame numbers from them
+// (checked with isValid before any use).
+
+import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
+import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
+import { PTE_HI, PTE_LO } from './pte.js';
+import { XenErrno } from '../../abi/generated/errno.js';
+import { MmuUpdateType } from '../../abi/generated/xen.js';
+
+/** Flags bits (FrameTable.flags). */
+export const VALIDATED = 1;
+export const PINNED = 2;
+
+/**
+ * What an engine's translation cache (src/hv/mm/tlb.ts) needs to hear from
+ * the page-type system.
+ */
+export interface TypeHooks {
+  /** `mfn` takes its first type reference of `type` (it may be changing type): called before validation. */
+  typeTaken(mfn: number, type: PageType): void;
+  /** `mfn` has been validated as a page table. */
+  tableValidated(mfn: number): void;
+}
+
+const NO_HOOKS: TypeHooks = { typeTaken() {}, tableValidated() {} };
+
+/** A refused page-table operation, with the rule and Xen's errno. */
+export class PageTypeError extends Error {
+  constructor(readonly rule: string, readonly errno: number, readonly detail: string) {
+    super(`${rule}: ${detail}`);
+    this.name = 'PageTypeError';
+  }
+}
+
+// Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
+const { P, RW, US, PWT, PCD, PSE: PSE_PAT, G, A, D } = PTE_LO;
+const HI_RESERVED = PTE_HI.GNTTAB;
+const HI_ADDR = PTE_HI.ADDR;
+/** Low-half bits a leaf (L1) entry may not set (PT-6). */
+const L1_BAD_LO = PWT | PCD | PSE_PAT;
+/** Low-half bits an upper-level entry may not set (PT-6). */
+const UPPER_BAD_LO = PWT | PCD | PSE_PAT | G;
+const MAX_COUNT = 0xfffffff0;
+const EMPTY_WORDS: Uint32Array = new Uint32Array(0);
+
+const LEVEL_TYPE = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4] as const;
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
+/** The frame an entry names (its 32-bit halves). */
+export function entryFrame(lo: number, hi: number): number {
+  return (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+}
+
+/**
+ * Whether changing a present entry from old to new takes access away, so
+ * that a translation cached from the old one is stale: it goes absent,
+ * names another frame, loses RW, A or D (the guest wants to see them set
+ * again), or gains NX. Gaining access needs no flush: a fault through the
+ * cached entry makes the engine read the entry afresh.
+ */
+export function takesAway(oldLo: number, oldHi: number, newLo: number, newHi: number): boolean {
+  if (!(newLo & P)) return true;
+  if (entryFrame(oldLo, oldHi) !== entryFrame(newLo, newHi)) return true;
+  return (oldLo & ~newLo & (RW | A | D)) !== 0 || (newHi & ~oldHi & PTE_HI.NX) !== 0;
+}
+
+export function isPageTableType(t: number): boolean {
+  return t >= PageType.l1 && t <= PageType.l4;
+}
+
+/**
+ * The page-type system over a frame table. Methods throw PageTypeError for
+ * a refused operation and leave every count as it was before the call.
+ */
+export class PageTypes {
+  /**
+   * Entries visited by validation and devalidation so far: the work that
+   * batch hypercalls budget (a guest must not be able to hold the
+   * hypervisor in one call).
+   */
+  work = 0;
+
+  /**
+   * `fillReservedL4(mfn, domid)` writes the hypervisor's entries into
+   * slots 256-271 of an L4 of `domid` that has just been validated (PT-7).
+   */
+  constructor(
+    readonly ft: FrameTable,
+    private readonly fillReservedL4: (mfn: number, domid: number) => void = () => {},
+    private readonly hooks: TypeHooks = NO_HOOKS,
+  ) {}
+
+  // --- General references.
+
+  /**
+   * Takes a general reference on a frame `domid` owns (PT-5). Xen's errors:
+   * for an L1 entry -EPERM outside RAM (no I/O memory) and -EBUSY for a
+   * frame of another owner; -EINVAL everywhere else (upper levels, pins,
+   * roots, page copies).
+   */
+  getPage(mfn: number, domid: number, forL1 = false): void {
+    const ft = this.ft;
+    if (!ft.isValid(mfn)) throw new PageTypeError('PT-5', forL1 ? XenErrno.XEN_EPERM : XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is outside machine memory`);
+    if (ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', forL1 ? XenErrno.XEN_EBUSY : XenErrno.XEN_EINVAL, `frame ${hex(mfn)} belongs to domain ${ft.owner[mfn]}, not ${domid}`);
+    if (ft.refCount[mfn]! >= MAX_COUNT) throw new PageTypeError('PT-13', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} has too many references`);
+    ft.refCount[mfn]! += 1;
+  }
+
+  putPage(mfn: number): void {
+    if (this.ft.refCount[mfn]! <= 1) throw new Error(`page-types: general reference underflow on frame ${hex(mfn)}`);
+    this.ft.refCount[mfn]! -= 1;
+  }
+
+  // --- Type references.
+
+  /**
+   * Takes a type reference of `type` (PT-1); the first reference of a
+   * page-table type validates the table (PT-2), typing what it maps.
+   */
+  getPageType(mfn: number, type: PageType, domid: number): void {
+    const ft = this.ft;
+    const count = ft.typeCount[mfn]!;
+    if (count > 0) {
+      const now = ft.type[mfn]!;
+      if (now !== type) {
+        const rule = type === PageType.writable ? 'PT-3' : now === PageType.writable ? 'PT-4' : 'PT-1';
+        throw new PageTypeError(rule, XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is in use as ${typeName(now)}, not ${typeName(type)}`);
+      }
+      if (count >= MAX_COUNT) throw new PageTypeError('PT-13', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} has too many type references`);
+      if (isPageTableType(type) && !(ft.flags[mfn]! & VALIDATED)) {
+        // Typed but not validated: it is being validated further up this
+        // call chain, so this entry names a table that contains it (PT-8).
+        throw new PageTypeError('PT-8', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} would be a linear page table`);
+      }
+      ft.typeCount[mfn] = count + 1;
+      return;
+    }
+    this.hooks.typeTaken(mfn, type);
+    ft.type[mfn] = type;
+    ft.flags[mfn]! &= ~VALIDATED;
+    ft.typeCount[mfn] = 1;
+    if (isPageTableType(type)) {
+      try {
+        this.validate(mfn, type, domid);
+      } catch (e) {
+        ft.typeCount[mfn] = 0;
+        ft.type[mfn] = PageType.none;
+        throw e;
+      }
+      if (type === PageType.l4) this.fillReservedL4(mfn, domid);
+      this.hooks.tableValidated(mfn);
+    }
+    ft.flags[mfn]! |= VALIDATED;
+  }
+
+  /** Drops a type reference; the last one of a page table devalidates it (PT-9). */
+  putPageType(mfn: number): void {
+    const ft = this.ft;
+    const count = ft.typeCount[mfn]!;
+    if (count === 0) throw new Error(`page-types: type reference underflow on frame ${hex(mfn)}`);
+    if (count > 1) {
+      ft.typeCount[mfn] = count - 1;
+      return;
+    }
+    const type = ft.type[mfn]! as PageType;
+    if (isPageTableType(type) && ft.flags[mfn]! & VALIDATED) this.devalidate(mfn, type);
+    ft.typeCount[mfn] = 0;
+    ft.type[mfn] = PageType.none;
+    ft.flags[mfn]! &= ~(VALIDATED | PINNED);
+  }
+
+  getPageAndType(mfn: number, type: PageType, domid: number): void {
+    this.getPage(mfn, domid);
+    try {
+      this.getPageType(mfn, type, domid);
+    } catch (e) {
+      this.putPage(mfn);
+      throw e;
+    }
+  }
+
+  putPageAndType(mfn: number): void {
+    this.putPageType(mfn);
+    this.putPage(mfn);
+  }
+
+  // --- Entries.
+
+  /** Checks an entry's bits for `level` (PT-6). */
+  checkEntryBits(level: number, lo: number, hi: number): void {
+    if (hi & HI_RESERVED) throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, `level-${level} entry sets bit 62`);
+    if (level === 1) {
+      if (lo & L1_BAD_LO) throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, 'level-1 entry sets a cache-control bit (PWT, PCD or PAT)');
+    } else if (lo & UPPER_BAD_LO) {
+      throw new PageTypeError('PT-6', XenErrno.XEN_EINVAL, lo & PSE_PAT
+        ? `level-${level} entry maps a superpage (PSE), which paravane does not offer`
+        : `level-${level} entry sets a forbidden bit (PWT, PCD or global)`);
+    }
+  }
+
+  /** Takes the references a present entry at `level` holds (its target's general and type refs). */
+  getEntry(level: number, lo: number, hi: number, domid: number): void {
+    if (!(lo & P)) return;
+    this.checkEntryBits(level, lo, hi);
+    const target = entryFrame(lo, hi);
+    if (level === 1) {
+      this.getPage(target, domid, true);
+      if (lo & RW) {
+        try {
+          this.getPageType(target, PageType.writable, domid);
+        } catch (e) {
+          this.putPage(target);
+          if (e instanceof PageTypeError) throw new PageTypeError('PT-3', XenErrno.XEN_EBUSY, `frame ${hex(target)} cannot be mapped writable: ${e.detail}`);
+          throw e;
+        }
+      }
+      return;
+    }
+    try {
+      this.getPageAndType(target, LEVEL_TYPE[level - 1]!, domid);
+    } catch (e) {
+      // A table of this level or above where a lower table belongs: a linear page table.
+      const t = this.ft.isValid(target) ? this.ft.type[target]! : PageType.none;
+      if (e instanceof PageTypeError && e.rule === 'PT-1' && isPageTableType(t) && t >= level) {
+        throw new PageTypeError('PT-8', XenErrno.XEN_EINVAL, `level-${level} entry names frame ${hex(target)}, itself a level-${t} table (linear page tables are refused)`);
+      }
+      throw e;
+    }
+  }
+
+  /** Drops what getEntry took. */
+  putEntry(level: number, lo: number, hi: number): void {
+    if (!(lo & P)) return;
+    const target = entryFrame(lo, hi);
+    if (level === 1) {
+      if (lo & RW) this.putPageType(target);
+      this.putPage(target);
+      return;
+    }
+    this.putPageAndType(target);
+  }
+
+  /**
+   * Entry `index` of the validated L1 whose words are `words` becomes
+   * newLo:newHi (US already forced): the new entry's references are taken,
+   * the entry written, the old entry's references dropped. The same as
+   * getEntry, a store and putEntry, with the common case (a frame of the
+   * domain that holds references already) done inline: this is the hot
+   * path of every mmu_update batch. Anything else goes through getEntry
+   * and putEntry, which also throw the refusals (nothing changed then).
+   */
+  setL1Entry(words: Uint32Array, index: number, newLo: number, newHi: number, domid: number): void {
+    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+    if (newLo & P && !this.takeL1Quick(newLo, newHi, domid)) this.getEntry(1, newLo, newHi, domid);
+    words[2 * index] = newLo;
+    words[2 * index + 1] = newHi;
+    if (oldLo & P) this.dropL1(oldLo, oldHi);
+  }
+
+  /**
+   * getEntry(1, lo, hi) for a present entry in the common case: a frame of
+   * the domain, no refused bit, no type change (read-only, or writable to a
+   * frame typed writable already). Takes its references and returns true;
+   * returns false with nothing taken when getEntry must decide.
+   */
+  private takeL1Quick(lo: number, hi: number, domid: number): boolean {
+    const ft = this.ft;
+    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    if (t >= ft.count || hi & HI_RESERVED || lo & L1_BAD_LO || ft.owner[t] !== domid || ft.refCount[t]! >= MAX_COUNT) return false;
+    if (lo & RW) {
+      const c = ft.typeCount[t]!;
+      if (c === 0 || c >= MAX_COUNT || ft.type[t] !== PageType.writable) return false;
+      ft.typeCount[t] = c + 1;
+    }
+    ft.refCount[t]! += 1;
+    return true;
+  }
+
+  /** putEntry(1, lo, hi) for a present entry: its references dropped, the last ones through putPageType and putPage. */
+  private dropL1(lo: number, hi: number): void {
+    const ft = this.ft;
+    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    if (lo & RW) {
+      const c = ft.typeCount[t]!;
+      if (c > 1) ft.typeCount[t] = c - 1;
+      else this.putPageType(t);
+    }
+    const refs = ft.refCount[t]!;
+    if (refs > 1) ft.refCount[t] = refs - 1;
+    else this.putPage(t);
+  }
+
+  /**
+   * The batch fast path: applies mmu_update requests (ptr and val as four
+   * 32-bit words each, from `reqs`) from index `from` until one is not the
+   * common case, and returns that one's index (`to` when all were done).
+   * The common case: MMU_NORMAL_PT_UPDATE (or NO_TRANSLATE) of an entry of
+   * a validated L1 of `domid`, whose new value is absent or names a frame
+   * of the domain that is not changing type (a read-only mapping, or a
+   * writable one of a frame already typed writable). The request it stops
+   * at is untouched: the caller takes the general path for it (which also
+   * does the refusals). A frame whose mapping lost access is reported to
+   * `stale` (src/hv/mm/tlb.ts). The same steps as setL1Entry, with the table
+   * checks of every request in the loop: this is every batch's hot loop.
+   */
+  updateL1Batch(reqs: Uint32Array, from: number, to: number, domid: number, stale: { leafChanged(mfn: number): void }): number {
+    const ft = this.ft;
+    const owner = ft.owner, type = ft.type, typeCount = ft.typeCount, count = ft.count;
+    let i = from;
+    let lastMfn = -1;
+    let words = EMPTY_WORDS;
+    for (; i < to; i++) {
+      const ptrLo = reqs[4 * i]!, cmd = ptrLo & 7;
+      if (cmd !== MmuUpdateType.MMU_NORMAL_PT_UPDATE && cmd !== MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) break;
+      const mfn = (ptrLo >>> 12) + reqs[4 * i + 1]! * 0x100000;
+      if (mfn >= count || owner[mfn] !== domid || type[mfn] !== PageType.l1 || typeCount[mfn] === 0) break;
+      let lo = reqs[4 * i + 2]!;
+      const hi = reqs[4 * i + 3]!;
+      if (lo & P) {
+        if (!this.takeL1Quick(lo, hi, domid)) break;
+        lo = (lo | US) >>> 0;
+      }
+      if (mfn !== lastMfn) {
+        words = ft.words32(mfn);
+        lastMfn = mfn;
+      }
+      const index = (ptrLo & 0xfff) >>> 3;
+      const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+      words[2 * index] = lo;
+      words[2 * index + 1] = hi;
+      if (!(oldLo & P)) continue;
+      this.dropL1(oldLo, oldHi);
+      // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
+      if (takesAway(oldLo, oldHi, lo, hi)) stale.leafChanged(entryFrame(oldLo, oldHi));
+    }
+    return i;
+  }
+
+  /** Entry indices validation looks at: all but the hypervisor's L4 slots (PT-7). */
+  static isGuestSlot(level: number, index: number): boolean {
+    return level !== 4 || index < FIRST_RESERVED_SLOT || index > LAST_RESERVED_SLOT;
+  }
+
+  private validate(mfn: number, type: PageType, domid: number): void {
+    const level = type as number; // l1..l4 are 1..4
+    const words = this.ft.words32(mfn);
+    this.work += 512;
+    let i = 0;
+    try {
+      for (; i < 512; i++) {
+        if (!PageTypes.isGuestSlot(level, i)) continue;
+        const lo = words[2 * i]!;
+        this.getEntry(level, lo, words[2 * i + 1]!, domid);
+        // As Xen's adjust_guest_lNe: the guest kernel runs at CPL 3, so every
+        // present entry of a 64-bit PV guest's tables gets the user bit.
+        if (lo & P && !(lo & US)) words[2 * i] = (lo | US) >>> 0;
+      }
+    } catch (e) {
+      for (let j = i - 1; j >= 0; j--) {
+        if (PageTypes.isGuestSlot(level, j)) this.putEntry(level, words[2 * j]!, words[2 * j + 1]!);
+      }
+      throw e;
+    }
+  }
+
+  private devalidate(mfn: number, type: PageType): void {
+    const level = type as number;
+    const words = this.ft.words32(mfn);
+    this.work += 512;
+    for (let i = 0; i < 512; i++) {
+      if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
+    }
+    this.ft.flags[mfn]! &= ~VALIDATED;
+  }
+
+  // --- Pins.
+
+  /** MMUEXT_PIN_Ln_TABLE (PT-10). */
+  pin(mfn: number, level: 1 | 2 | 3 | 4, domid: number): void {
+    const ft = this.ft;
+    if (ft.isValid(mfn) && ft.owner[mfn] === domid && ft.flags[mfn]! & PINNED) {
+      throw new PageTypeError('PT-10', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is already pinned`);
+    }
+    this.getPageAndType(mfn, LEVEL_TYPE[level]!, domid);
+    ft.flags[mfn]! |= PINNED;
+  }
+
+  /** MMUEXT_UNPIN_TABLE (PT-10). */
+  unpin(mfn: number, domid: number): void {
+    const ft = this.ft;
+    if (!ft.isValid(mfn) || ft.owner[mfn] !== domid) throw new PageTypeError('PT-5', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is not the domain's`);
+    if (!(ft.flags[mfn]! & PINNED)) throw new PageTypeError('PT-10', XenErrno.XEN_EINVAL, `frame ${hex(mfn)} is not pinned`);
+    ft.flags[mfn]! &= ~PINNED;
+    this.putPageAndType(mfn);
+  }
+}
+
+export function typeName(t: number): string {
+  return ['none', 'L1', 'L2', 'L3', 'L4', 'segment descriptors', 'writable'][t] ?? `type ${t}`;
+}
+
+/** Bytes per page-table entry. */
+export const ENTRY_SIZE = 8;
+export const ENTRIES = PAGE_SIZE / ENTRY_SIZE;
