@@ -19,8 +19,8 @@ import { KvmEngine } from '../engine/kvm/kvm-engine.js';
 import { createPlainMemory } from '../engine/plain-memory.js';
 import { FrameTable } from '../hv/mm/frames.js';
 import { GuestMemory } from '../hv/mm/guest-access.js';
-import { HypercallTable, type HypercallContext } from '../hv/hypercalls/table.js';
-import { registerMmuHypercalls } from '../hv/hypercalls/mmu.js';
+import type { HypercallContext } from '../hv/hypercalls/context.js';
+import { createHypercallTable } from '../hv/hypercalls/index.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { DomainTranslations, TranslationMarks } from '../hv/mm/tlb.js';
 import { PageTypes } from '../hv/mm/page-types.js';
@@ -112,7 +112,7 @@ function mmuUpdateNs(): number {
     domid: 1, guest: new GuestMemory(ft, BigInt(l4) << 12n), continueWith: noop,
     mm: { pt, cr3: l4, userCr3: 0, setCr3: noop, setUserCr3: noop, tlb: new DomainTranslations({ forget: noop, dropAll: noop }, new TranslationMarks(ft.count)), setLdt: noop },
   } as unknown as HypercallContext;
-  const table = registerMmuHypercalls(new HypercallTable());
+  const table = createHypercallTable();
   const n = 2048;
   const buf = new Uint8Array(n * 16);
   const v = new DataView(buf.buffer);

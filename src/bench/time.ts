@@ -115,7 +115,7 @@ export async function runTimeBench(opts: { seconds?: number } = {}): Promise<Tim
       // over its vcpu_info.time, beside the host clock at the same instant.
       const v = d.vcpus[0]!;
       const { tsc, hostNs } = v.engine.tscNow();
-      samples.push({ guest: guestTime(v.vcpuInfo(), tsc), host: hv.clock.fromHost(hostNs) });
+      samples.push({ guest: guestTime(v.info.view, tsc), host: hv.clock.fromHost(hostNs) });
     };
     const out = await runTimer(hv, ticks, periodUs, busy, (d) => {
       if (!dom) {

@@ -16,7 +16,7 @@ import { BuildError } from '../hv/domain/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain/domain.js';
 import { GuestElfError } from '../hv/domain/elf.js';
 import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
-import { EXIT_KINDS } from '../hv/cpu/vcpu.js';
+import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
 
 export interface RunCommandOptions {
   memory: string;

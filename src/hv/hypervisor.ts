@@ -9,17 +9,13 @@ import { buildDomain } from './domain/builder.js';
 import { Domain, type DomainEnd } from './domain/domain.js';
 import { parseGuestKernel } from './domain/elf.js';
 import { FrameTable, PAGE_SIZE } from './mm/frames.js';
-import { HypercallTable } from './hypercalls/table.js';
-import { registerBasicHypercalls } from './hypercalls/basic.js';
-import { registerMmuHypercalls } from './hypercalls/mmu.js';
-import { registerTrapHypercalls } from './hypercalls/traps.js';
-import { registerEventHypercalls } from './hypercalls/events.js';
+import type { HypercallTable } from './hypercalls/table.js';
+import { createHypercallTable } from './hypercalls/index.js';
 import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './mm/xen-space.js';
 import { PageTypes } from './mm/page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './mm/tlb.js';
 import { earlier, SystemClock } from './sched/time.js';
 import type { PvVcpu } from './cpu/vcpu.js';
-import { registerVcpuHypercalls } from './hypercalls/vcpu-op.js';
 import { BuildError } from './domain/builder.js';
 import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
 
@@ -74,7 +70,7 @@ const PREPARE_WINDOW = 300_000n;
 const FINAL_SPIN = 30_000n;
 /**
  * How long before a blocked vCPU's timer falls due the core runs it in its
- * wait stub (PvVcpu.advanceTimer): longer than the ~10 us of work and the
+ * wait stub (VcpuBlocking.advanceTimer): longer than the ~10 us of work and the
  * 40-50 us first entry after a sleep, so that the guest is waiting in its
  * own context when the deadline passes.
  */
@@ -128,7 +124,7 @@ export class Hypervisor {
       // How `syscall` behaves decides the syscall stub (one probe guest, ~1 ms).
       this.xen = new XenSpace(this.frames, opts.syscallAtCpl3 ?? syscallStaysAtCpl3(engine));
       this.m2pVirt = opts.slot256Usable ?? upperHalfSlot256Usable(engine) ? M2P_VIRT_START : M2P_ALT_VIRT_START;
-      this.hypercalls = registerVcpuHypercalls(registerEventHypercalls(registerTrapHypercalls(registerMmuHypercalls(registerBasicHypercalls(new HypercallTable())))));
+      this.hypercalls = createHypercallTable();
       this.pageTypes = new PageTypes(this.frames, (mfn, domid) => {
         const pd = this.perDomain.get(domid);
         if (!pd) throw new Error(`no hypervisor area for domain ${domid}`);
@@ -326,11 +322,8 @@ export class Hypervisor {
           // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
           while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
           if (opts.signal?.aborted) break;
-          if (vcpu.yielded) {
-            // SCHEDOP_yield: the rest of the slice goes to the others.
-            vcpu.yielded = false;
-            break;
-          }
+          // SCHEDOP_yield: the rest of the slice goes to the others.
+          if (vcpu.takeYield()) break;
         }
         const ran = process.hrtime.bigint() - start;
         used += ran;
@@ -339,12 +332,12 @@ export class Hypervisor {
         if (vcpu.blocked) {
           // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
           // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
-          const timer = vcpu.advanceableTimer(); // while still blocked: wakeable() may clear that
-          if (vcpu.wakeable()) continue;
-          const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.wakeDeadline();
+          const timer = vcpu.blocking.advanceableTimer(); // while still blocked: wakeable() may clear that
+          if (vcpu.blocking.wakeable()) continue;
+          const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.blocking.wakeDeadline();
           const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
           await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
-          if (early === undefined && timer !== undefined && !vcpu.wakeable() && process.hrtime.bigint() >= at!) vcpu.advanceTimer();
+          if (early === undefined && timer !== undefined && !vcpu.blocking.wakeable() && process.hrtime.bigint() >= at!) vcpu.blocking.advanceTimer();
           continue;
         }
         // The slice is over, or a started vCPU preempted this one: the others (whose loops resume
@@ -443,8 +436,8 @@ export class Hypervisor {
    * VIRQ_TIMER, which may wake the vCPU.
    */
   private runUntil(vcpu: PvVcpu, sliceEnd: bigint, now: bigint): bigint | undefined {
-    const timer = vcpu.expireTimers();
-    if (!vcpu.wakeable()) return undefined;
+    const timer = vcpu.blocking.expireTimers();
+    if (!vcpu.blocking.wakeable()) return undefined;
     const wake = this.earliestWake();
     if (now >= sliceEnd || (wake !== undefined && now >= wake)) return undefined;
     let until = wake !== undefined && wake < sliceEnd ? wake : sliceEnd;

@@ -28,6 +28,7 @@ import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, hypercallStub } from '../mm
 import { PTE } from '../mm/pte.js';
 import { PageTypeError, type PageTypes } from '../mm/page-types.js';
 import { HYPERCALL_SLOTS } from '../hypercalls/table.js';
+import { hex } from '../format.js';
 
 /** Bad input for the builder (memory too small, command line too long...). */
 export class BuildError extends Error {
@@ -71,7 +72,6 @@ const UPPER_FLAGS = Number(PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D);
 const CANONICAL_LOW_END = 1n << 47n;
 const PAGE = BigInt(PAGE_SIZE);
 
-const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 const pagesFor = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
 const roundUp = (v: bigint, to: bigint): bigint => ((v + to - 1n) / to) * to;
 

@@ -17,8 +17,10 @@ import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../../engine/types.js';
 import type { DomainMemory } from '../mm/domain-memory.js';
 import { PageType, type FrameTable } from '../mm/frames.js';
-import { errno, HYPERCALL_SLOTS, type HypercallContext, type HypercallTable } from '../hypercalls/table.js';
-import { ExitCounts, PvVcpu, type VcpuHost } from '../cpu/vcpu.js';
+import { errno, type HypercallContext } from '../hypercalls/context.js';
+import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
+import { ExitCounts } from '../cpu/exit-counts.js';
+import { PvVcpu, type VcpuHost } from '../cpu/vcpu.js';
 import type { PerDomainSpace } from '../mm/xen-space.js';
 import type { BootLayout } from './builder.js';
 import type { PageTypes } from '../mm/page-types.js';
@@ -121,7 +123,7 @@ export class Domain implements VcpuHost {
     this.events = new EventChannels(p.id, p.frames.bytes(p.layout.sharedInfoMfn), p.perDomain.vcpus, {
       lookup: (domid) => (domid === p.id ? this.events : p.lookupEvents(domid)),
       notify: (vcpu) => this.vcpus[vcpu]?.eventPending(),
-      vcpuInfo: (vcpu) => this.vcpus[vcpu]!.vcpuInfoWords(),
+      vcpuInfo: (vcpu) => this.vcpus[vcpu]!.info.words,
     });
     this.clock = p.clock;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
@@ -147,7 +149,7 @@ export class Domain implements VcpuHost {
       rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
     }));
     p.clock.writeWallclock(this.sharedInfo);
-    for (const v of this.vcpus) v.updateTime();
+    for (const v of this.vcpus) v.info.updateTime();
   }
 
   /**
@@ -240,15 +242,15 @@ export class Domain implements VcpuHost {
   /** What the page-type audit (src/hv/mm/page-audit.ts) needs to know of the domain. */
   auditView(): AuditDomain {
     // The frames the vCPUs have loaded as CR3, kernel and user.
-    const roots = this.vcpus.flatMap((v) => (v.userCr3Mfn ? [v.cr3Mfn, v.userCr3Mfn] : [v.cr3Mfn]));
+    const roots = this.vcpus.flatMap((v) => v.space.roots());
     return { domid: this.id, roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
   }
 
-  context(vcpu: PvVcpu): HypercallContext {
+  /** The domain's part of every vCPU's hypercall context. */
+  domainContext(): Omit<HypercallContext, 'guest' | 'continueWith' | 'mm' | 'cpu' | 'sched'> {
     const d = this;
     return {
       domid: d.id,
-      get guest() { return vcpu.guest; },
       nrPages: d.memory.nrPages,
       maxPages: d.memory.nrPages,
       handle: d.handle,
@@ -257,13 +259,8 @@ export class Domain implements VcpuHost {
       consoleWrite: (bytes) => d.console(bytes),
       consoleRead: (max) => d.readConsoleIo(max),
       shutdown: (reason) => d.shutdown(reason),
-      yieldCpu: () => { vcpu.yielded = true; },
-      continueWith: (args) => vcpu.requestContinuation(args),
       m2pVirt: d.m2pVirt,
-      mm: vcpu.mm,
-      cpu: vcpu.cpu,
       events: d.events,
-      sched: vcpu.sched,
       crash: (reason) => d.crash(reason),
     };
   }
@@ -275,7 +272,7 @@ export class Domain implements VcpuHost {
     this.consoleRing.service(); // what the guest wrote to its ring but did not announce
     this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy(); // ends a run started at wake-up, too
-    for (const v of this.vcpus) v.started = false;
+    for (const v of this.vcpus) v.stopped();
     const xenFrames = this.perDomain.release();
     for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
     this.framesReturned = xenFrames + this.memory.destroy();

@@ -12,7 +12,7 @@ import { schedBlock, schedPoll } from './vcpu-op.js';
 import { MemoryOp, XenMachphysMapping } from '../../abi/generated/memory.js';
 import { PvbenchCmd, PvbenchEcho } from '../../abi/generated/paravane-pvbench.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
-import { errno, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
+import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 
 /** The Xen version paravane reports: the interface its ABI follows (4.17). */
 export const XEN_MAJOR = 4;
@@ -27,7 +27,7 @@ function structBytes<T>(Cls: { SIZE: number; over(b: ArrayBufferLike, o?: number
   return new Uint8Array(buf);
 }
 
-const consoleIo: HypercallHandler = (ctx, [cmd, count, buf]) => {
+export function consoleIo(ctx: HypercallContext, [cmd, count, buf]: HypercallArgs): bigint {
   switch (Number(cmd)) {
     case ConsoleIo.CONSOLEIO_write: {
       if (count > BigInt(CONSOLE_MAX)) return errno('XEN_EINVAL');
@@ -37,16 +37,16 @@ const consoleIo: HypercallHandler = (ctx, [cmd, count, buf]) => {
     case ConsoleIo.CONSOLEIO_read: {
       // Host input not taken by a console ring; returns the bytes read.
       if (count > BigInt(CONSOLE_MAX)) return errno('XEN_EINVAL');
-      const bytes = ctx.consoleRead?.(Number(count)) ?? new Uint8Array(0);
+      const bytes = ctx.consoleRead(Number(count));
       if (bytes.length) ctx.guest.write(buf, bytes);
       return BigInt(bytes.length);
     }
     default:
       return errno('XEN_EINVAL');
   }
-};
+}
 
-const xenVersion: HypercallHandler = (ctx, [cmd, arg]) => {
+export function xenVersion(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
   const g = ctx.guest;
   switch (Number(cmd)) {
     case VersionOp.XENVER_version:
@@ -86,12 +86,12 @@ const xenVersion: HypercallHandler = (ctx, [cmd, arg]) => {
     default:
       return errno('XEN_ENOSYS');
   }
-};
+}
 
-const schedOp: HypercallHandler = (ctx, [cmd, arg]) => {
+export function schedOp(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
   switch (Number(cmd)) {
     case SchedOp.SCHEDOP_yield:
-      ctx.yieldCpu();
+      ctx.sched.yieldCpu();
       return 0n;
     case SchedOp.SCHEDOP_block:
       return schedBlock(ctx);
@@ -105,7 +105,7 @@ const schedOp: HypercallHandler = (ctx, [cmd, arg]) => {
     default:
       return errno('XEN_ENOSYS');
   }
-};
+}
 
 /** Assist types valid for a 64-bit PV guest. */
 const VALID_ASSISTS = new Set<number>([
@@ -114,15 +114,15 @@ const VALID_ASSISTS = new Set<number>([
   VmAssist.VMASST_TYPE_m2p_strict,
 ]);
 
-const vmAssist: HypercallHandler = (ctx, [cmd, type]) => {
+export function vmAssist(ctx: HypercallContext, [cmd, type]: HypercallArgs): bigint {
   if (cmd !== BigInt(VmAssist.VMASST_CMD_enable) && cmd !== BigInt(VmAssist.VMASST_CMD_disable)) return errno('XEN_ENOSYS');
   if (type > 63n || !VALID_ASSISTS.has(Number(type))) return errno('XEN_EINVAL');
   const bit = 1n << type;
   ctx.vmAssist = cmd === BigInt(VmAssist.VMASST_CMD_enable) ? ctx.vmAssist | bit : ctx.vmAssist & ~bit;
   return 0n;
-};
+}
 
-const memoryOp: HypercallHandler = (ctx, [cmd, arg]) => {
+export function memoryOp(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
   const op = Number(cmd & 0x3fn); // bits 6 and up carry a continuation's start extent
   switch (op) {
     case MemoryOp.XENMEM_current_reservation:
@@ -145,9 +145,9 @@ const memoryOp: HypercallHandler = (ctx, [cmd, arg]) => {
     default:
       return errno('XEN_ENOSYS');
   }
-};
+}
 
-const pvbenchOp: HypercallHandler = (ctx: HypercallContext, [cmd, arg]) => {
+export function pvbenchOp(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
   switch (Number(cmd)) {
     case PvbenchCmd.PVBENCHOP_nop:
       return 0n;
@@ -161,10 +161,4 @@ const pvbenchOp: HypercallHandler = (ctx: HypercallContext, [cmd, arg]) => {
     default:
       return errno('XEN_ENOSYS');
   }
-};
-
-/** Registers the hypercalls of this file. */
-export function registerBasicHypercalls(t: HypercallTable): HypercallTable {
-  return t.register('console_io', consoleIo).register('xen_version', xenVersion).register('sched_op', schedOp)
-    .register('vm_assist', vmAssist).register('memory_op', memoryOp).register('pvbench_op', pvbenchOp);
 }

@@ -10,7 +10,7 @@ import {
   EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 } from '../../abi/generated/event-channel.js';
 import { EventError, resolveDomid } from '../events/channels.js';
-import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
+import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 
 /** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
 function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {
@@ -20,8 +20,8 @@ function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint,
   ctx.guest.write(arg, bytes);
 }
 
-const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
-  const ev = need(ctx, 'events');
+export function eventChannelOp(ctx: HypercallContext, [cmdArg, arg]: HypercallArgs): bigint {
+  const ev = ctx.events;
   const self = ctx.domid;
   try {
     switch (Number(BigInt.asIntN(32, cmdArg))) {
@@ -90,8 +90,4 @@ const eventChannelOp: HypercallHandler = (ctx, [cmdArg, arg]) => {
     if (e instanceof EventError) return -BigInt(e.errno);
     throw e;
   }
-};
-
-export function registerEventHypercalls(t: HypercallTable): HypercallTable {
-  return t.register('event_channel_op', eventChannelOp);
 }

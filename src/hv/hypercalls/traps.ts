@@ -8,35 +8,7 @@
 import { TrapInfo } from '../../abi/generated/arch-x86.js';
 import { CallbackFlags, CallbackOp, CallbackRegister, CallbackType, CallbackUnregister } from '../../abi/generated/callback.js';
 import { guestRangeOk } from '../mm/guest-access.js';
-import { errno, need, type HypercallHandler, type HypercallTable } from './table.js';
-
-/** A callback entry point: address 0 is none. */
-export interface CallbackEntry {
-  address: bigint;
-  /** Enter with events masked. */
-  maskEvents: boolean;
-}
-
-/** What the trap hypercalls need of the calling vCPU. */
-export interface TrapContext {
-  /** trap_ctxt[vector] := (flags, cs, address); address 0 removes the handler. */
-  setTrap(vector: number, flags: number, cs: number, address: bigint): void;
-  clearTraps(): void;
-  /** stack_switch: the guest kernel stack used when an event interrupts guest user mode. */
-  setKernelStack(ss: number, sp: bigint): void;
-  /** The virtual CR0.TS (fpu_taskswitch). */
-  setTaskSwitched(on: boolean): void;
-  /** set_segment_base; returns 0 or an errno. */
-  setSegmentBase(which: number, base: bigint): bigint;
-  /** A callback entry point, by CALLBACKTYPE_*. */
-  setCallback(type: number, entry: CallbackEntry): void;
-  /**
-   * The iret hypercall: resume the frame (struct iret_context) at the
-   * guest's stack pointer, as it was when the call was made. Returns 0 when
-   * arranged (the guest never sees a result), or a reason to crash.
-   */
-  iret(): string | undefined;
-}
+import { errno, type HypercallArgs, type HypercallContext, type TrapContext } from './context.js';
 
 /** Entries of a trap table read per invocation before a continuation. */
 const TRAP_CHUNK = 256;
@@ -47,8 +19,8 @@ const guestSelector = (sel: number): number => ((sel & 3) === 0 ? sel | 3 : sel)
  * set_trap_table(traps): entries until one with address 0. A NULL list
  * clears the whole table. Long lists continue, as Xen's do.
  */
-const setTrapTable: HypercallHandler = (ctx, [list]) => {
-  const cpu = need(ctx, 'cpu');
+export function setTrapTable(ctx: HypercallContext, [list]: HypercallArgs): bigint {
+  const cpu = ctx.cpu;
   if (list === 0n) {
     cpu.clearTraps();
     return 0n;
@@ -62,7 +34,7 @@ const setTrapTable: HypercallHandler = (ctx, [list]) => {
   }
   ctx.continueWith([list + BigInt(TRAP_CHUNK * TrapInfo.SIZE), 0n, 0n, 0n, 0n]);
   return 0n;
-};
+}
 
 /** Registers one callback: a non-canonical address is -EINVAL, an unknown type -ENOSYS. */
 function register(cpu: TrapContext, type: number, address: bigint, flags: number): bigint {
@@ -82,19 +54,19 @@ function register(cpu: TrapContext, type: number, address: bigint, flags: number
 }
 
 /** set_callbacks(event, failsafe, syscall): the 64-bit form (three addresses). */
-const setCallbacks: HypercallHandler = (ctx, [event, failsafe, syscall]) => {
-  const cpu = need(ctx, 'cpu');
+export function setCallbacks(ctx: HypercallContext, [event, failsafe, syscall]: HypercallArgs): bigint {
+  const cpu = ctx.cpu;
   for (const a of [event, failsafe, syscall]) if (!guestRangeOk(a, 1)) return errno('XEN_EINVAL');
   // As Xen: the event callback always masks events; failsafe and syscall do not.
   cpu.setCallback(CallbackType.CALLBACKTYPE_event, { address: event, maskEvents: true });
   cpu.setCallback(CallbackType.CALLBACKTYPE_failsafe, { address: failsafe, maskEvents: false });
   cpu.setCallback(CallbackType.CALLBACKTYPE_syscall, { address: syscall, maskEvents: false });
   return 0n;
-};
+}
 
 /** callback_op(cmd, arg). */
-const callbackOp: HypercallHandler = (ctx, [cmd, arg]) => {
-  const cpu = need(ctx, 'cpu');
+export function callbackOp(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
+  const cpu = ctx.cpu;
   if (cmd === BigInt(CallbackOp.CALLBACKOP_register)) {
     const r = CallbackRegister.over(ctx.guest.read(arg, CallbackRegister.SIZE).buffer);
     return register(cpu, r.type, r.address, r.flags);
@@ -109,37 +81,32 @@ const callbackOp: HypercallHandler = (ctx, [cmd, arg]) => {
     return known ? errno('XEN_EINVAL') : errno('XEN_ENOSYS');
   }
   return errno('XEN_ENOSYS');
-};
+}
 
 /** stack_switch(ss, esp): the kernel stack for events that interrupt guest user mode. */
-const stackSwitch: HypercallHandler = (ctx, [ss, sp]) => {
-  const cpu = need(ctx, 'cpu');
-  cpu.setKernelStack(guestSelector(Number(ss & 0xffffn)), sp);
+export function stackSwitch(ctx: HypercallContext, [, sp]: HypercallArgs): bigint {
+  const cpu = ctx.cpu;
+  cpu.setKernelStack(sp);
   return 0n;
-};
+}
 
 /** fpu_taskswitch(set): sets or clears the virtual CR0.TS. */
-const fpuTaskswitch: HypercallHandler = (ctx, [set]) => {
-  need(ctx, 'cpu').setTaskSwitched(BigInt.asIntN(32, set) !== 0n);
+export function fpuTaskswitch(ctx: HypercallContext, [set]: HypercallArgs): bigint {
+  ctx.cpu.setTaskSwitched(BigInt.asIntN(32, set) !== 0n);
   return 0n;
-};
+}
 
 /** set_segment_base(which, base). */
-const setSegmentBase: HypercallHandler = (ctx, [which, base]) => need(ctx, 'cpu').setSegmentBase(Number(BigInt.asUintN(32, which)), base);
+export function setSegmentBase(ctx: HypercallContext, [which, base]: HypercallArgs): bigint {
+  return ctx.cpu.setSegmentBase(Number(BigInt.asUintN(32, which)), base);
+}
 
 /**
  * iret(): never returns to its caller. The vCPU resumes the restored frame;
  * a frame that cannot be read or used crashes the domain, as on Xen.
  */
-const iret: HypercallHandler = (ctx) => {
-  const reason = need(ctx, 'cpu').iret();
+export function iret(ctx: HypercallContext): bigint {
+  const reason = ctx.cpu.iret();
   if (reason !== undefined) ctx.crash(`iret hypercall: ${reason}`);
   return 0n;
-};
-
-/** Registers the trap hypercalls. */
-export function registerTrapHypercalls(t: HypercallTable): HypercallTable {
-  return t.register('set_trap_table', setTrapTable).register('set_callbacks', setCallbacks).register('callback_op', callbackOp)
-    .register('stack_switch', stackSwitch).register('fpu_taskswitch', fpuTaskswitch).register('set_segment_base', setSegmentBase)
-    .register('iret', iret);
 }

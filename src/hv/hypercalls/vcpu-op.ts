@@ -5,27 +5,7 @@
 
 import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
 import { SchedPoll } from '../../abi/generated/sched.js';
-import { errno, need, type HypercallContext, type HypercallHandler, type HypercallTable } from './table.js';
-import type { VcpuTimers } from '../sched/time.js';
-
-/** What these hypercalls need of the calling vCPU and its domain. */
-export interface SchedContext {
-  /** The calling vCPU's index, and how many the domain has. */
-  readonly vcpu: number;
-  readonly vcpus: number;
-  /** System time now (ns). */
-  now(): bigint;
-  /** The calling vCPU's timers (their setters tell the run loop). */
-  readonly timers: VcpuTimers;
-  /** SCHEDOP_block: unmask events and sleep until one is pending (at once if one is). */
-  block(): void;
-  /** SCHEDOP_poll: sleep until one of `ports` is pending or system time `timeout` (0: none) passes. */
-  poll(ports: number[], timeout: bigint): void;
-  /** Whether `port` is valid as Xen counts it (SCHEDOP_poll refuses others; a closed port below that is accepted). */
-  portValid(port: number): boolean;
-  /** VCPUOP_register_vcpu_info; returns 0 or an errno. */
-  registerVcpuInfo(mfn: bigint, offset: number): bigint;
-}
+import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 
 /** The longest port list SCHEDOP_poll takes. */
 const MAX_POLL_PORTS = 128;
@@ -33,15 +13,15 @@ const MAX_POLL_PORTS = 128;
 const MIN_PERIOD = 1_000_000n;
 
 /** set_timer_op(timeout): a single-shot timer at system time `timeout` (0 cancels); a past time fires at once. */
-const setTimerOp: HypercallHandler = (ctx, [timeout]) => {
-  const s = need(ctx, 'sched');
+export function setTimerOp(ctx: HypercallContext, [timeout]: HypercallArgs): bigint {
+  const s = ctx.sched;
   s.timers.setSingle(BigInt.asIntN(64, timeout) <= 0n ? 0n : timeout);
   return 0n;
-};
+}
 
 /** vcpu_op(cmd, vcpuid, arg). */
-const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
-  const s = need(ctx, 'sched');
+export function vcpuOp(ctx: HypercallContext, [cmdArg, vcpuArg, arg]: HypercallArgs): bigint {
+  const s = ctx.sched;
   const cmd = Number(BigInt.asIntN(32, cmdArg));
   const vcpu = Number(BigInt.asUintN(32, vcpuArg));
   if (vcpu >= s.vcpus) return errno('XEN_ENOENT');
@@ -80,11 +60,11 @@ const vcpuOp: HypercallHandler = (ctx, [cmdArg, vcpuArg, arg]) => {
     default:
       return errno('XEN_ENOSYS');
   }
-};
+}
 
 /** SCHEDOP_block and SCHEDOP_poll (the rest of sched_op is in basic.ts). */
 export function schedBlock(ctx: HypercallContext): bigint {
-  need(ctx, 'sched').block();
+  ctx.sched.block();
   return 0n;
 }
 
@@ -95,17 +75,14 @@ const pollPorts = new Uint32Array(MAX_POLL_PORTS);
 const pollPortBytes = new Uint8Array(pollPorts.buffer);
 
 export function schedPoll(ctx: HypercallContext, arg: bigint): bigint {
-  const s = need(ctx, 'sched');
+  const s = ctx.sched;
   ctx.guest.readInto(arg, SchedPoll.SIZE, pollArgBytes);
   const n = pollArg.nr_ports;
   if (n > MAX_POLL_PORTS) return errno('XEN_EINVAL');
   if (n) ctx.guest.readInto(pollArg.ports, n * 4, pollPortBytes);
   const ports = Array.from(pollPorts.subarray(0, n));
-  if (ports.some((port) => !s.portValid(port))) return errno('XEN_EINVAL');
+  // Xen refuses ports past the valid range; a closed port below it is accepted.
+  if (ports.some((port) => !ctx.events.inValidRange(port))) return errno('XEN_EINVAL');
   s.poll(ports, pollArg.timeout);
   return 0n;
-}
-
-export function registerVcpuHypercalls(t: HypercallTable): HypercallTable {
-  return t.register('set_timer_op', setTimerOp).register('vcpu_op', vcpuOp);
 }

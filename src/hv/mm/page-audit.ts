@@ -9,6 +9,7 @@
 import { FrameTable, OWNER_FREE, OWNER_XEN, PageType } from './frames.js';
 import { entryFrame, isPageTableType, PageTypeError, PageTypes, PINNED, typeName, VALIDATED } from './page-types.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
+import { hex } from '../format.js';
 
 export interface AuditDomain {
   domid: number;
@@ -26,7 +27,6 @@ export interface AuditDomain {
   reservedL4?: ArrayLike<bigint>;
 }
 
-const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
 
 /** Returns every violation found (empty when the frame table is consistent). */
 export function auditPageTypes(ft: FrameTable, domains: AuditDomain[]): string[] {

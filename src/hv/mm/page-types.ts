@@ -55,8 +55,8 @@
 import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
 import { PTE_HI, PTE_LO } from './pte.js';
+import { hex } from '../format.js';
 import { XenErrno } from '../../abi/generated/errno.js';
-import { MmuUpdateType } from '../../abi/generated/xen.js';
 
 /** Flags bits (FrameTable.flags). */
 export const VALIDATED = 1;
@@ -92,10 +92,15 @@ const L1_BAD_LO = PWT | PCD | PSE_PAT;
 /** Low-half bits an upper-level entry may not set (PT-6). */
 const UPPER_BAD_LO = PWT | PCD | PSE_PAT | G;
 const MAX_COUNT = 0xfffffff0;
-const EMPTY_WORDS: Uint32Array = new Uint32Array(0);
 
 const LEVEL_TYPE = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4] as const;
-const hex = (v: number): string => `0x${v.toString(16)}`;
+
+/** setL1Entry and modEntry: no cached translation can be stale. */
+export const NOT_STALE = -1;
+/** modEntry: an upper-level entry lost access; a cached subtree may be stale. */
+export const UPPER_STALE = -2;
+/** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
+const L1_FAST_LO = US | A | D | G | PTE_LO.AVAIL;
 
 /** The frame an entry names (its 32-bit halves). */
 export function entryFrame(lo: number, hi: number): number {
@@ -292,20 +297,37 @@ export class PageTypes {
   }
 
   /**
-   * Entry `index` of the validated L1 whose words are `words` becomes
-   * newLo:newHi (US already forced): the new entry's references are taken,
-   * the entry written, the old entry's references dropped. The same as
-   * getEntry, a store and putEntry, with the common case (a frame of the
-   * domain that holds references already) done inline: this is the hot
-   * path of every mmu_update batch. Anything else goes through getEntry
-   * and putEntry, which also throw the refusals (nothing changed then).
+   * The one L1 update (mmu_update, update_va_mapping, writable page
+   * tables): entry `index` of the validated L1 whose words are `words`
+   * becomes newLo:newHi, as Xen's mod_l1_entry. A present entry gets US
+   * (the guest kernel runs at CPL 3) and, with `preserveAd`, keeps the old
+   * A and D bits. An entry that keeps its frame and RW bit and changes only
+   * harmless bits (L1_FAST_LO) is stored as is; otherwise the new entry's
+   * references are taken (the common case, a frame of the domain that
+   * needs no type change, inline: this is every batch's hot path; anything
+   * else through getEntry, which also throws the refusals, nothing changed
+   * then), the entry written and the old entry's references dropped.
+   * Returns the frame the old entry mapped when a translation cached from
+   * it is now stale (takesAway), else NOT_STALE.
    */
-  setL1Entry(words: Uint32Array, index: number, newLo: number, newHi: number, domid: number): void {
+  setL1Entry(words: Uint32Array, index: number, newLo: number, newHi: number, domid: number, preserveAd = false): number {
     const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
-    if (newLo & P && !this.takeL1Quick(newLo, newHi, domid)) this.getEntry(1, newLo, newHi, domid);
+    if (newLo & P) {
+      newLo = (newLo | US) >>> 0;
+      if (preserveAd) newLo = (newLo | (oldLo & (A | D))) >>> 0;
+      // No bit check on the fast path: the old entry passed it, the high word
+      // is the same and L1_FAST_LO shares no bit with the refused ones.
+      if (oldLo & P && newHi === oldHi && ((newLo ^ oldLo) & ~L1_FAST_LO) === 0) {
+        words[2 * index] = newLo;
+        return oldLo & ~newLo & (A | D) ? entryFrame(oldLo, oldHi) : NOT_STALE;
+      }
+      if (!this.takeL1Quick(newLo, newHi, domid)) this.getEntry(1, newLo, newHi, domid);
+    }
     words[2 * index] = newLo;
     words[2 * index + 1] = newHi;
-    if (oldLo & P) this.dropL1(oldLo, oldHi);
+    if (!(oldLo & P)) return NOT_STALE;
+    this.dropL1(oldLo, oldHi);
+    return takesAway(oldLo, oldHi, newLo, newHi) ? entryFrame(oldLo, oldHi) : NOT_STALE;
   }
 
   /**
@@ -316,7 +338,7 @@ export class PageTypes {
    */
   private takeL1Quick(lo: number, hi: number, domid: number): boolean {
     const ft = this.ft;
-    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    const t = entryFrame(lo, hi);
     if (t >= ft.count || hi & HI_RESERVED || lo & L1_BAD_LO || ft.owner[t] !== domid || ft.refCount[t]! >= MAX_COUNT) return false;
     if (lo & RW) {
       const c = ft.typeCount[t]!;
@@ -330,7 +352,7 @@ export class PageTypes {
   /** putEntry(1, lo, hi) for a present entry: its references dropped, the last ones through putPageType and putPage. */
   private dropL1(lo: number, hi: number): void {
     const ft = this.ft;
-    const t = (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
+    const t = entryFrame(lo, hi);
     if (lo & RW) {
       const c = ft.typeCount[t]!;
       if (c > 1) ft.typeCount[t] = c - 1;
@@ -339,52 +361,6 @@ export class PageTypes {
     const refs = ft.refCount[t]!;
     if (refs > 1) ft.refCount[t] = refs - 1;
     else this.putPage(t);
-  }
-
-  /**
-   * The batch fast path: applies mmu_update requests (ptr and val as four
-   * 32-bit words each, from `reqs`) from index `from` until one is not the
-   * common case, and returns that one's index (`to` when all were done).
-   * The common case: MMU_NORMAL_PT_UPDATE (or NO_TRANSLATE) of an entry of
-   * a validated L1 of `domid`, whose new value is absent or names a frame
-   * of the domain that is not changing type (a read-only mapping, or a
-   * writable one of a frame already typed writable). The request it stops
-   * at is untouched: the caller takes the general path for it (which also
-   * does the refusals). A frame whose mapping lost access is reported to
-   * `stale` (src/hv/mm/tlb.ts). The same steps as setL1Entry, with the table
-   * checks of every request in the loop: this is every batch's hot loop.
-   */
-  updateL1Batch(reqs: Uint32Array, from: number, to: number, domid: number, stale: { leafChanged(mfn: number): void }): number {
-    const ft = this.ft;
-    const owner = ft.owner, type = ft.type, typeCount = ft.typeCount, count = ft.count;
-    let i = from;
-    let lastMfn = -1;
-    let words = EMPTY_WORDS;
-    for (; i < to; i++) {
-      const ptrLo = reqs[4 * i]!, cmd = ptrLo & 7;
-      if (cmd !== MmuUpdateType.MMU_NORMAL_PT_UPDATE && cmd !== MmuUpdateType.MMU_PT_UPDATE_NO_TRANSLATE) break;
-      const mfn = (ptrLo >>> 12) + reqs[4 * i + 1]! * 0x100000;
-      if (mfn >= count || owner[mfn] !== domid || type[mfn] !== PageType.l1 || typeCount[mfn] === 0) break;
-      let lo = reqs[4 * i + 2]!;
-      const hi = reqs[4 * i + 3]!;
-      if (lo & P) {
-        if (!this.takeL1Quick(lo, hi, domid)) break;
-        lo = (lo | US) >>> 0;
-      }
-      if (mfn !== lastMfn) {
-        words = ft.words32(mfn);
-        lastMfn = mfn;
-      }
-      const index = (ptrLo & 0xfff) >>> 3;
-      const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
-      words[2 * index] = lo;
-      words[2 * index + 1] = hi;
-      if (!(oldLo & P)) continue;
-      this.dropL1(oldLo, oldHi);
-      // Stale when access went away: absent now, another frame, RW/A/D cleared, NX set.
-      if (takesAway(oldLo, oldHi, lo, hi)) stale.leafChanged(entryFrame(oldLo, oldHi));
-    }
-    return i;
   }
 
   /** Entry indices validation looks at: all but the hypervisor's L4 slots (PT-7). */

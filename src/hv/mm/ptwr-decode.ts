@@ -48,6 +48,7 @@
 //     that is not cr2 (5) or an operand that is not aligned (6).
 
 import { ARITH, RFLAGS } from '../cpu/rflags.js';
+import { hex } from '../format.js';
 
 /** The general registers in ModRM order (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8-r15). */
 export const MODRM_REGS = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
@@ -119,7 +120,6 @@ export interface PtStoreInput {
 
 const MAX_LENGTH = 15;
 const RAX: RegOperand = { reg: 'rax', high: false };
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const mask = (size: OperandSize): bigint => (1n << BigInt(size * 8)) - 1n;
 
 /** The instruction ran past the bytes given (internal to decodePtStore). */

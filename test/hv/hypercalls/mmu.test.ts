@@ -7,9 +7,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable, PageType } from '../../../src/hv/mm/frames.js';
 import { GuestMemory } from '../../../src/hv/mm/guest-access.js';
-import { HypercallTable, type HypercallArgs, type HypercallContext } from '../../../src/hv/hypercalls/table.js';
-import { registerBasicHypercalls } from '../../../src/hv/hypercalls/basic.js';
-import { MMU_CHUNK, MMU_UPDATE_PREEMPTED, WORK_BUDGET, registerMmuHypercalls, type MmContext } from '../../../src/hv/hypercalls/mmu.js';
+import type { HypercallTable } from '../../../src/hv/hypercalls/table.js';
+import type { HypercallArgs, HypercallContext, MmContext } from '../../../src/hv/hypercalls/context.js';
+import { createHypercallTable } from '../../../src/hv/hypercalls/index.js';
+import { MMU_CHUNK, MMU_UPDATE_PREEMPTED, WORK_BUDGET } from '../../../src/hv/hypercalls/mmu.js';
+import { testContext } from '../../support/context.js';
 import { PageTypes, PINNED } from '../../../src/hv/mm/page-types.js';
 import { auditPageTypes } from '../../../src/hv/mm/page-audit.js';
 import { Hypercall, MmuextCmd } from '../../../src/abi/generated/xen.js';
@@ -77,12 +79,11 @@ beforeEach(() => {
     tlb,
     setLdt(base, n) { mm.ldt = [base, n]; },
   };
-  ctx = {
-    domid: ME, guest: new GuestMemory(ft, BigInt(l4) << 12n), nrPages: 64, maxPages: 64, handle: new Uint8Array(16), vmAssist: 0n,
-    consoleWrite() {}, shutdown() {}, yieldCpu() {}, crash(r) { throw new Error(r); },
-    continueWith(a) { ctx.continued = a; }, mm,
-  };
-  table = registerMmuHypercalls(registerBasicHypercalls(new HypercallTable()));
+  ctx = testContext({
+    domid: ME, guest: new GuestMemory(ft, BigInt(l4) << 12n), continued: undefined as HypercallArgs | undefined,
+    continueWith(a: HypercallArgs) { ctx.continued = a; }, mm,
+  });
+  table = createHypercallTable();
   audit();
 });
 

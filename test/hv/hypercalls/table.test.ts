@@ -6,8 +6,10 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable } from '../../../src/hv/mm/frames.js';
 import { GuestMemory } from '../../../src/hv/mm/guest-access.js';
-import { HypercallTable, type HypercallArgs, type HypercallContext } from '../../../src/hv/hypercalls/table.js';
-import { registerBasicHypercalls } from '../../../src/hv/hypercalls/basic.js';
+import { HypercallTable } from '../../../src/hv/hypercalls/table.js';
+import type { HypercallArgs, HypercallContext, SchedContext } from '../../../src/hv/hypercalls/context.js';
+import { createHypercallTable, HANDLERS } from '../../../src/hv/hypercalls/index.js';
+import { testContext } from '../../support/context.js';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
 import { PvbenchHypercall } from '../../../src/abi/generated/paravane-pvbench.js';
 import { TableBuilder } from '../../support/page-tables.js';
@@ -35,26 +37,25 @@ describe('hypercall dispatch', () => {
     const [rw, ro] = ft.allocate(1, 2) as [number, number];
     tb.map(RW, rw, 7n);
     tb.map(RO, ro, 5n);
-    ctx = {
+    const sched = { yieldCpu() { ctx.yields++; } } as unknown as SchedContext;
+    ctx = testContext({
       domid: 1, guest: new GuestMemory(ft, BigInt(tb.l4) << 12n), nrPages: 256, maxPages: 512,
       handle: Uint8Array.from({ length: 16 }, (_, i) => i + 1), vmAssist: 0n,
-      out: '', reasons: [], yields: 0,
-      consoleWrite(b) { this.out += Buffer.from(b).toString('latin1'); },
-      shutdown(r) { this.reasons.push(r); },
-      yieldCpu() { this.yields++; },
-      crash(reason) { throw new Error(`crash: ${reason}`); },
-      continueWith() { throw new Error("the boot hypercalls never continue"); },
+      out: '', reasons: [] as number[], yields: 0,
+      consoleWrite(b: Uint8Array) { ctx.out += Buffer.from(b).toString('latin1'); },
+      shutdown(r: number) { ctx.reasons.push(r); },
+      sched,
       m2pVirt: 0xffff800000000000n,
-    };
-    table = registerBasicHypercalls(new HypercallTable());
+    });
+    table = createHypercallTable();
   });
 
   it('returns -ENOSYS for numbers that are unused, unimplemented or out of range', () => {
-    for (const nr of [11, 45, Hypercall.HYPERVISOR_mmu_update, 100, 127]) expect(call(nr)).toBe(ENOSYS);
+    for (const nr of [11, 45, Hypercall.HYPERVISOR_grant_table_op, 100, 127]) expect(call(nr)).toBe(ENOSYS);
     expect(table.dispatch(ctx, 1n << 40n, [0n, 0n, 0n, 0n, 0n])).toBe(ENOSYS);
     expect(table.dispatch(ctx, -1n, [0n, 0n, 0n, 0n, 0n])).toBe(ENOSYS);
     expect(() => new HypercallTable().register('no_such_call', () => 0n)).toThrow(/no hypercall named/);
-    expect(() => registerBasicHypercalls(table)).toThrow(/registered twice/);
+    expect(() => table.register(HANDLERS[0]![0], HANDLERS[0]![1])).toThrow(/registered twice/);
   });
 
   it('console_io writes guest bytes to the console, refuses bad pointers and sizes', () => {

@@ -12,8 +12,10 @@ import { elfGuest, kvmMachine, runGuest } from '../../support/kvm-harness.js';
 import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable } from '../../../src/hv/mm/frames.js';
 import { GuestMemory } from '../../../src/hv/mm/guest-access.js';
-import { HypercallTable, type HypercallArgs, type HypercallContext } from '../../../src/hv/hypercalls/table.js';
-import { registerTrapHypercalls, type CallbackEntry, type TrapContext } from '../../../src/hv/hypercalls/traps.js';
+import type { HypercallTable } from '../../../src/hv/hypercalls/table.js';
+import type { CallbackEntry, HypercallArgs, HypercallContext, TrapContext } from '../../../src/hv/hypercalls/context.js';
+import { createHypercallTable } from '../../../src/hv/hypercalls/index.js';
+import { testContext } from '../../support/context.js';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
 import { TableBuilder } from '../../support/page-tables.js';
 
@@ -48,19 +50,18 @@ beforeEach(() => {
   const cpu: TrapContext = {
     setTrap: (v, f, cs, a) => { traps.set(v, [f, cs, a]); },
     clearTraps: () => { traps.clear(); log.push('clear'); },
-    setKernelStack: (ss, sp) => { log.push(`stack ${ss.toString(16)} ${sp.toString(16)}`); },
+    setKernelStack: (sp) => { log.push(`stack ${sp.toString(16)}`); },
     setTaskSwitched: (on) => { log.push(`ts ${on}`); },
     setSegmentBase: (w, b) => { log.push(`segbase ${w} ${b.toString(16)}`); return 0n; },
     setCallback: (t, e) => { callbacks.set(t, e); },
     iret: () => iretResult,
   };
-  ctx = {
-    domid: 1, guest: new GuestMemory(ft, BigInt(tb.l4) << 12n), nrPages: 64, maxPages: 64, handle: new Uint8Array(16), vmAssist: 0n,
-    consoleWrite() {}, shutdown() {}, yieldCpu() {}, m2pVirt: 0n, cpu, crashes: [],
-    crash(r) { ctx.crashes.push(r); },
-    continueWith(a) { ctx.continued = a; },
-  };
-  table = registerTrapHypercalls(new HypercallTable());
+  ctx = testContext({
+    domid: 1, guest: new GuestMemory(ft, BigInt(tb.l4) << 12n), cpu, crashes: [] as string[], continued: undefined as HypercallArgs | undefined,
+    crash(r: string) { ctx.crashes.push(r); },
+    continueWith(a: HypercallArgs) { ctx.continued = a; },
+  });
+  table = createHypercallTable();
 });
 
 describe('set_trap_table', () => {
@@ -131,7 +132,7 @@ describe('stack_switch, fpu_taskswitch, set_segment_base, iret', () => {
     expect(call(Hypercall.HYPERVISOR_fpu_taskswitch, 1n)).toBe(0n);
     expect(call(Hypercall.HYPERVISOR_fpu_taskswitch, 0n)).toBe(0n);
     expect(call(Hypercall.HYPERVISOR_set_segment_base, 0n, 0x1234000n)).toBe(0n);
-    expect(log).toEqual(['stack e02b ffffffff80100000', 'ts true', 'ts false', 'segbase 0 1234000']);
+    expect(log).toEqual(['stack ffffffff80100000', 'ts true', 'ts false', 'segbase 0 1234000']);
     expect(call(Hypercall.HYPERVISOR_iret)).toBe(0n);
     expect(ctx.crashes).toEqual([]);
     iretResult = 'the frame cannot be read';

@@ -6,7 +6,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable, PageType } from '../../../src/hv/mm/frames.js';
-import { PageTypeError, PageTypes, PINNED, VALIDATED } from '../../../src/hv/mm/page-types.js';
+import { entryFrame, NOT_STALE, PageTypeError, PageTypes, PINNED, takesAway, VALIDATED } from '../../../src/hv/mm/page-types.js';
 import { auditPageTypes } from '../../../src/hv/mm/page-audit.js';
 
 const MIB = 1 << 20;
@@ -256,11 +256,12 @@ describe('page-type system under random operations', () => {
   });
 });
 
-describe('the mmu_update fast path (PageTypes.updateL1Batch)', () => {
-  // Two identical worlds: one applies each update with updateL1Batch (and
-  // the general path when it falls back), the other always with the
-  // general path (modEntry). Frame state, memory and the stale frame
-  // reported must stay identical, whatever the entries.
+describe('the one L1 update path (PageTypes.setL1Entry)', () => {
+  // Two identical worlds: one applies each update with setL1Entry (its
+  // fast paths: harmless bits only, references taken inline), the other
+  // with the reference model, getEntry, a store and putEntry. Frame state,
+  // memory and the stale frame reported must stay identical, whatever the
+  // entries.
   const FLAGS = [0n, P, P | US, P | RW, P | RW | US | 0x60n, P | RW | PWT, P | PSE, P | (1n << 62n), P | RW | (1n << 63n), P | 0x20n];
   function world() {
     const w = { ft: new FrameTable(createPlainMemory(2 * MIB)) } as { ft: FrameTable; pt: PageTypes; l1: number; data: number[]; foreign: number };
@@ -278,8 +279,19 @@ describe('the mmu_update fast path (PageTypes.updateL1Batch)', () => {
   const state = (w: ReturnType<typeof world>) =>
     [w.ft.type, w.ft.typeCount, w.ft.refCount, w.ft.flags].map((a) => Array.from(a).join(',')).join('|') + '|' + Array.from(w.ft.words32(w.l1)).join(',');
 
-  it('does exactly what the general path does', async () => {
-    const { modEntry, NOT_STALE } = await import('../../../src/hv/hypercalls/mmu.js');
+  /** The reference model of an L1 entry update: what setL1Entry must do, without its fast paths. */
+  function reference(w: ReturnType<typeof world>, index: number, lo: number, hi: number): number {
+    const words = w.ft.words32(w.l1);
+    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+    if (lo & 1) lo = (lo | Number(US)) >>> 0;
+    w.pt.getEntry(1, lo, hi, ME);
+    words[2 * index] = lo;
+    words[2 * index + 1] = hi;
+    w.pt.putEntry(1, oldLo, oldHi);
+    return oldLo & 1 && takesAway(oldLo, oldHi, lo, hi) ? entryFrame(oldLo, oldHi) : NOT_STALE;
+  }
+
+  it('does exactly what getEntry, a store and putEntry do', () => {
     const upd = fc.record({ index: fc.nat(7), target: fc.nat(10), flags: fc.nat(FLAGS.length - 1) });
     fc.assert(fc.property(fc.array(upd, { maxLength: 80 }), (list) => {
       const a = world(), b = world();
@@ -288,14 +300,8 @@ describe('the mmu_update fast path (PageTypes.updateL1Batch)', () => {
         const v = (BigInt(target) << 12n) | FLAGS[u.flags]!;
         const lo = Number(v & 0xffffffffn) >>> 0, hi = Number(v >> 32n) >>> 0;
         let ra: number | string, rb: number | string;
-        const req = new Uint32Array([(a.l1 << 12) + 8 * u.index, 0, lo, hi]);
-        let stale = NOT_STALE;
-        if (a.pt.updateL1Batch(req, 0, 1, ME, { leafChanged: (m) => { stale = m; } }) === 0) {
-          try { ra = modEntry(a.pt, ME, a.l1, 1, u.index, lo, hi, false); } catch (e) { ra = (e as PageTypeError).rule; }
-        } else {
-          ra = stale;
-        }
-        try { rb = modEntry(b.pt, ME, b.l1, 1, u.index, lo, hi, false); } catch (e) { rb = (e as PageTypeError).rule; }
+        try { ra = a.pt.setL1Entry(a.ft.words32(a.l1), u.index, lo, hi, ME); } catch (e) { ra = (e as PageTypeError).rule; }
+        try { rb = reference(b, u.index, lo, hi); } catch (e) { rb = (e as PageTypeError).rule; }
         if (ra !== rb || state(a) !== state(b)) return false;
       }
       return auditPageTypes(a.ft, [{ domid: ME, roots: [], held: a.data.slice(0, 4) }, { domid: OTHER, roots: [] }]).length === 0;

@@ -148,7 +148,7 @@ describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
     const free = m.hv.frames.free;
     const d = m.hv.createDomain(elfGuest('busy'), { memoryBytes: 4 << 20 });
     const v = d.vcpus[0]!;
-    const info = v.vcpuInfo();
+    const info = v.info.view;
     const runFor = (maskEvents: boolean, deadlineMs: number) => {
       v.engine.setDeadline(process.hrtime.bigint() + BigInt(deadlineMs) * 1_000_000n);
       v.start(); // the guest spins: only the deadline or a kick ends the run

@@ -1,0 +1,254 @@
+// Exit handling: the step after run -> decode. One exhaustive switch on the
+// engine's exit turns it into a hypercall (through one of the three
+// transports: the hypercall page's port I/O, `syscall`, `vmcall`), an
+// emulated page-table write, an exception bounced to the guest, or a crash.
+// A free function over the vCPU's parts (ExitTarget), so that tests feed it
+// synthetic exits. Inputs: the guest's registers and the frames its
+// exceptions pushed (hostile); nothing a guest does may throw out of here
+// except a bug in paravane: a guest that cannot continue is crashed.
+
+import type { Exit, Vcpu } from '../../engine/types.js';
+import type { HypercallArgs, HypercallContext } from '../hypercalls/context.js';
+import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
+import { GuestFault } from '../mm/guest-access.js';
+import { emulatePtWrite, type PtwrDomain } from '../mm/ptwr.js';
+import { hasErrorCode, HYPERCALL_PORT, STUB_SIZE, STUBS_VIRT, SYSCALL_PORT } from '../mm/xen-space.js';
+import { hex } from '../format.js';
+import { EXIT } from './exit-counts.js';
+import { FrameState, inExceptionStubs, inSyscallStubs, type GuestState, type RegsState, type Ring0Stack } from './guest-state.js';
+import type { VcpuAddressSpace } from './address-space.js';
+import type { VirtualTraps } from './virtual-traps.js';
+
+const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
+  '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
+  '#NP segment not present', '#SS stack fault', '#GP general protection', '#PF page fault', 'vector 15',
+  '#MF x87 error', '#AC alignment check', '#MC machine check', '#XM SIMD error', '#VE virtualization exception',
+  '#CP control protection'];
+const SLOTS_N = BigInt(HYPERCALL_SLOTS);
+const VMCALL = [0x0f, 0x01, 0xc1];
+const VMMCALL = [0x0f, 0x01, 0xd9];
+const SYSCALL_REFUSED = 'syscall is refused on this host (it leaves CPL 3 here, or was a 32-bit syscall); use the hypercall page or vmcall';
+
+/** The parts of a vCPU and its domain that exit handling works on. */
+export interface ExitTarget {
+  readonly engine: Vcpu;
+  readonly space: VcpuAddressSpace;
+  readonly traps: VirtualTraps;
+  readonly stack: Ring0Stack;
+  readonly regsState: RegsState;
+  /** The hypercall context of this vCPU (made once). */
+  readonly context: HypercallContext;
+  readonly hypercalls: HypercallTable;
+  readonly hypercallCounts: Float64Array;
+  /** The domain, its tables and this vCPU's view, for writable page tables. */
+  readonly ptwr: PtwrDomain;
+  /** The domain is still running (not shutting down, crashed or killed). */
+  readonly running: boolean;
+  /**
+   * Whether the vCPU must not run on now: blocked, or the run loop asked
+   * for it back (its timers changed: that request is taken; a yield stays
+   * for the run loop to see).
+   */
+  takeStop(): boolean;
+  crash(reason: string): void;
+  count(kind: number): void;
+  /** The arguments a handler cut short with continueWith, taken once. */
+  takeContinuation(): HypercallArgs | undefined;
+}
+
+/**
+ * Handles one exit. Returns false when the vCPU should stop running for
+ * now (deadline or kick, blocked, the run loop wants it, or the domain
+ * stopped).
+ */
+export function handleExit(v: ExitTarget, exit: Exit): boolean {
+  switch (exit.kind) {
+    case 'io':
+      if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
+        v.count(EXIT.page);
+        // The port is closed in user mode (VcpuAddressSpace.toggle), so this is a kernel-mode call.
+        if (v.space.userMode) v.crash('the hypercall port was reached from guest user mode (the I/O bitmap should have refused it)');
+        else if (hypercall(v, v.regsState) === 'continue') v.engine.regs.rip -= 2n; // re-execute the stub's out
+      } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
+        v.count(EXIT.syscall);
+        if (v.space.userMode) {
+          const problem = v.traps.userSyscall();
+          if (problem) v.crash(problem);
+        } else if (hypercall(v, v.regsState) === 'continue') v.engine.regs.rip -= 2n; // the LSTAR stub's out again
+      } else {
+        v.crash(`port I/O ${exit.direction} ${hex(exit.port)} (the I/O bitmap should have refused it)`);
+      }
+      return v.running && !v.takeStop();
+    case 'halt':
+      exception(v);
+      return v.running && !v.takeStop();
+    case 'interrupted':
+      v.count(EXIT.interrupted);
+      return false;
+    case 'shutdown':
+      v.crash(`triple fault at rip ${hex(v.engine.regs.rip)}`);
+      return false;
+    case 'mmio':
+      v.crash(`${exit.isWrite ? 'write to' : 'read from'} machine address ${hex(exit.address)}, outside machine memory`);
+      return false;
+    case 'internal-error':
+      v.crash(`the engine could not emulate an instruction at rip ${hex(v.engine.regs.rip)} (suberror ${exit.suberror})`);
+      return false;
+    case 'entry-failed':
+      v.crash(`the engine could not enter the guest (reason ${hex(exit.reason)})`);
+      return false;
+    case 'unknown':
+      v.crash(`unexpected exit ${exit.code}`);
+      return false;
+    default:
+      return assertNever(exit);
+  }
+}
+
+/**
+ * Issues the hypercall in the guest's registers and puts the result in
+ * rax. `state` is where the guest's rip, rflags and rsp are: the registers
+ * (port I/O, syscall) or the ring-0 frame of a vmcall. Returns 'continue'
+ * when the call was cut short (a continuation): the argument registers
+ * then hold the rest of the work and rax the number, and the caller makes
+ * the guest issue it again. Returns 'iret' when an iret hypercall replaced
+ * the guest's state (rip included: the caller must not move it).
+ */
+export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue' | 'iret' {
+  const r = v.engine.regs;
+  const nr = r.rax;
+  if (nr >= 0n && nr < SLOTS_N) v.hypercallCounts[Number(nr)]! += 1;
+  const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+  v.traps.callRsp = state.rsp;
+  const result = v.hypercalls.dispatch(v.context, nr, args);
+  const iret = v.traps.takeIret();
+  if (iret) {
+    if (v.running) {
+      const problem = v.traps.applyIret(iret, state);
+      if (problem) v.crash(problem);
+    }
+    return 'iret';
+  }
+  const next = v.takeContinuation();
+  if (next) {
+    r.rdi = next[0];
+    r.rsi = next[1];
+    r.rdx = next[2];
+    r.r10 = next[3];
+    r.r8 = next[4];
+    r.rax = nr;
+    return 'continue';
+  }
+  r.rax = BigInt.asUintN(64, result);
+  return 'done';
+}
+
+/**
+ * A guest exception reached a ring-0 stub, which halted. The frame the
+ * CPU pushed is on this vCPU's ring-0 stack; the stub's iretq resumes.
+ * In order: a vmcall (a hypercall), a write to one of the domain's L1s
+ * (writable page tables), `int $n` (#UD on this host), then the guest's
+ * own handler for the vector, or a crash with the reason.
+ */
+function exception(v: ExitTarget): void {
+  const r = v.engine.regs;
+  if (inSyscallStubs(r.rip - 1n)) {
+    v.crash(SYSCALL_REFUSED);
+    return;
+  }
+  const offset = r.rip - 1n - STUBS_VIRT;
+  if (!inExceptionStubs(r.rip - 1n) || offset % BigInt(STUB_SIZE) !== 0n) {
+    v.crash(`halted at ${hex(r.rip)}, outside the exception stubs`);
+    return;
+  }
+  const vector = Number(offset / BigInt(STUB_SIZE));
+  const at = v.stack.offset(r.rsp, hasErrorCode(vector) ? 48 : 40);
+  if (at === undefined) {
+    v.crash(`exception ${vector} with the ring-0 stack at ${hex(r.rsp)}`);
+    return;
+  }
+  const view = v.stack.view;
+  const frame = new FrameState(view, at + (hasErrorCode(vector) ? 8 : 0));
+  const errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
+  const faultRip = frame.rip;
+  const userMode = v.space.userMode;
+  // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
+  if (vector === 13 && errorCode === 0n && !userMode && isHypercallInstruction(v, faultRip)) {
+    v.count(EXIT.vmcall);
+    // Past the vmcall, unless the call continues (then it runs again) or was an iret.
+    if (hypercall(v, frame) === 'done') frame.rip = faultRip + 3n;
+    return;
+  }
+  // The faulting address of a #PF: one KVM_GET_SREGS, when first needed.
+  let cr2: bigint | undefined;
+  const faultAddress = () => (cr2 ??= v.engine.getSpecialRegisters().cr2);
+  let ptwrRefusal = '';
+  if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n && !userMode) {
+    // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
+    const done = emulatePtWrite(v.ptwr, faultAddress(), frame, r);
+    if (done === true) {
+      v.count(EXIT.ptwr);
+      return;
+    }
+    ptwrRefusal = done ? `; as a page-table update it was refused: ${done}` : '';
+  }
+  v.count(EXIT.exception);
+  if (inSyscallStubs(faultRip)) {
+    v.crash(SYSCALL_REFUSED);
+    return;
+  }
+  if (vector === 6) {
+    // `int $n` raises #UD at CPL 3 on this host; Xen's guests get vector n
+    // when its DPL admits the mode (1 for kernel, 3 for user), else #GP((n << 3) | 2).
+    const n = softwareInterrupt(v, faultRip);
+    if (n !== undefined) {
+      const permitted = v.traps.intPermitted(n);
+      if (permitted) frame.rip = faultRip + 2n; // a trap: it returns after the int
+      const to = permitted ? n : 13;
+      if (!v.traps.hasHandler(to)) {
+        v.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : 'refused by its DPL, and no #GP handler'}`);
+        return;
+      }
+      const problem = v.traps.bounce(to, permitted ? undefined : BigInt((n << 3) | 2), frame, to === 14 ? faultAddress() : 0n);
+      if (problem) v.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+      return;
+    }
+  }
+  const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
+  if (v.traps.hasHandler(vector) && !ptwrRefusal) {
+    const problem = v.traps.bounce(vector, errorCode, frame, vector === 14 ? faultAddress() : 0n);
+    if (problem) v.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+    return;
+  }
+  const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
+  const address = vector === 14 ? `, address ${hex(faultAddress())}` : '';
+  const mode = userMode ? ' in guest user mode' : '';
+  v.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${mode}${address}${ptwrRefusal}; no trap handler is registered`);
+}
+
+/** The vector of an `int $n` (cd nn) at rip, if that is what is there. */
+function softwareInterrupt(v: ExitTarget, rip: bigint): number | undefined {
+  try {
+    const b = v.space.guest.read(rip, 2);
+    return b[0] === 0xcd ? b[1] : undefined;
+  } catch (e) {
+    if (e instanceof GuestFault) return undefined;
+    throw e;
+  }
+}
+
+function isHypercallInstruction(v: ExitTarget, rip: bigint): boolean {
+  let bytes: Uint8Array;
+  try {
+    bytes = v.space.guest.read(rip, 3);
+  } catch (e) {
+    if (e instanceof GuestFault) return false;
+    throw e;
+  }
+  const is = (op: number[]): boolean => op.every((b, i) => bytes[i] === b);
+  return is(VMCALL) || is(VMMCALL);
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled exit ${JSON.stringify(x)}`);
+}
