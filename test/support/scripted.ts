@@ -26,7 +26,7 @@ export interface ScriptedGuest {
   /** The engine's vCPU 0, which plays the guest. */
   readonly ev: ScriptedVcpu;
   readonly cpu: ScriptedCpu;
-  /** Queues guest steps and runs the vCPU as the core does (run, handleExit) until handleExit says stop or the steps are used. */
+  /** Queues guest steps and runs the vCPU as the core does (run, then handleExit) until the steps are used or the domain stops running; returns handleExit's last answer. */
   play(...steps: GuestStep[]): boolean;
 }
 
@@ -46,7 +46,7 @@ export function scriptedDomain(engine: ScriptedEngine, hv: Hypervisor, name = 'm
     play(...steps) {
       ev.script(...steps);
       let go = true;
-      while (go && ev.steps.length) go = vcpu.handleExit(vcpu.run());
+      while (ev.steps.length && d.running) go = vcpu.handleExit(vcpu.run());
       return go;
     },
   };

@@ -109,12 +109,13 @@ export class ScriptedCpu {
     this.write(va, b, user);
   }
 
-  private push(v: bigint, user = true): void {
+  /** Pushes on the current stack (the guest's, unless the CPU is in ring 0). */
+  push(v: bigint, user = true): void {
     this.regs.rsp = u64(this.regs.rsp - 8n);
     this.writeU64(this.regs.rsp, v, user);
   }
 
-  private pop(user = true): bigint {
+  pop(user = true): bigint {
     const v = this.readU64(this.regs.rsp, user);
     this.regs.rsp = u64(this.regs.rsp + 8n);
     return v;
@@ -244,6 +245,14 @@ export class ScriptedCpu {
     return this.run() ?? this.v.nextStep();
   }
 
+  /** Whether the TSS's I/O bitmap lets CPL 3 use `port`. */
+  private portAllowed(port: number): boolean {
+    const tss = this.v.special.tr.base;
+    const base = BigInt(new DataView(this.read(tss + 0x66n, 2, false).buffer).getUint16(0, true));
+    if (base + BigInt(port >> 3) >= BigInt(this.v.special.tr.limit)) return false;
+    return (this.read(tss + base + BigInt(port >> 3), 1, false)[0]! & (1 << (port & 7))) === 0;
+  }
+
   /** One instruction of stub code; returns the exit it causes, if any. */
   private step(): Exit | undefined {
     const r = this.regs;
@@ -259,7 +268,8 @@ export class ScriptedCpu {
         if (user) return this.raise(13, 0n);
         r.rip = at + 1n;
         return { kind: 'halt' };
-      case 0xe6: { // out %al,$imm8
+      case 0xe6: { // out %al,$imm8: at CPL 3 only where the TSS I/O bitmap allows the port (IOPL is ignored on kvm_pvm)
+        if (user && !this.portAllowed(b[1]!)) return this.raise(13, 0n);
         r.rip = at + 2n;
         const data = Uint8Array.of(Number(r.rax & 0xffn));
         return { kind: 'io', direction: 'out', port: b[1]!, size: 1, count: 1, data };

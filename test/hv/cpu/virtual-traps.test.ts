@@ -1,0 +1,218 @@
+// The virtual trap machinery on the scripted engine (no KVM): exceptions
+// bounced to the guest's handlers with Xen's frame, the iret hypercall
+// returning from them, event upcalls, guest user mode (its system calls,
+// its refused hypercalls, the mode switches), as a guest written for Xen
+// sees them.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hypercall, MmuextCmd, VcpuInfo, Virq } from '../../../src/abi/generated/xen.js';
+import { EventChannelOp } from '../../../src/abi/generated/event-channel.js';
+import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
+import { SEL } from '../../../src/hv/mm/xen-space.js';
+import { scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+
+let g: ScriptedGuest;
+afterEach(() => g?.hv.close());
+
+// Handler addresses: guest code the script plays (away from the hypercall page, which the CPU runs).
+const HANDLER_UD = 0x3f1000n, HANDLER_PF = 0x3f1100n, EVENT_CB = 0x3f1200n, SYSCALL_CB = 0x3f1300n, FAILSAFE = 0x3f1400n;
+const ARG = (g: ScriptedGuest) => g.d.layout.stackTop - 0x800n;
+const stop = () => ({ kind: 'interrupted' as const });
+const u64s = (...v: bigint[]) => { const b = new Uint8Array(8 * v.length); const d = new DataView(b.buffer); v.forEach((x, i) => d.setBigUint64(8 * i, BigInt.asUintN(64, x), true)); return b; };
+
+/** set_trap_table with (vector, flags, address) entries, through the hypercall page. */
+function setTraps(c: ScriptedCpu, at: bigint, list: Array<[number, number, bigint]>) {
+  const b = new Uint8Array(16 * (list.length + 1));
+  const d = new DataView(b.buffer);
+  list.forEach(([v, f, a], i) => { d.setUint8(16 * i, v); d.setUint8(16 * i + 1, f); d.setUint16(16 * i + 2, SEL.CS64 & ~3, true); d.setBigUint64(16 * i + 8, a, true); });
+  c.write(at, b);
+  return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
+}
+
+/** The guest handler's return: pop rcx and r11 from the bounce frame, push flags 0, jump to the iret slot. */
+function iretFromHandler(g: ScriptedGuest, c: ScriptedCpu) {
+  c.regs.rcx = c.pop();
+  c.regs.r11 = c.pop();
+  c.push(0n);
+  return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
+}
+
+describe('exceptions bounced to the guest', () => {
+  it('delivers #UD to its handler with Xen\'s frame, and iret resumes the interrupted state', () => {
+    g = scriptedGuest();
+    let faultRip = 0n, faultRsp = 0n;
+    g.play(
+      (c) => setTraps(c, ARG(g), [[6, 0, HANDLER_UD], [14, 0, HANDLER_PF]]),
+      (c) => {
+        expect(c.regs.rax).toBe(0n);
+        faultRip = c.regs.rip;
+        faultRsp = c.regs.rsp;
+        c.regs.rcx = 0x1111n;
+        c.regs.r11 = 0x2222n;
+        return c.raise(6);
+      },
+      (c) => {
+        // Rule: the handler runs on the interrupted kernel stack, 16-byte aligned,
+        // under a frame of rcx, r11, rip, cs (RPL 0: kernel mode), rflags, rsp, ss.
+        expect(c.regs.rip).toBe(HANDLER_UD);
+        expect(c.regs.rsp).toBe((faultRsp & ~0xfn) - 7n * 8n);
+        const f = [0, 1, 2, 3, 4, 5, 6].map((i) => c.readU64(c.regs.rsp + BigInt(8 * i)));
+        expect(f[0]).toBe(0x1111n);
+        expect(f[1]).toBe(0x2222n);
+        expect(f[2]).toBe(faultRip);
+        expect(f[3]! & 0xffffn).toBe(BigInt(SEL.CS64 & ~3));
+        expect(f[5]).toBe(faultRsp);
+        expect(f[6]).toBe(BigInt(SEL.DS));
+        c.regs.rcx = 0n;
+        return iretFromHandler(g, c);
+      },
+      (c) => {
+        // Rule: iret restores rip, rsp, rcx and r11 from the frame.
+        expect(c.regs.rip).toBe(faultRip);
+        expect(c.regs.rsp).toBe(faultRsp);
+        expect(c.regs.rcx).toBe(0x1111n);
+        expect(c.regs.r11).toBe(0x2222n);
+        return stop();
+      },
+    );
+    expect(g.d.running).toBe(true);
+    expect(g.d.exitCounts.get('exception delivered')).toBe(1);
+  });
+
+  it('gives a #PF handler the address in vcpu_info.arch.cr2 and the error code without U in kernel mode', () => {
+    g = scriptedGuest();
+    const unmapped = 0x7f0000000000n;
+    g.play(
+      (c) => setTraps(c, ARG(g), [[14, 0, HANDLER_PF]]),
+      (c) => c.store(unmapped, new Uint8Array(8), stop),
+      (c) => {
+        expect(c.regs.rip).toBe(HANDLER_PF);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(6n & ~4n | 2n); // write, not present, kernel mode
+        return stop();
+      },
+    );
+    // Rule: vcpu_info.arch.cr2 holds the faulting address.
+    expect(g.vcpu.info.view.getBigUint64(VcpuInfo.OFFSETS.arch, true)).toBe(unmapped);
+  });
+
+  it('crashes the domain alone, with the reason, when no handler is registered, and returns every frame', () => {
+    g = scriptedGuest();
+    const free = g.hv.frames.free;
+    g.play((c) => c.raise(13, 0x18n));
+    expect(g.d.end).toEqual({ kind: 'crashed', reason: expect.stringMatching(/unhandled #GP general protection \(vector 13, error code 0x18\).*no trap handler/) });
+    const n = g.hv.destroyDomain(g.d);
+    expect(g.hv.frames.free).toBe(free + n);
+  });
+
+  it('delivers `int $n` as vector n when its DPL admits kernel mode, else #GP((n << 3) | 2)', () => {
+    g = scriptedGuest();
+    let rip = 0n;
+    g.play(
+      (c) => setTraps(c, ARG(g), [[0x80, 3, HANDLER_UD], [0x81, 0, HANDLER_PF], [13, 0, FAILSAFE]]),
+      (c) => { rip = c.regs.rip; return c.softwareInterrupt(0x80); },
+      (c) => {
+        expect(c.regs.rip).toBe(HANDLER_UD);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(rip + 2n); // a trap: returns after the int
+        c.regs.rip = rip + 0x40n;
+        return c.softwareInterrupt(0x81);
+      },
+      (c) => {
+        expect(c.regs.rip).toBe(FAILSAFE);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(BigInt((0x81 << 3) | 2));
+        return stop();
+      },
+    );
+  });
+});
+
+describe('event upcalls', () => {
+  it('enters the event callback with events masked when an event is pending and unmasked', () => {
+    g = scriptedGuest();
+    let rip = 0n;
+    g.play(
+      (c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
+      (c) => {
+        const at = ARG(g);
+        c.write(at, new Uint8Array(12).fill(0));
+        new DataView(c.read(at, 12).buffer);
+        c.write(at, Uint8Array.of(Virq.VIRQ_TIMER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        return c.hypercall(Hypercall.HYPERVISOR_event_channel_op, [BigInt(EventChannelOp.EVTCHNOP_bind_virq), at]);
+      },
+      (c) => {
+        expect(c.regs.rax).toBe(0n);
+        g.vcpu.info.masked = false;
+        rip = c.regs.rip;
+        // The host raises the VIRQ (as the timer would) while the guest runs: at the next entry it is delivered.
+        g.d.events.raiseVirq(Virq.VIRQ_TIMER, 0);
+        return stop();
+      },
+      (c) => {
+        // Rule: rip is the event callback, the frame holds the interrupted rip, events are now masked.
+        expect(c.regs.rip).toBe(EVENT_CB);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(rip);
+        expect(g.vcpu.info.masked).toBe(true);
+        return stop();
+      },
+    );
+    expect(g.d.exitCounts.get('event upcall')).toBe(1);
+  });
+});
+
+describe('guest user mode', () => {
+  it('enters user mode by iret to an RPL 3 frame, bounces its syscall to the syscall callback, and refuses its hypercalls', () => {
+    g = scriptedGuest();
+    const kstack = g.d.layout.stackTop - 0x600n; // all within the one boot stack page
+    const userRip = 0x3f8000n, userRsp = g.d.layout.stackTop - 0xc00n;
+    g.play(
+      (c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
+      (c) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), kstack]),
+      (c) => {
+        // The kernel's own tables serve as the user tables here.
+        c.write(ARG(g), u64s(BigInt(MmuextCmd.MMUEXT_NEW_USER_BASEPTR), BigInt(g.vcpu.space.cr3Mfn), 0n));
+        return c.hypercall(Hypercall.HYPERVISOR_mmuext_op, [ARG(g), 1n, 0n, 0x7ff0n]);
+      },
+      (c) => {
+        expect(c.regs.rax).toBe(0n);
+        // iret to user mode: the guest pushes ss, rsp, rflags, cs (RPL 3), rip, flags; the slot pushes rcx, r11, rax.
+        for (const w of [BigInt(SEL.DS), userRsp, 0x202n, BigInt(SEL.CS64), userRip, 0n]) c.push(w);
+        return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
+      },
+      (c) => {
+        expect(g.vcpu.space.userMode).toBe(true);
+        expect([c.regs.rip, c.regs.rsp]).toEqual([userRip, userRsp]);
+        // Rule: a hypercall from user mode is refused: the port is closed, the guest kernel gets #GP.
+        return c.hypercall(Hypercall.HYPERVISOR_xen_version, [0n, 0n]);
+      },
+    );
+    expect(g.d.end).toEqual({ kind: 'crashed', reason: expect.stringMatching(/#GP.*in guest user mode/) });
+  });
+
+  it('bounces a user syscall to the syscall callback on the kernel stack, back in kernel mode', () => {
+    g = scriptedGuest();
+    const kstack = g.d.layout.stackTop - 0x600n; // all within the one boot stack page
+    const userRip = 0x3f8000n, userRsp = g.d.layout.stackTop - 0xc00n;
+    g.play(
+      (c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
+      (c) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), kstack]),
+      (c) => {
+        c.write(ARG(g), u64s(BigInt(MmuextCmd.MMUEXT_NEW_USER_BASEPTR), BigInt(g.vcpu.space.cr3Mfn), 0n));
+        return c.hypercall(Hypercall.HYPERVISOR_mmuext_op, [ARG(g), 1n, 0n, 0x7ff0n]);
+      },
+      (c) => {
+        for (const w of [BigInt(SEL.DS), userRsp, 0x202n, BigInt(SEL.CS64), userRip, 0n]) c.push(w);
+        return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
+      },
+      (c) => c.syscall(),
+      (c) => {
+        // Rule: kernel mode again, at the callback, on the kernel stack, the frame holding the user's rip.
+        expect(g.vcpu.space.userMode).toBe(false);
+        expect(c.regs.rip).toBe(SYSCALL_CB);
+        expect(c.regs.rsp).toBe(kstack - 7n * 8n);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(userRip + 2n);
+        expect(c.readU64(c.regs.rsp + 24n) & 3n).toBe(3n); // cs keeps RPL 3: user mode was interrupted
+        return stop();
+      },
+    );
+    expect(g.d.running).toBe(true);
+  });
+});
