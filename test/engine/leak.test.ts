@@ -118,7 +118,7 @@ describe.skipIf(!HAVE_KVM)('the CPU thread', () => {
       // lost would never return; the bound leaves room for this host's stalls with other tests beside).
       const t = process.hrtime.bigint();
       expect(a.vcpu.run().kind).toBe('interrupted');
-      expect(process.hrtime.bigint() - t).toBeLessThan(100_000_000n);
+      expect(process.hrtime.bigint() - t).toBeLessThan(10_000_000_000n); // not a latency check: lost, it would spin forever
     } finally {
       a.destroy();
       b.destroy();

@@ -13,6 +13,7 @@ import type { Domain } from '../../src/hv/domain/domain.js';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
 import type { PvVcpu } from '../../src/hv/cpu/vcpu.js';
 import { PerDomainSpace } from '../../src/hv/mm/xen-space.js';
+import type { VirtualClock } from '../../src/hv/sched/host-clock.js';
 
 export const ELF_DIR = path.resolve(import.meta.dirname, '../guests/build/elf');
 const MIB = 1 << 20;
@@ -31,10 +32,10 @@ export interface ScriptedGuest {
 }
 
 /** Adds a domain built from test guest `name` to `hv` (several share one engine). */
-export function scriptedDomain(engine: ScriptedEngine, hv: Hypervisor, name = 'minimal', opts: Partial<DomainOptions> = {}): ScriptedGuest {
+export function scriptedDomain(engine: ScriptedEngine, hv: Hypervisor, name = 'minimal', opts: Partial<DomainOptions> = {}, start = true): ScriptedGuest {
   const file = fs.readFileSync(path.join(ELF_DIR, `${name}.elf`));
   const d = hv.createDomain(file, { memoryBytes: 4 * MIB, ...opts });
-  d.start();
+  if (start) d.start();
   const vcpu = d.vcpus[0]!;
   const ev = vcpu.engine as ScriptedVcpu;
   const cpu = ev.cpu;
@@ -52,9 +53,20 @@ export function scriptedDomain(engine: ScriptedEngine, hv: Hypervisor, name = 'm
   };
 }
 
+/** A hypervisor on a fresh scripted engine, with room for `domains` small domains; on `clock` when given (the engine's too). */
+export function scriptedMachine(domains = 4, clock?: VirtualClock): { engine: ScriptedEngine; hv: Hypervisor } {
+  const engine = new ScriptedEngine();
+  if (clock) {
+    engine.now = () => clock.now();
+    // A spinning guest (the wait stub) lets time pass.
+    engine.onPause = () => clock.advance(1_000n);
+  }
+  const hv = new Hypervisor(engine, { memoryBytes: domains * machineBytesFor(4 * MIB), syscallAtCpl3: true, slot256Usable: false, hostClock: clock });
+  return { engine, hv };
+}
+
 /** A hypervisor on a fresh scripted engine with one domain. */
 export function scriptedGuest(name = 'minimal', opts: Partial<DomainOptions> = {}): ScriptedGuest {
-  const engine = new ScriptedEngine();
-  const hv = new Hypervisor(engine, { memoryBytes: 4 * machineBytesFor(4 * MIB), syscallAtCpl3: true, slot256Usable: false });
+  const { engine, hv } = scriptedMachine();
   return scriptedDomain(engine, hv, name, opts);
 }

@@ -315,7 +315,7 @@ export class ScriptedCpu {
         }
         break;
       case 0xf3:
-        if (b[1] === 0x90) { r.rip = at + 2n; return undefined; } // pause
+        if (b[1] === 0x90) { this.engine.onPause(); r.rip = at + 2n; return undefined; } // pause
         break;
       case 0x72: // jb rel8
         r.rip = at + 2n + (r.rflags & CF ? BigInt(sx(BigInt(b[1]!), 8)) : 0n);

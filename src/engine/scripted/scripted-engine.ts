@@ -36,6 +36,8 @@ export class ScriptedEngine implements Engine {
    * and the TSC follow it. Tests set it; by default it is the real clock.
    */
   now: () => bigint = () => process.hrtime.bigint();
+  /** Called for each `pause` the CPU executes in a spin loop (a test's clock moves on here; the real one does by itself). */
+  onPause: () => void = () => {};
 
   info(): EngineInfo {
     return { name: this.name, apiVersion: 1, capabilities: {} };
@@ -114,6 +116,8 @@ export class ScriptedVcpu implements Vcpu {
   readonly msrs = new Map<number, bigint>();
   /** The guest: one step per run, in order. */
   readonly steps: GuestStep[] = [];
+  /** What the guest does once its steps are used up (undefined: the script has ended, a test bug). */
+  loop: GuestStep | undefined;
   /** Every exit returned, in order (for tests). */
   readonly exits: Exit[] = [];
   readonly cpu: ScriptedCpu;
@@ -184,7 +188,7 @@ export class ScriptedVcpu implements Vcpu {
 
   /** The guest's next step (the script ending is a test bug). */
   nextStep(): Exit {
-    const step = this.steps.shift();
+    const step = this.steps.shift() ?? this.loop;
     if (!step) throw new Error(`scripted vCPU ${this.id}: the guest's script ended (rip 0x${this.regs.rip.toString(16)})`);
     return step(this.cpu);
   }

@@ -9,6 +9,7 @@
 // time with rdtsc, no exit, and no tick is ever lost.
 
 import { SharedInfo, VcpuInfo, VcpuTimeInfo } from '../../abi/generated/xen.js';
+import { realHostClock, type HostClock } from './host-clock.js';
 
 /** vcpu_time_info offsets inside vcpu_info.time. */
 const T = VcpuTimeInfo.OFFSETS;
@@ -17,17 +18,19 @@ const TSC_STABLE = 1;
 
 /** The hypervisor's system time. */
 export class SystemClock {
-  private readonly base = process.hrtime.bigint();
+  private readonly base: bigint;
   /** UTC at system time 0, in ns. */
   readonly wallAtZero: bigint;
 
-  constructor() {
-    this.wallAtZero = BigInt(Date.now()) * 1_000_000n - (process.hrtime.bigint() - this.base);
+  /** `host` is the host's monotonic clock (the real one, or a test's). */
+  constructor(readonly host: HostClock = realHostClock) {
+    this.base = host.now();
+    this.wallAtZero = BigInt(Date.now()) * 1_000_000n;
   }
 
   /** Nanoseconds since the hypervisor started. */
   now(): bigint {
-    return process.hrtime.bigint() - this.base;
+    return this.host.now() - this.base;
   }
 
   /** The system time of host monotonic time `ns` (process.hrtime). */
