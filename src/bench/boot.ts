@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
 import { GUEST_DIR } from '../engine/probe-guest.js';
 import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
 import { HYPERCALL_PORT } from '../hv/mm/xen-space.js';
@@ -50,7 +50,7 @@ export async function runBootBench(opts: { domains?: number; memoryMiB?: number;
   const mib = opts.memoryMiB ?? 16;
   // By default the machine `paravane run` builds for one domain of this size.
   const machineMiB = opts.machineMiB ?? machineBytesFor(mib * MIB) / MIB;
-  const engine = new KvmEngine();
+  const engine = selectEngine('kvm');
   const hv = new Hypervisor(engine, { memoryBytes: machineMiB * MIB });
   const file = builtGuest('elf', 'transports');
   const pv: number[] = [];

@@ -9,9 +9,8 @@
 
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
-import { addonPath } from '../engine/kvm/native.js';
+import { selectEngine } from '../engine/select.js';
+import { kickLatency } from '../engine/kvm/kick-latency.js';
 import { bootTestGuest, GUEST_DIR } from '../engine/probe-guest.js';
 import type { Engine } from '../engine/types.js';
 import { median, summarize } from './stats.js';
@@ -72,45 +71,11 @@ export function deadlineLatency(engine: Engine, samples: number): number[] {
   return out;
 }
 
-/** Latency of kick() from another thread: from the call to run() returning, in µs. */
-export async function kickLatency(engine: Engine, samples: number): Promise<number[]> {
-  const g = bootTestGuest(engine, 'spin');
-  // ctl[0]: 1 while the main thread is about to run the vCPU; ctl[1]: sample count.
-  const ctl = new Int32Array(new SharedArrayBuffer(8));
-  const stamp = new BigInt64Array(new SharedArrayBuffer(8));
-  const handle = (g.vcpu as unknown as { kickHandle: number }).kickHandle;
-  const worker = new Worker(`
-    const { workerData: d } = require('node:worker_threads');
-    const addon = require(d.addon);
-    const sleeper = new Int32Array(new SharedArrayBuffer(4));
-    for (let i = 0; i < d.samples; i++) {
-      while (Atomics.wait(d.ctl, 0, 0) === 'ok' && Atomics.load(d.ctl, 0) === 0) {}
-      Atomics.wait(sleeper, 0, 0, 1 + Math.random());   // let the vCPU get into the guest
-      Atomics.store(d.ctl, 0, 0);
-      d.stamp[0] = process.hrtime.bigint();
-      addon.kick(d.handle);
-    }
-  `, { eval: true, workerData: { addon: addonPath(), handle, ctl, stamp, samples } });
-  const out: number[] = [];
-  try {
-    for (let i = 0; i < samples; i++) {
-      Atomics.store(ctl, 0, 1);
-      Atomics.notify(ctl, 0);
-      if (g.vcpu.run().kind !== 'interrupted') throw new Error('spin guest exited');
-      out.push(Number(process.hrtime.bigint() - stamp[0]!) / 1000);
-    }
-  } finally {
-    await worker.terminate();
-    g.destroy();
-  }
-  return out;
-}
-
 export async function runExitBench(opts: { exits?: number; rounds?: number } = {}): Promise<ExitBenchResult> {
   const exits = opts.exits ?? 20000;
   const rounds = opts.rounds ?? 5;
-  const engine = new KvmEngine({ runMode: 'thread' });
-  const direct = new KvmEngine({ runMode: 'direct' });
+  const engine = selectEngine('kvm', { runMode: 'thread' });
+  const direct = selectEngine('kvm', { runMode: 'direct' });
   try {
     const c: number[] = [];
     const ts: number[] = [];

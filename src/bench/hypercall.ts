@@ -9,7 +9,7 @@
 // Excludes: domain creation and teardown (see `-- boot`).
 
 import { performance } from 'node:perf_hooks';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { median } from './stats.js';
 import { builtGuest, MIB } from './guests.js';
@@ -67,7 +67,7 @@ function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number): { host: 
 export async function runHypercallBench(opts: { calls?: number; rounds?: number } = {}): Promise<HypercallBenchResult> {
   const calls = opts.calls ?? 20000;
   const rounds = opts.rounds ?? 5;
-  const engine = new KvmEngine();
+  const engine = selectEngine('kvm');
   const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
   const file = builtGuest('elf', 'pvbench');
   try {

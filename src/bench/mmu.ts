@@ -15,7 +15,7 @@
 // of 512 present entries; and mmu_update's request loop for 2048 requests.
 
 import { performance } from 'node:perf_hooks';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
 import { createPlainMemory } from '../engine/plain-memory.js';
 import { FrameTable } from '../hv/mm/frames.js';
 import { GuestMemory } from '../hv/mm/guest-access.js';
@@ -136,7 +136,7 @@ function mmuUpdateNs(): number {
 export async function runMmuBench(opts: { runs?: number } = {}): Promise<MmuBenchResult> {
   const runs = opts.runs ?? 5;
   const file = builtGuest('bench', 'mmubench');
-  const engine = new KvmEngine();
+  const engine = selectEngine('kvm');
   const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
   const calls: number[][] = Array.from({ length: COLUMNS }, () => []);
   const nulls: number[] = [];

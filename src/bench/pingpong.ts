@@ -8,7 +8,7 @@
 // microsecond. The time bench (time.ts) runs the same pair.
 
 import { performance } from 'node:perf_hooks';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { PvVcpu } from '../hv/cpu/vcpu.js';
 import { builtGuest, MIB } from './guests.js';
@@ -93,7 +93,7 @@ export function formatPingpong(r: PingpongResult): string {
 
 /** The command: one pair on a machine of its own. */
 export async function runPingpongBench(opts: { wait: PingpongWait; rounds: number; warmup: number; parts: boolean }): Promise<PingpongResult> {
-  const engine = new KvmEngine();
+  const engine = selectEngine('kvm');
   const hv = new Hypervisor(engine, { memoryBytes: 64 * MIB });
   try {
     return await runPingpong(hv, opts);

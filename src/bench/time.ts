@@ -23,7 +23,8 @@
 // 4. CPU shares of three busy domains with weights 1:2:4, by the core's
 //    accounting and by the work each guest did (its loop count).
 
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
+import type { Engine } from '../engine/types.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { guestTime } from '../hv/sched/time.js';
 import type { Domain } from '../hv/domain/domain.js';
@@ -57,7 +58,7 @@ export interface TimeBenchResult {
 interface TimerLine { ticks: number; periodUs: number; lost: number; late: number; medianUs: number; p99Us: number; maxUs: number }
 
 /** Exit round trips of two VMs run alternately (each run right after the other VM's), in µs. */
-function alternatingRuns(engine: KvmEngine, n: number): ReturnType<typeof summarize> {
+function alternatingRuns(engine: Engine, n: number): ReturnType<typeof summarize> {
   const a = bootTestGuest(engine, 'exitloop'), b = bootTestGuest(engine, 'exitloop');
   const us: number[] = [];
   try {
@@ -97,7 +98,7 @@ async function runTimer(hv: Hypervisor, ticks: number, periodUs: number, beside:
 
 export async function runTimeBench(opts: { seconds?: number } = {}): Promise<TimeBenchResult> {
   const seconds = opts.seconds ?? 10;
-  const engine = new KvmEngine();
+  const engine = selectEngine('kvm');
   const hv = new Hypervisor(engine, { memoryBytes: 192 * MIB });
   try {
     // 1. Timer lateness beside the raw deadline kick.

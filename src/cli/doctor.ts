@@ -4,7 +4,8 @@
 
 import { accessSync, constants, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { KvmEngine } from '../engine/kvm/kvm-engine.js';
+import { selectEngine } from '../engine/select.js';
+import type { Engine } from '../engine/types.js';
 import { measureExitCost, probeTransports, upperHalfSlot256Usable, type TransportReport } from '../engine/host-probe.js';
 
 export interface DoctorReport {
@@ -26,10 +27,10 @@ export function runDoctor(path = '/dev/kvm'): DoctorReport {
     report.device.problem = `${path} does not exist: this host has no KVM (load the kvm module, or enable nested virtualization)`;
     return report;
   }
-  let engine: KvmEngine;
+  let engine: Engine;
   try {
     accessSync(path, constants.R_OK | constants.W_OK);
-    engine = new KvmEngine({ path });
+    engine = selectEngine('kvm', { kvmPath: path });
   } catch (e) {
     const msg = (e as Error).message;
     report.device.problem = /EACCES|permission/i.test(msg)
@@ -42,7 +43,7 @@ export function runDoctor(path = '/dev/kvm'): DoctorReport {
     const info = engine.info();
     report.apiVersion = info.apiVersion;
     report.capabilities = info.capabilities;
-    report.runMode = engine.runMode;
+    report.runMode = info.runMode;
     report.transports = probeTransports(engine);
     report.exitCostUs = measureExitCost(engine) / 1000;
     report.slot256Usable = upperHalfSlot256Usable(engine);

@@ -26,8 +26,18 @@ export function probeEngines(kvmPath = '/dev/kvm'): EngineProbe[] {
   }
 }
 
-/** Opens the named engine, or the best one this host offers. */
-export function selectEngine(name?: EngineName, kvmPath = '/dev/kvm'): Engine {
+/** How to open an engine: the KVM device, and where KVM_RUN is issued (see KvmEngineOptions). */
+export interface EngineOptions {
+  kvmPath?: string;
+  runMode?: 'thread' | 'direct';
+}
+
+/**
+ * Opens the named engine, or the best one this host offers. Everything
+ * outside src/engine/ gets its engine here (the layering test checks it).
+ */
+export function selectEngine(name?: EngineName, opts: EngineOptions | string = {}): Engine {
   if (name !== undefined && name !== 'kvm') throw new EngineUnavailableError(`unknown engine ${String(name)}`);
-  return new KvmEngine(kvmPath);
+  const o = typeof opts === 'string' ? { kvmPath: opts } : opts;
+  return new KvmEngine({ path: o.kvmPath ?? '/dev/kvm', runMode: o.runMode });
 }

@@ -187,6 +187,8 @@ export interface VirtualMachine {
 export interface EngineInfo {
   name: string;
   apiVersion: number;
+  /** Where vCPUs run: on a CPU thread of the engine's ('thread'), or on the caller's ('direct'). */
+  runMode?: 'thread' | 'direct';
   /** Capabilities the engine relies on, with the value the host reports. */
   capabilities: Record<string, number>;
 }

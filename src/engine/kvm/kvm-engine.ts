@@ -126,7 +126,7 @@ export class KvmEngine implements Engine {
     this.live();
     const capabilities: Record<string, number> = {};
     for (const cap of REPORTED_CAPS) capabilities[cap] = call(() => this.a.checkExtension(this.fd, this.a.constants[cap]!));
-    return { name: this.name, apiVersion: call(() => this.a.getApiVersion(this.fd)), capabilities };
+    return { name: this.name, apiVersion: call(() => this.a.getApiVersion(this.fd)), runMode: this.runMode, capabilities };
   }
 
   createMemory(size: number, opts: { chunkSize?: number; name?: string } = {}): MachineMemory {

@@ -8,8 +8,23 @@
 // pages a test registers (codePages). Any other instruction there is a
 // test bug and throws. Inputs: trusted (tests and the hypervisor's tables).
 
-import type { Exit, MachineMemory } from '../types.js';
-import type { ScriptedEngine, ScriptedVcpu } from './scripted-engine.js';
+import type { Exit, MachineMemory, RegisterFile, SpecialRegisters } from '../types.js';
+
+/** What the CPU works on: its vCPU's state and guest, and the engine's memory and clock hooks. */
+export interface CpuVcpu {
+  readonly id: number;
+  readonly regs: RegisterFile;
+  /** The special registers in place. */
+  readonly special: SpecialRegisters;
+  readonly msrs: Map<number, bigint>;
+  tscNow(): { tsc: bigint; hostNs: bigint };
+  /** The guest's next step, when the CPU returns to guest code. */
+  nextStep(): Exit;
+}
+export interface CpuEngine {
+  readonly machine: MachineMemory;
+  onPause(): void;
+}
 
 const MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_FMASK = 0xc0000084;
 /** Vectors that push an error code. */
@@ -37,7 +52,7 @@ export class ScriptedCpu {
   /** The hypercall page's guest-virtual address (for the 'page' transport). */
   hypercallPage = 0n;
 
-  constructor(private readonly v: ScriptedVcpu, private readonly engine: ScriptedEngine) {}
+  constructor(private readonly v: CpuVcpu, private readonly engine: CpuEngine) {}
 
   private get mem(): MachineMemory {
     return this.engine.machine;
