@@ -396,6 +396,7 @@ class KvmVcpu implements Vcpu {
    * allocated on this path once the exit kinds have been seen: every exit on
    * this host flushes the TLB, so each page the handler touches costs.
    */
+  // Reading path 3: KVM_RUN (on the CPU thread, or here) and the exit decoded in place from kvm_run.
   run(): Exit {
     if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
     const t = this.thread;

@@ -64,6 +64,7 @@ export interface ExitTarget {
 export function handleExit(v: ExitTarget, exit: Exit): boolean {
   switch (exit.kind) {
     case 'io':
+      // Reading path 4: the hypercall page's stub did `out` to HYPERCALL_PORT in guest kernel mode.
       if (exit.direction === 'out' && exit.port === HYPERCALL_PORT) {
         v.count(EXIT.page);
         // The port is closed in user mode (VcpuAddressSpace.toggle), so this is a kernel-mode call.
@@ -120,7 +121,8 @@ export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue'
   if (nr >= 0n && nr < SLOTS_N) v.hypercallCounts[Number(nr)]! += 1;
   const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
   v.traps.callRsp = state.rsp;
-  const result = v.hypercalls.dispatch(v.context, nr, args);
+  const result = v.hypercalls.dispatch(v.context, nr, args); // Reading path 5
+  // Reading path 10: back from the handler: an iret's frame applied, a continuation set up, or the result in rax.
   const iret = v.traps.takeIret();
   if (iret) {
     if (v.running) {

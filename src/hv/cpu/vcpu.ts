@@ -187,7 +187,7 @@ export class PvVcpu implements ExitTarget {
   }
 
   /**
-   * Runs the vCPU once, first delivering a pending upcall and then loading
+   * Reading path 2: entering the guest. Runs the vCPU once, first delivering a pending upcall and then loading
    * the page tables of its mode if a hypercall or a mode switch changed
    * them. After start(), takes that run's exit.
    */

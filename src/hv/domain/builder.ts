@@ -1,5 +1,5 @@
 // The domain builder: lays out a new PV domain exactly as Xen's toolstack
-// does for a 64-bit domU (../shared/xen-abi.md 3.2, libxc xc_dom_*), so a
+// does for a 64-bit domU (Xen's public headers, libxc's xc_dom_*; docs/abi.md), so a
 // kernel written for Xen boots unchanged. Inside one virtual region that
 // starts at VIRT_BASE (pfn = (va - virt_base) >> 12), in this order:
 //
@@ -286,7 +286,7 @@ export function buildDomain(
     st.mfn_list = useInitP2m ? p2mVa : va(p2mPfn);
     if (initrd) {
       // Mapped: its virtual address and length in bytes. By PFN (MOD_START_PFN):
-      // its first PFN and the length of the pages it fills (../shared/xen-abi.md 3.2).
+      // its first PFN and the length of the pages it fills (Xen's public headers; docs/abi.md).
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
       st.mod_len = initrdUnmapped ? BigInt(pagesFor(initrd.length) * PAGE_SIZE) : BigInt(initrd.length);
     }

@@ -1,4 +1,4 @@
-// Event channels, Xen's 2-level ABI (../shared/xen-abi.md 1.4, 4.6): per
+// Event channels, Xen's 2-level ABI (Xen's public headers; docs/abi.md): per
 // domain 4096 ports, each free, unbound (reserved for a remote domain),
 // interdomain (connected to a remote port), VIRQ or IPI, notifying one vCPU.
 // Raising an event sets the port's bit in shared_info.evtchn_pending and,

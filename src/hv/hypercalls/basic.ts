@@ -1,7 +1,7 @@
 // The hypercalls a domain needs to boot and talk: console_io, xen_version,
 // sched_op (yield, shutdown), vm_assist, memory_op (reservation and layout
 // queries) and paravane's pvbench_op. Semantics follow Xen as a domU sees it
-// (../shared/xen-abi.md 1.4); every output buffer is fully written, so no
+// (Xen's public headers; docs/abi.md); every output buffer is fully written, so no
 // hypervisor memory leaks into the guest (XSA-122).
 
 import { ConsoleIo, VmAssist } from '../../abi/generated/xen.js';

@@ -10,7 +10,7 @@ import { callbackOp, fpuTaskswitch, iret, setCallbacks, setSegmentBase, setTrapT
 import { eventChannelOp } from './events.js';
 import { setTimerOp, vcpuOp } from './vcpu-op.js';
 
-/** Implemented hypercalls: name (as in abi/*.proto) and handler. */
+/** Reading path 6: implemented hypercalls, name (as in abi/*.proto) and handler. */
 export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
   // Boot and console (basic.ts)
   ['console_io', consoleIo],

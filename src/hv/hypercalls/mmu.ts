@@ -1,6 +1,6 @@
 // The memory-management hypercalls: mmu_update, update_va_mapping,
 // mmuext_op and multicall, as Xen answers an unprivileged PV domain
-// (../shared/xen-abi.md 4.3-4.4). Every entry a guest asks to install goes
+// (Xen's public headers; docs/abi.md). Every entry a guest asks to install goes
 // through the page-type system (src/hv/mm/page-types.ts), which is what keeps
 // the domain inside its own frames. Long requests are processed in bounded
 // chunks with Xen's continuation convention (the count is rewritten, the
@@ -79,7 +79,7 @@ const requestBytes = new Uint8Array(MMU_CHUNK * MmuUpdate.SIZE);
 const requestWords = new Uint32Array(requestBytes.buffer);
 
 /**
- * mmu_update(req, count, pdone, foreigndom). Stops at the first failing
+ * Reading path 7: mmu_update(req, count, pdone, foreigndom). Stops at the first failing
  * request; *pdone counts the requests done (across continuations).
  */
 export function mmuUpdate(ctx: HypercallContext, [reqs, countArg, pdone, foreigndom]: HypercallArgs): bigint {

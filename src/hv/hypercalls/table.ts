@@ -35,6 +35,7 @@ export class HypercallTable {
     return this.handlers.flatMap((h, nr) => (h ? [nr] : []));
   }
 
+  // Reading path 5: the number picks the handler (index.ts); a bad guest pointer anywhere below is -EFAULT.
   dispatch(ctx: HypercallContext, nr: bigint, args: HypercallArgs): bigint {
     const n = nr >= 0n && nr < SLOTS_N ? Number(nr) : -1;
     const handler = n >= 0 ? this.handlers[n] : undefined;

@@ -1,6 +1,6 @@
 // The trap hypercalls: set_trap_table, the callbacks (set_callbacks and
 // callback_op), stack_switch, fpu_taskswitch, set_segment_base and iret,
-// as Xen answers a 64-bit PV guest (../shared/xen-abi.md 1.4, 4.6, 4.7).
+// as Xen answers a 64-bit PV guest (Xen's public headers; docs/abi.md).
 // They only record per-vCPU state (src/hv/cpu/vcpu.ts uses it to bounce
 // exceptions) or, for iret, ask the vCPU to resume a frame from the guest's
 // stack. Inputs: hostile (pointers, vectors, addresses, selectors).

@@ -1,6 +1,6 @@
 // Scheduling and time hypercalls of a vCPU: set_timer_op, vcpu_op (timers,
 // is_up, register_vcpu_info) and the blocking sched_op commands (block,
-// poll), as Xen answers a 64-bit PV guest (../shared/xen-abi.md 1.4).
+// poll), as Xen answers a 64-bit PV guest (Xen's public headers; docs/abi.md).
 // Inputs: hostile (vCPU ids, pointers, ports, times).
 
 import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';

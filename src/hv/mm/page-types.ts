@@ -1,5 +1,5 @@
 // The page-type system: what keeps every domain inside its own frames.
-// Xen's model (../shared/xen-abi.md 4.1-4.4): each frame has an owner, a
+// Xen's model (Xen's public headers; docs/abi.md): each frame has an owner, a
 // general reference count, a type (none, writable, L1-L4, segment
 // descriptors), a type count and validated/pinned bits. Page tables are
 // typed only after every present entry is validated, which takes the
@@ -297,7 +297,7 @@ export class PageTypes {
   }
 
   /**
-   * The one L1 update (mmu_update, update_va_mapping, writable page
+   * Reading path 9: the one L1 update (mmu_update, update_va_mapping, writable page
    * tables): entry `index` of the validated L1 whose words are `words`
    * becomes newLo:newHi, as Xen's mod_l1_entry. A present entry gets US
    * (the guest kernel runs at CPL 3) and, with `preserveAd`, keeps the old

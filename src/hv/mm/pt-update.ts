@@ -44,7 +44,7 @@ export function recordStale(tlb: DomainTranslations, stale: number): void {
 }
 
 /**
- * One MMU_NORMAL_PT_UPDATE / PRESERVE_AD request: entry `index` of frame
+ * Reading path 8: one MMU_NORMAL_PT_UPDATE / PRESERVE_AD request: entry `index` of frame
  * `mfn` becomes lo:hi. A live page table of the domain is updated through
  * modEntry; an ordinary data page of the domain gets a plain store (Xen
  * allows it), done under a writable type reference so that the page cannot

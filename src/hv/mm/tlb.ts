@@ -6,7 +6,7 @@
 // writes, but not the hypervisor's (mmu_update, update_va_mapping and the
 // writable-page-table emulation write through the host mapping). Its
 // shadow entries then behave like TLB entries that no context switch
-// clears. Xen's TLB model for PV guests applies (../shared/xen-abi.md 4.6):
+// clears. Xen's TLB model for PV guests applies (Xen's public headers; docs/abi.md):
 //
 // - An update does not flush. The guest asks (MMUEXT_TLB_FLUSH_*,
 //   MMUEXT_INVLPG_*, UVMF_INVLPG/UVMF_TLB_FLUSH, a new CR3), and until it

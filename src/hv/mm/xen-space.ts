@@ -14,7 +14,7 @@
 // 0xe02b stack), which live in the hypervisor's GDT page at 0xe000, where
 // Xen puts them (FIRST_RESERVED_GDT_ENTRY = 7168).
 //
-// How a guest reaches the hypervisor (../shared/DESIGN.md section 2):
+// How a guest reaches the hypervisor (docs/design.md, "Hypercall entry"):
 //   - hypercall page stubs: `mov $nr,%eax; out %al,$HYPERCALL_PORT; ret`,
 //     a port-I/O exit through the TSS I/O bitmap (the cheapest exit here);
 //   - `syscall`: on this host it stays at CPL 3 and jumps to LSTAR, whose

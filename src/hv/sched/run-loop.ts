@@ -175,6 +175,7 @@ export class Scheduler {
             if (until === undefined) break;
             armDeadline(until, now);
           }
+          // Reading path 1: the vCPU runs until an exit, which is handled, until a handler says stop.
           // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
           while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
           if (opts.signal?.aborted) break;

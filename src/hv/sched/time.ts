@@ -1,4 +1,4 @@
-// Time as Xen gives it to PV guests (../shared/xen-abi.md 2.2-2.3): system
+// Time as Xen gives it to PV guests (Xen's public headers; docs/abi.md): system
 // time is nanoseconds of the host's CLOCK_MONOTONIC since the hypervisor
 // started (one clock for every domain, so timestamps compare across
 // domains); each vCPU's vcpu_info.time maps its TSC onto it (tsc_timestamp,

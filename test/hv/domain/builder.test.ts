@@ -1,5 +1,5 @@
 // The domain builder lays a domain out as Xen's toolstack does
-// (../shared/xen-abi.md 3.2), on plain memory (no KVM): start_info, the
+// (Xen's public headers; docs/abi.md), on plain memory (no KVM): start_info, the
 // P2M, the bootstrap page tables (page-table frames mapped read-only), the
 // slack, the hypercall page, shared_info (held writable by the hypervisor),
 // the initrd both ways, INIT_P2M, and clean refusals that leave no frame

@@ -34,8 +34,7 @@ interface Attack {
 }
 
 /**
- * The attacks and Xen's answers (../shared/xen-abi.md sections 4 and 5,
- * checked against xen/arch/x86/mm.c). The victim is domain 1: the
+ * The attacks and Xen's answers (Xen's public headers; docs/abi.md). The victim is domain 1: the
  * foreigndom attacks name it.
  */
 const ATTACKS: Attack[] = [
