@@ -21,7 +21,7 @@ const EFAULT = -14n;
 const EINVAL = -22n;
 const EPERM = -1n;
 
-interface TestCtx extends HypercallContext { out: string; reasons: number[]; yields: number }
+type TestCtx = HypercallContext & { out: string; reasons: number[]; yields: number };
 
 describe('hypercall dispatch', () => {
   let ft: FrameTable;
@@ -38,7 +38,7 @@ describe('hypercall dispatch', () => {
     tb.map(RW, rw, 7n);
     tb.map(RO, ro, 5n);
     const sched = { yieldCpu() { ctx.yields++; } } as unknown as SchedContext;
-    ctx = testContext({
+    ctx = testContext<Partial<HypercallContext> & { out: string; reasons: number[]; yields: number }>({
       domid: 1, guest: new GuestMemory(ft, BigInt(tb.l4) << 12n), nrPages: 256, maxPages: 512,
       handle: Uint8Array.from({ length: 16 }, (_, i) => i + 1), vmAssist: 0n,
       out: '', reasons: [] as number[], yields: 0,

@@ -50,14 +50,14 @@ describe('page-type audit', () => {
     const l2 = memory.mfnOf(layout.pfn.ptBase + 2); // L4, L3, then the L2
     expect(ft.type[l2]).toBe(PageType.l2);
     const i = firstPresent(l2);
-    ft.words(l2)[i] |= PSE;
+    ft.words(l2)[i]! |= PSE;
     expect(auditPageTypes(ft, [domain])).toEqual([`L2 ${hex(l2)}[${i}]: PT-6: level-2 entry maps a superpage (PSE), which paravane does not offer`]);
-    ft.words(l2)[i] &= ~PSE;
+    ft.words(l2)[i]! &= ~PSE;
     expect(auditPageTypes(ft, [domain])).toEqual([]);
     const l1 = memory.mfnOf(layout.pfn.ptBase + 3);
     expect(ft.type[l1]).toBe(PageType.l1);
     const j = firstPresent(l1);
-    ft.words(l1)[j] |= PCD;
+    ft.words(l1)[j]! |= PCD;
     expect(auditPageTypes(ft, [domain])).toEqual([`L1 ${hex(l1)}[${j}]: PT-6: level-1 entry sets a cache-control bit (PWT, PCD or PAT)`]);
   });
 

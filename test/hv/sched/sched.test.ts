@@ -65,7 +65,7 @@ describe.skipIf(!HAVE_KVM)('timer advance', () => {
 
   it('resumes a guest woken by its timer with every register and flag it slept with', async () => {
     const { d, end, out } = await runGuest(m.hv, elfGuest('timerwait'), { timeoutMs: 10_000 });
-    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(end, out.toString()).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out.toString()).toBe('ok\n');
     expect(d.exitCounts.get('timer wait in guest')).toBe(1);
   });
