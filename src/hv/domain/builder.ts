@@ -25,7 +25,7 @@ import { DomainMemory } from '../mm/domain-memory.js';
 import type { GuestKernel } from './elf.js';
 import { FrameTable, PAGE_SIZE, PageType } from '../mm/frames.js';
 import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, hypercallStub } from '../mm/xen-space.js';
-import { PTE } from '../mm/pte.js';
+import { entryFrame, PTE } from '../mm/pte.js';
 import { PageTypeError, type PageTypes } from '../mm/page-types.js';
 import { HYPERCALL_SLOTS } from '../hypercalls/table.js';
 import { hex } from '../format.js';
@@ -93,8 +93,6 @@ function guestRangeUsable(start: bigint, end: bigint): boolean {
   return start >= HYPERVISOR_VIRT_END || (end <= HYPERVISOR_VIRT_START && start >= 0xffff800000000000n);
 }
 
-/** Machine frame named by the entry whose 32-bit halves are `lo`, `hi`. */
-const entryMfn = (lo: number, hi: number): number => (lo >>> 12) + (hi & 0xfffff) * 0x100000;
 
 /** Writes entry `i` of a table viewed as 32-bit words: frame `mfn`, low flag bits `flags`. */
 function setEntry(t: Uint32Array, i: number, mfn: number, flags: number): void {
@@ -123,7 +121,7 @@ class Mapper {
     for (let level = 3; level >= 1; level--) {
       const i = Number((va >> BigInt(12 + 9 * level)) & 0x1ffn);
       if (!(table[2 * i]! & 1)) setEntry(table, i, this.nextTable(level), UPPER_FLAGS);
-      table = this.table(entryMfn(table[2 * i]!, table[2 * i + 1]!));
+      table = this.table(entryFrame(table[2 * i]!, table[2 * i + 1]!));
     }
     return table;
   }

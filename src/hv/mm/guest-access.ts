@@ -6,7 +6,7 @@
 // hypervisor exception. Inputs: guest-controlled addresses and page tables.
 
 import { FrameTable, PAGE_SIZE } from './frames.js';
-import { PTE_LO } from './pte.js';
+import { entryFrame, PTE_LO } from './pte.js';
 
 const { P, RW, US, PSE } = PTE_LO;
 const ADDR_MASK = 0x000ffffffffff000n;
@@ -88,7 +88,7 @@ export class GuestMemory {
       if (!(lo & US)) throw new GuestFault(va, `not accessible from the guest at level ${level}`);
       if (write && !(lo & RW)) throw new GuestFault(va, `read-only at level ${level}`);
       if (level > 1 && lo & PSE) throw new GuestFault(va, `superpage at level ${level}`);
-      table = (lo >>> 12) + (hi & 0xfffff) * 0x100000;
+      table = entryFrame(lo, hi);
     }
     if (!ft.isValid(table)) throw new GuestFault(va, `maps frame 0x${table.toString(16)} outside machine memory`);
     return table * PAGE_SIZE + (vaLo & 0xfff);

@@ -54,7 +54,7 @@
 
 import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
-import { PTE_HI, PTE_LO } from './pte.js';
+import { entryFrame, PTE_HI, PTE_LO } from './pte.js';
 import { hex } from '../format.js';
 import { XenErrno } from '../../abi/generated/errno.js';
 
@@ -86,7 +86,6 @@ export class PageTypeError extends Error {
 // Entry bits, as 32-bit halves: lo = bits 0-31, hi = bits 32-63.
 const { P, RW, US, PWT, PCD, PSE: PSE_PAT, G, A, D } = PTE_LO;
 const HI_RESERVED = PTE_HI.GNTTAB;
-const HI_ADDR = PTE_HI.ADDR;
 /** Low-half bits a leaf (L1) entry may not set (PT-6). */
 const L1_BAD_LO = PWT | PCD | PSE_PAT;
 /** Low-half bits an upper-level entry may not set (PT-6). */
@@ -102,10 +101,7 @@ export const UPPER_STALE = -2;
 /** Low-half bits an L1 update may change without revalidation (Xen's fast path): US, A, D, G, AVAIL. */
 const L1_FAST_LO = US | A | D | G | PTE_LO.AVAIL;
 
-/** The frame an entry names (its 32-bit halves). */
-export function entryFrame(lo: number, hi: number): number {
-  return (lo >>> 12) + (hi & HI_ADDR) * 0x100000;
-}
+export { entryFrame };
 
 /**
  * Whether changing a present entry from old to new takes access away, so

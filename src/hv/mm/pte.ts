@@ -33,3 +33,8 @@ export const PTE = {
   P: BigInt(PTE_LO.P), RW: BigInt(PTE_LO.RW), US: BigInt(PTE_LO.US), A: BigInt(PTE_LO.A), D: BigInt(PTE_LO.D),
   PS: BigInt(PTE_LO.PSE), NX: PteFlags.PAGE_NX,
 } as const;
+
+/** The machine frame an entry names, from its 32-bit halves (the one place this arithmetic is written). */
+export function entryFrame(lo: number, hi: number): number {
+  return (lo >>> 12) + (hi & PTE_HI.ADDR) * 0x100000;
+}
