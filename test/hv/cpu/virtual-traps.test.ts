@@ -159,24 +159,30 @@ describe('event upcalls', () => {
 });
 
 describe('guest user mode', () => {
-  it('enters user mode by iret to an RPL 3 frame, bounces its syscall to the syscall callback, and refuses its hypercalls', () => {
-    g = scriptedGuest();
-    const kstack = g.d.layout.stackTop - 0x600n; // all within the one boot stack page
-    const userRip = 0x3f8000n, userRsp = g.d.layout.stackTop - 0xc00n;
-    g.play(
-      (c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
-      (c) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), kstack]),
-      (c) => {
-        // The kernel's own tables serve as the user tables here.
+  const userRip = 0x3f8000n;
+  /** The steps that take the guest to user mode at userRip: callbacks, a kernel stack, user tables (the kernel's own), iret to an RPL 3 frame. */
+  function toUserMode(g: ScriptedGuest, kstack: bigint, userRsp: bigint) {
+    return [
+      (c: ScriptedCpu) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
+      (c: ScriptedCpu) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), kstack]),
+      (c: ScriptedCpu) => {
         c.write(ARG(g), u64s(BigInt(MmuextCmd.MMUEXT_NEW_USER_BASEPTR), BigInt(g.vcpu.space.cr3Mfn), 0n));
         return c.hypercall(Hypercall.HYPERVISOR_mmuext_op, [ARG(g), 1n, 0n, 0x7ff0n]);
       },
-      (c) => {
+      (c: ScriptedCpu) => {
         expect(c.regs.rax).toBe(0n);
         // iret to user mode: the guest pushes ss, rsp, rflags, cs (RPL 3), rip, flags; the slot pushes rcx, r11, rax.
         for (const w of [BigInt(SEL.DS), userRsp, 0x202n, BigInt(SEL.CS64), userRip, 0n]) c.push(w);
         return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
       },
+    ];
+  }
+
+  it('enters user mode by iret to an RPL 3 frame, and refuses its hypercalls', () => {
+    g = scriptedGuest();
+    const userRsp = g.d.layout.stackTop - 0xc00n; // all within the one boot stack page
+    g.play(
+      ...toUserMode(g, g.d.layout.stackTop - 0x600n, userRsp),
       (c) => {
         expect(g.vcpu.space.userMode).toBe(true);
         expect([c.regs.rip, c.regs.rsp]).toEqual([userRip, userRsp]);
@@ -189,19 +195,9 @@ describe('guest user mode', () => {
 
   it('bounces a user syscall to the syscall callback on the kernel stack, back in kernel mode', () => {
     g = scriptedGuest();
-    const kstack = g.d.layout.stackTop - 0x600n; // all within the one boot stack page
-    const userRip = 0x3f8000n, userRsp = g.d.layout.stackTop - 0xc00n;
+    const kstack = g.d.layout.stackTop - 0x600n;
     g.play(
-      (c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
-      (c) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), kstack]),
-      (c) => {
-        c.write(ARG(g), u64s(BigInt(MmuextCmd.MMUEXT_NEW_USER_BASEPTR), BigInt(g.vcpu.space.cr3Mfn), 0n));
-        return c.hypercall(Hypercall.HYPERVISOR_mmuext_op, [ARG(g), 1n, 0n, 0x7ff0n]);
-      },
-      (c) => {
-        for (const w of [BigInt(SEL.DS), userRsp, 0x202n, BigInt(SEL.CS64), userRip, 0n]) c.push(w);
-        return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
-      },
+      ...toUserMode(g, kstack, g.d.layout.stackTop - 0xc00n),
       (c) => c.syscall(),
       (c) => {
         // Rule: kernel mode again, at the callback, on the kernel stack, the frame holding the user's rip.
