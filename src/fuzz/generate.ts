@@ -92,6 +92,7 @@ const SUB_OPS: ReadonlyMap<number, readonly number[]> = new Map<number, number[]
   [Hypercall.HYPERVISOR_nmi_op, [0, 1, 2]],
   [Hypercall.HYPERVISOR_fpu_taskswitch, [0, 1]],
 ]);
+const SCHED_KEEPS_RUNNING = values(SchedOp).filter((op) => op !== SchedOp.SCHEDOP_shutdown && op !== SchedOp.SCHEDOP_block && op !== SchedOp.SCHEDOP_poll);
 const MMUEXT_CMDS = values(MmuextCmd);
 const VM_ASSISTS = values(VmAssist);
 const CALLBACK_TYPES = values(CallbackType);
@@ -250,12 +251,23 @@ export class CallGenerator {
   }
 
   private subOp(nr: number): number {
+    // Shutdown, block and poll end or stop the domain: drawn, but less often than the rest.
+    if ((nr === Hypercall.HYPERVISOR_sched_op || nr === Hypercall.HYPERVISOR_sched_op_compat) && this.r.chance(0.75)) return this.r.pick(SCHED_KEEPS_RUNNING);
     const ops = SUB_OPS.get(nr);
     if (!ops || this.r.chance(0.1)) return this.r.pick([0, 1, 63, 64, 255, 0x7fffffff, 0xffffffff, this.r.u32()]);
     return this.r.pick(ops);
   }
 
   private number(): number {
+    const r = this.r;
+    for (;;) {
+      const nr = this.draw();
+      // Calls that mostly end the domain (a fuzzed iret frame) are drawn less often: each rebuild costs ~100 calls' time.
+      if (nr !== Hypercall.HYPERVISOR_iret || r.chance(0.25)) return nr;
+    }
+  }
+
+  private draw(): number {
     const r = this.r;
     if (r.chance(0.2)) return r.below(128);
     if (r.chance(0.35)) return r.pick(FAVOURED);

@@ -14,6 +14,7 @@ import { parseGuestKernel } from '../hv/domain/elf.js';
 import type { PvVcpu } from '../hv/cpu/vcpu.js';
 import { PerDomainSpace } from '../hv/mm/xen-space.js';
 import { OWNER_XEN } from '../hv/mm/frames.js';
+import { SystemClock } from '../hv/sched/time.js';
 import type { FuzzTargets } from './generate.js';
 
 /** The test guest the fuzz and victim domains boot (built by `npm run build`). */
@@ -32,6 +33,20 @@ export interface FuzzDomain {
   readonly freeBefore: number;
 }
 
+/**
+ * System time read from the fuzzer's scripted clock instead of the host's:
+ * timers fall due at the same call on every run, so that a seed and an
+ * index replay a finding. Host time and system time are the same numbers.
+ */
+class ScriptedClock extends SystemClock {
+  constructor(private readonly read: () => bigint) {
+    super();
+  }
+  override now(): bigint { return this.read(); }
+  override fromHost(ns: bigint): bigint { return ns; }
+  override hostTime(t: bigint): bigint { return t; }
+}
+
 export class FuzzWorld {
   readonly engine = new ScriptedEngine();
   readonly hv: Hypervisor;
@@ -45,6 +60,8 @@ export class FuzzWorld {
   constructor(readonly kernel: Uint8Array = fs.readFileSync(DEFAULT_KERNEL)) {
     this.engine.now = () => this.nowNs;
     this.hv = new Hypervisor(this.engine, { memoryBytes: 4 * machineBytesFor(DOMAIN_BYTES), syscallAtCpl3: true, slot256Usable: false });
+    // The core reads the clock its constructor made; the fuzzer's replaces it before any domain exists.
+    Object.defineProperty(this.hv, 'clock', { value: new ScriptedClock(() => this.nowNs) });
     this.initialFree = this.hv.frames.free;
     this.victim = this.hv.createDomain(kernel, { name: 'victim', memoryBytes: DOMAIN_BYTES });
     this.victim.start();
