@@ -70,6 +70,8 @@ const NS_PER_CALL = 50_000n;
 /** What the scripted CPU throws for code it does not model (not the hypervisor's failing). */
 const ENGINE_LIMIT = /^the scripted CPU (cannot execute|does not walk superpages|ran \d+ instructions)/;
 
+const VMCALL = Uint8Array.of(0x0f, 0x01, 0xc1);
+
 const ERRNO_NAMES = new Map<number, string>(Object.entries(XenErrno).map(([k, v]) => [v as number, k.replace(/^XEN_/, '')]));
 
 function resultName(rax: bigint): string {
@@ -251,6 +253,16 @@ function guestStep(world: FuzzWorld, call: FuzzCall, cpu: FuzzWorld['fuzz']['cpu
       }
       r.rsp = BigInt.asUintN(64, r.rsp - BigInt(call.stack.length));
       world.guestWrite(r.rsp, call.stack);
+    }
+    if (call.via === 'vmcall') {
+      // The guest stores the vmcall at rip with its own rights (ScriptedCpu.hypercall pokes it there, past the
+      // page tables' RW bit, which after an iret into a read-only page would write the hypervisor's tables).
+      // Where it cannot, whatever is at rip runs: the #GP comes all the same and the hypervisor decodes it.
+      const r = cpu.regs;
+      [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = [0, 1, 2, 3, 4].map((i) => BigInt.asUintN(64, call.args[i] ?? 0n)) as [bigint, bigint, bigint, bigint, bigint];
+      r.rax = BigInt(call.nr);
+      world.guestWrite(r.rip, VMCALL);
+      return cpu.raise(13, 0n);
     }
     return cpu.hypercall(call.nr, call.args, call.via);
   } catch (e) {
