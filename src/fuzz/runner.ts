@@ -199,7 +199,7 @@ export function runFuzz(opts: FuzzOptions): FuzzReport {
 
   const t0 = performance.now();
   for (let i = 0; i < calls; i++) {
-    if (!world.fuzz.d.running) rebuild(i);
+    if (!world.fuzz.d.running) rebuild(i - 1); // findings there belong to the call that ended the domain
     world.nowNs += NS_PER_CALL;
     const call = gen.next();
     if (opts.trace && i >= (opts.traceFrom ?? 0)) opts.trace(i, call);
