@@ -6,63 +6,35 @@
 // 2 on bad input (unreadable or malformed kernel, memory too small, bad
 // flags), with a one-line message. Input: the user's arguments and files.
 
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { totalmem } from 'node:os';
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { ShutdownReason } from '../abi/generated/sched.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 import { selectEngine } from '../engine/select.js';
 import { BuildError } from '../hv/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain.js';
-import { GuestElfError } from '../hv/elf.js';
-import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
+import { GuestElfError, MAX_IMAGE_BYTES } from '../hv/elf.js';
+import { Hypervisor, machineBytesFor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/vcpu.js';
+import { domainSpecs, type SpecFlags } from './config.js';
+import { formatSize, readInputFile } from './input-files.js';
+import { parseSeconds } from './numbers.js';
+import { UsageError } from './usage-error.js';
 
-export interface RunCommandOptions {
-  memory: string;
-  weight?: string;
-  cap?: string;
+export { UsageError };
+
+export interface RunCommandOptions extends SpecFlags {
   /** Where host input comes from (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
-  /** A JSON file: { "domains": [ { "kernel", "name", "memory", "cmdline", "initrd", "weight", "cap" }, ... ] }. */
-  config?: string;
-  cmdline?: string;
-  initrd?: string;
   timeout?: string;
   stats?: boolean;
   kvm: string;
 }
 
-/** Bad input: exit status 2 with this message. */
-export class UsageError extends Error {}
-
-const MAX_MEMORY_MIB = 16 * 1024;
-
-function parseMemory(s: string): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`--memory must be a whole number of MiB, not "${s}"`);
-  const mib = Number(s);
-  if (mib < 1 || mib > MAX_MEMORY_MIB) throw new UsageError(`--memory must be between 1 and ${MAX_MEMORY_MIB} MiB, not ${mib}`);
-  return mib;
-}
-
-function parseTimeout(s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  const t = Number(s);
-  if (!/^\d+(\.\d+)?$/.test(s) || !(t > 0) || t > 1e6) throw new UsageError(`--timeout must be a positive number of seconds, not "${s}"`);
-  return t;
-}
+const MIB = 1 << 20;
 
 /** Wide enough for every hypercall name and count kind ('run started at wake-up'). */
 const STATS_NAME_WIDTH = Math.max(...EXIT_KINDS.map((k) => k.length), ...HYPERCALLS.map((h) => h.name.length));
-
-function readInput(what: string, path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new UsageError(`cannot read ${what} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message}`);
-  }
-}
 
 /** The --stats report: hypercalls by name, exits by kind. */
 export function formatStats(d: Domain, seconds: number): string {
@@ -91,77 +63,6 @@ function describeEnd(d: Domain, end: DomainEnd): { code: number; message?: strin
     case 'killed':
       return { code: 1, message: `domain ${d.id} (${d.name}) killed: ${end.reason}` };
   }
-}
-
-/** One domain to run. */
-interface DomainSpec {
-  kernel: string;
-  name: string;
-  memoryMib: number;
-  cmdline?: string;
-  initrd?: string;
-  weight?: number;
-  cap?: number;
-}
-
-const SPEC_KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap']);
-
-/** A whole number in `range`, from a flag or a config value; undefined when not given. */
-function parseRanged(v: unknown, where: string, what: string, range: { min: number; max: number }): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!inRange(n, range)) throw new UsageError(`${where}: ${what} from ${range.min} to ${range.max}, not "${String(v)}"`);
-  return n;
-}
-const parseWeight = (v: unknown, where: string) => parseRanged(v, where, 'weight must be a whole number', WEIGHT_RANGE);
-const parseCap = (v: unknown, where: string) => parseRanged(v, where, 'cap must be a whole percentage', CAP_RANGE);
-
-/** The domains to run: the kernels on the command line, or a config file's `domains` list. */
-function domainSpecs(kernels: string[], opts: RunCommandOptions): DomainSpec[] {
-  const base = {
-    memoryMib: parseMemory(opts.memory), cmdline: opts.cmdline, initrd: opts.initrd,
-    weight: parseWeight(opts.weight, '--weight'), cap: parseCap(opts.cap, '--cap'),
-  };
-  let specs: DomainSpec[];
-  if (opts.config !== undefined) {
-    if (kernels.length) throw new UsageError('give the kernels either on the command line or in --config, not both');
-    let doc: unknown;
-    try {
-      doc = JSON.parse(Buffer.from(readInput('config file', opts.config)).toString('utf8'));
-    } catch (e) {
-      if (e instanceof UsageError) throw e;
-      throw new UsageError(`${opts.config}: not valid JSON (${(e as Error).message})`);
-    }
-    const list = (doc as { domains?: unknown }).domains;
-    if (!Array.isArray(list) || list.length === 0) throw new UsageError(`${opts.config}: needs a non-empty "domains" list`);
-    specs = list.map((e: unknown, i) => {
-      const where = `${opts.config}: domains[${i}]`;
-      if (typeof e !== 'object' || e === null) throw new UsageError(`${where} must be an object`);
-      const o = e as Record<string, unknown>;
-      for (const k of Object.keys(o)) if (!SPEC_KEYS.has(k)) throw new UsageError(`${where}: unknown key "${k}"`);
-      if (typeof o.kernel !== 'string') throw new UsageError(`${where}: "kernel" (a path) is required`);
-      const str = (k: string) => { if (o[k] !== undefined && typeof o[k] !== 'string') throw new UsageError(`${where}: "${k}" must be a string`); return o[k] as string | undefined; };
-      // Paths are relative to the config file.
-      const rel = (f: string | undefined) => (f === undefined ? undefined : path.resolve(path.dirname(opts.config!), f));
-      return {
-        kernel: rel(o.kernel)!, name: str('name') ?? '', cmdline: str('cmdline') ?? base.cmdline, initrd: rel(str('initrd')) ?? base.initrd,
-        memoryMib: o.memory === undefined ? base.memoryMib : parseMemory(String(o.memory)),
-        weight: parseWeight(o.weight, where) ?? base.weight, cap: parseCap(o.cap, where) ?? base.cap,
-      };
-    });
-  } else {
-    if (!kernels.length) throw new UsageError('no kernel given');
-    specs = kernels.map((kernel) => ({ kernel, name: '', ...base }));
-  }
-  // Names: given, or the kernel's file name; made unique.
-  const seen = new Map<string, number>();
-  for (const sp of specs) {
-    const want = sp.name || path.basename(sp.kernel).replace(/\.elf$/, '');
-    const n = (seen.get(want) ?? 0) + 1;
-    seen.set(want, n);
-    sp.name = n === 1 ? want : `${want}-${n}`;
-  }
-  return specs;
 }
 
 /** Replaces ${domid:NAME} in a command line with that domain's id. */
@@ -206,11 +107,16 @@ export async function runCommand(
   let current = kernelPaths[0] ?? '';
   let detachInput: (() => void) | undefined;
   try {
-    const specs = domainSpecs(kernelPaths, opts);
-    const timeout = parseTimeout(opts.timeout);
+    const specs = domainSpecs(kernelPaths, opts, Math.floor(totalmem() / MIB));
+    const timeout = opts.timeout === undefined ? undefined : parseSeconds(opts.timeout, '--timeout');
     const inputs = specs.map((sp) => {
       current = sp.kernel;
-      return { sp, kernel: readInput('kernel', sp.kernel), initrd: sp.initrd === undefined ? undefined : readInput('initrd', sp.initrd) };
+      const initrdCap = sp.memoryMib * MIB;
+      return {
+        sp,
+        kernel: readInputFile('kernel', sp.kernel, { bytes: MAX_IMAGE_BYTES, why: `a kernel file may be at most ${formatSize(MAX_IMAGE_BYTES)}` }),
+        initrd: sp.initrd === undefined ? undefined : readInputFile('initrd', sp.initrd, { bytes: initrdCap, why: `it must fit in its domain's memory (${formatSize(initrdCap)})` }),
+      };
     });
     const machine = inputs.reduce((sum, x) => sum + machineBytesFor(x.sp.memoryMib << 20) + (x.initrd ? x.initrd.length : 0), 0);
     const engine = selectEngine('kvm', opts.kvm);
