@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
@@ -46,7 +47,7 @@ export function buildCli(): Command {
     .command('run')
     .description('build a domain from each PV kernel (ELF with Xen notes), run them side by side and stream their consoles')
     .argument('[kernels...]', 'guest kernels (ELF64 x86-64 with Xen ELF notes); or use --config')
-    .option('-m, --memory <MiB>', 'memory of each domain in MiB', '32')
+    .option('-m, --memory <MiB>', 'memory of each domain in MiB (at most this host\'s memory)', '32')
     .option('--cmdline <string>', 'the command line passed in start_info (${domid:NAME} becomes that domain\'s id)')
     .option('--initrd <file>', 'an initial ramdisk, passed as Xen passes it')
     .option('--weight <n>', 'scheduling weight of each domain (1-65535, default 256)')
@@ -55,7 +56,7 @@ export function buildCli(): Command {
     .option('--timeout <seconds>', 'kill the domains still running after this long')
     .option('--stats', 'print hypercall and exit counts to stderr when each domain ends')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
-    .addHelpText('after', '\nExit status: 0 every guest powered off; 1 one crashed, shut down otherwise, was killed or timed out; 2 bad input.')
+    .addHelpText('after', '\nExit status: 0 every guest powered off; 1 one crashed, shut down otherwise, was killed or timed out; 2 bad input.\n\n' + RUN_LIMITS_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
     });

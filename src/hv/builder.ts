@@ -314,7 +314,8 @@ export function buildDomain(
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
       st.mod_len = initrdUnmapped ? BigInt(pagesFor(initrd.length) * PAGE_SIZE) : BigInt(initrd.length);
     }
-    st.cmd_line = cmdline;
+    // As UTF-8 bytes, as Linux and Xen's toolstack read it (start_info holds a C string).
+    st.cmd_line = Buffer.from(cmdline, 'utf8').toString('latin1');
     if (useInitP2m) {
       st.first_p2m_pfn = BigInt(p2mPfn);
       st.nr_p2m_frames = BigInt(p2mPages + p2mTables);

@@ -63,7 +63,7 @@ describe('paravane run: bad input gets status 2 and one line', () => {
       [['run', minimal, '--memory', '0'], /--memory must be a whole number of MiB, in decimal digits, from 1 to \d+/],
       [['run', minimal, '--memory', '1'], /1 MiB is too small for this kernel/],
       [['run', minimal, '--timeout', '-1'], /--timeout must be a number of seconds, .* from 0\.001 to 1000000/],
-      [['run', minimal, '--cmdline', 'x'.repeat(2000)], /command line is 2000 bytes; at most 1023/],
+      [['run', minimal, '--cmdline', 'x'.repeat(2000)], /--cmdline is 2000 bytes in UTF-8; at most 1023/],
       [['run', minimal, '--frobnicate'], /unknown option '--frobnicate'/],
       [['run'], /no kernel given/],
     ];
@@ -169,5 +169,29 @@ describe.skipIf(!HAVE_KVM)('paravane run: guests that end badly get status 1', (
     const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
     expect(code).toBe(0);
     expect(out).toBe('hello from the ring\ngot: typed on stdin\n');
+  });
+});
+
+describe.skipIf(!HAVE_KVM)('paravane run: inputs that used to break, with a real guest', () => {
+  // Sizes past the 32-bit wrap, on hosts with room for them.
+  const sizes = [[2048, 524288], [4097, 1048832]].filter(([mib]) => mib! * 1.1 * (1 << 20) < os.totalmem());
+  it.each(sizes)('gives a %i MiB domain all its memory (nr_pages %i)', async (mib, pages) => {
+    const r = await paravane('run', path.join(ROOT, 'build/guests/hello.elf'), '--memory', String(mib));
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`start_info: magic=xen-3.0-x86_64 nr_pages=${pages} cmdline=""\n`);
+  });
+
+  it('passes an initrd whose length is not a multiple of the page size', async () => {
+    const initrd = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'paravane-initrd-')), 'odd.img');
+    fs.writeFileSync(initrd, new Uint8Array(10000).fill(7));
+    const r = await paravane('run', path.join(ROOT, 'build/guests/hello.elf'), '--initrd', initrd);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^module: start=0xffffffff8[0-9a-f]+ len=10000$/m);
+  });
+
+  it('passes a command line to the guest as UTF-8', async () => {
+    const r = await paravane('run', path.join(ROOT, 'build/guests/hello.elf'), '--cmdline', 'héllo ☃');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('cmdline="héllo ☃"\n');
   });
 });
