@@ -1,10 +1,13 @@
 // The `paravane` command line. Input: the user's arguments (untrusted:
-// commander validates them; each command checks its own values).
+// commander validates them; each command checks its own values). Bad input
+// is one line on stderr and status 2; only a paravane bug prints a stack
+// trace (status 70).
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { EXIT, EXIT_STATUS_HELP } from './exit-status.js';
 import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 
@@ -54,9 +57,9 @@ export function buildCli(): Command {
     .option('--cap <percent>', 'CPU cap of each domain, percent of one CPU (0: none)')
     .option('--config <file>', 'JSON: {"domains": [{"kernel", "name", "memory", "cmdline", "initrd", "weight", "cap"}, ...]}')
     .option('--timeout <seconds>', 'kill the domains still running after this long')
-    .option('--stats', 'print hypercall and exit counts to stderr when each domain ends')
+    .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts to stderr')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
-    .addHelpText('after', '\nExit status: 0 every guest powered off; 1 one crashed, shut down otherwise, was killed or timed out; 2 bad input.\n\n' + RUN_LIMITS_HELP)
+    .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
     });
@@ -67,7 +70,12 @@ export function buildCli(): Command {
 try {
   await buildCli().parseAsync(process.argv);
 } catch (e) {
-  if (!(e instanceof CommanderError)) throw e;
-  // Help and version end with code 0; anything else is a usage error.
-  process.exitCode = e.exitCode === 0 ? 0 : 2;
+  if (e instanceof CommanderError) {
+    // Help and version end with code 0; anything else is a usage error.
+    process.exitCode = e.exitCode === 0 ? 0 : EXIT.USAGE;
+  } else {
+    // A bug: the whole trace, and a status no expected end has.
+    process.stderr.write(`paravane: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = EXIT.INTERNAL;
+  }
 }

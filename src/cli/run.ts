@@ -1,14 +1,11 @@
 // `paravane run`: build a domain from each kernel file (or from a config
 // file's list), run them side by side under the scheduler, stream their
 // consoles to stdout (each line prefixed with the domain's name when there
-// are several). Every input is checked (run-plan.ts) before the engine is
-// opened. Exit status: 0 when the guest powers off, 1 when it crashes,
-// shuts down otherwise, is killed or times out (reason on stderr), or the
-// engine is unavailable; 2 on bad input, with a one-line message. Input:
-// the user's arguments and files (untrusted).
+// are several), and report each domain's end as it happens. Every input is
+// checked (run-plan.ts) before the engine is opened; the exit statuses are
+// in exit-status.ts. Input: the user's arguments and files (untrusted).
 
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
-import { ShutdownReason } from '../abi/generated/sched.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 import { selectEngine } from '../engine/select.js';
 import type { Engine } from '../engine/types.js';
@@ -17,6 +14,7 @@ import type { Domain, DomainEnd } from '../hv/domain.js';
 import { GuestElfError } from '../hv/elf.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/vcpu.js';
+import { EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
 import { UsageError } from './usage-error.js';
 
@@ -32,9 +30,17 @@ export interface RunCommandOptions extends RunFlags {
 /** Wide enough for every hypercall name and count kind ('run started at wake-up'). */
 const STATS_NAME_WIDTH = Math.max(...EXIT_KINDS.map((k) => k.length), ...HYPERCALLS.map((h) => h.name.length));
 
-/** The --stats report: hypercalls by name, exits by kind. */
-export function formatStats(d: Domain, seconds: number): string {
-  const lines = [`paravane: domain ${d.id} (${d.name}) ran ${seconds.toFixed(3)} s; frames returned to the pool: ${d.framesReturned}`];
+/** What the --stats report reads of a domain. */
+export type StatsDomain = Pick<Domain, 'id' | 'name' | 'framesReturned' | 'hypercallCounts' | 'exitCounts' | 'cpuNs'>;
+
+const seconds = (ns: bigint): string => (Number(ns) / 1e9).toFixed(3);
+
+/**
+ * The --stats report of one domain: how long it ran (from the start of the
+ * run to its own end), its CPU time, hypercalls by name, exits by kind.
+ */
+export function formatStats(d: StatsDomain, ranNs: bigint): string {
+  const lines = [`paravane: domain ${d.id} (${d.name}) ran ${seconds(ranNs)} s, ${seconds(d.cpuNs)} s of it on the CPU; frames returned to the pool: ${d.framesReturned}`];
   lines.push('  hypercalls:');
   let any = false;
   d.hypercallCounts.forEach((n, nr) => {
@@ -49,15 +55,16 @@ export function formatStats(d: Domain, seconds: number): string {
   return lines.join('\n') + '\n';
 }
 
-function describeEnd(d: Domain, end: DomainEnd): { code: number; message?: string } {
+/** The line saying how a domain ended; none for a poweroff. */
+export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outcome: Outcome): string | undefined {
+  const who = `domain ${d.id} (${d.name})`;
   switch (end.kind) {
     case 'shutdown':
-      if (end.reason === ShutdownReason.SHUTDOWN_poweroff) return { code: 0 };
-      return { code: 1, message: `domain ${d.id} (${d.name}) shut down with reason ${end.reasonName}` };
+      return outcome.kind === 'poweroff' ? undefined : `${who} shut down with reason ${end.reasonName}`;
     case 'crashed':
-      return { code: 1, message: `domain ${d.id} (${d.name}) crashed: ${end.reason}` };
+      return `${who} crashed: ${end.reason}`;
     case 'killed':
-      return { code: 1, message: `domain ${d.id} (${d.name}) killed: ${end.reason}` };
+      return `${who} killed: ${end.reason}`;
   }
 }
 
@@ -94,7 +101,7 @@ export async function runCommand(
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`paravane: ${e.message}\n`);
-    return 2;
+    return EXIT.USAGE;
   }
   let engine: Engine;
   try {
@@ -102,7 +109,7 @@ export async function runCommand(
   } catch (e) {
     if (!(e instanceof EngineUnavailableError)) throw e;
     io.err(`paravane: ${e.message} (see \`paravane doctor\`)\n`);
-    return 1;
+    return EXIT.ENGINE_UNAVAILABLE;
   }
   try {
     return await runPlan(engine, plan, opts, io);
@@ -136,8 +143,14 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       domains.push(d);
     }
 
+    // A signal ends every domain still running; a second one has the default action.
+    let stop: Stop | undefined;
     const abort = new AbortController();
-    const onSignal = (sig: NodeJS.Signals): void => abort.abort(`interrupted by ${sig}`);
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stop) return;
+      stop = { signal: sig, message: `interrupted by ${sig}` };
+      abort.abort(stop.message);
+    };
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     cleanups.push(() => process.off('SIGINT', onSignal).off('SIGTERM', onSignal));
 
@@ -152,26 +165,28 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     });
 
     const t0 = process.hrtime.bigint();
-    const ends = await Promise.all(domains.map((d, i) => hv.run(d, {
-      timeoutMs: plan.timeoutSeconds === undefined ? undefined : plan.timeoutSeconds * 1000,
-      signal: abort.signal, weight: plan.domains[i]!.spec.weight, cap: plan.domains[i]!.spec.cap,
-    })));
-    for (const c of consoles) c?.flush();
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    let code = 0;
-    ends.forEach((end, i) => {
-      const d = domains[i]!;
+    const outcomes = await Promise.all(domains.map(async (d, i): Promise<Outcome> => {
+      const x = plan.domains[i]!;
+      const end = await hv.run(d, {
+        timeoutMs: plan.timeoutSeconds === undefined ? undefined : plan.timeoutSeconds * 1000,
+        signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap,
+      });
+      const ranNs = process.hrtime.bigint() - t0;
       if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
-      if (opts.stats) io.err(formatStats(d, seconds));
-      const r = describeEnd(d, end);
-      if (r.message) io.err(`paravane: ${r.message}\n`);
-      code = Math.max(code, r.code);
-    });
-    return code;
+      // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
+      consoles[i]?.flush();
+      const outcome = outcomeOf(end, stop);
+      if (opts.stats) io.err(formatStats(d, ranNs));
+      const message = endMessage(d, end, outcome);
+      if (message) io.err(`paravane: ${message}\n`);
+      return outcome;
+    }));
+    // A stop counts even if every domain had ended by itself meanwhile: the run was interrupted.
+    return runStatus(stop ? [...outcomes, { kind: 'stopped', stop }] : outcomes);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`paravane: ${e.message}\n`);
-      return 2;
+      return EXIT.USAGE;
     }
     throw e;
   } finally {
