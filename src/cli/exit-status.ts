@@ -28,13 +28,15 @@ export const EXIT = {
 } as const;
 
 /**
- * Why the command stopped every domain still running: a signal. `signal`
- * decides the status (128 + its number); `message` is the kill reason the
- * domains get.
+ * Why the command stopped every domain still running: a signal, its
+ * standard output closed, or its parent process gone. `signal` decides the
+ * status (128 + its number); `message` is the kill reason the domains get.
  */
 export interface Stop {
   signal: NodeJS.Signals;
   message: string;
+  /** Say nothing about the domains it ended (a closed stdout ends the run as quietly as `cat`). */
+  quiet?: boolean;
 }
 
 /** How one domain ended, in the terms of the exit status. */
@@ -106,7 +108,9 @@ Exit status:
   5      a domain shut down for another reason (suspend, watchdog, soft_reset)
   6      a domain was still running at --timeout and was killed
   70     internal error (a paravane bug; a stack trace follows)
-  128+n  ended by signal n: 130 SIGINT, 143 SIGTERM
+  128+n  ended by signal n: 129 SIGHUP, 130 SIGINT, 143 SIGTERM
+  129    also when the parent process goes away
+  141    also when stdout is closed (as SIGPIPE ends \`cat\`; nothing is said)
 With several domains, the most severe end decides, in this order:
 signal > crash > timeout > other shutdown > reboot > poweroff.
 

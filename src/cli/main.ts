@@ -1,15 +1,16 @@
 // The `paravane` command line. Input: the user's arguments (untrusted:
 // commander validates them; each command checks its own values). Bad input
 // is one line on stderr and status 2; only a paravane bug prints a stack
-// trace (status 70).
+// trace (status 70). A closed stdout ends any command quietly (status 141).
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
 import { formatDoctor, runDoctor } from './doctor.js';
-import { EXIT, EXIT_STATUS_HELP } from './exit-status.js';
+import { EXIT, EXIT_STATUS_HELP, signalStatus } from './exit-status.js';
 import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
+import { onOutputError, STOP_HELP } from './stop.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -59,13 +60,22 @@ export function buildCli(): Command {
     .option('--timeout <seconds>', 'kill the domains still running after this long')
     .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts to stderr')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
-    .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP)
+    .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
     });
 
   return program;
 }
+
+// A reader that goes away (`paravane help run | head -3`) ends the command
+// as SIGPIPE ends `cat`: no message, status 141 (another write error says
+// why). A stderr nobody reads cannot be told anything.
+onOutputError(process.stdout, (e) => {
+  if (e.code !== 'EPIPE') process.stderr.write(`paravane: cannot write to standard output: ${e.message}\n`);
+  process.exitCode = signalStatus('SIGPIPE');
+});
+process.stderr.on('error', () => {});
 
 try {
   await buildCli().parseAsync(process.argv);

@@ -16,6 +16,7 @@ import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/vcpu.js';
 import { EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
+import { onOutputError, outputStop, watchStops } from './stop.js';
 import { UsageError } from './usage-error.js';
 
 export { UsageError };
@@ -25,6 +26,23 @@ export interface RunCommandOptions extends RunFlags {
   stdin?: NodeJS.ReadableStream;
   stats?: boolean;
   kvm: string;
+}
+
+/** Where a run writes: guest output, messages, and how it learns that its output is gone. */
+export interface RunIo {
+  out: (b: Uint8Array) => void;
+  err: (s: string) => void;
+  /** Calls back at the first failed write to `out`; returns the function that stops listening. */
+  onOutError: (cb: (e: NodeJS.ErrnoException) => void) => () => void;
+}
+
+/** Standard output and error; writes to a stdout that failed (EPIPE) are dropped. */
+export function processIo(): RunIo {
+  return {
+    out: (b) => { if (process.stdout.writable) process.stdout.write(b); },
+    err: (s) => { if (process.stderr.writable) process.stderr.write(s); },
+    onOutError: (cb) => onOutputError(process.stdout, cb),
+  };
 }
 
 /** Wide enough for every hypercall name and count kind ('run started at wake-up'). */
@@ -55,7 +73,7 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
   return lines.join('\n') + '\n';
 }
 
-/** The line saying how a domain ended; none for a poweroff. */
+/** The line saying how a domain ended; none for a poweroff, or for a quiet stop. */
 export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outcome: Outcome): string | undefined {
   const who = `domain ${d.id} (${d.name})`;
   switch (end.kind) {
@@ -64,7 +82,7 @@ export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outco
     case 'crashed':
       return `${who} crashed: ${end.reason}`;
     case 'killed':
-      return `${who} killed: ${end.reason}`;
+      return outcome.kind === 'stopped' && outcome.stop.quiet ? undefined : `${who} killed: ${end.reason}`;
   }
 }
 
@@ -89,12 +107,9 @@ function prefixedConsole(name: string, out: (b: Uint8Array) => void): { write: (
 }
 
 /** Runs the command; returns the exit status. Writes guest output to `io.out`, messages to `io.err`. */
-export async function runCommand(
-  kernelPaths: string[], opts: RunCommandOptions,
-  io: { out: (b: Uint8Array) => void; err: (s: string) => void } = {
-    out: (b) => process.stdout.write(b), err: (s) => process.stderr.write(s),
-  },
-): Promise<number> {
+export async function runCommand(kernelPaths: string[], opts: RunCommandOptions, io: RunIo = processIo()): Promise<number> {
+  // The parent as it was at the start: one that goes away while the domains are built counts too.
+  const parent = process.ppid;
   let plan: RunPlan;
   try {
     plan = planRun(kernelPaths, opts);
@@ -112,13 +127,13 @@ export async function runCommand(
     return EXIT.ENGINE_UNAVAILABLE;
   }
   try {
-    return await runPlan(engine, plan, opts, io);
+    return await runPlan(engine, plan, opts, io, parent);
   } finally {
     engine.close();
   }
 }
 
-async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: { out: (b: Uint8Array) => void; err: (s: string) => void }): Promise<number> {
+async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number): Promise<number> {
   const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
   const cleanups: Array<() => void> = [];
   try {
@@ -143,16 +158,15 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       domains.push(d);
     }
 
-    // A signal ends every domain still running; a second one has the default action.
+    // One stop (signal, parent gone, stdout closed) ends every domain still running.
     let stop: Stop | undefined;
     const abort = new AbortController();
-    const onSignal = (sig: NodeJS.Signals): void => {
+    const stopRun = (s: Stop): void => {
       if (stop) return;
-      stop = { signal: sig, message: `interrupted by ${sig}` };
-      abort.abort(stop.message);
+      stop = s;
+      abort.abort(s.message);
     };
-    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-    cleanups.push(() => process.off('SIGINT', onSignal).off('SIGTERM', onSignal));
+    cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
 
     // Host input goes to the first domain: its console ring, or console_io reads.
     const first = domains[0]!;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT, outcomeOf, runStatus, signalStatus, statusOf, type Outcome, type Stop } from '../../src/cli/exit-status.js';
 import { endMessage, formatStats, type StatsDomain } from '../../src/cli/run.js';
+import { PARENT_GONE, STDOUT_CLOSED } from '../../src/cli/stop.js';
 import { ShutdownReason } from '../../src/abi/generated/sched.js';
 import { ExitCounts, EXIT_KINDS } from '../../src/hv/vcpu.js';
 import type { DomainEnd } from '../../src/hv/domain.js';
@@ -26,12 +27,15 @@ describe('exit status of one domain end', () => {
     ['a kill at the timeout while a stop is under way is still 6', { kind: 'killed', reason: 'timed out after 0.2 s' }, SIGINT, 6],
     ['SIGINT is 130', { kind: 'killed', reason: 'interrupted by SIGINT' }, SIGINT, 130],
     ['SIGTERM is 143', { kind: 'killed', reason: 'interrupted by SIGTERM' }, { signal: 'SIGTERM', message: 'interrupted by SIGTERM' }, 143],
+    ['SIGHUP is 129', { kind: 'killed', reason: 'interrupted by SIGHUP' }, { signal: 'SIGHUP', message: 'interrupted by SIGHUP' }, 129],
+    ['the parent going away is 129, as SIGHUP', { kind: 'killed', reason: PARENT_GONE.message }, PARENT_GONE, 129],
+    ['a closed stdout is 141, as SIGPIPE', { kind: 'killed', reason: STDOUT_CLOSED.message }, STDOUT_CLOSED, 141],
   ])('%s', (_, end, stop, status) => {
     expect(statusOf(outcomeOf(end, stop))).toBe(status);
   });
 
   it('keeps every status distinct from bad input (2), an unusable engine (1) and a bug (70)', () => {
-    const statuses = [0, 3, 4, 5, 6, 130, 143];
+    const statuses = [0, 3, 4, 5, 6, 129, 130, 141, 143];
     for (const s of [EXIT.USAGE, EXIT.ENGINE_UNAVAILABLE, EXIT.INTERNAL]) expect(statuses).not.toContain(s);
     expect(new Set([EXIT.POWEROFF, EXIT.ENGINE_UNAVAILABLE, EXIT.USAGE, EXIT.CRASH, EXIT.REBOOT, EXIT.OTHER_SHUTDOWN, EXIT.TIMEOUT, EXIT.INTERNAL]).size).toBe(8);
     expect(signalStatus('SIGINT')).toBe(130);
@@ -60,8 +64,10 @@ describe('exit status of several domains', () => {
 
 describe('what is said when a domain ends', () => {
   const d = { id: 2, name: 'crasher' };
-  it('says nothing of a poweroff', () => {
+  it('says nothing of a poweroff, or of a domain a closed stdout ended', () => {
     expect(endMessage(d, shutdown(0, 'poweroff'), { kind: 'poweroff' })).toBeUndefined();
+    const end: DomainEnd = { kind: 'killed', reason: STDOUT_CLOSED.message };
+    expect(endMessage(d, end, outcomeOf(end, STDOUT_CLOSED))).toBeUndefined();
   });
 
   it('names the domain and the reason of every other end', () => {
@@ -69,6 +75,8 @@ describe('what is said when a domain ends', () => {
     expect(endMessage(d, crash, outcomeOf(crash, undefined))).toBe('domain 2 (crasher) crashed: unhandled #UD');
     const kill: DomainEnd = { kind: 'killed', reason: 'interrupted by SIGINT' };
     expect(endMessage(d, kill, outcomeOf(kill, SIGINT))).toBe('domain 2 (crasher) killed: interrupted by SIGINT');
+    const gone: DomainEnd = { kind: 'killed', reason: PARENT_GONE.message };
+    expect(endMessage(d, gone, outcomeOf(gone, PARENT_GONE))).toBe('domain 2 (crasher) killed: the parent process went away');
   });
 });
 
@@ -88,16 +96,17 @@ describe('--stats', () => {
 });
 
 describe('paravane run --help', () => {
-  it('gives the table of exit statuses, the rule for several domains and the limits', async () => {
+  it('gives the table of exit statuses, the rule for several domains, the limits and the signals', async () => {
     const r = await paravane('run', '--help');
     expect(r.code).toBe(0);
     for (const line of [
       /^ {2}0 +every domain powered off$/m, /^ {2}1 +the engine cannot run guests here/m, /^ {2}2 +bad input/m,
       /^ {2}3 +a domain crashed/m, /^ {2}4 +a domain asked to reboot$/m, /^ {2}5 +a domain shut down for another reason/m,
       /^ {2}6 +a domain was still running at --timeout/m, /^ {2}70 +internal error/m,
-      /^ {2}128\+n +ended by signal n: 130 SIGINT, 143 SIGTERM$/m,
+      /^ {2}128\+n +ended by signal n: 129 SIGHUP, 130 SIGINT, 143 SIGTERM$/m,
+      /^ {2}129 +also when the parent process goes away$/m, /^ {2}141 +also when stdout is closed/m,
       /^signal > crash > timeout > other shutdown > reboot > poweroff\.$/m,
-      /^Limits: --memory at most this host's memory/m,
+      /^Limits: --memory at most this host's memory/m, /^Signals: SIGINT, SIGTERM or SIGHUP ends every domain/m,
     ]) expect(r.out).toMatch(line);
   });
 });

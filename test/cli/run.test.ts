@@ -2,8 +2,8 @@
 // a stack trace, before the engine is opened) for every kernel of the
 // malformed corpus and for bad flags, 1 when the engine is unavailable; with
 // real guests (KVM hosts only): 0 on poweroff, 3 crash, 4 reboot, 6
-// timeout, 128+n on signal n; each domain's end reported as it happens,
-// with its own times.
+// timeout, 128+n on signal n, 129 when the parent goes away, 141 when stdout
+// closes; each domain's end reported as it happens, with its own times.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -113,12 +113,32 @@ describe.skipIf(!HAVE_KVM)('paravane run: how guests end decides the status', ()
     expect(r.err).toBe('paravane: domain 1 (minimal) killed: timed out after 0.2 s\n');
   });
 
-  it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('ends the guests on %s and exits %i', async (sig, status) => {
+  it.each([['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const)('ends the guests on %s and exits %i', async (sig, status) => {
     const run = start(['run', RING], { stdio: ['pipe', 'pipe', 'pipe'] });
     await run.waitFor(/hello from the ring\n/, 'out');
     run.p.kill(sig);
     const r = await run.ended;
     expect(r).toMatchObject({ code: status, signal: null, err: `paravane: domain 1 (ring) killed: interrupted by ${sig}\n` });
+  });
+
+  it('ends the guests when its parent process goes away, as a killed npx wrapper does', async () => {
+    // The shell runs paravane in the background and waits for a line on stdin (a background job's
+    // stdin is /dev/null: the line is the shell's); killed, it leaves paravane reparented.
+    const sh = spawn('sh', ['-c', `"${process.execPath}" "${BIN}" run "${RING}" & read line`], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+    let out = '', err = '';
+    sh.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out === 'hello from the ring\n') sh.kill('SIGKILL');
+    });
+    sh.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    // paravane holds both pipes until it exits.
+    await Promise.all([new Promise((r) => sh.stdout.on('close', r)), new Promise((r) => sh.stderr.on('close', r))]);
+    expect(err).toBe('paravane: domain 1 (ring) killed: the parent process went away\n');
+  });
+
+  it('ends quietly with status 141 when its stdout is closed', async () => {
+    const r = await start(['run', RING], { stdio: ['pipe', 'pipe', 'pipe'], closeStdout: true }).ended;
+    expect(r).toMatchObject({ code: 141, signal: null, err: '' });
   });
 
   it("runs the hello example (the README's main job): its output on stdout, status 0", async () => {
