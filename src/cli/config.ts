@@ -1,8 +1,7 @@
-// The domains of `paravane run`: from the kernels and flags on the command
-// line, or from a config file's "domains" list (each entry's keys override
-// the flags). Inputs: the user's flags and config file (untrusted): every
-// problem is a UsageError naming the flag (`--memory ...`) or the file and
-// entry (`cfg.json: domains[1]: memory ...`).
+// The domains of `paravane run`, from the kernels and flags or from a config
+// file's "domains" list (entries override the flags). Input: untrusted flags
+// and config file; every problem is a UsageError naming the flag (--memory)
+// or the file and entry (cfg.json: domains[1]: memory).
 
 import * as path from 'node:path';
 import { CAP_RANGE, WEIGHT_RANGE } from '../hv/hypervisor.js';

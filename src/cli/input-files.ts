@@ -1,8 +1,7 @@
-// Reads the files a command is given (kernels, initrds, config files) with a
-// size cap: only regular files (a device such as /dev/zero, a FIFO or a
-// socket could be endless, or block), and never more than cap + 1 bytes
-// even if the file grows or lies about its size (as /proc files do).
-// Input: untrusted paths; every failure is a UsageError naming the file.
+// Reads a command's files (kernels, initrds, config files) with a size cap:
+// regular files only (a device or FIFO may be endless or block), never more
+// than cap + 1 bytes. Input: untrusted paths; every failure is a UsageError
+// naming the file.
 
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { UsageError } from './usage-error.js';

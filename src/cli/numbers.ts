@@ -1,7 +1,6 @@
-// Numbers from the command line and from config files, in one syntax for
-// all: decimal digits (no sign, no 0x, no exponent; a JSON number in a
-// config file must be whole), checked against a range, with an error that
-// names where the value came from and says the syntax and the range.
+// Numbers from flags and config files, in one syntax: decimal digits (a
+// config value may be a whole JSON number), checked against a range, with an
+// error that names the value's source and gives the syntax and the range.
 // Input: untrusted strings and JSON values.
 
 import { UsageError } from './usage-error.js';

@@ -1,9 +1,7 @@
-// Everything `paravane run` checks before it opens the engine: the domains'
-// settings, the kernels (read with a cap and parsed), the initrds, the
-// command lines (UTF-8, Xen's size limit, ${domid:NAME} resolved), that each
-// domain's memory holds its boot layout, and that the machine memory they
-// need fits this host. Bad input is a UsageError whatever the host, KVM or
-// not. Inputs: the user's arguments and files (untrusted).
+// What `paravane run` checks before it opens the engine, so that bad input is
+// status 2 on any host: settings, kernels (read, parsed), initrds, command
+// lines, each domain's boot layout, and the host's memory. Input: the user's
+// arguments and files (untrusted).
 
 import { totalmem } from 'node:os';
 import { XenLimits } from '../abi/generated/xen.js';

@@ -1,9 +1,7 @@
-// `paravane run`: build a domain from each kernel file (or from a config
-// file's list), run them side by side under the scheduler, stream their
-// consoles to stdout (each line prefixed with the domain's name when there
-// are several), and report each domain's end as it happens. Every input is
-// checked (run-plan.ts) before the engine is opened; the exit statuses are
-// in exit-status.ts. Input: the user's arguments and files (untrusted).
+// `paravane run`: builds a domain per kernel (or config entry), runs them side
+// by side, streams their consoles to stdout (prefixed when several) and reports
+// each domain's end as it happens. Input: the user's arguments and files
+// (untrusted), checked by run-plan.ts before the engine is opened.
 
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { EngineUnavailableError } from '../engine/errors.js';

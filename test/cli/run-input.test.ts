@@ -1,8 +1,7 @@
 // `paravane run` checks every input before it opens the engine, on any host:
-// memory sizes past 2 GiB and up to the host's memory, initrds of any
-// length, command lines in UTF-8 within Xen's limit, config files of any
-// JSON shape, files that are not regular or too large, one number syntax,
-// and messages naming the flag or the config file and entry.
+// memory past 2 GiB up to the host's, initrds of any length, UTF-8 command
+// lines within Xen's limit, config files of any shape, files not regular or
+// too large, one number syntax, messages naming the flag or file and entry.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';

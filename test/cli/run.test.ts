@@ -1,9 +1,7 @@
-// `paravane run` exit statuses and messages: 2 on bad input (one line, never
-// a stack trace, before the engine is opened) for every kernel of the
-// malformed corpus and for bad flags, 1 when the engine is unavailable; with
-// real guests (KVM hosts only): 0 on poweroff, 3 crash, 4 reboot, 6
-// timeout, 128+n on signal n, 129 when the parent goes away, 141 when stdout
-// closes; each domain's end reported as it happens, with its own times.
+// `paravane run` exit statuses and messages: 2 and one line for bad input
+// (the malformed corpus, bad flags), 1 without an engine; with real guests
+// (KVM only): 0, 3 crash, 4 reboot, 6 timeout, 128+n signals, 129 parent
+// gone, 141 stdout closed, each domain's end reported as it happens.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
