@@ -139,9 +139,6 @@ class Mapper {
   }
 }
 
-/** Where everything of a domain goes, in pfns: planBootLayout's answer. */
-export type BootPlan = ReturnType<typeof planBootLayout>;
-
 /**
  * Plans a domain's boot layout (pure: no frame is touched) for a kernel,
  * `memoryBytes` of domain memory and an initrd of `initrdBytes` (none when
