@@ -113,8 +113,25 @@ export interface AbiModel {
   experimentalRange: { first: number; last: number };
 }
 
+/** A schema the generator refuses; `file` names the schema at fault when it is known. */
 export class AbiSchemaError extends Error {
   readonly code = 'ERR_ABI_SCHEMA';
+  /** The schema file, relative to the schema directory ("xen.proto"). */
+  file: string | undefined;
+  constructor(message: string, file?: string) {
+    super(message);
+    this.file = file;
+  }
+}
+
+/** Runs `f`; a schema error from it that names no file is given `rel`. */
+function inFile<T>(rel: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof AbiSchemaError && e.file === undefined) e.file = rel;
+    throw e;
+  }
 }
 
 const SCALARS: Record<string, Omit<CScalar, 'kind' | 'name'>> = {
@@ -203,7 +220,16 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
     root.loadSync(rels.map((r) => path.join(abiDir, r)), { keepCase: true, alternateCommentMode: true });
     root.resolveAll();
   } catch (e) {
-    throw new AbiSchemaError('cannot parse the ABI schemas: ' + (e as Error).message);
+    // protobufjs does not say which file: the first that does not parse alone, if any.
+    const bad = rels.find((r) => {
+      try {
+        protobuf.parse(fs.readFileSync(path.join(abiDir, r), 'utf8'), { keepCase: true, alternateCommentMode: true });
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    throw new AbiSchemaError('cannot parse the ABI schemas: ' + (e as Error).message, bad);
   }
 
   const files = new Map<string, AbiFile>();
@@ -212,7 +238,7 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
     const text = fs.readFileSync(path.join(abiDir, rel), 'utf8');
     texts.set(rel, text);
     const cHeader = /option\s*\(paravane\.c_header\)\s*=\s*"([^"]+)"/.exec(text)?.[1];
-    if (!cHeader) throw new AbiSchemaError(`${rel}: missing option (paravane.c_header)`);
+    if (!cHeader) throw new AbiSchemaError(`${rel}: missing option (paravane.c_header)`, rel);
     const xenHeader = /option\s*\(paravane\.xen_header\)\s*=\s*"([^"]+)"/.exec(text)?.[1];
     files.set(rel, {
       rel, cHeader, ...(xenHeader ? { xenHeader } : {}),
@@ -224,7 +250,7 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
     for (const imp of readImports(texts.get(rel)!)) {
       if (imp === 'options.proto' || imp.startsWith('google/')) continue;
       const dep = files.get(imp);
-      if (!dep) throw new AbiSchemaError(`${rel}: imports unknown schema ${imp}`);
+      if (!dep) throw new AbiSchemaError(`${rel}: imports unknown schema ${imp}`, rel);
       f.imports.push(dep);
     }
   }
@@ -244,7 +270,7 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
       const m = /^typedef\s+([A-Za-z_][A-Za-z0-9_ ]*?)\s+([A-Za-z_][A-Za-z0-9_]*)\s*;$/.exec(line);
       if (!m) continue;
       const base = SCALARS[m[1]!] ?? typedefs.get(m[1]!);
-      if (!base) throw new AbiSchemaError(`${f.rel}: typedef of unknown type ${m[1]}`);
+      if (!base) throw new AbiSchemaError(`${f.rel}: typedef of unknown type ${m[1]}`, f.rel);
       typedefs.set(m[2]!, { kind: 'scalar', name: m[2]!, size: base.size, signed: base.signed, char: base.char });
     }
   }
@@ -263,7 +289,8 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
   const structs = new Map<string, AbiStruct>();
   const building = new Set<string>();
 
-  const buildStruct = (type: protobuf.Type, parent?: AbiStruct): AbiStruct => {
+  const buildStruct = (type: protobuf.Type, parent?: AbiStruct): AbiStruct => inFile(fileOf(type).rel, () => buildStructIn(type, parent));
+  const buildStructIn = (type: protobuf.Type, parent?: AbiStruct): AbiStruct => {
     const key = type.fullName.replace(/^\./, '');
     const done = structs.get(key);
     if (done) return done;
@@ -364,7 +391,7 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
         visit(obj);
       } else if (obj instanceof protobuf.Enum) {
         if (obj.fullName.startsWith('.google.')) continue;
-        enums.push(enumOf(obj));
+        enums.push(inFile(fileOf(obj).rel, () => enumOf(obj)));
       } else if (obj instanceof protobuf.Namespace) {
         visit(obj);
       }
@@ -418,11 +445,11 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
   const rangeEnum = enums.find((e) => e.name === 'ExperimentalHypercallRange');
   const first = Number(rangeEnum?.values.find((v) => v.name.endsWith('_first'))?.value ?? -1);
   const last = Number(rangeEnum?.values.find((v) => v.name.endsWith('_last'))?.value ?? -1);
-  if (first < 0 || last < first) throw new AbiSchemaError('xen.proto must declare ExperimentalHypercallRange');
+  if (first < 0 || last < first) throw new AbiSchemaError('xen.proto must declare ExperimentalHypercallRange', 'xen.proto');
   for (const e of enums.filter((x) => x.hypercalls && !x.file.xenHeader)) {
     for (const v of e.values) {
       if (v.value < BigInt(first) || v.value > BigInt(last)) {
-        throw new AbiSchemaError(`${e.file.rel}: experimental hypercall ${v.cName} = ${v.value} is outside ${first}..${last}`);
+        throw new AbiSchemaError(`${e.file.rel}: experimental hypercall ${v.cName} = ${v.value} is outside ${first}..${last}`, e.file.rel);
       }
     }
   }

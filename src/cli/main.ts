@@ -1,11 +1,16 @@
 // The `paravane` command line. Input: the user's arguments (untrusted:
-// commander validates them; each command checks its own values).
+// commander validates them; each command checks its own values). Bad input
+// is one line on stderr and status 2; only a paravane bug prints a stack
+// trace (status 70). A closed stdout ends any command quietly (status 141).
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatHypercallTable } from './abi-table.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { EXIT, EXIT_STATUS_HELP, signalStatus } from './exit-status.js';
+import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
+import { onOutputError, STOP_HELP } from './stop.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -46,16 +51,16 @@ export function buildCli(): Command {
     .command('run')
     .description('build a domain from each PV kernel (ELF with Xen notes), run them side by side and stream their consoles')
     .argument('[kernels...]', 'guest kernels (ELF64 x86-64 with Xen ELF notes); or use --config')
-    .option('-m, --memory <MiB>', 'memory of each domain in MiB', '32')
+    .option('-m, --memory <MiB>', 'memory of each domain in MiB (at most this host\'s memory)', '32')
     .option('--cmdline <string>', 'the command line passed in start_info (${domid:NAME} becomes that domain\'s id)')
     .option('--initrd <file>', 'an initial ramdisk, passed as Xen passes it')
     .option('--weight <n>', 'scheduling weight of each domain (1-65535, default 256)')
     .option('--cap <percent>', 'CPU cap of each domain, percent of one CPU (0: none)')
     .option('--config <file>', 'JSON: {"domains": [{"kernel", "name", "memory", "cmdline", "initrd", "weight", "cap"}, ...]}')
     .option('--timeout <seconds>', 'kill the domains still running after this long')
-    .option('--stats', 'print hypercall and exit counts to stderr when each domain ends')
+    .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts to stderr')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
-    .addHelpText('after', '\nExit status: 0 every guest powered off; 1 one crashed, shut down otherwise, was killed or timed out; 2 bad input.')
+    .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
     });
@@ -63,10 +68,24 @@ export function buildCli(): Command {
   return program;
 }
 
+// A reader that goes away (`paravane help run | head -3`) ends the command
+// as SIGPIPE ends `cat`: no message, status 141 (another write error says
+// why). A stderr nobody reads cannot be told anything.
+onOutputError(process.stdout, (e) => {
+  if (e.code !== 'EPIPE') process.stderr.write(`paravane: cannot write to standard output: ${e.message}\n`);
+  process.exitCode = signalStatus('SIGPIPE');
+});
+process.stderr.on('error', () => {});
+
 try {
   await buildCli().parseAsync(process.argv);
 } catch (e) {
-  if (!(e instanceof CommanderError)) throw e;
-  // Help and version end with code 0; anything else is a usage error.
-  process.exitCode = e.exitCode === 0 ? 0 : 2;
+  if (e instanceof CommanderError) {
+    // Help and version end with code 0; anything else is a usage error.
+    process.exitCode = e.exitCode === 0 ? 0 : EXIT.USAGE;
+  } else {
+    // A bug: the whole trace, and a status no expected end has.
+    process.stderr.write(`paravane: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = EXIT.INTERNAL;
+  }
 }

@@ -1,72 +1,62 @@
-// `paravane run`: build a domain from each kernel file (or from a config
-// file's list), run them side by side under the scheduler, stream their
-// consoles to stdout (each line prefixed with the domain's name when there
-// are several). Exit status: 0 when the guest powers off, 1 when it
-// crashes, shuts down otherwise, is killed or times out (reason on stderr),
-// 2 on bad input (unreadable or malformed kernel, memory too small, bad
-// flags), with a one-line message. Input: the user's arguments and files.
+// `paravane run`: builds a domain per kernel (or config entry), runs them side
+// by side, streams their consoles to stdout (prefixed when several) and reports
+// each domain's end as it happens. Input: the user's arguments and files
+// (untrusted), checked by run-plan.ts before the engine is opened.
 
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
-import { ShutdownReason } from '../abi/generated/sched.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 import { selectEngine } from '../engine/select.js';
+import type { Engine } from '../engine/types.js';
 import { BuildError } from '../hv/domain/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain/domain.js';
 import { GuestElfError } from '../hv/domain/elf.js';
-import { CAP_RANGE, Hypervisor, inRange, machineBytesFor, WEIGHT_RANGE } from '../hv/hypervisor.js';
+import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
+import { EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
+import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
+import { onOutputError, outputStop, watchStops } from './stop.js';
+import { UsageError } from './usage-error.js';
 
-export interface RunCommandOptions {
-  memory: string;
-  weight?: string;
-  cap?: string;
+export { UsageError };
+
+export interface RunCommandOptions extends RunFlags {
   /** Where host input comes from (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
-  /** A JSON file: { "domains": [ { "kernel", "name", "memory", "cmdline", "initrd", "weight", "cap" }, ... ] }. */
-  config?: string;
-  cmdline?: string;
-  initrd?: string;
-  timeout?: string;
   stats?: boolean;
   kvm: string;
 }
 
-/** Bad input: exit status 2 with this message. */
-export class UsageError extends Error {}
-
-const MAX_MEMORY_MIB = 16 * 1024;
-
-function parseMemory(s: string): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`--memory must be a whole number of MiB, not "${s}"`);
-  const mib = Number(s);
-  if (mib < 1 || mib > MAX_MEMORY_MIB) throw new UsageError(`--memory must be between 1 and ${MAX_MEMORY_MIB} MiB, not ${mib}`);
-  return mib;
+/** Where a run writes: guest output, messages, and how it learns that its output is gone. */
+export interface RunIo {
+  out: (b: Uint8Array) => void;
+  err: (s: string) => void;
+  /** Calls back at the first failed write to `out`; returns the function that stops listening. */
+  onOutError: (cb: (e: NodeJS.ErrnoException) => void) => () => void;
 }
 
-function parseTimeout(s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  const t = Number(s);
-  if (!/^\d+(\.\d+)?$/.test(s) || !(t > 0) || t > 1e6) throw new UsageError(`--timeout must be a positive number of seconds, not "${s}"`);
-  return t;
+/** Standard output and error; writes to a stdout that failed (EPIPE) are dropped. */
+export function processIo(): RunIo {
+  return {
+    out: (b) => { if (process.stdout.writable) process.stdout.write(b); },
+    err: (s) => { if (process.stderr.writable) process.stderr.write(s); },
+    onOutError: (cb) => onOutputError(process.stdout, cb),
+  };
 }
 
 /** Wide enough for every hypercall name and count kind ('run started at wake-up'). */
 const STATS_NAME_WIDTH = Math.max(...EXIT_KINDS.map((k) => k.length), ...HYPERCALLS.map((h) => h.name.length));
 
-function readInput(what: string, path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new UsageError(`cannot read ${what} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message}`);
-  }
-}
+/** What the --stats report reads of a domain. */
+export type StatsDomain = Pick<Domain, 'id' | 'name' | 'framesReturned' | 'hypercallCounts' | 'exitCounts' | 'cpuNs'>;
 
-/** The --stats report: hypercalls by name, exits by kind. */
-export function formatStats(d: Domain, seconds: number): string {
-  const lines = [`paravane: domain ${d.id} (${d.name}) ran ${seconds.toFixed(3)} s; frames returned to the pool: ${d.framesReturned}`];
+const seconds = (ns: bigint): string => (Number(ns) / 1e9).toFixed(3);
+
+/**
+ * The --stats report of one domain: how long it ran (from the start of the
+ * run to its own end), its CPU time, hypercalls by name, exits by kind.
+ */
+export function formatStats(d: StatsDomain, ranNs: bigint): string {
+  const lines = [`paravane: domain ${d.id} (${d.name}) ran ${seconds(ranNs)} s, ${seconds(d.cpuNs)} s of it on the CPU; frames returned to the pool: ${d.framesReturned}`];
   lines.push('  hypercalls:');
   let any = false;
   d.hypercallCounts.forEach((n, nr) => {
@@ -81,96 +71,17 @@ export function formatStats(d: Domain, seconds: number): string {
   return lines.join('\n') + '\n';
 }
 
-function describeEnd(d: Domain, end: DomainEnd): { code: number; message?: string } {
+/** The line saying how a domain ended; none for a poweroff, or for a quiet stop. */
+export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outcome: Outcome): string | undefined {
+  const who = `domain ${d.id} (${d.name})`;
   switch (end.kind) {
     case 'shutdown':
-      if (end.reason === ShutdownReason.SHUTDOWN_poweroff) return { code: 0 };
-      return { code: 1, message: `domain ${d.id} (${d.name}) shut down with reason ${end.reasonName}` };
+      return outcome.kind === 'poweroff' ? undefined : `${who} shut down with reason ${end.reasonName}`;
     case 'crashed':
-      return { code: 1, message: `domain ${d.id} (${d.name}) crashed: ${end.reason}` };
+      return `${who} crashed: ${end.reason}`;
     case 'killed':
-      return { code: 1, message: `domain ${d.id} (${d.name}) killed: ${end.reason}` };
+      return outcome.kind === 'stopped' && outcome.stop.quiet ? undefined : `${who} killed: ${end.reason}`;
   }
-}
-
-/** One domain to run. */
-interface DomainSpec {
-  kernel: string;
-  name: string;
-  memoryMib: number;
-  cmdline?: string;
-  initrd?: string;
-  weight?: number;
-  cap?: number;
-}
-
-const SPEC_KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap']);
-
-/** A whole number in `range`, from a flag or a config value; undefined when not given. */
-function parseRanged(v: unknown, where: string, what: string, range: { min: number; max: number }): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!inRange(n, range)) throw new UsageError(`${where}: ${what} from ${range.min} to ${range.max}, not "${String(v)}"`);
-  return n;
-}
-const parseWeight = (v: unknown, where: string) => parseRanged(v, where, 'weight must be a whole number', WEIGHT_RANGE);
-const parseCap = (v: unknown, where: string) => parseRanged(v, where, 'cap must be a whole percentage', CAP_RANGE);
-
-/** The domains to run: the kernels on the command line, or a config file's `domains` list. */
-function domainSpecs(kernels: string[], opts: RunCommandOptions): DomainSpec[] {
-  const base = {
-    memoryMib: parseMemory(opts.memory), cmdline: opts.cmdline, initrd: opts.initrd,
-    weight: parseWeight(opts.weight, '--weight'), cap: parseCap(opts.cap, '--cap'),
-  };
-  let specs: DomainSpec[];
-  if (opts.config !== undefined) {
-    if (kernels.length) throw new UsageError('give the kernels either on the command line or in --config, not both');
-    let doc: unknown;
-    try {
-      doc = JSON.parse(Buffer.from(readInput('config file', opts.config)).toString('utf8'));
-    } catch (e) {
-      if (e instanceof UsageError) throw e;
-      throw new UsageError(`${opts.config}: not valid JSON (${(e as Error).message})`);
-    }
-    const list = (doc as { domains?: unknown }).domains;
-    if (!Array.isArray(list) || list.length === 0) throw new UsageError(`${opts.config}: needs a non-empty "domains" list`);
-    specs = list.map((e: unknown, i) => {
-      const where = `${opts.config}: domains[${i}]`;
-      if (typeof e !== 'object' || e === null) throw new UsageError(`${where} must be an object`);
-      const o = e as Record<string, unknown>;
-      for (const k of Object.keys(o)) if (!SPEC_KEYS.has(k)) throw new UsageError(`${where}: unknown key "${k}"`);
-      if (typeof o.kernel !== 'string') throw new UsageError(`${where}: "kernel" (a path) is required`);
-      const str = (k: string) => { if (o[k] !== undefined && typeof o[k] !== 'string') throw new UsageError(`${where}: "${k}" must be a string`); return o[k] as string | undefined; };
-      // Paths are relative to the config file.
-      const rel = (f: string | undefined) => (f === undefined ? undefined : path.resolve(path.dirname(opts.config!), f));
-      return {
-        kernel: rel(o.kernel)!, name: str('name') ?? '', cmdline: str('cmdline') ?? base.cmdline, initrd: rel(str('initrd')) ?? base.initrd,
-        memoryMib: o.memory === undefined ? base.memoryMib : parseMemory(String(o.memory)),
-        weight: parseWeight(o.weight, where) ?? base.weight, cap: parseCap(o.cap, where) ?? base.cap,
-      };
-    });
-  } else {
-    if (!kernels.length) throw new UsageError('no kernel given');
-    specs = kernels.map((kernel) => ({ kernel, name: '', ...base }));
-  }
-  // Names: given, or the kernel's file name; made unique.
-  const seen = new Map<string, number>();
-  for (const sp of specs) {
-    const want = sp.name || path.basename(sp.kernel).replace(/\.elf$/, '');
-    const n = (seen.get(want) ?? 0) + 1;
-    seen.set(want, n);
-    sp.name = n === 1 ? want : `${want}-${n}`;
-  }
-  return specs;
-}
-
-/** Replaces ${domid:NAME} in a command line with that domain's id. */
-function substituteDomids(cmdline: string | undefined, ids: Map<string, number>, name: string): string | undefined {
-  return cmdline?.replace(/\$\{domid:([^}]*)\}/g, (_, n: string) => {
-    const id = ids.get(n);
-    if (id === undefined) throw new UsageError(`${name}: the command line names domain "${n}", which is not being run`);
-    return String(id);
-  });
 }
 
 /** Console output of one of several domains: whole lines, each prefixed with the domain's name. */
@@ -193,91 +104,105 @@ function prefixedConsole(name: string, out: (b: Uint8Array) => void): { write: (
   };
 }
 
-/** Runs the command; returns the exit status. Writes guest output to `out`, messages to `err`. */
-export async function runCommand(
-  kernelPaths: string[], opts: RunCommandOptions,
-  io: { out: (b: Uint8Array) => void; err: (s: string) => void } = {
-    out: (b) => process.stdout.write(b), err: (s) => process.stderr.write(s),
-  },
-): Promise<number> {
-  let hv: Hypervisor | undefined;
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => abort.abort(`interrupted by ${sig}`);
-  let current = kernelPaths[0] ?? '';
-  let detachInput: (() => void) | undefined;
+/** Runs the command; returns the exit status. Writes guest output to `io.out`, messages to `io.err`. */
+export async function runCommand(kernelPaths: string[], opts: RunCommandOptions, io: RunIo = processIo()): Promise<number> {
+  // The parent as it was at the start: one that goes away while the domains are built counts too.
+  const parent = process.ppid;
+  let plan: RunPlan;
   try {
-    const specs = domainSpecs(kernelPaths, opts);
-    const timeout = parseTimeout(opts.timeout);
-    const inputs = specs.map((sp) => {
-      current = sp.kernel;
-      return { sp, kernel: readInput('kernel', sp.kernel), initrd: sp.initrd === undefined ? undefined : readInput('initrd', sp.initrd) };
-    });
-    const machine = inputs.reduce((sum, x) => sum + machineBytesFor(x.sp.memoryMib << 20) + (x.initrd ? x.initrd.length : 0), 0);
-    const engine = selectEngine('kvm', opts.kvm);
-    const consoles: Array<ReturnType<typeof prefixedConsole>> = [];
-    try {
-      hv = new Hypervisor(engine, { memoryBytes: machine });
-      // Every domain is built before any runs, so that command lines can name the others' ids.
-      const ids = new Map<string, number>();
-      let next = hv.peekNextDomid();
-      for (const x of inputs) ids.set(x.sp.name, next++);
-      const domains: Domain[] = [];
-      for (const x of inputs) {
-        current = x.sp.kernel;
-        const con = inputs.length > 1 ? prefixedConsole(x.sp.name, io.out) : undefined;
-        if (con) consoles.push(con);
-        const d = hv.createDomain(x.kernel, {
-          name: x.sp.name, memoryBytes: x.sp.memoryMib << 20, cmdline: substituteDomids(x.sp.cmdline, ids, x.sp.name), initrd: x.initrd,
-          console: con ? con.write : io.out,
-        });
-        if (d.id !== ids.get(x.sp.name)) throw new Error(`domain ${x.sp.name} got id ${d.id}, not ${ids.get(x.sp.name)}`);
-        domains.push(d);
-      }
-      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-      // Host input goes to the first domain: its console ring, or console_io reads.
-      const first = domains[0]!;
-      const onInput = (b: Buffer) => { if (first.running) first.consoleInput(b); };
-      const stdin = opts.stdin ?? process.stdin;
-      stdin.on('data', onInput);
-      detachInput = () => {
-        stdin.off('data', onInput);
-        stdin.pause();
-      };
-      const t0 = process.hrtime.bigint();
-      const ends = await Promise.all(domains.map((d, i) => hv!.run(d, {
-        timeoutMs: timeout === undefined ? undefined : timeout * 1000, signal: abort.signal, weight: inputs[i]!.sp.weight, cap: inputs[i]!.sp.cap,
-      })));
-      for (const c of consoles) c.flush();
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      let code = 0;
-      ends.forEach((end, i) => {
-        const d = domains[i]!;
-        if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
-        if (opts.stats) io.err(formatStats(d, seconds));
-        const r = describeEnd(d, end);
-        if (r.message) io.err(`paravane: ${r.message}\n`);
-        code = Math.max(code, r.code);
-      });
-      return code;
-    } finally {
-      detachInput?.();
-      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
-      hv?.close();
-      engine.close();
-    }
+    plan = planRun(kernelPaths, opts);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof BuildError) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`paravane: ${e.message}\n`);
+    return EXIT.USAGE;
+  }
+  let engine: Engine;
+  try {
+    engine = selectEngine('kvm', opts.kvm);
+  } catch (e) {
+    if (!(e instanceof EngineUnavailableError)) throw e;
+    io.err(`paravane: ${e.message} (see \`paravane doctor\`)\n`);
+    return EXIT.ENGINE_UNAVAILABLE;
+  }
+  try {
+    return await runPlan(engine, plan, opts, io, parent);
+  } finally {
+    engine.close();
+  }
+}
+
+async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number): Promise<number> {
+  const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
+  const cleanups: Array<() => void> = [];
+  try {
+    if (hv.peekNextDomid() !== FIRST_DOMID) throw new Error(`a new hypervisor's first domain id is ${hv.peekNextDomid()}, not ${FIRST_DOMID}`);
+    // Every domain is built before any runs, so that command lines can name the others' ids.
+    const consoles: Array<ReturnType<typeof prefixedConsole> | undefined> = [];
+    const domains: Domain[] = [];
+    for (const x of plan.domains) {
+      const con = plan.domains.length > 1 ? prefixedConsole(x.spec.name, io.out) : undefined;
+      consoles.push(con);
+      let d: Domain;
+      try {
+        d = hv.createDomain(x.kernelFile, {
+          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, console: con ? con.write : io.out,
+        });
+      } catch (e) {
+        // What the plan cannot see: bootstrap page tables that do not validate.
+        if (e instanceof BuildError || e instanceof GuestElfError) throw new UsageError(`${x.spec.entry ?? x.spec.kernel}: ${e.message}`);
+        throw e;
+      }
+      if (d.id !== x.id) throw new Error(`domain ${x.spec.name} got id ${d.id}, not ${x.id}`);
+      domains.push(d);
+    }
+
+    // One stop (signal, parent gone, stdout closed) ends every domain still running.
+    let stop: Stop | undefined;
+    const abort = new AbortController();
+    const stopRun = (s: Stop): void => {
+      if (stop) return;
+      stop = s;
+      abort.abort(s.message);
+    };
+    cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
+
+    // Host input goes to the first domain: its console ring, or console_io reads.
+    const first = domains[0]!;
+    const onInput = (b: Buffer) => { if (first.running) first.consoleInput(b); };
+    const stdin = opts.stdin ?? process.stdin;
+    stdin.on('data', onInput);
+    cleanups.push(() => {
+      stdin.off('data', onInput);
+      stdin.pause();
+    });
+
+    const t0 = process.hrtime.bigint();
+    const outcomes = await Promise.all(domains.map(async (d, i): Promise<Outcome> => {
+      const x = plan.domains[i]!;
+      const end = await hv.run(d, {
+        timeoutMs: plan.timeoutSeconds === undefined ? undefined : plan.timeoutSeconds * 1000,
+        signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap,
+      });
+      const ranNs = process.hrtime.bigint() - t0;
+      if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
+      // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
+      consoles[i]?.flush();
+      const outcome = outcomeOf(end, stop);
+      if (opts.stats) io.err(formatStats(d, ranNs));
+      const message = endMessage(d, end, outcome);
+      if (message) io.err(`paravane: ${message}\n`);
+      return outcome;
+    }));
+    // A stop counts even if every domain had ended by itself meanwhile: the run was interrupted.
+    return runStatus(stop ? [...outcomes, { kind: 'stopped', stop }] : outcomes);
+  } catch (e) {
+    if (e instanceof UsageError) {
       io.err(`paravane: ${e.message}\n`);
-      return 2;
-    }
-    if (e instanceof GuestElfError) {
-      io.err(`paravane: ${current}: ${e.message}\n`);
-      return 2;
-    }
-    if (e instanceof EngineUnavailableError) {
-      io.err(`paravane: ${e.message} (see \`paravane doctor\`)\n`);
-      return 1;
+      return EXIT.USAGE;
     }
     throw e;
+  } finally {
+    for (const c of cleanups) c();
+    hv.close();
   }
 }

@@ -138,19 +138,16 @@ class Mapper {
 }
 
 /**
- * Builds domain `domid` from `kernel` (parsed from `file`). On failure every
- * frame taken is returned and a BuildError says why.
+ * Plans a domain's boot layout (pure: no frame is touched) for a kernel,
+ * `memoryBytes` of domain memory and an initrd of `initrdBytes` (none when
+ * undefined). Throws BuildError when the memory is unusable or too small:
+ * what buildDomain checks before it takes any frame.
  */
-export function buildDomain(
-  pt: PageTypes, domid: number, kernel: GuestKernel, file: Uint8Array, opts: BuildOptions,
-): { memory: DomainMemory; layout: BootLayout } {
-  const ft = pt.ft;
-  const cmdline = opts.cmdline ?? '';
-  if (Buffer.byteLength(cmdline) > MAX_CMDLINE) throw new BuildError(`the command line is ${Buffer.byteLength(cmdline)} bytes; at most ${MAX_CMDLINE} fit in start_info`);
-  if (!Number.isSafeInteger(opts.memoryBytes) || opts.memoryBytes <= 0 || opts.memoryBytes % PAGE_SIZE) {
-    throw new BuildError(`domain memory must be a positive multiple of 4 KiB, not ${opts.memoryBytes}`);
+export function planBootLayout(kernel: GuestKernel, memoryBytes: number, initrdBytes?: number) {
+  if (!Number.isSafeInteger(memoryBytes) || memoryBytes <= 0 || memoryBytes % PAGE_SIZE) {
+    throw new BuildError(`domain memory must be a positive multiple of 4 KiB, not ${memoryBytes}`);
   }
-  const nrPages = opts.memoryBytes / PAGE_SIZE;
+  const nrPages = memoryBytes / PAGE_SIZE;
   const vb = kernel.virtBase;
   const notes = kernel.notes;
   const va = (pfn: number): bigint => vb + BigInt(pfn) * PAGE;
@@ -159,12 +156,11 @@ export function buildDomain(
   // --- Plan the layout (pfns), before touching any frame.
   const kernelPfn = Number((kernel.imageStart - vb) / PAGE);
   let next = Number(roundUp(kernel.imageEnd - vb, PAGE) / PAGE);
-  const initrd = opts.initrd;
-  const initrdUnmapped = initrd !== undefined && notes.modStartPfn === true;
+  const initrdUnmapped = initrdBytes !== undefined && notes.modStartPfn === true;
   let initrdPfn = -1;
-  if (initrd && !initrdUnmapped) {
+  if (initrdBytes !== undefined && !initrdUnmapped) {
     initrdPfn = next;
-    next += pagesFor(initrd.length);
+    next += pagesFor(initrdBytes);
   }
   const p2mPages = pagesFor(nrPages * 8);
   // INIT_P2M: the list is mapped at the note's address, outside the initial
@@ -202,9 +198,9 @@ export function buildDomain(
   if (!guestRangeUsable(vb, end)) throw new BuildError(`the initial mapping ${hex(vb)}-${hex(end)} is not a usable guest address range`);
   let mappedPages = Number((end - vb) / PAGE);
   next = mappedPages;
-  if (initrd && initrdUnmapped) {
+  if (initrdBytes !== undefined && initrdUnmapped) {
     initrdPfn = next;
-    next += pagesFor(initrd.length);
+    next += pagesFor(initrdBytes);
   }
   let p2mTables = 0;
   if (useInitP2m) {
@@ -215,9 +211,34 @@ export function buildDomain(
     next += p2mPages + p2mTables;
   }
   if (next > nrPages) {
-    throw new BuildError(`${opts.memoryBytes / (1 << 20)} MiB is too small for this kernel: its boot layout needs ${Math.ceil((next * PAGE_SIZE) / (1 << 20))} MiB`);
+    throw new BuildError(`${memoryBytes / (1 << 20)} MiB is too small for this kernel: its boot layout needs ${Math.ceil((next * PAGE_SIZE) / (1 << 20))} MiB`);
   }
   mappedPages = Number((end - vb) / PAGE);
+
+  return {
+    nrPages, kernelPfn, initrdUnmapped, initrdPfn, p2mPages, useInitP2m, p2mVa: p2mVa ?? 0n, p2mPfn, p2mTables,
+    startInfoPfn, storePfn, consolePfn, ptPfn, tables, end, nrPtFrames, stackPfn, mappedPages,
+  };
+}
+
+/**
+ * Builds domain `domid` from `kernel` (parsed from `file`). On failure every
+ * frame taken is returned and a BuildError says why.
+ */
+export function buildDomain(
+  pt: PageTypes, domid: number, kernel: GuestKernel, file: Uint8Array, opts: BuildOptions,
+): { memory: DomainMemory; layout: BootLayout } {
+  const ft = pt.ft;
+  const cmdline = opts.cmdline ?? '';
+  if (Buffer.byteLength(cmdline) > MAX_CMDLINE) throw new BuildError(`the command line is ${Buffer.byteLength(cmdline)} bytes; at most ${MAX_CMDLINE} fit in start_info`);
+  const vb = kernel.virtBase;
+  const notes = kernel.notes;
+  const va = (pfn: number): bigint => vb + BigInt(pfn) * PAGE;
+  const initrd = opts.initrd;
+  const {
+    nrPages, kernelPfn, initrdUnmapped, initrdPfn, p2mPages, useInitP2m, p2mVa, p2mPfn, p2mTables,
+    startInfoPfn, storePfn, consolePfn, ptPfn, tables, end, nrPtFrames, stackPfn, mappedPages,
+  } = planBootLayout(kernel, opts.memoryBytes, initrd?.length);
 
   // --- Populate.
   const memory = DomainMemory.create(ft, domid, opts.memoryBytes);
@@ -288,7 +309,8 @@ export function buildDomain(
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
       st.mod_len = initrdUnmapped ? BigInt(pagesFor(initrd.length) * PAGE_SIZE) : BigInt(initrd.length);
     }
-    st.cmd_line = cmdline;
+    // As UTF-8 bytes, as Linux and Xen's toolstack read it (start_info holds a C string).
+    st.cmd_line = Buffer.from(cmdline, 'utf8').toString('latin1');
     if (useInitP2m) {
       st.first_p2m_pfn = BigInt(p2mPfn);
       st.nr_p2m_frames = BigInt(p2mPages + p2mTables);
