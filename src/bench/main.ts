@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { formatExitBench, runExitBench } from './exit.js';
 import { formatHypercallBench, runHypercallBench } from './hypercall.js';
 import { formatBootBench, runBootBench } from './boot.js';
-import { formatMmuBench, runMmuBench } from './mmu.js';
+import { formatMmuBench, formatMmuInProcess, runMmuBench, runMmuInProcess } from './mmu.js';
 import { formatTimeBench, runTimeBench } from './time.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
 
@@ -58,8 +58,14 @@ program
   .command('mmu')
   .description('validated page-table updates: mmu_update batches from a guest, and the validator in process')
   .option('--runs <n>', 'guest runs', positive, 5)
+  .option('--in-process', 'only the validator and mmu_update in process (no guest: runs without /dev/kvm)')
   .option('--json', 'print JSON')
-  .action(async (o: { runs: number; json?: boolean }) => {
+  .action(async (o: { runs: number; json?: boolean; inProcess?: boolean }) => {
+    if (o.inProcess) {
+      const r = runMmuInProcess();
+      process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatMmuInProcess(r));
+      return;
+    }
     const r = await runMmuBench({ runs: o.runs });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatMmuBench(r));
   });

@@ -160,6 +160,20 @@ export async function runMmuBench(opts: { runs?: number } = {}): Promise<MmuBenc
   };
 }
 
+/** The in-process parts alone (no guest, no engine): medians over `rounds` alternating measurements of each. */
+export function runMmuInProcess(rounds = 5): { validatorNsPerEntry: number; mmuUpdateNsPerRequest: number; rounds: number } {
+  const v: number[] = [], m: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    v.push(validatorNs());
+    m.push(mmuUpdateNs());
+  }
+  return { validatorNsPerEntry: median(v), mmuUpdateNsPerRequest: median(m), rounds };
+}
+
+export function formatMmuInProcess(r: ReturnType<typeof runMmuInProcess>): string {
+  return `in process (medians of ${r.rounds} rounds): validator ${r.validatorNsPerEntry.toFixed(1)} ns per L1 entry (target <= 50); mmu_update ${r.mmuUpdateNsPerRequest.toFixed(1)} ns per request\n`;
+}
+
 export function formatMmuBench(r: MmuBenchResult): string {
   const lines = [`validated page-table updates (mmu_update toggling RW), guest-measured, medians of single calls over ${r.runs} guest runs`];
   for (const s of SIZES) {
