@@ -21,8 +21,18 @@ import { RFLAGS } from './rflags.js';
 /** Why a blocked vCPU sleeps: SCHEDOP_block (any event), or SCHEDOP_poll (these ports, until `timeout`; 0: none). */
 export type BlockedOn = { on: 'block' } | { on: 'poll'; ports: number[]; timeout: bigint };
 
+/**
+ * Where a vCPU is in its life, as the run loop sees it: `runnable` (the
+ * core may run it), `on-cpu` (a run was started on the engine's thread
+ * and its exit is not yet taken: only kicks may touch it), `blocked`
+ * (SCHEDOP_block or poll, until an event, a timer or the timeout wakes it).
+ */
+export type VcpuState = { kind: 'runnable' } | { kind: 'on-cpu' } | ({ kind: 'blocked' } & BlockedOn);
+
 /** What blocking uses of its vCPU and domain. */
 export interface BlockingHost {
+  /** The vCPU's state in its life: blocking sets and clears its blocked state. */
+  state: VcpuState;
   readonly index: number;
   readonly vcpus: number;
   readonly engine: Vcpu;
@@ -43,8 +53,15 @@ export interface BlockingHost {
 export class VcpuBlocking implements SchedContext {
   /** Timers, in system time (a 10 ms periodic timer runs from the start, as on Xen). A change ends the run for the run loop to re-arm. */
   readonly timers = new VcpuTimers(() => this.v.requestStop('timers'));
-  /** Why the vCPU is not running, until it is woken. */
-  blocked: BlockedOn | undefined;
+  /** Why the vCPU is not running, until it is woken (kept in the vCPU's state). */
+  get blocked(): BlockedOn | undefined {
+    const s = this.v.state;
+    return s.kind === 'blocked' ? s : undefined;
+  }
+
+  private set blocked(b: BlockedOn | undefined) {
+    this.v.state = b ? { kind: 'blocked', ...b } : { kind: 'runnable' };
+  }
   /** Set by advanceTimer: the system time the next run waits for in the wait stub. */
   private waitUntil: bigint | undefined;
 

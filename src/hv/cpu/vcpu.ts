@@ -22,7 +22,7 @@ import { PAGE_SIZE } from '../mm/frames.js';
 import { PerDomainSpace } from '../mm/xen-space.js';
 import type { SystemClock } from '../sched/time.js';
 import { VcpuAddressSpace } from './address-space.js';
-import { VcpuBlocking, type BlockedOn } from './blocking.js';
+import { VcpuBlocking, type VcpuState } from './blocking.js';
 import { EXIT, type ExitCounts } from './exit-counts.js';
 import { handleExit, type ExitTarget } from './exit.js';
 import { RegsState, Ring0Stack } from './guest-state.js';
@@ -31,6 +31,7 @@ import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
 
 export type { VcpuBoot } from './setup.js';
+export type { VcpuState } from './blocking.js';
 
 /** What a vCPU needs from its domain. */
 export interface VcpuHost {
@@ -59,13 +60,8 @@ export interface VcpuHost {
   holdWritable(mfn: number): bigint;
 }
 
-/**
- * Where a vCPU is in its life, as the run loop sees it: `runnable` (the
- * core may run it), `on-cpu` (a run was started on the engine's thread
- * and its exit is not yet taken: only kicks may touch it), `blocked`
- * (SCHEDOP_block or poll, until an event, a timer or the timeout wakes it).
- */
-export type VcpuState = { kind: 'runnable' } | { kind: 'on-cpu' } | ({ kind: 'blocked' } & BlockedOn);
+const RUNNABLE: VcpuState = { kind: 'runnable' };
+const ON_CPU: VcpuState = { kind: 'on-cpu' };
 
 export class PvVcpu implements ExitTarget {
   readonly space: VcpuAddressSpace;
@@ -81,8 +77,8 @@ export class PvVcpu implements ExitTarget {
   readonly ptwr: PtwrDomain;
   readonly waitData: DataView;
   readonly waitVirt: bigint;
-  /** Set between start() and run(): the run is the guest's. */
-  private onCpu = false;
+  /** Where the vCPU is in its life (the one place this is kept; blocking.ts reads and sets the blocked state through it). */
+  state: VcpuState = { kind: 'runnable' };
   /** Why the run loop must look at this vCPU before running it on: its timers changed, or SCHEDOP_yield. */
   private stop: 'timers' | 'yield' | undefined;
   private continuation: HypercallArgs | undefined;
@@ -146,23 +142,16 @@ export class PvVcpu implements ExitTarget {
   registerVcpuInfo(mfn: bigint, offset: number): bigint { return this.info.register(mfn, offset); }
   count(kind: number): void { this.host.exitCounts.n[kind]! += 1; }
 
-  /** The vCPU's state in its life (VcpuState). */
-  get state(): VcpuState {
-    if (this.onCpu) return { kind: 'on-cpu' };
-    const b = this.blocking.blocked;
-    return b ? { kind: 'blocked', ...b } : { kind: 'runnable' };
-  }
-
   /** A run is under way on the engine's thread (start() was called, run() has not taken its exit). */
-  get started(): boolean { return this.onCpu; }
-  get blocked(): boolean { return this.blocking.blocked !== undefined; }
+  get started(): boolean { return this.state.kind === 'on-cpu'; }
+  get blocked(): boolean { return this.state.kind === 'blocked'; }
 
   requestStop(why: 'timers' | 'yield'): void {
     if (this.stop !== 'yield') this.stop = why;
   }
 
   takeStop(): boolean {
-    if (this.blocking.blocked) return true;
+    if (this.state.kind === 'blocked') return true;
     if (this.stop === undefined) return false;
     if (this.stop === 'timers') this.stop = undefined;
     return true;
@@ -192,7 +181,7 @@ export class PvVcpu implements ExitTarget {
    * them. After start(), takes that run's exit.
    */
   run(): Exit {
-    if (this.onCpu) this.onCpu = false;
+    if (this.state.kind === 'on-cpu') this.state = RUNNABLE;
     else this.enter();
     return this.engine.run();
   }
@@ -206,13 +195,13 @@ export class PvVcpu implements ExitTarget {
   start(): void {
     this.enter();
     this.engine.start();
-    this.onCpu = true;
+    this.state = ON_CPU;
     this.count(EXIT.wakeStart);
   }
 
   /** The engine ended every run (the domain is being destroyed). */
   stopped(): void {
-    this.onCpu = false;
+    if (this.state.kind === 'on-cpu') this.state = RUNNABLE;
   }
 
   private enter(): void {
@@ -232,7 +221,7 @@ export class PvVcpu implements ExitTarget {
    * bits in memory, and a kick would only cost an exit).
    */
   eventPending(): void {
-    if (this.onCpu) {
+    if (this.state.kind === 'on-cpu') {
       if (this.info.upcallDeliverable()) this.engine.kick();
       return;
     }
