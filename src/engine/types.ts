@@ -193,9 +193,18 @@ export interface EngineInfo {
   capabilities: Record<string, number>;
 }
 
+/** CPUID output registers. */
+export type CpuidResult = readonly [eax: number, ebx: number, ecx: number, edx: number];
+
 export interface Engine {
   readonly name: string;
   info(): EngineInfo;
+  /**
+   * What CPUID leaf `leaf` (sub-leaf `subleaf`) gives on the CPU this
+   * engine runs guests on, before any policy: the raw material of the
+   * CPUID a hypervisor shows its guests. Zeros for a leaf it does not have.
+   */
+  cpuid(leaf: number, subleaf: number): CpuidResult;
   createMemory(size: number, opts?: { chunkSize?: number; name?: string }): MachineMemory;
   createVm(): VirtualMachine;
   close(): void;

@@ -15,6 +15,7 @@ import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } fro
 import { PageTypes } from './mm/page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './mm/tlb.js';
 import { SystemClock } from './sched/time.js';
+import { PvCpuidPolicy } from './cpu/cpuid-policy.js';
 import { Scheduler, type RunOptions } from './sched/run-loop.js';
 
 export { CAP_RANGE, DEFAULT_WEIGHT, inRange, WEIGHT_RANGE, type RunOptions } from './sched/run-loop.js';
@@ -71,6 +72,8 @@ export class Hypervisor {
   /** Each domain's stale-translation tracker, from the start of its build. */
   private readonly tlbs = new Map<number, DomainTranslations>();
   private readonly marks: TranslationMarks;
+  /** What CPUID tells every guest: Xen's PV view of this host's CPU. */
+  readonly cpuid: PvCpuidPolicy;
   /** System time, shared by every domain. */
   readonly clock: SystemClock;
   private readonly scheduler: Scheduler;
@@ -80,6 +83,7 @@ export class Hypervisor {
   constructor(private readonly engine: Engine, opts: MachineOptions) {
     this.clock = new SystemClock(opts.hostClock);
     this.scheduler = new Scheduler(this.clock, (d) => this.destroyDomain(d));
+    this.cpuid = new PvCpuidPolicy((leaf, sub) => engine.cpuid(leaf, sub));
     this.memory = engine.createMemory(opts.memoryBytes);
     try {
       this.frames = new FrameTable(this.memory);
@@ -143,7 +147,7 @@ export class Hypervisor {
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
         layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), tlb,
-        lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock,
+        lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock, cpuid: this.cpuid,
       });
       this.domains.set(id, d);
       return d;

@@ -10,7 +10,7 @@ import {
 } from '../errors.js';
 import {
   GPR_NAMES, PAGE_SIZE,
-  type DescriptorTable, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryChunk,
+  type CpuidResult, type DescriptorTable, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryChunk,
   type MemoryRegion, type RegisterFile, type Segment, type SpecialRegisters, type Vcpu, type VirtualMachine,
 } from '../types.js';
 import { loadAddon } from './native.js';
@@ -120,6 +120,31 @@ export class KvmEngine implements Engine {
     // KVM_CAP_NR_MEMSLOTS is the number of slot ids (0 if the host does not say: KVM's old 32).
     const slots = call(() => this.a.checkExtension(this.fd, c.KVM_CAP_NR_MEMSLOTS!));
     this.flushSlot = (slots > 0 ? slots : 32) - 1;
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID, read once: what KVM can give a vCPU of this host. */
+  private supportedCpuid: Array<{ fn: number; index: number; flags: number; regs: CpuidResult }> | undefined;
+
+  cpuid(leaf: number, subleaf: number): CpuidResult {
+    this.live();
+    if (!this.supportedCpuid) {
+      const L = this.a.layout;
+      const entries = L['cpuid2.entries']!, size = L['kvm_cpuid_entry2']!, max = 256;
+      const buf = new Uint8Array(entries + size * max);
+      const v = new DataView(buf.buffer);
+      v.setUint32(0, max, true);
+      call(() => this.a.getSupportedCpuid(this.fd, buf));
+      const n = v.getUint32(0, true);
+      this.supportedCpuid = Array.from({ length: n }, (_, i) => {
+        const at = entries + i * size;
+        const u = (o: number) => v.getUint32(at + o, true);
+        // struct kvm_cpuid_entry2: function, index, flags, eax, ebx, ecx, edx.
+        return { fn: u(0), index: u(4), flags: u(8), regs: [u(12), u(16), u(20), u(24)] as const };
+      });
+    }
+    const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
+    const e = this.supportedCpuid.find((x) => x.fn === leaf && (!(x.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || x.index === subleaf));
+    return e ? e.regs : [0, 0, 0, 0];
   }
 
   info(): EngineInfo {

@@ -187,6 +187,16 @@ export class ScriptedCpu {
     return this.execute();
   }
 
+  /**
+   * The instruction `bytes`, placed at rip, faults with `vector` as it does
+   * at CPL 3 (a privileged instruction: #GP(0); ud2 or a prefix the CPU
+   * does not know: #UD).
+   */
+  faulting(bytes: readonly number[], vector: number, errorCode = 0n): Exit {
+    this.poke(this.regs.rip, Uint8Array.from(bytes));
+    return this.raise(vector, errorCode);
+  }
+
   /** `int $n` at rip: on kvm_pvm a CPL-3 `int` raises #UD at the instruction (the bytes are placed at rip). */
   softwareInterrupt(n: number): Exit {
     this.poke(this.regs.rip, Uint8Array.of(0xcd, n));

@@ -14,7 +14,7 @@
 import { createPlainMemory } from '../plain-memory.js';
 import { destroyed, usage } from '../errors.js';
 import {
-  GPR_NAMES, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryRegion, type RegisterFile, type Segment,
+  GPR_NAMES, type CpuidResult, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryRegion, type RegisterFile, type Segment,
   type SpecialRegisters, type Vcpu, type VirtualMachine,
 } from '../types.js';
 import { ScriptedCpu } from './scripted-cpu.js';
@@ -27,8 +27,33 @@ const SEG0: Segment = { base: 0n, limit: 0, selector: 0, type: 0, present: false
 /** The guest TSC rate the scripted CPU reports (1 GHz: a tick is a nanosecond). */
 export const SCRIPTED_TSC_KHZ = 1_000_000;
 
+/**
+ * The CPUID of the scripted CPU unless a test gives its own: an x86-64 AMD
+ * processor as the development host reports itself (family 19h), with the
+ * features a PV policy must hide (VME, PSE, PGE, MTRR, MCE, APIC, MONITOR,
+ * XSAVE/OSXSAVE, PCID, FSGSBASE, INVPCID, 1 GiB pages, SVM) present, so that
+ * hiding them is visible.
+ */
+export const DEFAULT_CPUID: ReadonlyMap<string, CpuidResult> = new Map<string, CpuidResult>([
+  ['0:0', [0xd, 0x68747541, 0x444d4163, 0x69746e65]], // "AuthenticAMD" (ebx, edx, ecx)
+  ['1:0', [0x00a00f11, 0x00020800, 0xfef8320b, 0x178bfbff]],
+  ['7:0', [0, 0x219c97a9, 0x0040068c, 0x00000010]],
+  ['d:0', [0x7, 0x340, 0x380, 0]],
+  ['80000000:0', [0x80000008, 0x68747541, 0x444d4163, 0x69746e65]],
+  ['80000001:0', [0x00a00f11, 0x40000000, 0x75c237ff, 0x2fd3fbff]],
+  ['80000008:0', [0x3030, 0x0, 0x1, 0]],
+]);
+
 export class ScriptedEngine implements Engine {
   readonly name = 'scripted';
+  /** CPUID by "leaf:subleaf" in hex (DEFAULT_CPUID unless a test sets its own). */
+  cpuidTable: ReadonlyMap<string, CpuidResult> = DEFAULT_CPUID;
+
+  cpuid(leaf: number, subleaf: number): CpuidResult {
+    // Leaves whose sub-leaf selects the output; the others ignore it.
+    const indexed = [0x4, 0x7, 0xb, 0xd, 0xf, 0x10, 0x12, 0x14, 0x8000001d].includes(leaf);
+    return this.cpuidTable.get(`${leaf.toString(16)}:${(indexed ? subleaf : 0).toString(16)}`) ?? [0, 0, 0, 0];
+  }
   private memory: MachineMemory | undefined;
   readonly vms: ScriptedVm[] = [];
   /**

@@ -3,9 +3,9 @@
 // Inputs: none from guests.
 
 /** Exit kinds, in the order --stats prints them. */
-export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest', 'run started at wake-up'] as const;
+export const EXIT_KINDS = ['hypercall (page)', 'hypercall (syscall)', 'hypercall (vmcall)', 'page-table write', 'privileged instruction', 'exception', 'interrupted', 'exception delivered', 'event upcall', 'timer wait in guest', 'run started at wake-up'] as const;
 /** Index of each kind in EXIT_KINDS. */
-export const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, exception: 4, interrupted: 5, bounce: 6, upcall: 7, timerWait: 8, wakeStart: 9 } as const;
+export const EXIT = { page: 0, syscall: 1, vmcall: 2, ptwr: 3, emulated: 4, exception: 5, interrupted: 6, bounce: 7, upcall: 8, timerWait: 9, wakeStart: 10 } as const;
 
 export class ExitCounts {
   readonly n = new Float64Array(EXIT_KINDS.length);

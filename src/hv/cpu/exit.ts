@@ -18,6 +18,7 @@ import { EXIT } from './exit-counts.js';
 import { FrameState, inExceptionStubs, inSyscallStubs, type GuestState, type RegsState, type Ring0Stack } from './guest-state.js';
 import type { VcpuAddressSpace } from './address-space.js';
 import type { VirtualTraps } from './virtual-traps.js';
+import { emulatePrivileged, type EmulationTarget } from './emulate.js';
 
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
@@ -42,6 +43,8 @@ export interface ExitTarget {
   readonly hypercallCounts: Float64Array;
   /** The domain, its tables and this vCPU's view, for writable page tables. */
   readonly ptwr: PtwrDomain;
+  /** The vCPU as the privileged-instruction emulator sees it. */
+  readonly emulation: EmulationTarget;
   /** The domain is still running (not shutting down, crashed or killed). */
   readonly running: boolean;
   /**
@@ -163,7 +166,7 @@ function exception(v: ExitTarget): void {
     v.crash(`halted at ${hex(r.rip)}, outside the exception stubs`);
     return;
   }
-  const vector = Number(offset / BigInt(STUB_SIZE));
+  let vector = Number(offset / BigInt(STUB_SIZE));
   const at = v.stack.offset(r.rsp, hasErrorCode(vector) ? 48 : 40);
   if (at === undefined) {
     v.crash(`exception ${vector} with the ring-0 stack at ${hex(r.rsp)}`);
@@ -171,7 +174,7 @@ function exception(v: ExitTarget): void {
   }
   const view = v.stack.view;
   const frame = new FrameState(view, at + (hasErrorCode(vector) ? 8 : 0));
-  const errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
+  let errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
   const faultRip = frame.rip;
   const userMode = v.space.userMode;
   // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
@@ -193,6 +196,21 @@ function exception(v: ExitTarget): void {
       return;
     }
     ptwrRefusal = done ? `; as a page-table update it was refused: ${done}` : '';
+  }
+  // A privileged instruction (#GP(0) in kernel mode) or Xen's forced-emulation prefix (#UD): emulated,
+  // or turned into the fault the guest gets for it (a bad MSR or CR value: #GP).
+  let emulatedFault = '';
+  if (vector === 6 || (vector === 13 && errorCode === 0n)) {
+    const e = emulatePrivileged(v.emulation, vector, frame);
+    if (e === 'done') {
+      v.count(EXIT.emulated);
+      return;
+    }
+    if (e) {
+      emulatedFault = ' (as the emulated instruction raises it)';
+      vector = e.vector;
+      errorCode = e.errorCode;
+    }
   }
   v.count(EXIT.exception);
   if (inSyscallStubs(faultRip)) {
@@ -219,13 +237,13 @@ function exception(v: ExitTarget): void {
   const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
   if (v.traps.hasHandler(vector) && !ptwrRefusal) {
     const problem = v.traps.bounce(vector, errorCode, frame, vector === 14 ? faultAddress() : 0n);
-    if (problem) v.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+    if (problem) v.crash(`${name} (vector ${vector}) at rip ${hex(faultRip)}${emulatedFault} could not be delivered: ${problem}`);
     return;
   }
   const err = errorCode === undefined ? '' : `, error code ${hex(errorCode)}`;
   const address = vector === 14 ? `, address ${hex(faultAddress())}` : '';
   const mode = userMode ? ' in guest user mode' : '';
-  v.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${mode}${address}${ptwrRefusal}; no trap handler is registered`);
+  v.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${emulatedFault}${mode}${address}${ptwrRefusal}; no trap handler is registered`);
 }
 
 /** The vector of an `int $n` (cd nn) at rip, if that is what is there. */

@@ -53,7 +53,11 @@ export class VcpuInfoArea {
     this.view.setUint8(O.evtchn_upcall_mask, on ? 1 : 0);
   }
 
-  /** The faulting address of the last #PF bounced (vcpu_info.arch.cr2). */
+  /** The faulting address of the last #PF bounced (vcpu_info.arch.cr2): the guest's CR2. */
+  get cr2(): bigint {
+    return this.view.getBigUint64(O.arch, true);
+  }
+
   set cr2(v: bigint) {
     this.view.setBigUint64(O.arch, v, true);
   }

@@ -29,6 +29,8 @@ import { RegsState, Ring0Stack } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
+import type { PvCpuidPolicy } from './cpuid-policy.js';
+import type { EmulationTarget } from './emulate.js';
 
 export type { VcpuBoot } from './setup.js';
 export type { VcpuState } from './blocking.js';
@@ -58,6 +60,8 @@ export interface VcpuHost {
   readonly events: EventChannels;
   /** Holds a general and writable type reference on one of the domain's frames until it dies (register_vcpu_info). */
   holdWritable(mfn: number): bigint;
+  /** What CPUID tells the guest (the machine's PV policy). */
+  readonly cpuid: PvCpuidPolicy;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -75,6 +79,7 @@ export class PvVcpu implements ExitTarget {
   /** The memory-management part of it. */
   readonly mm: MmContext;
   readonly ptwr: PtwrDomain;
+  readonly emulation: EmulationTarget;
   readonly waitData: DataView;
   readonly waitVirt: bigint;
   /** Where the vCPU is in its life (the one place this is kept; blocking.ts reads and sets the blocked state through it). */
@@ -120,6 +125,16 @@ export class PvVcpu implements ExitTarget {
       pt: host.pageTypes, tlb: host.tlb, domid: host.id,
       get cr3() { return space.cr3Mfn; },
       get guest() { return space.guest; },
+    };
+    const traps = this.traps, info = this.info;
+    this.emulation = {
+      engine, index, domid: host.id, cpuid: host.cpuid, mm: this.mm,
+      get guest() { return space.guest; },
+      get userMode() { return space.userMode; },
+      get cr2() { return info.cr2; }, set cr2(x) { info.cr2 = x; },
+      get cr4() { return traps.cr4; }, set cr4(x) { traps.cr4 = x; },
+      get taskSwitched() { return traps.taskSwitched; },
+      setTaskSwitched: (on) => traps.setTaskSwitched(on),
     };
     this.context = Object.assign(host.domainContext(), {
       get guest(): GuestMemory { return space.guest; },

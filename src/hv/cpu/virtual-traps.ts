@@ -15,7 +15,7 @@ import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } fr
 import { CallbackType } from '../../abi/generated/callback.js';
 import { errno, type CallbackEntry, type TrapContext } from '../hypercalls/context.js';
 import { GuestFault, isCanonical } from '../mm/guest-access.js';
-import { MSR, SEL } from '../mm/xen-space.js';
+import { CR4, MSR, SEL } from '../mm/xen-space.js';
 import { hex } from '../format.js';
 import { EXIT } from './exit-counts.js';
 import type { GuestState, RegsState } from './guest-state.js';
@@ -66,6 +66,8 @@ export class VirtualTraps implements TrapContext {
   kernelSp = 0n;
   /** The virtual CR0.TS (fpu_taskswitch). */
   taskSwitched = false;
+  /** The guest's virtual CR4 (what `mov` from CR4 reads): at first the CR4 the vCPU runs with. */
+  cr4 = CR4;
   /** Callback entry points by CALLBACKTYPE_*. */
   readonly callbacks = new Map<number, CallbackEntry>();
   /** The guest's rsp when the hypercall in progress was made (the iret hypercall reads its frame there). */

@@ -32,6 +32,7 @@ import { StartInfo, Virq } from '../../abi/generated/xen.js';
 import type { SystemClock } from '../sched/time.js';
 import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
+import type { PvCpuidPolicy } from '../cpu/cpuid-policy.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
 
@@ -64,6 +65,8 @@ export interface DomainParts {
   clock: SystemClock;
   /** Finds another domain's event channels (interdomain channels). */
   lookupEvents: (domid: number) => EventChannels | undefined;
+  /** What CPUID tells the guest. */
+  cpuid: PvCpuidPolicy;
 }
 
 export class Domain implements VcpuHost {
@@ -96,6 +99,7 @@ export class Domain implements VcpuHost {
   /** The domain's event channels (2-level ABI, in shared_info). */
   readonly events: EventChannels;
   readonly clock: SystemClock;
+  readonly cpuid: PvCpuidPolicy;
   readonly sharedInfoMfn: number;
   /** The PV console ring's backend (start_info.console.domU). */
   readonly consoleRing: ConsoleBackend;
@@ -126,6 +130,7 @@ export class Domain implements VcpuHost {
       vcpuInfo: (vcpu) => this.vcpus[vcpu]!.info.words,
     });
     this.clock = p.clock;
+    this.cpuid = p.cpuid;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
     // The console's event channel, connected before boot as the toolstack does (the lowest free port).
     this.consoleRing = new ConsoleBackend(p.memory.page(p.layout.pfn.console), this.events, p.console, () => { /* a broken ring only silences the guest */ },

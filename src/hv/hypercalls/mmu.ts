@@ -141,6 +141,30 @@ export function updateVaMapping(ctx: HypercallContext, [va, val, flags]: Hyperca
   return 0n;
 }
 
+/**
+ * MMUEXT_NEW_BASEPTR / NEW_USER_BASEPTR (and a `mov` to CR3, which the
+ * emulator turns into this): the vCPU's kernel or user root becomes `mfn`,
+ * a validated L4 of `domid` whose type reference the vCPU then holds
+ * (PT-11); a user root of 0 removes it. Loading a root flushes the TLB, as
+ * a CR3 write does (Xen's write_ptbase). Throws PageTypeError (nothing
+ * changed) for a frame that cannot be an L4 of the domain.
+ */
+export function newBasePointer(mm: MmContext, domid: number, mfn: number, user: boolean): void {
+  const pt = mm.pt;
+  const old = user ? mm.userCr3 : mm.cr3;
+  if (user && mfn === 0) {
+    if (old) pt.putPageAndType(old);
+    mm.setUserCr3(0);
+    return;
+  }
+  mm.tlb.flush();
+  if (mfn === old) return;
+  pt.getPageAndType(mfn, PageType.l4, domid);
+  if (old) pt.putPageAndType(old);
+  if (user) mm.setUserCr3(mfn);
+  else mm.setCr3(mfn);
+}
+
 /** One mmuext_op request; throws PageTypeError, returns an errno for the rest. */
 function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigint, arg2: bigint): bigint {
   const pt = mm.pt;
@@ -161,24 +185,9 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
       pt.unpin(mfnArg(), ctx.domid);
       return 0n;
     case MmuextCmd.MMUEXT_NEW_BASEPTR:
-    case MmuextCmd.MMUEXT_NEW_USER_BASEPTR: {
-      const user = cmd === MmuextCmd.MMUEXT_NEW_USER_BASEPTR;
-      const mfn = mfnArg();
-      const old = user ? mm.userCr3 : mm.cr3;
-      if (user && mfn === 0) {
-        if (old) pt.putPageAndType(old);
-        mm.setUserCr3(0);
-        return 0n;
-      }
-      // Loading a root flushes the TLB, as a CR3 write does (Xen's write_ptbase).
-      mm.tlb.flush();
-      if (mfn === old) return 0n;
-      pt.getPageAndType(mfn, PageType.l4, ctx.domid);
-      if (old) pt.putPageAndType(old);
-      if (user) mm.setUserCr3(mfn);
-      else mm.setCr3(mfn);
+    case MmuextCmd.MMUEXT_NEW_USER_BASEPTR:
+      newBasePointer(mm, ctx.domid, mfnArg(), cmd === MmuextCmd.MMUEXT_NEW_USER_BASEPTR);
       return 0n;
-    }
     // Flush requests: everything stale is forgotten (one vCPU per domain
     // for now, so LOCAL, MULTI and ALL reach the same vCPUs).
     case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:

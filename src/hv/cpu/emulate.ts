@@ -1,0 +1,249 @@
+// The privileged-instruction emulator: what a PV guest kernel, at CPL 3,
+// executes and Xen emulates for it, decoded by iced-x86 (a maintained x86
+// decoder, WebAssembly) and done as Xen's PV emulation does it:
+//   - CPUID through Xen's forced-emulation prefix (`ud2a; .ascii "xen";
+//     cpuid`, a #UD), answered by the PV CPUID policy;
+//   - `mov` from and to CR0 (only TS may change: fpu_taskswitch), CR2 (the
+//     vCPU's, as vcpu_info.arch.cr2 holds it), CR3 (the current base
+//     pointer; a write loads a new one, as MMUEXT_NEW_BASEPTR), CR4 (a
+//     virtual copy; writes keep only what a PV kernel may set);
+//   - rdmsr and wrmsr of the MSRs Xen lets a PV domU use (the FS, GS and
+//     kernel GS bases, EFER read-only, a few read as zero).
+// Anything else is not emulated: the guest gets the fault it raised, as
+// before. Inputs: the instruction bytes and registers are the guest's
+// (hostile); a bad MSR or CR value gets the guest #GP, never a crash.
+
+import { Decoder, DecoderOptions, Mnemonic, Register, type Instruction } from 'iced-x86';
+import type { GprName, Vcpu } from '../../engine/types.js';
+import type { MmContext } from '../hypercalls/context.js';
+import { newBasePointer } from '../hypercalls/mmu.js';
+import { GuestFault, isCanonical, type GuestMemory } from '../mm/guest-access.js';
+import { PageTypeError } from '../mm/page-types.js';
+import { MSR } from '../mm/xen-space.js';
+import type { PvCpuidPolicy } from './cpuid-policy.js';
+import type { StoreFrame } from '../mm/ptwr.js';
+
+/** Xen's forced-emulation prefix: ud2a, then "xen". */
+const FORCED_PREFIX = [0x0f, 0x0b, 0x78, 0x65, 0x6e];
+const CR0_TS = 8n;
+/** CR4 bits a PV kernel may set in its virtual CR4 (Xen keeps the rest its own): TSD, DE, PCE, OSFXSR, OSXMMEXCPT. */
+const CR4_GUEST = 0x4n | 0x8n | 0x100n | 0x200n | 0x400n;
+const MSR_EFER = 0xc0000080;
+/** MSRs a PV domU reads as zero (Xen: platform and power-management state it does not expose). */
+const READ_AS_ZERO = new Set([0x17 /* IA32_PLATFORM_ID */, 0x8b /* IA32_BIOS_SIGN_ID */, 0xce /* PLATFORM_INFO */, 0x140 /* MISC_FEATURES_ENABLES */]);
+
+const GPRS: Partial<Record<number, GprName>> = {
+  [Register.RAX]: 'rax', [Register.RCX]: 'rcx', [Register.RDX]: 'rdx', [Register.RBX]: 'rbx', [Register.RSP]: 'rsp', [Register.RBP]: 'rbp',
+  [Register.RSI]: 'rsi', [Register.RDI]: 'rdi', [Register.R8]: 'r8', [Register.R9]: 'r9', [Register.R10]: 'r10', [Register.R11]: 'r11',
+  [Register.R12]: 'r12', [Register.R13]: 'r13', [Register.R14]: 'r14', [Register.R15]: 'r15',
+};
+const CRS: Partial<Record<number, number>> = { [Register.CR0]: 0, [Register.CR2]: 2, [Register.CR3]: 3, [Register.CR4]: 4 };
+
+/** What the emulator works on: the vCPU's registers and its virtual CPU state. */
+export interface EmulationTarget {
+  readonly engine: Vcpu;
+  readonly index: number;
+  readonly domid: number;
+  readonly cpuid: PvCpuidPolicy;
+  /** Memory through the current page tables (the instruction's bytes). */
+  readonly guest: GuestMemory;
+  readonly userMode: boolean;
+  readonly mm: MmContext;
+  /** The guest's view of CR2 (vcpu_info.arch.cr2). */
+  cr2: bigint;
+  /** The guest's virtual CR4. */
+  cr4: bigint;
+  readonly taskSwitched: boolean;
+  setTaskSwitched(on: boolean): void;
+}
+
+/**
+ * The outcome: 'done' (the instruction's effect is in the registers and
+ * `frame.rip` is past it), or the fault the guest gets instead
+ * ({ vector, errorCode }), or undefined: not an instruction the emulator
+ * takes (the original fault stands).
+ */
+export type Emulated = 'done' | { vector: number; errorCode: bigint } | undefined;
+const GP0 = { vector: 13, errorCode: 0n } as const;
+
+/** One instruction at `rip`, up to 15 bytes (fewer where the next page is not mapped). */
+function fetch(guest: GuestMemory, rip: bigint): Uint8Array | undefined {
+  try {
+    return guest.read(rip, 15);
+  } catch (e) {
+    if (!(e instanceof GuestFault)) throw e;
+    try { return guest.read(rip, Math.min(15, 4096 - Number(rip & 0xfffn))); } catch { return undefined; }
+  }
+}
+
+function decode(bytes: Uint8Array, rip: bigint): Instruction | undefined {
+  const d = new Decoder(64, bytes, DecoderOptions.None);
+  try {
+    d.ip = rip;
+    const insn = d.decode();
+    if (insn.isInvalid) {
+      insn.free();
+      return undefined;
+    }
+    return insn;
+  } finally {
+    d.free();
+  }
+}
+
+/**
+ * Emulates the instruction at `frame.rip` that raised `vector` (6: #UD,
+ * for the forced-emulation prefix; 13: #GP(0), for a privileged
+ * instruction in guest kernel mode).
+ */
+export function emulatePrivileged(t: EmulationTarget, vector: number, frame: StoreFrame): Emulated {
+  const bytes = fetch(t.guest, frame.rip);
+  if (!bytes) return undefined;
+  if (vector === 6) {
+    // The forced-emulation prefix, then the instruction it forces (only CPUID, as Xen).
+    if (!FORCED_PREFIX.every((b, i) => bytes[i] === b)) return undefined;
+    const insn = decode(bytes.subarray(FORCED_PREFIX.length), frame.rip + BigInt(FORCED_PREFIX.length));
+    if (!insn) return undefined;
+    try {
+      if (insn.mnemonic !== Mnemonic.Cpuid) return undefined;
+      cpuid(t);
+      frame.rip += BigInt(FORCED_PREFIX.length + insn.length);
+      return 'done';
+    } finally {
+      insn.free();
+    }
+  }
+  if (vector !== 13 || t.userMode) return undefined;
+  const insn = decode(bytes, frame.rip);
+  if (!insn) return undefined;
+  try {
+    const r = privileged(t, insn, frame);
+    if (r === 'done') frame.rip += BigInt(insn.length);
+    return r;
+  } finally {
+    insn.free();
+  }
+}
+
+function cpuid(t: EmulationTarget): void {
+  const r = t.engine.regs;
+  const [a, b, c, d] = t.cpuid.cpuid(Number(r.rax & 0xffffffffn), Number(r.rcx & 0xffffffffn), t.index);
+  r.rax = BigInt(a >>> 0);
+  r.rbx = BigInt(b >>> 0);
+  r.rcx = BigInt(c >>> 0);
+  r.rdx = BigInt(d >>> 0);
+}
+
+function privileged(t: EmulationTarget, insn: Instruction, frame: StoreFrame): Emulated {
+  const r = t.engine.regs;
+  // The guest's rsp is in the exception frame; the registers hold the ring-0 stack's.
+  const get = (g: GprName): bigint => (g === 'rsp' ? frame.rsp : r[g]);
+  const set = (g: GprName, v: bigint): void => { if (g === 'rsp') frame.rsp = v; else r[g] = v; };
+  switch (insn.mnemonic) {
+    case Mnemonic.Mov: {
+      const fromCr = CRS[insn.op1Register], toCr = CRS[insn.op0Register];
+      if (fromCr !== undefined) {
+        const dst = GPRS[insn.op0Register];
+        if (!dst) return undefined;
+        set(dst, readCr(t, fromCr));
+        return 'done';
+      }
+      if (toCr !== undefined) {
+        const src = GPRS[insn.op1Register];
+        if (!src) return undefined;
+        return writeCr(t, toCr, get(src));
+      }
+      return undefined;
+    }
+    case Mnemonic.Rdmsr: {
+      const v = readMsr(t, Number(r.rcx & 0xffffffffn));
+      if (v === undefined) return GP0;
+      r.rax = v & 0xffffffffn;
+      r.rdx = v >> 32n;
+      return 'done';
+    }
+    case Mnemonic.Wrmsr:
+      return writeMsr(t, Number(r.rcx & 0xffffffffn), ((r.rdx & 0xffffffffn) << 32n) | (r.rax & 0xffffffffn));
+    case Mnemonic.Cpuid:
+      cpuid(t);
+      return 'done';
+    default:
+      return undefined;
+  }
+}
+
+/** mov from CRn, as Xen's PV read_cr. */
+function readCr(t: EmulationTarget, n: number): bigint {
+  switch (n) {
+    case 0: {
+      const cr0 = t.engine.getSpecialRegisters().cr0;
+      return t.taskSwitched ? cr0 | CR0_TS : cr0 & ~CR0_TS;
+    }
+    case 2:
+      return t.cr2;
+    case 3:
+      return BigInt(t.userMode ? t.mm.userCr3 : t.mm.cr3) << 12n;
+    default:
+      return t.cr4;
+  }
+}
+
+/** mov to CRn, as Xen's PV write_cr: CR0 only its TS bit, CR3 a new base pointer, CR4 the guest's bits. */
+function writeCr(t: EmulationTarget, n: number, v: bigint): Emulated {
+  switch (n) {
+    case 0: {
+      const now = readCr(t, 0);
+      if ((v ^ now) & ~CR0_TS) return GP0; // Xen: only TS may change
+      t.setTaskSwitched((v & CR0_TS) !== 0n);
+      return 'done';
+    }
+    case 2:
+      t.cr2 = v;
+      return 'done';
+    case 3:
+      // A new kernel base pointer, as MMUEXT_NEW_BASEPTR: a validated L4 of the domain, or #GP.
+      if (v >> 12n >= BigInt(t.mm.pt.ft.count)) return GP0;
+      try {
+        newBasePointer(t.mm, t.domid, Number(v >> 12n), false);
+      } catch (e) {
+        if (e instanceof PageTypeError) return GP0;
+        throw e;
+      }
+      return 'done';
+    default:
+      if (v & ~CR4_GUEST & ~0x620n) return GP0; // bits outside the guest's and what the hypervisor keeps set
+      t.cr4 = v;
+      return 'done';
+  }
+}
+
+/** rdmsr: the value, or undefined for #GP. */
+function readMsr(t: EmulationTarget, msr: number): bigint | undefined {
+  switch (msr) {
+    case MSR.FS_BASE:
+    case MSR.GS_BASE:
+    case MSR.KERNEL_GS_BASE:
+      return t.engine.getMsrs([msr])[0]!;
+    case MSR_EFER:
+      // The guest sees long mode, syscall and NX: what a 64-bit PV vCPU runs with.
+      return 0x1n | 0x100n | 0x400n | 0x800n; // SCE | LME | LMA | NXE
+    default:
+      return READ_AS_ZERO.has(msr) ? 0n : undefined;
+  }
+}
+
+/** wrmsr: FS, GS and kernel GS bases (canonical, else #GP); EFER unchanged only; the rest #GP. */
+function writeMsr(t: EmulationTarget, msr: number, v: bigint): Emulated {
+  switch (msr) {
+    case MSR.FS_BASE:
+    case MSR.GS_BASE:
+    case MSR.KERNEL_GS_BASE:
+      if (!isCanonical(v)) return GP0;
+      t.engine.setMsrs([[msr, v]]);
+      return 'done';
+    case MSR_EFER:
+      return v === readMsr(t, MSR_EFER) ? 'done' : GP0;
+    default:
+      return GP0;
+  }
+}
