@@ -55,6 +55,11 @@ export interface EmulationTarget {
   cr4: bigint;
   readonly taskSwitched: boolean;
   setTaskSwitched(on: boolean): void;
+  /** The virtual IOPL (0-3), and whether VMASST_TYPE_architectural_iopl is on (the kernel is then vCPL 0, else 1). */
+  readonly iopl: number;
+  readonly architecturalIopl: boolean;
+  /** The event mask, which cli and sti set and clear (the guest's virtual IF). */
+  eventsMasked: boolean;
 }
 
 /**
@@ -113,16 +118,63 @@ export function emulatePrivileged(t: EmulationTarget, vector: number, frame: Sto
       insn.free();
     }
   }
-  if (vector !== 13 || t.userMode) return undefined;
+  if (vector !== 13) return undefined;
   const insn = decode(bytes, frame.rip);
   if (!insn) return undefined;
   try {
-    const r = privileged(t, insn, frame);
+    // What the virtual IOPL governs (cli, sti, in, out) is emulated in either mode; the rest in kernel mode only.
+    const r = ioplInstruction(t, insn) ?? (t.userMode ? undefined : privileged(t, insn, frame));
     if (r === 'done') frame.rip += BigInt(insn.length);
     return r;
   } finally {
     insn.free();
   }
+}
+
+/**
+ * Whether the virtual IOPL admits the current mode, as Xen's iopl_ok: the
+ * guest kernel runs at virtual CPL 1 (0 with architectural IOPL), user
+ * mode at 3, and the instruction is allowed when CPL <= IOPL.
+ */
+function ioplAdmits(t: EmulationTarget): boolean {
+  const cpl = t.userMode ? 3 : t.architecturalIopl ? 0 : 1;
+  return cpl <= t.iopl;
+}
+
+/** All ones, as absent hardware answers a port read. */
+const ALL_ONES = { 1: 0xffn, 2: 0xffffn, 4: 0xffffffffn } as const;
+const ACC: Partial<Record<number, { reg: 'rax'; size: 1 | 2 | 4 }>> = {
+  [Register.AL]: { reg: 'rax', size: 1 }, [Register.AX]: { reg: 'rax', size: 2 }, [Register.EAX]: { reg: 'rax', size: 4 },
+};
+
+/**
+ * cli, sti, and in/out to an immediate or DX port (not the string forms):
+ * under the virtual IOPL, cli and sti set and clear the event mask, and
+ * ports answer as absent hardware (reads all ones, writes dropped); a mode
+ * the IOPL does not admit gets #GP(0). Undefined: not one of these.
+ */
+function ioplInstruction(t: EmulationTarget, insn: Instruction): Emulated {
+  const m = insn.mnemonic;
+  if (m !== Mnemonic.Cli && m !== Mnemonic.Sti && m !== Mnemonic.In && m !== Mnemonic.Out) return undefined;
+  const acc = ACC[m === Mnemonic.In ? insn.op0Register : insn.op1Register];
+  if ((m === Mnemonic.In || m === Mnemonic.Out) && !acc) return undefined;
+  if (!ioplAdmits(t)) return GP0;
+  const r = t.engine.regs;
+  switch (m) {
+    case Mnemonic.Cli:
+      t.eventsMasked = true;
+      break;
+    case Mnemonic.Sti:
+      t.eventsMasked = false; // a pending upcall is delivered as the vCPU resumes
+      break;
+    case Mnemonic.In:
+      // A 32-bit read zero-extends into rax; 8 and 16 bits keep the rest.
+      r.rax = acc!.size === 4 ? ALL_ONES[4] : (r.rax & ~ALL_ONES[acc!.size]) | ALL_ONES[acc!.size];
+      break;
+    default:
+      break; // out: no device, nothing happens
+  }
+  return 'done';
 }
 
 function cpuid(t: EmulationTarget): void {

@@ -10,6 +10,7 @@
 // destroyed with the reason) and the hypervisor goes on.
 
 import type { Exit, Vcpu } from '../../engine/types.js';
+import { VmAssist } from '../../abi/generated/xen.js';
 import type { HypercallArgs, HypercallContext, MmContext } from '../hypercalls/context.js';
 import type { HypercallTable } from '../hypercalls/table.js';
 import type { EventChannels } from '../events/channels.js';
@@ -62,6 +63,8 @@ export interface VcpuHost {
   holdWritable(mfn: number): bigint;
   /** What CPUID tells the guest (the machine's PV policy). */
   readonly cpuid: PvCpuidPolicy;
+  /** Enabled VMASST_TYPE_* bits. */
+  readonly vmAssist: bigint;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -135,6 +138,9 @@ export class PvVcpu implements ExitTarget {
       get cr4() { return traps.cr4; }, set cr4(x) { traps.cr4 = x; },
       get taskSwitched() { return traps.taskSwitched; },
       setTaskSwitched: (on) => traps.setTaskSwitched(on),
+      get iopl() { return traps.iopl; },
+      get architecturalIopl() { return v.architecturalIopl; },
+      get eventsMasked() { return info.masked; }, set eventsMasked(x) { info.masked = x; },
     };
     this.context = Object.assign(host.domainContext(), {
       get guest(): GuestMemory { return space.guest; },
@@ -153,6 +159,7 @@ export class PvVcpu implements ExitTarget {
   get hypercalls(): HypercallTable { return this.host.hypercalls; }
   get hypercallCounts(): Float64Array { return this.host.hypercallCounts; }
   get running(): boolean { return this.host.running; }
+  get architecturalIopl(): boolean { return (this.host.vmAssist & (1n << BigInt(VmAssist.VMASST_TYPE_architectural_iopl))) !== 0n; }
   crash(reason: string): void { this.host.crash(reason); }
   registerVcpuInfo(mfn: bigint, offset: number): bigint { return this.info.register(mfn, offset); }
   count(kind: number): void { this.host.exitCounts.n[kind]! += 1; }

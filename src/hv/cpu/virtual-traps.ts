@@ -50,6 +50,8 @@ export interface IretFrame {
 /** What the virtual traps use of their vCPU. */
 export interface TrapsHost {
   readonly engine: Vcpu;
+  /** VMASST_TYPE_architectural_iopl is on: iret frames carry the virtual IOPL, and bounce frames report it. */
+  readonly architecturalIopl: boolean;
   readonly space: VcpuAddressSpace;
   readonly info: VcpuInfoArea;
   /** The vCPU's registers as a GuestState. */
@@ -68,6 +70,12 @@ export class VirtualTraps implements TrapContext {
   taskSwitched = false;
   /** The guest's virtual CR4 (what `mov` from CR4 reads): at first the CR4 the vCPU runs with. */
   cr4 = CR4;
+  /**
+   * The virtual IOPL (0-3): whether the guest's cli, sti, in and out are
+   * emulated (emulate.ts). Set by PHYSDEVOP_set_iopl, or, with
+   * VMASST_TYPE_architectural_iopl, by the IOPL field of an iret frame.
+   */
+  iopl = 0;
   /** Callback entry points by CALLBACKTYPE_*. */
   readonly callbacks = new Map<number, CallbackEntry>();
   /** The guest's rsp when the hypercall in progress was made (the iret hypercall reads its frame there). */
@@ -97,6 +105,10 @@ export class VirtualTraps implements TrapContext {
 
   setCallback(type: number, entry: CallbackEntry): void {
     this.callbacks.set(type, entry);
+  }
+
+  setIopl(iopl: number): void {
+    this.iopl = iopl;
   }
 
   /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */
@@ -186,6 +198,8 @@ export class VirtualTraps implements TrapContext {
     }
     // The guest's virtual IF: events masked unless the frame's IF was set.
     this.v.info.masked = !(f.rflags & IF);
+    // With architectural IOPL, the frame's IOPL field is the new virtual IOPL (Xen's do_iret).
+    if (this.v.architecturalIopl) this.iopl = Number((f.rflags & RFLAGS.IOPL) >> 12n);
     // Where the vCPU goes: the frame, or the failsafe callback's entry with the frame saved on its stack.
     const to: GuestState = { rip: f.rip, cs: f.cs, rflags: guestRflags(f.rflags), rsp: f.rsp, ss: f.ss };
     if (f.failsafe) {
@@ -271,7 +285,9 @@ export class VirtualTraps implements TrapContext {
     const tail = 16 + 8 * extra.length;
     f.setBigUint64(tail, BigInt.asUintN(64, state.rip), true);
     f.setBigUint64(tail + 8, savedCs | (mask << 32n), true);
-    f.setBigUint64(tail + 16, BigInt.asUintN(64, mask ? rflags & ~IF : rflags | IF), true);
+    // The saved rflags: IF is the virtual one; with architectural IOPL, so is the IOPL field.
+    const saved = this.v.architecturalIopl ? (rflags & ~RFLAGS.IOPL) | (BigInt(this.iopl) << 12n) : rflags;
+    f.setBigUint64(tail + 16, BigInt.asUintN(64, mask ? saved & ~IF : saved | IF), true);
     f.setBigUint64(tail + 24, BigInt.asUintN(64, rsp), true);
     f.setBigUint64(tail + 32, BigInt.asUintN(64, state.ss), true);
     const sp = (base & ~0xfn) - BigInt(words * 8);

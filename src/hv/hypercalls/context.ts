@@ -53,6 +53,8 @@ export interface TrapContext {
   setSegmentBase(which: number, base: bigint): bigint;
   /** A callback entry point, by CALLBACKTYPE_*. */
   setCallback(type: number, entry: CallbackEntry): void;
+  /** PHYSDEVOP_set_iopl: the virtual IOPL, 0-3. */
+  setIopl(iopl: number): void;
   /**
    * The iret hypercall: resume the frame (struct iret_context) at the
    * guest's stack pointer, as it was when the call was made. Returns

@@ -9,6 +9,7 @@ import { mmuextOp, mmuUpdate, multicall, updateVaMapping } from './mmu.js';
 import { callbackOp, fpuTaskswitch, iret, setCallbacks, setSegmentBase, setTrapTable, stackSwitch } from './traps.js';
 import { eventChannelOp } from './events.js';
 import { setTimerOp, vcpuOp } from './vcpu-op.js';
+import { physdevOp } from './physdev.js';
 
 /** Reading path 6: implemented hypercalls, name (as in abi/*.proto) and handler. */
 export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
@@ -33,6 +34,8 @@ export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
   ['iret', iret],
   // Events (events.ts)
   ['event_channel_op', eventChannelOp],
+  // Devices: the virtual IOPL (physdev.ts)
+  ['physdev_op', physdevOp],
   // Time and vCPUs (vcpu-op.ts)
   ['set_timer_op', setTimerOp],
   ['vcpu_op', vcpuOp],

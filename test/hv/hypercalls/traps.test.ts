@@ -54,6 +54,7 @@ beforeEach(() => {
     setTaskSwitched: (on) => { log.push(`ts ${on}`); },
     setSegmentBase: (w, b) => { log.push(`segbase ${w} ${b.toString(16)}`); return 0n; },
     setCallback: (t, e) => { callbacks.set(t, e); },
+    setIopl: (i) => { log.push(`iopl ${i}`); },
     iret: () => iretResult,
   };
   ctx = testContext({
