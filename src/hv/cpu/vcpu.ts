@@ -30,6 +30,7 @@ import { RegsState, Ring0Stack } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
+import { VcpuDescriptorTables } from './descriptor-tables.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { EmulationTarget } from './emulate.js';
 
@@ -75,6 +76,7 @@ export class PvVcpu implements ExitTarget {
   readonly info: VcpuInfoArea;
   readonly traps: VirtualTraps;
   readonly blocking: VcpuBlocking;
+  readonly descriptors: VcpuDescriptorTables;
   readonly stack: Ring0Stack;
   readonly regsState: RegsState;
   /** The hypercall context of this vCPU, made once. */
@@ -111,6 +113,7 @@ export class PvVcpu implements ExitTarget {
     // What the hypervisor writes into guest memory, the stale-translation tracker hears of.
     this.space = new VcpuAddressSpace(frames, engine, perDomain, index, boot.cr3, (mfn) => host.tlb.hostWrote(mfn));
     this.info = new VcpuInfoArea(frames, engine, host.clock, (mfn) => host.holdWritable(mfn), host.sharedInfoMfn, index);
+    this.descriptors = new VcpuDescriptorTables(host.pageTypes, host.tlb, perDomain, host.id, index);
     this.traps = new VirtualTraps(this);
     this.blocking = new VcpuBlocking(this);
     const v = this;

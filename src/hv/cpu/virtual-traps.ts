@@ -21,6 +21,7 @@ import { EXIT } from './exit-counts.js';
 import type { GuestState, RegsState } from './guest-state.js';
 import type { VcpuAddressSpace } from './address-space.js';
 import type { VcpuInfoArea } from './vcpu-info.js';
+import type { VcpuDescriptorTables } from './descriptor-tables.js';
 import { ARITH, RFLAGS } from './rflags.js';
 
 const { IF, DF } = RFLAGS;
@@ -56,6 +57,7 @@ export interface TrapsHost {
   readonly info: VcpuInfoArea;
   /** The vCPU's registers as a GuestState. */
   readonly regsState: RegsState;
+  readonly descriptors: VcpuDescriptorTables;
   count(kind: number): void;
 }
 
@@ -109,6 +111,10 @@ export class VirtualTraps implements TrapContext {
 
   setIopl(iopl: number): void {
     this.iopl = iopl;
+  }
+
+  setGdt(frames: readonly bigint[], entries: number): bigint {
+    return this.v.descriptors.setGdt(frames, entries);
   }
 
   /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */

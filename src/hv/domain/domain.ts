@@ -248,7 +248,8 @@ export class Domain implements VcpuHost {
   auditView(): AuditDomain {
     // The frames the vCPUs have loaded as CR3, kernel and user.
     const roots = this.vcpus.flatMap((v) => v.space.roots());
-    return { domid: this.id, roots, held: this.held, reservedL4: this.perDomain.reservedL4 };
+    const descriptorPages = this.vcpus.flatMap((v) => v.descriptors.gdtFrames);
+    return { domid: this.id, roots, held: this.held, descriptorPages, reservedL4: this.perDomain.reservedL4 };
   }
 
   /** The domain's part of every vCPU's hypercall context. */
@@ -278,6 +279,7 @@ export class Domain implements VcpuHost {
     this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy(); // ends a run started at wake-up, too
     for (const v of this.vcpus) v.stopped();
+    for (const v of this.vcpus) v.descriptors.release(); // the GDT frames' references, before the frames go
     const xenFrames = this.perDomain.release();
     for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
     this.framesReturned = xenFrames + this.memory.destroy();

@@ -55,6 +55,8 @@ export interface TrapContext {
   setCallback(type: number, entry: CallbackEntry): void;
   /** PHYSDEVOP_set_iopl: the virtual IOPL, 0-3. */
   setIopl(iopl: number): void;
+  /** set_gdt: the vCPU's GDT from these frames (machine frame numbers as the guest gave them); 0 or an errno. */
+  setGdt(frames: readonly bigint[], entries: number): bigint;
   /**
    * The iret hypercall: resume the frame (struct iret_context) at the
    * guest's stack pointer, as it was when the call was made. Returns

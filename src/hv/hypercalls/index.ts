@@ -10,6 +10,7 @@ import { callbackOp, fpuTaskswitch, iret, setCallbacks, setSegmentBase, setTrapT
 import { eventChannelOp } from './events.js';
 import { setTimerOp, vcpuOp } from './vcpu-op.js';
 import { physdevOp } from './physdev.js';
+import { setGdt, updateDescriptor } from './descriptors.js';
 
 /** Reading path 6: implemented hypercalls, name (as in abi/*.proto) and handler. */
 export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
@@ -32,6 +33,9 @@ export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
   ['fpu_taskswitch', fpuTaskswitch],
   ['set_segment_base', setSegmentBase],
   ['iret', iret],
+  // Descriptor tables (descriptors.ts)
+  ['set_gdt', setGdt],
+  ['update_descriptor', updateDescriptor],
   // Events (events.ts)
   ['event_channel_op', eventChannelOp],
   // Devices: the virtual IOPL (physdev.ts)

@@ -20,6 +20,8 @@ export interface AuditDomain {
    * type reference for the domain's life (its shared_info page).
    */
   held?: readonly number[];
+  /** Frames installed as a vCPU's GDT: one general and one segment-descriptor type reference each. */
+  descriptorPages?: readonly number[];
   /**
    * The 16 entries the hypervisor puts in slots 256-271 of every validated
    * L4 of the domain (PerDomainSpace.reservedL4); not checked when absent.
@@ -58,6 +60,12 @@ export function auditPageTypes(ft: FrameTable, domains: AuditDomain[]): string[]
       types[mfn]! += 1;
       if (ft.owner[mfn] !== d.domid) problems.push(`domain ${d.domid}: held frame ${hex(mfn)} belongs to ${ft.owner[mfn]}`);
       if (ft.type[mfn] !== PageType.writable) problems.push(`domain ${d.domid}: held frame ${hex(mfn)} is typed ${typeName(ft.type[mfn]!)}, not writable`);
+    }
+    for (const mfn of d.descriptorPages ?? []) {
+      refs[mfn]! += 1;
+      types[mfn]! += 1;
+      if (ft.owner[mfn] !== d.domid) problems.push(`domain ${d.domid}: GDT frame ${hex(mfn)} belongs to ${ft.owner[mfn]}`);
+      if (ft.type[mfn] !== PageType.segDesc) problems.push(`domain ${d.domid}: GDT frame ${hex(mfn)} is typed ${typeName(ft.type[mfn]!)}, not segment descriptors`);
     }
     if (d.reservedL4) reservedL4.set(d.domid, d.reservedL4);
   }

@@ -36,6 +36,12 @@
 //         hypervisor: no guest entry can map them (PT-5), so the M2P is only
 //         ever the read-only mapping the hypervisor puts in slot 256.
 //   PT-13 Counts cannot overflow (-EINVAL).
+//   PT-17 A frame takes the segment-descriptor type (a GDT or LDT page) only
+//         if each of its 512 descriptors passes Xen's check_descriptor
+//         (./descriptors.ts): code and data get DPL 3, call gates DPL 0
+//         and a target the guest may name, other system descriptors are
+//         refused (-EINVAL). Like a table, it can then not be mapped
+//         writable (PT-3), nor become one while it is (PT-4).
 //
 // And three about translations an engine cached (src/hv/mm/tlb.ts, which
 // enforces them through the TypeHooks below):
@@ -56,6 +62,7 @@ import { FrameTable, PAGE_SIZE, PageType } from './frames.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
 import { entryFrame, PTE_HI, PTE_LO } from './pte.js';
 import { hex } from '../format.js';
+import { checkDescriptorPage } from './descriptors.js';
 import { XenErrno } from '../../abi/generated/errno.js';
 
 /** Flags bits (FrameTable.flags). */
@@ -201,6 +208,14 @@ export class PageTypes {
       }
       if (type === PageType.l4) this.fillReservedL4(mfn, domid);
       this.hooks.tableValidated(mfn);
+    } else if (type === PageType.segDesc) {
+      // PT-17: every descriptor of the page passes Xen's check (fixed up in place), or the type is refused.
+      const bad = checkDescriptorPage(ft.words32(mfn));
+      if (bad >= 0) {
+        ft.typeCount[mfn] = 0;
+        ft.type[mfn] = PageType.none;
+        throw new PageTypeError('PT-17', XenErrno.XEN_EINVAL, `frame ${hex(mfn)}: descriptor ${bad} is refused (a TSS, LDT or interrupt gate, or a call gate to a selector the guest may not name)`);
+      }
     }
     ft.flags[mfn]! |= VALIDATED;
   }

@@ -296,7 +296,7 @@ export class XenSpace {
     reservedL4[0] = pte(this.m2pL3, UPPER);
     reservedL4[1] = pte(l3, UPPER);
     reservedL4[2] = pte(this.m2pL3, UPPER); // M2P_ALT_VIRT_START
-    return new PerDomainSpace(ft, l3, owned, vcpus, reservedL4);
+    return new PerDomainSpace(ft, l3, owned, vcpus, reservedL4, l1, this.zero);
   }
 
   private readonly templates: Uint8Array[] = [];
@@ -349,8 +349,33 @@ export class PerDomainSpace {
    */
   constructor(
     private readonly ft: FrameTable, readonly l3: number, private readonly owned: number[], readonly vcpus: number,
-    readonly reservedL4: BigUint64Array,
+    readonly reservedL4: BigUint64Array, private readonly l1: number, private readonly zero: number,
   ) {}
+
+  /** GDT pages a guest may fill (entries 0-7167: 14 pages; the 15th is the hypervisor's). */
+  static readonly GUEST_GDT_PAGES = BLOCK.XEN_GDT_PAGE / PAGE_SIZE;
+
+  /**
+   * Maps `frames` (the guest's GDT, validated segment-descriptor pages) as
+   * the first pages of vCPU `v`'s GDT, read-write for the CPU only
+   * (supervisor, so the guest cannot write them there, and the CPU can set
+   * accessed bits), and the zero page behind the rest, as Xen's
+   * pv_set_gdt. Returns the frames the changed entries mapped before, whose
+   * cached translations the caller must forget.
+   */
+  setGuestGdt(v: number, frames: readonly number[]): number[] {
+    const words = new DataView(this.ft.bytes(this.l1).buffer, this.ft.bytes(this.l1).byteOffset, PAGE_SIZE);
+    const old: number[] = [];
+    for (let p = 0; p < PerDomainSpace.GUEST_GDT_PAGES; p++) {
+      const at = ((v * VCPU_BLOCK + p * PAGE_SIZE) >> 12) * 8;
+      const want = p < frames.length ? pte(frames[p]!, PTE.P | PTE.RW | PTE.A | PTE.D | PTE.NX) : pte(this.zero, PTE.P | PTE.A | PTE.NX);
+      const was = words.getBigUint64(at, true);
+      if (was === want) continue;
+      old.push(Number((was >> 12n) & 0xffffffffffn));
+      words.setBigUint64(at, want, true);
+    }
+    return old;
+  }
 
   /** Virtual addresses of vCPU `v`'s structures. */
   static vcpuLayout(v: number): { gdt: bigint; tss: bigint; stackTop: bigint; wait: bigint } {

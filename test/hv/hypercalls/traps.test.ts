@@ -55,6 +55,7 @@ beforeEach(() => {
     setSegmentBase: (w, b) => { log.push(`segbase ${w} ${b.toString(16)}`); return 0n; },
     setCallback: (t, e) => { callbacks.set(t, e); },
     setIopl: (i) => { log.push(`iopl ${i}`); },
+    setGdt: () => 0n,
     iret: () => iretResult,
   };
   ctx = testContext({
