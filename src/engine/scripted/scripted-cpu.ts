@@ -270,6 +270,17 @@ export class ScriptedCpu {
     return this.run() ?? this.v.nextStep();
   }
 
+  /** An indirect jump from the instruction at `at`: a non-canonical target faults there (#GP(0)), as on hardware. */
+  private branch(target: bigint, at: bigint): Exit | undefined {
+    const top = target >> 47n;
+    if (top !== 0n && top !== 0x1ffffn) {
+      this.regs.rip = at;
+      return this.raise(13, 0n);
+    }
+    this.regs.rip = target;
+    return undefined;
+  }
+
   /** Whether the TSS's I/O bitmap lets CPL 3 use `port`. */
   private portAllowed(port: number): boolean {
     const tss = this.v.special.tr.base;
@@ -326,8 +337,8 @@ export class ScriptedCpu {
         }
         break;
       case 0xff:
-        if (b[1] === 0xe1) { r.rip = r.rcx; return undefined; } // jmp *%rcx
-        if (b[1] === 0x25) { r.rip = this.readU64(ripRel(6, 2), user); return undefined; } // jmp *rel(%rip)
+        if (b[1] === 0xe1) return this.branch(r.rcx, at); // jmp *%rcx
+        if (b[1] === 0x25) return this.branch(this.readU64(ripRel(6, 2), user), at); // jmp *rel(%rip)
         break;
       case 0x0f:
         if (b[1] === 0x0b) return this.raise(6); // ud2

@@ -13,7 +13,7 @@
 // before. Inputs: the instruction bytes and registers are the guest's
 // (hostile); a bad MSR or CR value gets the guest #GP, never a crash.
 
-import { Decoder, DecoderOptions, Mnemonic, Register, type Instruction } from 'iced-x86';
+import { Decoder, DecoderOptions, Mnemonic, OpKind, Register, type Instruction } from 'iced-x86';
 import type { GprName, Vcpu } from '../../engine/types.js';
 import type { MmContext } from '../hypercalls/context.js';
 import { newBasePointer } from '../hypercalls/mmu.js';
@@ -99,7 +99,7 @@ function decode(bytes: Uint8Array, rip: bigint): Instruction | undefined {
 /**
  * Emulates the instruction at `frame.rip` that raised `vector` (6: #UD,
  * for the forced-emulation prefix; 13: #GP(0), for a privileged
- * instruction in guest kernel mode).
+ * instruction; 12: #SS(0), which may be the guest's #GP).
  */
 export function emulatePrivileged(t: EmulationTarget, vector: number, frame: StoreFrame): Emulated {
   const bytes = fetch(t.guest, frame.rip);
@@ -118,6 +118,7 @@ export function emulatePrivileged(t: EmulationTarget, vector: number, frame: Sto
       insn.free();
     }
   }
+  if (vector === 12) return stackFault(bytes, frame.rip);
   if (vector !== 13) return undefined;
   const insn = decode(bytes, frame.rip);
   if (!insn) return undefined;
@@ -126,6 +127,27 @@ export function emulatePrivileged(t: EmulationTarget, vector: number, frame: Sto
     const r = ioplInstruction(t, insn) ?? (t.userMode ? undefined : privileged(t, insn, frame));
     if (r === 'done') frame.rip += BigInt(insn.length);
     return r;
+  } finally {
+    insn.free();
+  }
+}
+
+/**
+ * A #SS(0) the host raised for a non-canonical address through an explicit
+ * %ss override: in 64-bit mode the override is ignored (only rsp- and
+ * rbp-based operands use the stack segment), and Xen's guests get #GP(0)
+ * for it, as Xen's memop-seg test checks. Undefined: a genuine #SS.
+ */
+function stackFault(bytes: Uint8Array, rip: bigint): Emulated {
+  const insn = decode(bytes, rip);
+  if (!insn) return undefined;
+  try {
+    for (let i = 0; i < insn.opCount; i++) {
+      if (insn.opKind(i) !== OpKind.Memory) continue;
+      const base = insn.memoryBase;
+      return base === Register.RSP || base === Register.RBP ? undefined : { vector: 13, errorCode: 0n };
+    }
+    return undefined;
   } finally {
     insn.free();
   }

@@ -10,9 +10,9 @@
 import type { Exit, Vcpu } from '../../engine/types.js';
 import type { HypercallArgs, HypercallContext } from '../hypercalls/context.js';
 import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
-import { GuestFault } from '../mm/guest-access.js';
 import { emulatePtWrite, type PtwrDomain } from '../mm/ptwr.js';
-import { hasErrorCode, HYPERCALL_PORT, STUB_SIZE, STUBS_VIRT, SYSCALL_PORT } from '../mm/xen-space.js';
+import { hasErrorCode, HYPERCALL_PORT, LSTAR_RETURN_OFFSET, LSTAR_VIRT, STUB_SIZE, STUBS_VIRT, SYSCALL_PORT } from '../mm/xen-space.js';
+import { GuestFault, isCanonical } from '../mm/guest-access.js';
 import { hex } from '../format.js';
 import { EXIT } from './exit-counts.js';
 import { FrameState, inExceptionStubs, inSyscallStubs, type GuestState, type RegsState, type Ring0Stack } from './guest-state.js';
@@ -175,7 +175,7 @@ function exception(v: ExitTarget): void {
   const view = v.stack.view;
   const frame = new FrameState(view, at + (hasErrorCode(vector) ? 8 : 0));
   let errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
-  const faultRip = frame.rip;
+  let faultRip = frame.rip;
   const userMode = v.space.userMode;
   // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
   if (vector === 13 && errorCode === 0n && !userMode && isHypercallInstruction(v, faultRip)) {
@@ -200,7 +200,7 @@ function exception(v: ExitTarget): void {
   // A privileged instruction (#GP(0) in kernel mode) or Xen's forced-emulation prefix (#UD): emulated,
   // or turned into the fault the guest gets for it (a bad MSR or CR value: #GP).
   let emulatedFault = '';
-  if (vector === 6 || (vector === 13 && errorCode === 0n)) {
+  if (vector === 6 || ((vector === 13 || vector === 12) && errorCode === 0n)) {
     const e = emulatePrivileged(v.emulation, vector, frame);
     if (e === 'done') {
       v.count(EXIT.emulated);
@@ -213,6 +213,10 @@ function exception(v: ExitTarget): void {
     }
   }
   v.count(EXIT.exception);
+  if (vector === 13 && faultRip === LSTAR_VIRT + BigInt(LSTAR_RETURN_OFFSET) && !isCanonical(r.rcx)) {
+    // A kernel syscall returning to a non-canonical rip: as Xen since XSA-7, the guest gets #GP(0) at that rip.
+    frame.rip = faultRip = r.rcx;
+  }
   if (inSyscallStubs(faultRip)) {
     v.crash(SYSCALL_REFUSED);
     return;

@@ -1,16 +1,18 @@
 // event_channel_op (hypercall 32), Xen's 2-level event channels for an
 // unprivileged domain: alloc_unbound, bind_interdomain, bind_virq,
 // bind_ipi, close, send, status, unmask, bind_vcpu. bind_pirq needs I/O
-// privilege (-EPERM); reset and the FIFO ABI (init_control, expand_array,
-// set_priority) are -ENOSYS, so guests stay on the 2-level ABI. The work is
+// privilege (-EPERM); the FIFO ABI is not offered (init_control checks its
+// arguments as Xen does, then -ENOSYS; expand_array -EOPNOTSUPP;
+// set_priority and reset -ENOSYS), so guests stay on the 2-level ABI. The work is
 // in src/hv/events/channels.ts. Inputs: hostile (pointers, ports, domain ids).
 
 import {
   EventChannelOp, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq,
-  EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+  EvtchnClose, EvtchnExpandArray, EvtchnInitControl, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 } from '../../abi/generated/event-channel.js';
 import { EventError, resolveDomid } from '../events/channels.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
+import { PageType } from '../mm/frames.js';
 
 /** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
 function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {
@@ -18,6 +20,29 @@ function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint,
   const s = over(bytes.buffer);
   f(s);
   ctx.guest.write(arg, bytes);
+}
+
+/** Bytes of a FIFO control block (ready, a reserved word, 16 queue heads): it must fit in its page. */
+const FIFO_CONTROL_BLOCK = 72;
+
+/**
+ * EVTCHNOP_init_control: the FIFO ABI is not offered, so a guest stays on
+ * the 2-level ABI (Linux falls back when this fails). Its arguments are
+ * checked first, in Xen's order and with Xen's answers (a vCPU that does
+ * not exist: -ENOENT; a control block crossing its page or misaligned, a
+ * frame the domain cannot give as a writable page: -EINVAL; XSA-188 relies
+ * on the last), and only a request Xen would carry out gets -ENOSYS.
+ */
+function initControl(ctx: HypercallContext, arg: bigint): bigint {
+  const c = EvtchnInitControl.over(ctx.guest.read(arg, EvtchnInitControl.SIZE).buffer);
+  if (c.vcpu >= ctx.sched.vcpus) return errno('XEN_ENOENT');
+  if (c.offset > 4096 - FIFO_CONTROL_BLOCK || c.offset & 7) return errno('XEN_EINVAL');
+  const ft = ctx.mm.pt.ft;
+  const gfn = c.control_gfn;
+  if (gfn >= BigInt(ft.count) || ft.owner[Number(gfn)] !== ctx.domid) return errno('XEN_EINVAL');
+  const type = ft.type[Number(gfn)]!;
+  if (ft.typeCount[Number(gfn)]! > 0 && type !== PageType.writable) return errno('XEN_EINVAL'); // a table or descriptor page
+  return errno('XEN_ENOSYS');
 }
 
 export function eventChannelOp(ctx: HypercallContext, [cmdArg, arg]: HypercallArgs): bigint {
@@ -83,8 +108,13 @@ export function eventChannelOp(ctx: HypercallContext, [cmdArg, arg]: HypercallAr
       case EventChannelOp.EVTCHNOP_unmask:
         ev.unmask(ctx.guest.readU32(arg + BigInt(EvtchnUnmask.OFFSETS.port)));
         return 0n;
+      case EventChannelOp.EVTCHNOP_init_control:
+        return initControl(ctx, arg);
+      case EventChannelOp.EVTCHNOP_expand_array:
+        ctx.guest.read(arg, EvtchnExpandArray.SIZE);
+        return errno('XEN_EOPNOTSUPP'); // as Xen for a domain not on the FIFO ABI
       default:
-        return errno('XEN_ENOSYS'); // reset, the FIFO ABI, unknown commands
+        return errno('XEN_ENOSYS'); // reset, set_priority (none on the 2-level ABI), unknown commands
     }
   } catch (e) {
     if (e instanceof EventError) return -BigInt(e.errno);

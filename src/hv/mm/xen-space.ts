@@ -117,6 +117,8 @@ const IRET_STUB = [0x51, 0x41, 0x53, 0x50, 0xb8, Hypercall.HYPERVISOR_iret, 0, 0
  * guest's own stack, at an address the guest chose, so none is run.
  */
 export const LSTAR_STUB_CPL3 = [0xe6, SYSCALL_PORT, 0x41, 0x53, 0x9d, 0xff, 0xe1];
+/** Where in LSTAR_STUB_CPL3 the return (`jmp *%rcx`) is: it faults if the return rip is not canonical. */
+export const LSTAR_RETURN_OFFSET = 5;
 export const LSTAR_STUB_REFUSE = [0xf4, 0xeb, 0xfd];
 /** CSTAR (32-bit `syscall`): never a hypercall path; halts (ring 0) or faults (CPL 3). */
 export const CSTAR_OFFSET = 0x20;
