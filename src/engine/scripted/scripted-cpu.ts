@@ -24,7 +24,11 @@ export interface CpuVcpu {
 export interface CpuEngine {
   readonly machine: MachineMemory;
   onPause(): void;
+  /** Model kvm_pvm's quirk: any guest access in L4 slot 256 faults, whatever the tables say. */
+  readonly slot256Faults: boolean;
 }
+
+const SLOT256 = 0xffff800000000000n, SLOT257 = 0xffff808000000000n;
 
 const MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_FMASK = 0xc0000084;
 /** Vectors that push an error code. */
@@ -66,6 +70,7 @@ export class ScriptedCpu {
 
   /** The machine address of `va`, or a PageFault; `user` and `write` as the access is (the guest kernel is at CPL 3: user). */
   translate(va: bigint, write: boolean, user = true): bigint {
+    if (user && this.engine.slot256Faults && va >= SLOT256 && va < SLOT257) throw new PageFault(va, (write ? 2n : 0n) | 4n);
     let table = this.v.special.cr3 & ADDR;
     let allowW = true, allowU = true;
     for (let level = 4; level >= 1; level--) {

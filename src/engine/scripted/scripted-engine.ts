@@ -63,6 +63,8 @@ export class ScriptedEngine implements Engine {
   now: () => bigint = () => process.hrtime.bigint();
   /** Called for each `pause` the CPU executes in a spin loop (a test's clock moves on here; the real one does by itself). */
   onPause: () => void = () => {};
+  /** Whether the CPU faults every guest access in L4 slot 256, as kvm_pvm does (the M2P at Xen's address is then unreachable). */
+  slot256Faults = false;
 
   info(): EngineInfo {
     return { name: this.name, apiVersion: 1, capabilities: {} };

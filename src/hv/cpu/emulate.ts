@@ -13,13 +13,13 @@
 // before. Inputs: the instruction bytes and registers are the guest's
 // (hostile); a bad MSR or CR value gets the guest #GP, never a crash.
 
-import { Decoder, DecoderOptions, Mnemonic, OpKind, Register, type Instruction } from 'iced-x86';
+import { Decoder, DecoderOptions, MemorySize, Mnemonic, OpKind, Register, type Instruction } from 'iced-x86';
 import type { GprName, Vcpu } from '../../engine/types.js';
 import type { MmContext } from '../hypercalls/context.js';
 import { newBasePointer } from '../hypercalls/mmu.js';
 import { GuestFault, isCanonical, type GuestMemory } from '../mm/guest-access.js';
 import { PageTypeError } from '../mm/page-types.js';
-import { MSR } from '../mm/xen-space.js';
+import { M2P_VIRT_START, MSR } from '../mm/xen-space.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { StoreFrame } from '../mm/ptwr.js';
 
@@ -60,6 +60,8 @@ export interface EmulationTarget {
   readonly architecturalIopl: boolean;
   /** The event mask, which cli and sti set and clear (the guest's virtual IF). */
   eventsMasked: boolean;
+  /** The host cannot map the M2P at Xen's address (L4 slot 256): reads there are completed here. */
+  readonly m2pReadsEmulated: boolean;
 }
 
 /**
@@ -127,6 +129,70 @@ export function emulatePrivileged(t: EmulationTarget, vector: number, frame: Sto
     const r = ioplInstruction(t, insn) ?? (t.userMode ? undefined : privileged(t, insn, frame));
     if (r === 'done') frame.rip += BigInt(insn.length);
     return r;
+  } finally {
+    insn.free();
+  }
+}
+
+const GPR_ORDER: readonly GprName[] = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+
+/** A general register operand: its name and width in bits (AH-BH are not taken). */
+function gprOperand(reg: number): { name: GprName; bits: 8 | 16 | 32 | 64 } | undefined {
+  if (reg >= Register.RAX && reg <= Register.R15) return { name: GPR_ORDER[reg - Register.RAX]!, bits: 64 };
+  if (reg >= Register.EAX && reg <= Register.R15D) return { name: GPR_ORDER[reg - Register.EAX]!, bits: 32 };
+  if (reg >= Register.AX && reg <= Register.R15W) return { name: GPR_ORDER[reg - Register.AX]!, bits: 16 };
+  if (reg >= Register.AL && reg <= Register.BL) return { name: GPR_ORDER[reg - Register.AL]!, bits: 8 };
+  if (reg >= Register.SPL && reg <= Register.R15L) return { name: GPR_ORDER[reg - Register.SPL + 4]!, bits: 8 };
+  return undefined;
+}
+
+/** Bytes and signedness of a load's memory operand. */
+const LOAD_SIZES: Partial<Record<number, { bytes: 1 | 2 | 4 | 8; signed: boolean }>> = {
+  [MemorySize.UInt8]: { bytes: 1, signed: false }, [MemorySize.UInt16]: { bytes: 2, signed: false },
+  [MemorySize.UInt32]: { bytes: 4, signed: false }, [MemorySize.UInt64]: { bytes: 8, signed: false },
+  [MemorySize.Int8]: { bytes: 1, signed: true }, [MemorySize.Int16]: { bytes: 2, signed: true },
+  [MemorySize.Int32]: { bytes: 4, signed: true }, [MemorySize.Int64]: { bytes: 8, signed: true },
+};
+
+/**
+ * A #PF at `cr2` in the M2P at Xen's address, on a host that cannot map L4
+ * slot 256 there (kvm_pvm): a load (mov, movzx, movsx, movsxd into a
+ * general register) is completed from the M2P and the guest resumes after
+ * it, as if the read-only mapping were there; a write, or a load past the
+ * M2P's end, gets the #PF a read-only or absent page gives. Undefined: not
+ * an access to that range.
+ */
+export function m2pAccess(t: EmulationTarget, frame: StoreFrame, cr2: bigint, errorCode: bigint): Emulated {
+  if (!t.m2pReadsEmulated || cr2 < M2P_VIRT_START || cr2 >= M2P_VIRT_START + (1n << 39n)) return undefined;
+  const ft = t.mm.pt.ft;
+  const end = BigInt(ft.m2pFrames * 4096);
+  const offset = cr2 - M2P_VIRT_START;
+  if (errorCode & 2n) return { vector: 14, errorCode: offset < end ? 3n : 2n }; // read-only where it exists, absent beyond
+  const bytes = fetch(t.guest, frame.rip);
+  const insn = bytes && decode(bytes, frame.rip);
+  if (!insn) return undefined;
+  try {
+    const m = insn.mnemonic;
+    if (m !== Mnemonic.Mov && m !== Mnemonic.Movzx && m !== Mnemonic.Movsx && m !== Mnemonic.Movsxd) return undefined;
+    if (insn.op1Kind !== OpKind.Memory) return undefined;
+    const dst = gprOperand(insn.op0Register);
+    const size = LOAD_SIZES[insn.memorySize];
+    if (!dst || !size) return undefined;
+    if (offset + BigInt(size.bytes) > end) return { vector: 14, errorCode: 0n };
+    let v = 0n;
+    for (let i = size.bytes - 1; i >= 0; i--) {
+      const at = Number(offset) + i;
+      v = (v << 8n) | BigInt(ft.bytes(ft.m2pFirst + Math.floor(at / 4096))[at % 4096]!);
+    }
+    if (size.signed) v = BigInt.asUintN(64, BigInt.asIntN(size.bytes * 8, v));
+    const r = t.engine.regs;
+    const mask = (1n << BigInt(dst.bits)) - 1n;
+    const set = (x: bigint) => { if (dst.name === 'rsp') frame.rsp = x; else r[dst.name] = x; };
+    const old = dst.name === 'rsp' ? frame.rsp : r[dst.name];
+    // A 32-bit write zero-extends; 8 and 16 bits keep the rest of the register.
+    set(dst.bits === 64 ? v : dst.bits === 32 ? v & mask : (old & ~mask) | (v & mask));
+    frame.rip += BigInt(insn.length);
+    return 'done';
   } finally {
     insn.free();
   }

@@ -18,7 +18,7 @@ import { EXIT } from './exit-counts.js';
 import { FrameState, inExceptionStubs, inSyscallStubs, type GuestState, type RegsState, type Ring0Stack } from './guest-state.js';
 import type { VcpuAddressSpace } from './address-space.js';
 import type { VirtualTraps } from './virtual-traps.js';
-import { emulatePrivileged, type EmulationTarget } from './emulate.js';
+import { emulatePrivileged, m2pAccess, type EmulationTarget } from './emulate.js';
 
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
@@ -188,6 +188,16 @@ function exception(v: ExitTarget): void {
   let cr2: bigint | undefined;
   const faultAddress = () => (cr2 ??= v.engine.getSpecialRegisters().cr2);
   let ptwrRefusal = '';
+  let emulatedFault = '';
+  if (vector === 14) {
+    // A read of the M2P at Xen's address, where this host cannot map it: completed here.
+    const e = m2pAccess(v.emulation, frame, faultAddress(), errorCode!);
+    if (e === 'done') {
+      v.count(EXIT.emulated);
+      return;
+    }
+    if (e) errorCode = e.errorCode;
+  }
   if (vector === 14 && errorCode !== undefined && (errorCode & 3n) === 3n && !userMode) {
     // A write to a present read-only page: perhaps one of its own L1 tables (writable page tables).
     const done = emulatePtWrite(v.ptwr, faultAddress(), frame, r);
@@ -199,7 +209,6 @@ function exception(v: ExitTarget): void {
   }
   // A privileged instruction (#GP(0) in kernel mode) or Xen's forced-emulation prefix (#UD): emulated,
   // or turned into the fault the guest gets for it (a bad MSR or CR value: #GP).
-  let emulatedFault = '';
   if (vector === 6 || ((vector === 13 || vector === 12) && errorCode === 0n)) {
     const e = emulatePrivileged(v.emulation, vector, frame);
     if (e === 'done') {

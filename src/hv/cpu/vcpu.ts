@@ -20,7 +20,7 @@ import type { PageTypes } from '../mm/page-types.js';
 import type { PtwrDomain } from '../mm/ptwr.js';
 import type { DomainTranslations } from '../mm/tlb.js';
 import { PAGE_SIZE } from '../mm/frames.js';
-import { PerDomainSpace } from '../mm/xen-space.js';
+import { M2P_VIRT_START, PerDomainSpace } from '../mm/xen-space.js';
 import type { SystemClock } from '../sched/time.js';
 import { VcpuAddressSpace } from './address-space.js';
 import { VcpuBlocking, type VcpuState } from './blocking.js';
@@ -66,6 +66,8 @@ export interface VcpuHost {
   readonly cpuid: PvCpuidPolicy;
   /** Enabled VMASST_TYPE_* bits. */
   readonly vmAssist: bigint;
+  /** Where the guest can read the M2P: Xen's address, or the second mapping where the host cannot use slot 256. */
+  readonly m2pVirt: bigint;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -144,6 +146,7 @@ export class PvVcpu implements ExitTarget {
       get iopl() { return traps.iopl; },
       get architecturalIopl() { return v.architecturalIopl; },
       get eventsMasked() { return info.masked; }, set eventsMasked(x) { info.masked = x; },
+      m2pReadsEmulated: host.m2pVirt !== M2P_VIRT_START,
     };
     this.context = Object.assign(host.domainContext(), {
       get guest(): GuestMemory { return space.guest; },
