@@ -33,6 +33,7 @@ import type { SystemClock } from '../sched/time.js';
 import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
 import type { PvCpuidPolicy } from '../cpu/cpuid-policy.js';
+import { GrantTable } from '../mm/grant-table.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
 
@@ -98,6 +99,8 @@ export class Domain implements VcpuHost {
   readonly tlb: DomainTranslations;
   /** The domain's event channels (2-level ABI, in shared_info). */
   readonly events: EventChannels;
+  /** The domain's grant table (its frames are held like shared_info: see `held`). */
+  readonly grants: GrantTable;
   readonly clock: SystemClock;
   readonly cpuid: PvCpuidPolicy;
   readonly sharedInfoMfn: number;
@@ -130,6 +133,7 @@ export class Domain implements VcpuHost {
       vcpuInfo: (vcpu) => this.vcpus[vcpu]!.info.words,
     });
     this.clock = p.clock;
+    this.grants = new GrantTable({ domid: p.id, ft: p.frames, holdWritable: (m) => this.holdWritable(m), releaseHeld: (m) => this.releaseHeld(m) });
     this.cpuid = p.cpuid;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
     // The console's event channel, connected before boot as the toolstack does (the lowest free port).
@@ -185,6 +189,14 @@ export class Domain implements VcpuHost {
     }
     this.held.push(mfn);
     return 0n;
+  }
+
+  /** Drops a reference holdWritable took (a grant status frame a version change lets go). */
+  releaseHeld(mfn: number): void {
+    const i = this.held.indexOf(mfn);
+    if (i < 0) throw new Error(`frame ${mfn} is not held for domain ${this.id}`);
+    this.held.splice(i, 1);
+    this.pageTypes.putPageAndType(mfn);
   }
 
   /** The shared_info page (vcpu_info for each vCPU, event bitmaps, wallclock). */
@@ -267,6 +279,7 @@ export class Domain implements VcpuHost {
       shutdown: (reason) => d.shutdown(reason),
       m2pVirt: d.m2pVirt,
       events: d.events,
+      grants: d.grants,
       crash: (reason) => d.crash(reason),
     };
   }

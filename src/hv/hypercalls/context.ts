@@ -10,6 +10,7 @@ import type { GuestMemory } from '../mm/guest-access.js';
 import type { PageTypes } from '../mm/page-types.js';
 import type { DomainTranslations } from '../mm/tlb.js';
 import type { EventChannels } from '../events/channels.js';
+import type { GrantTable } from '../mm/grant-table.js';
 import type { VcpuTimers } from '../sched/time.js';
 
 /** rdi, rsi, rdx, r10, r8. */
@@ -119,6 +120,8 @@ export interface HypercallContext {
   readonly cpu: TrapContext;
   /** The domain's event channels. */
   readonly events: EventChannels;
+  /** The domain's grant table. */
+  readonly grants: GrantTable;
   /** The calling vCPU's time and scheduling state. */
   readonly sched: SchedContext;
 }

@@ -11,6 +11,7 @@ import { eventChannelOp } from './events.js';
 import { setTimerOp, vcpuOp } from './vcpu-op.js';
 import { physdevOp } from './physdev.js';
 import { setGdt, updateDescriptor } from './descriptors.js';
+import { grantTableOp } from './grant-table.js';
 
 /** Reading path 6: implemented hypercalls, name (as in abi/*.proto) and handler. */
 export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
@@ -38,6 +39,8 @@ export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
   ['update_descriptor', updateDescriptor],
   // Events (events.ts)
   ['event_channel_op', eventChannelOp],
+  // Grant tables (grant-table.ts)
+  ['grant_table_op', grantTableOp],
   // Devices: the virtual IOPL (physdev.ts)
   ['physdev_op', physdevOp],
   // Time and vCPUs (vcpu-op.ts)

@@ -1,0 +1,125 @@
+// grant_table_op (hypercall 20), the grant-table management Xen gives a PV
+// domU: setup_table (grow the table, list its frames), query_size,
+// set_version, get_version, get_status_frames, with Xen's statuses and
+// errnos for other domains, limits and bad pointers. Mapping, unmapping,
+// copying and transferring grants are not implemented yet (-ENOSYS).
+// Inputs: hostile (pointers, counts, domain ids, versions).
+
+import {
+  GnttabGetStatusFrames, GnttabGetVersion, GnttabOp, GnttabQuerySize, GnttabSetupTable, GnttabSetVersion, GrantStatus,
+} from '../../abi/generated/grant-table.js';
+import { DomidSpecial } from '../../abi/generated/xen.js';
+import { MAX_GRANT_FRAMES } from '../mm/grant-table.js';
+import { errno, type HypercallArgs, type HypercallContext } from './context.js';
+
+/** Whose table a request names: the caller's, another domain's (which needs privilege), or none. */
+function whose(ctx: HypercallContext, dom: number): 'self' | 'other' | 'none' {
+  if (dom === DomidSpecial.DOMID_SELF || dom === ctx.domid) return 'self';
+  return ctx.events.domainExists(dom) ? 'other' : 'none';
+}
+
+/** The GNTST_* for a request naming another domain's table, or undefined for the caller's own. */
+function domainStatus(ctx: HypercallContext, dom: number): number | undefined {
+  const w = whose(ctx, dom);
+  return w === 'self' ? undefined : w === 'other' ? GrantStatus.GNTST_permission_denied : GrantStatus.GNTST_bad_domain;
+}
+
+/** Writes `mfns` as xen_pfn_t (8 bytes each) to the guest's list; false if the guest cannot take them all. */
+function writeFrames(ctx: HypercallContext, list: bigint, mfns: readonly number[]): void {
+  const b = new Uint8Array(8 * mfns.length);
+  const v = new DataView(b.buffer);
+  mfns.forEach((m, i) => v.setBigUint64(8 * i, BigInt(m), true));
+  if (b.length) ctx.guest.write(list, b);
+}
+
+function setupTable(ctx: HypercallContext, arg: bigint, count: number): bigint {
+  if (count !== 1) return errno('XEN_EINVAL');
+  const bytes = ctx.guest.read(arg, GnttabSetupTable.SIZE);
+  const op = GnttabSetupTable.over(bytes.buffer);
+  const st = ((): number => {
+    if (op.nr_frames > MAX_GRANT_FRAMES) return GrantStatus.GNTST_general_error;
+    // The list must be writable up front (-EFAULT from the write below, before anything grows).
+    if (op.nr_frames) ctx.guest.write(op.frame_list, new Uint8Array(8 * op.nr_frames));
+    const other = domainStatus(ctx, op.dom);
+    if (other !== undefined) return other;
+    if (!ctx.grants.grow(op.nr_frames)) return GrantStatus.GNTST_general_error;
+    writeFrames(ctx, op.frame_list, ctx.grants.frames.slice(0, op.nr_frames));
+    return GrantStatus.GNTST_okay;
+  })();
+  op.status = st;
+  ctx.guest.write(arg, bytes);
+  return 0n;
+}
+
+function querySize(ctx: HypercallContext, arg: bigint, count: number): bigint {
+  if (count !== 1) return errno('XEN_EINVAL');
+  const bytes = ctx.guest.read(arg, GnttabQuerySize.SIZE);
+  const op = GnttabQuerySize.over(bytes.buffer);
+  const other = domainStatus(ctx, op.dom);
+  if (other === undefined) {
+    op.nr_frames = ctx.grants.frames.length;
+    op.max_nr_frames = MAX_GRANT_FRAMES;
+  }
+  op.status = other ?? GrantStatus.GNTST_okay;
+  ctx.guest.write(arg, bytes);
+  return 0n;
+}
+
+function setVersion(ctx: HypercallContext, arg: bigint): bigint {
+  const bytes = ctx.guest.read(arg, GnttabSetVersion.SIZE);
+  const op = GnttabSetVersion.over(bytes.buffer);
+  const r = ctx.grants.setVersion(op.version);
+  // The version in effect goes back to the guest, even on error.
+  op.version = ctx.grants.version;
+  ctx.guest.write(arg, bytes);
+  return r === 'ok' ? 0n : r === 'busy' ? errno('XEN_EBUSY') : errno('XEN_EINVAL');
+}
+
+function getVersion(ctx: HypercallContext, arg: bigint): bigint {
+  const bytes = ctx.guest.read(arg, GnttabGetVersion.SIZE);
+  const op = GnttabGetVersion.over(bytes.buffer);
+  const w = whose(ctx, op.dom);
+  if (w === 'none') return errno('XEN_ESRCH');
+  if (w === 'other') return errno('XEN_EPERM');
+  op.version = ctx.grants.version;
+  ctx.guest.write(arg, bytes);
+  return 0n;
+}
+
+function getStatusFrames(ctx: HypercallContext, arg: bigint, count: number): bigint {
+  if (count !== 1) return errno('XEN_EINVAL');
+  const bytes = ctx.guest.read(arg, GnttabGetStatusFrames.SIZE);
+  const op = GnttabGetStatusFrames.over(bytes.buffer);
+  const st = ((): number => {
+    const other = domainStatus(ctx, op.dom);
+    if (other !== undefined) return other;
+    const g = ctx.grants;
+    if (g.version < 2 || op.nr_frames > g.statusFrames.length) return GrantStatus.GNTST_general_error;
+    writeFrames(ctx, op.frame_list, g.statusFrames.slice(0, op.nr_frames));
+    return GrantStatus.GNTST_okay;
+  })();
+  op.status = st;
+  ctx.guest.write(arg, bytes);
+  return 0n;
+}
+
+/** grant_table_op(cmd, uop, count). */
+export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: HypercallArgs): bigint {
+  const count = Number(countArg & 0xffffffffn);
+  switch (Number(BigInt.asIntN(32, cmd))) {
+    case GnttabOp.GNTTABOP_setup_table:
+      return setupTable(ctx, uop, count);
+    case GnttabOp.GNTTABOP_query_size:
+      return querySize(ctx, uop, count);
+    case GnttabOp.GNTTABOP_set_version:
+      return setVersion(ctx, uop);
+    case GnttabOp.GNTTABOP_get_version:
+      return getVersion(ctx, uop);
+    case GnttabOp.GNTTABOP_get_status_frames:
+      return getStatusFrames(ctx, uop, count);
+    default:
+      // map_grant_ref, unmap_grant_ref, copy, transfer, unmap_and_replace, cache_flush: not yet;
+      // dump_table is gone from Xen, which answers -ENOSYS too.
+      return errno('XEN_ENOSYS');
+  }
+}

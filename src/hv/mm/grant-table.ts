@@ -1,0 +1,119 @@
+// A domain's grant table, as Xen keeps it for a PV domain: the frames that
+// hold its grant entries (layout version 1 or 2) and, for version 2, the
+// frames of its status array. The frames are the domain's own (it maps
+// them to write its grants), held writable by the hypervisor while the
+// domain lives so that they can never become page tables; a status frame
+// let go when the domain returns to version 1 must be mapped nowhere
+// (XSA-255). Mapping and copying grants come later; this is the table.
+// Inputs: frame counts and versions from grant_table_op (hostile, checked).
+
+import { FrameError, type FrameTable } from './frames.js';
+
+/** The most grant frames a domain may have (Xen's default max_grant_frames). */
+export const MAX_GRANT_FRAMES = 64;
+/** Entries the toolstack reserves (console, xenstore): carried over a version change. */
+export const GNTTAB_NR_RESERVED_ENTRIES = 8;
+const V1_ENTRY = 8, V2_ENTRY = 16, STATUS_ENTRY = 2, PAGE = 4096;
+
+/** What the table needs of its domain: holding a frame writable for its life, and letting go of one. */
+export interface GrantHost {
+  readonly domid: number;
+  readonly ft: FrameTable;
+  /** Takes a general and writable type reference on the domain's frame until the domain dies (or release). */
+  holdWritable(mfn: number): bigint;
+  /** Drops what holdWritable took. */
+  releaseHeld(mfn: number): void;
+}
+
+export class GrantTable {
+  /** 1 or 2: the layout of the entries. */
+  version = 1;
+  /** Grant-entry frames (machine), grown by setup_table. */
+  readonly frames: number[] = [];
+  /** Version 2's status frames. */
+  readonly statusFrames: number[] = [];
+
+  constructor(private readonly host: GrantHost) {}
+
+  /** How many grant entries the frames hold in the current layout. */
+  get entries(): number {
+    return (this.frames.length * PAGE) / (this.version === 1 ? V1_ENTRY : V2_ENTRY);
+  }
+
+  /** Status frames version 2 needs for the current entries. */
+  private statusNeeded(): number {
+    return this.version === 2 ? Math.ceil((this.entries * STATUS_ENTRY) / PAGE) : 0;
+  }
+
+  /**
+   * Grows the table to `n` frames (never shrinks): false when `n` is over
+   * the limit, or the machine has no frame left.
+   */
+  grow(n: number): boolean {
+    if (n > MAX_GRANT_FRAMES) return false;
+    try {
+      while (this.frames.length < n) this.frames.push(this.newFrame());
+      while (this.statusFrames.length < this.statusNeeded()) this.statusFrames.push(this.newFrame());
+    } catch (e) {
+      if (e instanceof FrameError) return false;
+      throw e;
+    }
+    return true;
+  }
+
+  private newFrame(): number {
+    const [mfn] = this.host.ft.allocate(this.host.domid, 1);
+    if (this.host.holdWritable(mfn!) !== 0n) throw new Error(`a fresh grant frame ${mfn} could not be held writable`);
+    return mfn!;
+  }
+
+  /**
+   * set_version: 1 or 2 (else 'invalid'). Switching lays the reserved
+   * entries out again and allocates or lets go of the status frames; a
+   * status frame still referenced from anywhere (a guest mapping) makes it
+   * 'busy', changing nothing.
+   */
+  setVersion(v: number): 'ok' | 'invalid' | 'busy' {
+    if (v !== 1 && v !== 2) return 'invalid';
+    if (v === this.version) return 'ok';
+    const ft = this.host.ft;
+    if (v === 1) {
+      // Only the allocation and the hypervisor's hold may reference a status frame that goes.
+      if (this.statusFrames.some((m) => ft.refCount[m] !== 2 || ft.typeCount[m] !== 1)) return 'busy';
+      for (const m of this.statusFrames.splice(0)) {
+        this.host.releaseHeld(m);
+        ft.release(m);
+      }
+    }
+    this.relayReserved(v);
+    this.version = v;
+    if (!this.grow(this.frames.length)) {
+      this.relayReserved(this.version === 2 ? 1 : 2);
+      this.version = v === 2 ? 1 : 2;
+      return 'busy';
+    }
+    return 'ok';
+  }
+
+  /** Rewrites the reserved entries from the current layout into version `to`'s (flags, domid, frame). */
+  private relayReserved(to: number): void {
+    if (!this.frames.length) return;
+    const page = this.host.ft.bytes(this.frames[0]!);
+    const v = new DataView(page.buffer, page.byteOffset, PAGE);
+    const entries = Array.from({ length: GNTTAB_NR_RESERVED_ENTRIES }, (_, i) => this.version === 1
+      ? { flags: v.getUint16(i * V1_ENTRY, true), domid: v.getUint16(i * V1_ENTRY + 2, true), frame: BigInt(v.getUint32(i * V1_ENTRY + 4, true)) }
+      : { flags: v.getUint16(i * V2_ENTRY, true), domid: v.getUint16(i * V2_ENTRY + 2, true), frame: v.getBigUint64(i * V2_ENTRY + 8, true) });
+    page.fill(0, 0, GNTTAB_NR_RESERVED_ENTRIES * Math.max(V1_ENTRY, V2_ENTRY));
+    entries.forEach((e, i) => {
+      if (to === 1) {
+        v.setUint16(i * V1_ENTRY, e.flags, true);
+        v.setUint16(i * V1_ENTRY + 2, e.domid, true);
+        v.setUint32(i * V1_ENTRY + 4, Number(e.frame & 0xffffffffn), true);
+      } else {
+        v.setUint16(i * V2_ENTRY, e.flags, true);
+        v.setUint16(i * V2_ENTRY + 2, e.domid, true);
+        v.setBigUint64(i * V2_ENTRY + 8, e.frame, true);
+      }
+    });
+  }
+}
