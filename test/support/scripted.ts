@@ -12,7 +12,8 @@ import { Hypervisor, machineBytesFor, type DomainOptions } from '../../src/hv/hy
 import type { Domain } from '../../src/hv/domain/domain.js';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
 import type { PvVcpu } from '../../src/hv/cpu/vcpu.js';
-import { PerDomainSpace } from '../../src/hv/mm/xen-space.js';
+import { PerDomainSpace, SEL } from '../../src/hv/mm/xen-space.js';
+import { Hypercall } from '../../src/abi/generated/xen.js';
 import type { VirtualClock } from '../../src/hv/sched/host-clock.js';
 
 export const ELF_DIR = path.resolve(import.meta.dirname, '../guests/build/elf');
@@ -50,6 +51,27 @@ export function scriptedDomain(engine: ScriptedEngine, hv: Hypervisor, name = 'm
       while (ev.steps.length && d.running) go = vcpu.handleExit(vcpu.run());
       return go;
     },
+  };
+}
+
+/**
+ * The guest step that registers trap handlers: set_trap_table, through the
+ * hypercall page, with (vector, flags, handler address) entries on Xen's
+ * flat kernel code selector, the list laid in the guest's boot stack page.
+ */
+export function trapTable(g: ScriptedGuest, entries: ReadonlyArray<readonly [number, number, bigint]>): GuestStep {
+  return (c) => {
+    const at = g.d.layout.stackTop - 0x800n;
+    const b = new Uint8Array(16 * (entries.length + 1));
+    const d = new DataView(b.buffer);
+    entries.forEach(([vector, flags, address], i) => {
+      d.setUint8(16 * i, vector);
+      d.setUint8(16 * i + 1, flags);
+      d.setUint16(16 * i + 2, SEL.CS64 & ~3, true);
+      d.setBigUint64(16 * i + 8, address, true);
+    });
+    c.write(at, b);
+    return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
   };
 }
 

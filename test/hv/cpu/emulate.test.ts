@@ -8,8 +8,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
-import { MSR, SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+import { MSR } from '../../../src/hv/mm/xen-space.js';
+import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -21,19 +21,8 @@ const MOV_CR2_RAX = [0x0f, 0x20, 0xd0], MOV_CR4_RAX = [0x0f, 0x20, 0xe0], MOV_RA
 const RDMSR = [0x0f, 0x32], WRMSR = [0x0f, 0x30];
 const str = (...w: number[]) => Buffer.from(Uint32Array.from(w).buffer).toString('latin1');
 
-/** A #GP handler at GP_HANDLER, through set_trap_table. */
-function gpHandler(g: ScriptedGuest) {
-  return (c: ScriptedCpu) => {
-    const at = g.d.layout.stackTop - 0x800n;
-    const b = new Uint8Array(32);
-    const d = new DataView(b.buffer);
-    d.setUint8(0, 13);
-    d.setUint16(2, SEL.CS64 & ~3, true);
-    d.setBigUint64(8, GP_HANDLER, true);
-    c.write(at, b);
-    return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
-  };
-}
+/** A #GP handler at GP_HANDLER. */
+const gpHandler = (g: ScriptedGuest) => trapTable(g, [[13, 0, GP_HANDLER]]);
 
 /** Runs one instruction that raises `vector` at rip, then hands the CPU to `then`; returns the rip it ran at. */
 function run(g: ScriptedGuest, bytes: number[], vector: number, regs: Partial<Record<'rax' | 'rcx' | 'rdx', bigint>>, then: (c: ScriptedCpu, rip: bigint) => void): void {

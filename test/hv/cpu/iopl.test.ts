@@ -9,7 +9,7 @@ import { Hypercall, VmAssist } from '../../../src/abi/generated/xen.js';
 import { PhysdevOp } from '../../../src/abi/generated/physdev.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
 import { SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -19,17 +19,8 @@ const CLI = [0xfa], STI = [0xfb], OUTB_80 = [0xe6, 0x80], INB_40 = [0xe4, 0x40],
 const EINVAL = -22n;
 
 function setup(g: ScriptedGuest) {
-  const at = g.d.layout.stackTop - 0x800n;
   g.play(
-    (c) => {
-      const b = new Uint8Array(32);
-      const d = new DataView(b.buffer);
-      d.setUint8(0, 13);
-      d.setUint16(2, SEL.CS64 & ~3, true);
-      d.setBigUint64(8, GP_HANDLER, true);
-      c.write(at, b);
-      return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
-    },
+    trapTable(g, [[13, 0, GP_HANDLER]]),
     (c) => c.hypercall(Hypercall.HYPERVISOR_stack_switch, [BigInt(SEL.DS), g.d.layout.stackTop - 0x600n]),
     stop,
   );

@@ -6,10 +6,9 @@
 // stays a plain read.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { Hypercall } from '../../../src/abi/generated/xen.js';
 import { PageFault, type ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
-import { M2P_ALT_VIRT_START, M2P_VIRT_START, SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedDomain, scriptedMachine, type ScriptedGuest } from '../../support/scripted.js';
+import { M2P_ALT_VIRT_START, M2P_VIRT_START } from '../../../src/hv/mm/xen-space.js';
+import { scriptedDomain, scriptedMachine, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -57,16 +56,7 @@ describe('the M2P at Xen\'s address where the host cannot map it', () => {
 
   it('gives a store the #PF of a read-only page and a load past the end the #PF of an absent one', () => {
     g = guest();
-    const at = g.d.layout.stackTop - 0x800n;
-    g.play((c) => {
-      const b = new Uint8Array(32);
-      const d = new DataView(b.buffer);
-      d.setUint8(0, 14);
-      d.setUint16(2, SEL.CS64 & ~3, true);
-      d.setBigUint64(8, PF_HANDLER, true);
-      c.write(at, b);
-      return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
-    }, stop);
+    g.play(trapTable(g, [[14, 0, PF_HANDLER]]), stop);
     const pf = (bytes: number[], va: bigint, write: boolean) => {
       let err = -1n;
       g.play((c) => access(c, bytes, va, write), (c) => { expect(c.regs.rip).toBe(PF_HANDLER); err = c.readU64(c.regs.rsp + 16n); c.regs.rsp += 8n * 8n; return stop(); });

@@ -9,7 +9,7 @@ import { Hypercall, MmuextCmd, VcpuInfo, Virq } from '../../../src/abi/generated
 import { EventChannelOp } from '../../../src/abi/generated/event-channel.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
 import { SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -19,15 +19,6 @@ const HANDLER_UD = 0x3f1000n, HANDLER_PF = 0x3f1100n, EVENT_CB = 0x3f1200n, SYSC
 const ARG = (g: ScriptedGuest) => g.d.layout.stackTop - 0x800n;
 const stop = () => ({ kind: 'interrupted' as const });
 const u64s = (...v: bigint[]) => { const b = new Uint8Array(8 * v.length); const d = new DataView(b.buffer); v.forEach((x, i) => d.setBigUint64(8 * i, BigInt.asUintN(64, x), true)); return b; };
-
-/** set_trap_table with (vector, flags, address) entries, through the hypercall page. */
-function setTraps(c: ScriptedCpu, at: bigint, list: Array<[number, number, bigint]>) {
-  const b = new Uint8Array(16 * (list.length + 1));
-  const d = new DataView(b.buffer);
-  list.forEach(([v, f, a], i) => { d.setUint8(16 * i, v); d.setUint8(16 * i + 1, f); d.setUint16(16 * i + 2, SEL.CS64 & ~3, true); d.setBigUint64(16 * i + 8, a, true); });
-  c.write(at, b);
-  return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
-}
 
 /** The guest handler's return: pop rcx and r11 from the bounce frame, push flags 0, jump to the iret slot. */
 function iretFromHandler(g: ScriptedGuest, c: ScriptedCpu) {
@@ -42,7 +33,7 @@ describe('exceptions bounced to the guest', () => {
     g = scriptedGuest();
     let faultRip = 0n, faultRsp = 0n;
     g.play(
-      (c) => setTraps(c, ARG(g), [[6, 0, HANDLER_UD], [14, 0, HANDLER_PF]]),
+      trapTable(g, [[6, 0, HANDLER_UD], [14, 0, HANDLER_PF]]),
       (c) => {
         expect(c.regs.rax).toBe(0n);
         faultRip = c.regs.rip;
@@ -83,7 +74,7 @@ describe('exceptions bounced to the guest', () => {
     g = scriptedGuest();
     const unmapped = 0x7f0000000000n;
     g.play(
-      (c) => setTraps(c, ARG(g), [[14, 0, HANDLER_PF]]),
+      trapTable(g, [[14, 0, HANDLER_PF]]),
       (c) => c.store(unmapped, new Uint8Array(8), stop),
       (c) => {
         expect(c.regs.rip).toBe(HANDLER_PF);
@@ -108,7 +99,7 @@ describe('exceptions bounced to the guest', () => {
     g = scriptedGuest();
     let rip = 0n;
     g.play(
-      (c) => setTraps(c, ARG(g), [[0x80, 3, HANDLER_UD], [0x81, 0, HANDLER_PF], [13, 0, FAILSAFE]]),
+      trapTable(g, [[0x80, 3, HANDLER_UD], [0x81, 0, HANDLER_PF], [13, 0, FAILSAFE]]),
       (c) => { rip = c.regs.rip; return c.softwareInterrupt(0x80); },
       (c) => {
         expect(c.regs.rip).toBe(HANDLER_UD);

@@ -7,9 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
 import { EventChannelOp } from '../../../src/abi/generated/event-channel.js';
-import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
-import { SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -17,16 +15,7 @@ const stop = () => ({ kind: 'interrupted' as const });
 const HANDLER = 0x3f1000n;
 const NON_CANONICAL = 0x0000_8000_0000_0000n;
 
-function handlers(g: ScriptedGuest, vectors: number[]) {
-  return (c: ScriptedCpu) => {
-    const at = g.d.layout.stackTop - 0x800n;
-    const b = new Uint8Array(16 * (vectors.length + 1));
-    const d = new DataView(b.buffer);
-    vectors.forEach((v, i) => { d.setUint8(16 * i, v); d.setUint16(16 * i + 2, SEL.CS64 & ~3, true); d.setBigUint64(16 * i + 8, HANDLER + BigInt(v * 0x10), true); });
-    c.write(at, b);
-    return c.hypercall(Hypercall.HYPERVISOR_set_trap_table, [at]);
-  };
-}
+const handlers = (g: ScriptedGuest, vectors: number[]) => trapTable(g, vectors.map((v) => [v, 0, HANDLER + BigInt(v * 0x10)] as const));
 
 describe('Xen\'s answers', () => {
   it('gives the guest #GP(0) at the non-canonical rip a kernel syscall returns to (XSA-7), after the hypercall', () => {
