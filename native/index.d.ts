@@ -37,6 +37,9 @@ export interface KvmAddon {
   setFpu(vcpuFd: number, fpu: Uint8Array): void;
   getVcpuEvents(vcpuFd: number, out: Uint8Array): void;
   setVcpuEvents(vcpuFd: number, events: Uint8Array): void;
+  /** KVM_GET_DEBUGREGS / KVM_SET_DEBUGREGS: struct kvm_debugregs (db[4], dr6, dr7, flags). */
+  getDebugRegs(vcpuFd: number, out: Uint8Array): void;
+  setDebugRegs(vcpuFd: number, regs: Uint8Array): void;
   /** struct kvm_msrs + entries; returns how many entries were processed. */
   getMsrs(vcpuFd: number, msrs: Uint8Array): number;
   setMsrs(vcpuFd: number, msrs: Uint8Array): number;

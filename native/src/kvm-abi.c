@@ -78,6 +78,10 @@ const struct pv_kvm_entry pv_kvm_layout[] = {
   {"fpu.xmm", offsetof(struct kvm_fpu, xmm)},
   {"fpu.mxcsr", offsetof(struct kvm_fpu, mxcsr)},
   {"kvm_vcpu_events", sizeof(struct kvm_vcpu_events)},
+  {"kvm_debugregs", sizeof(struct kvm_debugregs)},
+  {"debugregs.db", offsetof(struct kvm_debugregs, db)},
+  {"debugregs.dr6", offsetof(struct kvm_debugregs, dr6)},
+  {"debugregs.dr7", offsetof(struct kvm_debugregs, dr7)},
   {"events.exception.injected", offsetof(struct kvm_vcpu_events, exception.injected)},
   {"events.exception.nr", offsetof(struct kvm_vcpu_events, exception.nr)},
   {"events.exception.has_error_code", offsetof(struct kvm_vcpu_events, exception.has_error_code)},
@@ -112,6 +116,8 @@ const unsigned long pv_KVM_GET_FPU = KVM_GET_FPU;
 const unsigned long pv_KVM_SET_FPU = KVM_SET_FPU;
 const unsigned long pv_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 const unsigned long pv_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+const unsigned long pv_KVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+const unsigned long pv_KVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
 const unsigned long pv_KVM_ENABLE_CAP = KVM_ENABLE_CAP;
 const unsigned long pv_KVM_GET_MSRS = KVM_GET_MSRS;
 const unsigned long pv_KVM_SET_MSRS = KVM_SET_MSRS;

@@ -22,6 +22,8 @@ extern const unsigned long pv_KVM_GET_FPU;
 extern const unsigned long pv_KVM_SET_FPU;
 extern const unsigned long pv_KVM_GET_VCPU_EVENTS;
 extern const unsigned long pv_KVM_SET_VCPU_EVENTS;
+extern const unsigned long pv_KVM_GET_DEBUGREGS;
+extern const unsigned long pv_KVM_SET_DEBUGREGS;
 extern const unsigned long pv_KVM_ENABLE_CAP;
 extern const unsigned long pv_KVM_GET_MSRS;
 extern const unsigned long pv_KVM_SET_MSRS;

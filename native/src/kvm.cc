@@ -83,6 +83,8 @@ STRUCT_IOCTL(GetFpu, pv_KVM_GET_FPU, struct kvm_fpu)
 STRUCT_IOCTL(SetFpu, pv_KVM_SET_FPU, struct kvm_fpu)
 STRUCT_IOCTL(GetVcpuEvents, pv_KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events)
 STRUCT_IOCTL(SetVcpuEvents, pv_KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events)
+STRUCT_IOCTL(GetDebugRegs, pv_KVM_GET_DEBUGREGS, struct kvm_debugregs)
+STRUCT_IOCTL(SetDebugRegs, pv_KVM_SET_DEBUGREGS, struct kvm_debugregs)
 STRUCT_IOCTL(EnableCap, pv_KVM_ENABLE_CAP, struct kvm_enable_cap)
 
 // KVM_GET_MSRS / KVM_SET_MSRS: the buffer is a struct kvm_msrs followed by
@@ -254,6 +256,8 @@ void InitKvm(Napi::Env env, Napi::Object exports) {
   F("setFpu", SetFpu);
   F("getVcpuEvents", GetVcpuEvents);
   F("setVcpuEvents", SetVcpuEvents);
+  F("getDebugRegs", GetDebugRegs);
+  F("setDebugRegs", SetDebugRegs);
   F("getMsrs", GetMsrs);
   F("setMsrs", SetMsrs);
   F("getTscKhz", GetTscKhz);

@@ -121,8 +121,17 @@ export interface MemoryRegion {
   logDirty?: boolean;
 }
 
+/** The debug registers: breakpoint addresses DR0-DR3, status DR6, control DR7. */
+export interface DebugRegisters {
+  db: [bigint, bigint, bigint, bigint];
+  dr6: bigint;
+  dr7: bigint;
+}
+
 export interface Vcpu {
   readonly id: number;
+  getDebugRegisters(): DebugRegisters;
+  setDebugRegisters(d: DebugRegisters): void;
   /** General registers, in place. */
   readonly regs: RegisterFile;
   getSpecialRegisters(): SpecialRegisters;

@@ -10,7 +10,7 @@ import {
 } from '../errors.js';
 import {
   GPR_NAMES, PAGE_SIZE,
-  type CpuidResult, type DescriptorTable, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryChunk,
+  type CpuidResult, type DebugRegisters, type DescriptorTable, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryChunk,
   type MemoryRegion, type RegisterFile, type Segment, type SpecialRegisters, type Vcpu, type VirtualMachine,
 } from '../types.js';
 import { loadAddon } from './native.js';
@@ -556,6 +556,29 @@ class KvmVcpu implements Vcpu {
     if (!this.sregsFresh) call(() => this.a.getSregs(this.fd, this.sregsBuf));
     encodeSregs(new DataView(this.sregsBuf.buffer), this.L, s);
     call(() => this.a.setSregs(this.fd, this.sregsBuf));
+  }
+
+  getDebugRegisters(): DebugRegisters {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const b = new Uint8Array(this.L.kvm_debugregs!);
+    call(() => this.a.getDebugRegs(this.fd, b));
+    const v = new DataView(b.buffer);
+    const db = this.L['debugregs.db']!;
+    return {
+      db: [0, 1, 2, 3].map((i) => v.getBigUint64(db + 8 * i, true)) as DebugRegisters['db'],
+      dr6: v.getBigUint64(this.L['debugregs.dr6']!, true), dr7: v.getBigUint64(this.L['debugregs.dr7']!, true),
+    };
+  }
+
+  setDebugRegisters(d: DebugRegisters): void {
+    if (this.fd < 0) throw destroyed(`vCPU ${this.id}`);
+    const b = new Uint8Array(this.L.kvm_debugregs!); // flags and the reserved words zero
+    const v = new DataView(b.buffer);
+    const db = this.L['debugregs.db']!;
+    d.db.forEach((x, i) => v.setBigUint64(db + 8 * i, BigInt.asUintN(64, x), true));
+    v.setBigUint64(this.L['debugregs.dr6']!, BigInt.asUintN(64, d.dr6), true);
+    v.setBigUint64(this.L['debugregs.dr7']!, BigInt.asUintN(64, d.dr7), true);
+    call(() => this.a.setDebugRegs(this.fd, b));
   }
 
   getMsrs(indices: readonly number[]): bigint[] {

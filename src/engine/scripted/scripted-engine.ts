@@ -14,7 +14,7 @@
 import { createPlainMemory } from '../plain-memory.js';
 import { destroyed, usage } from '../errors.js';
 import {
-  GPR_NAMES, type CpuidResult, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryRegion, type RegisterFile, type Segment,
+  GPR_NAMES, type CpuidResult, type DebugRegisters, type Engine, type EngineInfo, type Exit, type MachineMemory, type MemoryRegion, type RegisterFile, type Segment,
   type SpecialRegisters, type Vcpu, type VirtualMachine,
 } from '../types.js';
 import { ScriptedCpu } from './scripted-cpu.js';
@@ -173,6 +173,17 @@ export class ScriptedVcpu implements Vcpu {
   /** The special registers in place (the scripted CPU's own view). */
   get special(): SpecialRegisters {
     return this.sregs;
+  }
+
+  /** The debug registers as set (the scripted CPU raises no #DB of its own). */
+  debug: DebugRegisters = { db: [0n, 0n, 0n, 0n], dr6: 0xffff0ff0n, dr7: 0x400n };
+
+  getDebugRegisters(): DebugRegisters {
+    return structuredClone(this.debug);
+  }
+
+  setDebugRegisters(d: DebugRegisters): void {
+    this.debug = structuredClone(d);
   }
 
   getMsrs(indices: readonly number[]): bigint[] {

@@ -22,6 +22,7 @@ import { PageTypeError } from '../mm/page-types.js';
 import { M2P_VIRT_START, MSR } from '../mm/xen-space.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { StoreFrame } from '../mm/ptwr.js';
+import type { VcpuDebugRegisters } from './debug-registers.js';
 
 /** Xen's forced-emulation prefix: ud2a, then "xen". */
 const FORCED_PREFIX = [0x0f, 0x0b, 0x78, 0x65, 0x6e];
@@ -62,6 +63,8 @@ export interface EmulationTarget {
   eventsMasked: boolean;
   /** The host cannot map the M2P at Xen's address (L4 slot 256): reads there are completed here. */
   readonly m2pReadsEmulated: boolean;
+  /** The vCPU's debug registers (mov to and from DRn). */
+  readonly debug: VcpuDebugRegisters;
 }
 
 /**
@@ -292,6 +295,19 @@ function privileged(t: EmulationTarget, insn: Instruction, frame: StoreFrame): E
         const src = GPRS[insn.op1Register];
         if (!src) return undefined;
         return writeCr(t, toCr, get(src));
+      }
+      // Debug registers, as set_debugreg and get_debugreg (an errno there is #GP here).
+      if (insn.op1Register >= Register.DR0 && insn.op1Register <= Register.DR7) {
+        const dst = GPRS[insn.op0Register];
+        const v = t.debug.get(insn.op1Register - Register.DR0);
+        if (!dst || v < 0n) return dst ? GP0 : undefined;
+        set(dst, v);
+        return 'done';
+      }
+      if (insn.op0Register >= Register.DR0 && insn.op0Register <= Register.DR7) {
+        const src = GPRS[insn.op1Register];
+        if (!src) return undefined;
+        return t.debug.set(insn.op0Register - Register.DR0, get(src)) === 0n ? 'done' : GP0;
       }
       return undefined;
     }

@@ -19,6 +19,7 @@ import { FrameState, inExceptionStubs, inSyscallStubs, type GuestState, type Reg
 import type { VcpuAddressSpace } from './address-space.js';
 import type { VirtualTraps } from './virtual-traps.js';
 import { emulatePrivileged, m2pAccess, type EmulationTarget } from './emulate.js';
+import type { VcpuDebugRegisters } from './debug-registers.js';
 
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
@@ -45,6 +46,7 @@ export interface ExitTarget {
   readonly ptwr: PtwrDomain;
   /** The vCPU as the privileged-instruction emulator sees it. */
   readonly emulation: EmulationTarget;
+  readonly debug: VcpuDebugRegisters;
   /** The domain is still running (not shutting down, crashed or killed). */
   readonly running: boolean;
   /**
@@ -247,6 +249,8 @@ function exception(v: ExitTarget): void {
       return;
     }
   }
+  // A #DB: what the hardware's DR6 recorded becomes the guest's (get_debugreg(6) in its handler).
+  if (vector === 1) v.debug.debugException();
   const name = EXCEPTION_NAMES[vector] ?? `vector ${vector}`;
   if (v.traps.hasHandler(vector) && !ptwrRefusal) {
     const problem = v.traps.bounce(vector, errorCode, frame, vector === 14 ? faultAddress() : 0n);

@@ -31,6 +31,7 @@ import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
 import { VcpuDescriptorTables } from './descriptor-tables.js';
+import { VcpuDebugRegisters } from './debug-registers.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { EmulationTarget } from './emulate.js';
 
@@ -79,6 +80,7 @@ export class PvVcpu implements ExitTarget {
   readonly traps: VirtualTraps;
   readonly blocking: VcpuBlocking;
   readonly descriptors: VcpuDescriptorTables;
+  readonly debug: VcpuDebugRegisters;
   readonly stack: Ring0Stack;
   readonly regsState: RegsState;
   /** The hypercall context of this vCPU, made once. */
@@ -117,6 +119,7 @@ export class PvVcpu implements ExitTarget {
     this.info = new VcpuInfoArea(frames, engine, host.clock, (mfn) => host.holdWritable(mfn), host.sharedInfoMfn, index);
     this.descriptors = new VcpuDescriptorTables(host.pageTypes, host.tlb, perDomain, host.id, index);
     this.traps = new VirtualTraps(this);
+    this.debug = new VcpuDebugRegisters(engine, () => this.traps.cr4);
     this.blocking = new VcpuBlocking(this);
     const v = this;
     const space = this.space;
@@ -147,6 +150,7 @@ export class PvVcpu implements ExitTarget {
       get architecturalIopl() { return v.architecturalIopl; },
       get eventsMasked() { return info.masked; }, set eventsMasked(x) { info.masked = x; },
       m2pReadsEmulated: host.m2pVirt !== M2P_VIRT_START,
+      debug: this.debug,
     };
     this.context = Object.assign(host.domainContext(), {
       get guest(): GuestMemory { return space.guest; },

@@ -22,6 +22,7 @@ import type { GuestState, RegsState } from './guest-state.js';
 import type { VcpuAddressSpace } from './address-space.js';
 import type { VcpuInfoArea } from './vcpu-info.js';
 import type { VcpuDescriptorTables } from './descriptor-tables.js';
+import type { VcpuDebugRegisters } from './debug-registers.js';
 import { ARITH, RFLAGS } from './rflags.js';
 
 const { IF, DF } = RFLAGS;
@@ -58,6 +59,7 @@ export interface TrapsHost {
   /** The vCPU's registers as a GuestState. */
   readonly regsState: RegsState;
   readonly descriptors: VcpuDescriptorTables;
+  readonly debug: VcpuDebugRegisters;
   count(kind: number): void;
 }
 
@@ -115,6 +117,14 @@ export class VirtualTraps implements TrapContext {
 
   setGdt(frames: readonly bigint[], entries: number): bigint {
     return this.v.descriptors.setGdt(frames, entries);
+  }
+
+  setDebugreg(reg: number, value: bigint): bigint {
+    return this.v.debug.set(reg, value);
+  }
+
+  getDebugreg(reg: number): bigint {
+    return this.v.debug.get(reg);
   }
 
   /** fpu_taskswitch: the virtual CR0.TS, and the real one (an FPU instruction then raises #NM). */

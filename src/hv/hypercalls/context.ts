@@ -58,6 +58,9 @@ export interface TrapContext {
   setIopl(iopl: number): void;
   /** set_gdt: the vCPU's GDT from these frames (machine frame numbers as the guest gave them); 0 or an errno. */
   setGdt(frames: readonly bigint[], entries: number): bigint;
+  /** set_debugreg: 0 or an errno; get_debugreg: the value or an errno. */
+  setDebugreg(reg: number, value: bigint): bigint;
+  getDebugreg(reg: number): bigint;
   /**
    * The iret hypercall: resume the frame (struct iret_context) at the
    * guest's stack pointer, as it was when the call was made. Returns

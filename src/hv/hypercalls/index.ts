@@ -12,6 +12,7 @@ import { setTimerOp, vcpuOp } from './vcpu-op.js';
 import { physdevOp } from './physdev.js';
 import { setGdt, updateDescriptor } from './descriptors.js';
 import { grantTableOp } from './grant-table.js';
+import { getDebugreg, setDebugreg } from './debugreg.js';
 
 /** Reading path 6: implemented hypercalls, name (as in abi/*.proto) and handler. */
 export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
@@ -34,6 +35,9 @@ export const HANDLERS: ReadonlyArray<readonly [string, HypercallHandler]> = [
   ['fpu_taskswitch', fpuTaskswitch],
   ['set_segment_base', setSegmentBase],
   ['iret', iret],
+  // Debug registers (debugreg.ts)
+  ['set_debugreg', setDebugreg],
+  ['get_debugreg', getDebugreg],
   // Descriptor tables (descriptors.ts)
   ['set_gdt', setGdt],
   ['update_descriptor', updateDescriptor],

@@ -56,6 +56,8 @@ beforeEach(() => {
     setCallback: (t, e) => { callbacks.set(t, e); },
     setIopl: (i) => { log.push(`iopl ${i}`); },
     setGdt: () => 0n,
+    setDebugreg: () => 0n,
+    getDebugreg: () => 0n,
     iret: () => iretResult,
   };
   ctx = testContext({
