@@ -13,7 +13,7 @@
 import type { Vcpu } from '../../engine/types.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../../abi/generated/arch-x86.js';
 import { CallbackType } from '../../abi/generated/callback.js';
-import { errno, type CallbackEntry, type TrapContext } from '../hypercalls/context.js';
+import { errno, type CallbackEntry, type CpuContext } from '../hypercalls/context.js';
 import { GuestFault, isCanonical } from '../mm/guest-access.js';
 import { CR4, MSR, SEL } from '../mm/xen-space.js';
 import { hex } from '../format.js';
@@ -63,7 +63,7 @@ export interface TrapsHost {
   count(kind: number): void;
 }
 
-export class VirtualTraps implements TrapContext {
+export class VirtualTraps implements CpuContext {
   /** The virtual IDT (set_trap_table): per vector the handler (0: none), its selector and flags. */
   private readonly address: bigint[] = new Array<bigint>(256).fill(0n);
   private readonly flags = new Uint8Array(256);
@@ -89,7 +89,7 @@ export class VirtualTraps implements TrapContext {
 
   constructor(private readonly v: TrapsHost) {}
 
-  // --- TrapContext: what the trap hypercalls record.
+  // --- CpuContext: what the trap hypercalls record.
 
   setTrap(vector: number, flags: number, cs: number, address: bigint): void {
     this.address[vector] = address;

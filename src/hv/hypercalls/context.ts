@@ -41,8 +41,8 @@ export interface CallbackEntry {
   maskEvents: boolean;
 }
 
-/** What the trap hypercalls need of the calling vCPU. */
-export interface TrapContext {
+/** What the CPU-state hypercalls (traps, callbacks, segment bases, iret, IOPL, GDT, debug registers) need of the calling vCPU. */
+export interface CpuContext {
   /** trap_ctxt[vector] := (flags, cs, address); address 0 removes the handler. */
   setTrap(vector: number, flags: number, cs: number, address: bigint): void;
   clearTraps(): void;
@@ -119,8 +119,8 @@ export interface HypercallContext {
   crash(reason: string): void;
   /** The calling vCPU's memory management (page tables, CR3), for the MMU hypercalls. */
   readonly mm: MmContext;
-  /** The calling vCPU's trap state, for the trap hypercalls. */
-  readonly cpu: TrapContext;
+  /** The calling vCPU's CPU state: traps, callbacks, IOPL, GDT, debug registers. */
+  readonly cpu: CpuContext;
   /** The domain's event channels. */
   readonly events: EventChannels;
   /** The domain's grant table. */

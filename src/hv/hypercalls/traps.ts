@@ -8,7 +8,7 @@
 import { TrapInfo } from '../../abi/generated/arch-x86.js';
 import { CallbackFlags, CallbackOp, CallbackRegister, CallbackType, CallbackUnregister } from '../../abi/generated/callback.js';
 import { guestRangeOk } from '../mm/guest-access.js';
-import { errno, type HypercallArgs, type HypercallContext, type TrapContext } from './context.js';
+import { errno, type HypercallArgs, type HypercallContext, type CpuContext } from './context.js';
 
 /** Entries of a trap table read per invocation before a continuation. */
 const TRAP_CHUNK = 256;
@@ -37,7 +37,7 @@ export function setTrapTable(ctx: HypercallContext, [list]: HypercallArgs): bigi
 }
 
 /** Registers one callback: a non-canonical address is -EINVAL, an unknown type -ENOSYS. */
-function register(cpu: TrapContext, type: number, address: bigint, flags: number): bigint {
+function register(cpu: CpuContext, type: number, address: bigint, flags: number): bigint {
   switch (type) {
     case CallbackType.CALLBACKTYPE_event:
     case CallbackType.CALLBACKTYPE_failsafe:

@@ -1,5 +1,5 @@
 // The trap hypercalls' argument handling on plain memory (no KVM), against
-// a recording TrapContext: set_trap_table (lists, NULL, continuation,
+// a recording CpuContext: set_trap_table (lists, NULL, continuation,
 // non-canonical handlers), the callbacks, stack_switch, fpu_taskswitch,
 // set_segment_base and iret's crash path; then delivery on KVM
 // (test/guests/elf/traps.S: bounce frames for #UD, #BP, #DE and #PF, returns
@@ -13,7 +13,7 @@ import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable } from '../../../src/hv/mm/frames.js';
 import { GuestMemory } from '../../../src/hv/mm/guest-access.js';
 import type { HypercallTable } from '../../../src/hv/hypercalls/table.js';
-import type { CallbackEntry, HypercallArgs, HypercallContext, TrapContext } from '../../../src/hv/hypercalls/context.js';
+import type { CallbackEntry, HypercallArgs, HypercallContext, CpuContext } from '../../../src/hv/hypercalls/context.js';
 import { createHypercallTable } from '../../../src/hv/hypercalls/index.js';
 import { testContext } from '../../support/context.js';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
@@ -47,7 +47,7 @@ beforeEach(() => {
   callbacks = new Map();
   log = [];
   iretResult = undefined;
-  const cpu: TrapContext = {
+  const cpu: CpuContext = {
     setTrap: (v, f, cs, a) => { traps.set(v, [f, cs, a]); },
     clearTraps: () => { traps.clear(); log.push('clear'); },
     setKernelStack: (sp) => { log.push(`stack ${sp.toString(16)}`); },
