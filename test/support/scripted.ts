@@ -75,15 +75,15 @@ export function trapTable(g: ScriptedGuest, entries: ReadonlyArray<readonly [num
   };
 }
 
-/** A hypervisor on a fresh scripted engine, with room for `domains` small domains; on `clock` when given (the engine's too). */
-export function scriptedMachine(domains = 4, clock?: VirtualClock): { engine: ScriptedEngine; hv: Hypervisor } {
+/** A hypervisor on a fresh scripted engine, with room for `domains` domains of `domainBytes`; on `clock` when given (the engine's too). */
+export function scriptedMachine(domains = 4, clock?: VirtualClock, domainBytes = 4 * MIB): { engine: ScriptedEngine; hv: Hypervisor } {
   const engine = new ScriptedEngine();
   if (clock) {
     engine.now = () => clock.now();
     // A spinning guest (the wait stub) lets time pass.
     engine.onPause = () => clock.advance(1_000n);
   }
-  const hv = new Hypervisor(engine, { memoryBytes: domains * machineBytesFor(4 * MIB), syscallAtCpl3: true, slot256Usable: false, hostClock: clock });
+  const hv = new Hypervisor(engine, { memoryBytes: domains * machineBytesFor(domainBytes), syscallAtCpl3: true, slot256Usable: false, hostClock: clock });
   return { engine, hv };
 }
 
