@@ -16,6 +16,7 @@ import { PageTypes } from './mm/page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './mm/tlb.js';
 import { SystemClock } from './sched/time.js';
 import { PvCpuidPolicy } from './cpu/cpuid-policy.js';
+import type { GrantWorld } from './mm/grant-map.js';
 import { Scheduler, type RunOptions } from './sched/run-loop.js';
 
 export { CAP_RANGE, DEFAULT_WEIGHT, inRange, WEIGHT_RANGE, type RunOptions } from './sched/run-loop.js';
@@ -72,6 +73,8 @@ export class Hypervisor {
   /** Each domain's stale-translation tracker, from the start of its build. */
   private readonly tlbs = new Map<number, DomainTranslations>();
   private readonly marks: TranslationMarks;
+  /** The machine's grants, as grant operations see every domain. */
+  readonly grantWorld: GrantWorld;
   /** What CPUID tells every guest: Xen's PV view of this host's CPU. */
   readonly cpuid: PvCpuidPolicy;
   /** System time, shared by every domain. */
@@ -98,8 +101,20 @@ export class Hypervisor {
       }, {
         typeTaken: (mfn, type) => this.tlbs.get(this.frames.owner[mfn]!)?.typeTaken(mfn, type),
         tableValidated: (mfn) => this.tlbs.get(this.frames.owner[mfn]!)?.tableValidated(mfn),
+        // PT-18: a grant mapping overwritten or its table let go without an unmap crashes its domain, as on Xen.
+        grantPteLost: (domid) => {
+          const d = this.domains.get(domid);
+          if (d?.running) d.crash('a grant mapping was overwritten, or its page table let go, without GNTTABOP_unmap_grant_ref');
+        },
       });
       this.marks = new TranslationMarks(this.frames.count);
+      this.grantWorld = {
+        pt: this.pageTypes,
+        grantsOf: (id) => this.domains.get(id)?.grants,
+        mapsOf: (id) => this.domains.get(id)?.grantMaps,
+        tlbOf: (id) => this.tlbs.get(id),
+        domainIds: () => [...this.domains.keys()],
+      };
     } catch (e) {
       this.memory.close();
       throw e;
@@ -147,7 +162,7 @@ export class Hypervisor {
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
         layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), tlb,
-        lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock, cpuid: this.cpuid,
+        lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock, cpuid: this.cpuid, grantWorld: this.grantWorld,
       });
       this.domains.set(id, d);
       return d;

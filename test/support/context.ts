@@ -23,7 +23,7 @@ export function testContext<T extends Partial<HypercallContext>>(given: T & Pick
     nrPages: 64, maxPages: 64, handle: new Uint8Array(16), vmAssist: 0n, m2pVirt: 0n,
     consoleWrite: fail('console output'), consoleRead: () => new Uint8Array(0), shutdown: fail('a shutdown'),
     continueWith: fail('a continuation'), crash: (reason: string) => { throw new Error(`crash: ${reason}`); },
-    mm: unexpected('mm'), cpu: unexpected('cpu'), events: unexpected('events'), sched: unexpected('sched'), grants: unexpected('grants'),
+    mm: unexpected('mm'), cpu: unexpected('cpu'), events: unexpected('events'), sched: unexpected('sched'), grants: unexpected('grants'), grantWorld: unexpected('grantWorld'),
   };
   // Getters in `given` (a guest view that follows CR3) stay getters.
   return Object.defineProperties(base, Object.getOwnPropertyDescriptors(given)) as unknown as HypercallContext & T;

@@ -34,6 +34,7 @@ import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
 import type { PvCpuidPolicy } from '../cpu/cpuid-policy.js';
 import { GrantTable } from '../mm/grant-table.js';
+import { GrantMaps, releaseMappings, revokeGrants, type GrantWorld } from '../mm/grant-map.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
 
@@ -66,6 +67,8 @@ export interface DomainParts {
   clock: SystemClock;
   /** Finds another domain's event channels (interdomain channels). */
   lookupEvents: (domid: number) => EventChannels | undefined;
+  /** The machine's grants (every domain's tables and mappings). */
+  grantWorld: GrantWorld;
   /** What CPUID tells the guest. */
   cpuid: PvCpuidPolicy;
 }
@@ -101,6 +104,9 @@ export class Domain implements VcpuHost {
   readonly events: EventChannels;
   /** The domain's grant table (its frames are held like shared_info: see `held`). */
   readonly grants: GrantTable;
+  /** The grants of others (or its own) this domain maps. */
+  readonly grantMaps = new GrantMaps();
+  private readonly grantWorld: GrantWorld;
   readonly clock: SystemClock;
   readonly cpuid: PvCpuidPolicy;
   readonly sharedInfoMfn: number;
@@ -133,6 +139,7 @@ export class Domain implements VcpuHost {
       vcpuInfo: (vcpu) => this.vcpus[vcpu]!.info.words,
     });
     this.clock = p.clock;
+    this.grantWorld = p.grantWorld;
     this.grants = new GrantTable({ domid: p.id, ft: p.frames, holdWritable: (m) => this.holdWritable(m), releaseHeld: (m) => this.releaseHeld(m) });
     this.cpuid = p.cpuid;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
@@ -261,7 +268,8 @@ export class Domain implements VcpuHost {
     // The frames the vCPUs have loaded as CR3, kernel and user.
     const roots = this.vcpus.flatMap((v) => v.space.roots());
     const descriptorPages = this.vcpus.flatMap((v) => v.descriptors.gdtFrames);
-    return { domid: this.id, roots, held: this.held, descriptorPages, reservedL4: this.perDomain.reservedL4 };
+    const grantMappings = this.grantMaps.entries().map(([, m]) => ({ mfn: m.mfn, writable: m.writable }));
+    return { domid: this.id, roots, held: this.held, descriptorPages, grantMappings, reservedL4: this.perDomain.reservedL4 };
   }
 
   /** The domain's part of every vCPU's hypercall context. */
@@ -280,6 +288,7 @@ export class Domain implements VcpuHost {
       m2pVirt: d.m2pVirt,
       events: d.events,
       grants: d.grants,
+      grantWorld: d.grantWorld,
       crash: (reason) => d.crash(reason),
     };
   }
@@ -293,6 +302,10 @@ export class Domain implements VcpuHost {
     this.vm.destroy(); // ends a run started at wake-up, too
     for (const v of this.vcpus) v.stopped();
     for (const v of this.vcpus) v.descriptors.release(); // the GDT frames' references, before the frames go
+    // Grants: others' mappings of this domain's grants are revoked, and its own mappings let go, so no
+    // reference of anyone's rests on a frame that is about to be freed, nor on another's from here.
+    revokeGrants(this.grantWorld, this.id);
+    releaseMappings(this.grantWorld, this.id);
     const xenFrames = this.perDomain.release();
     for (const mfn of this.held) this.pageTypes.putPageAndType(mfn);
     this.framesReturned = xenFrames + this.memory.destroy();

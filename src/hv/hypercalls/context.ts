@@ -11,6 +11,7 @@ import type { PageTypes } from '../mm/page-types.js';
 import type { DomainTranslations } from '../mm/tlb.js';
 import type { EventChannels } from '../events/channels.js';
 import type { GrantTable } from '../mm/grant-table.js';
+import type { GrantWorld } from '../mm/grant-map.js';
 import type { VcpuTimers } from '../sched/time.js';
 
 /** rdi, rsi, rdx, r10, r8. */
@@ -125,6 +126,8 @@ export interface HypercallContext {
   readonly events: EventChannels;
   /** The domain's grant table. */
   readonly grants: GrantTable;
+  /** The machine's grants: every domain's table and mappings, for map, unmap and copy. */
+  readonly grantWorld: GrantWorld;
   /** The calling vCPU's time and scheduling state. */
   readonly sched: SchedContext;
 }

@@ -1,15 +1,18 @@
 // grant_table_op (hypercall 20), the grant-table management Xen gives a PV
 // domU: setup_table (grow the table, list its frames), query_size,
 // set_version, get_version, get_status_frames, with Xen's statuses and
-// errnos for other domains, limits and bad pointers. Mapping, unmapping,
-// copying and transferring grants are not implemented yet (-ENOSYS).
+// errnos for other domains, limits and bad pointers; and map_grant_ref,
+// unmap_grant_ref and copy (mm/grant-map.ts), in batches that continue as
+// Xen's do. Transferring grants is not implemented (-ENOSYS).
 // Inputs: hostile (pointers, counts, domain ids, versions).
 
 import {
-  GnttabGetStatusFrames, GnttabGetVersion, GnttabOp, GnttabQuerySize, GnttabSetupTable, GnttabSetVersion, GrantStatus,
+  GnttabCopy, GnttabCopyGnttabCopyPtr, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp, GnttabQuerySize,
+  GnttabSetupTable, GnttabSetVersion, GnttabUnmapGrantRef, GrantStatus,
 } from '../../abi/generated/grant-table.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
 import { MAX_GRANT_FRAMES } from '../mm/grant-table.js';
+import { copyGrant, mapGrant, unmapGrant } from '../mm/grant-map.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 
 /** Whose table a request names: the caller's, another domain's (which needs privilege), or none. */
@@ -103,6 +106,17 @@ function getStatusFrames(ctx: HypercallContext, arg: bigint, count: number): big
   return 0n;
 }
 
+/** Requests of a batch op handled per invocation before a continuation (the rest re-issued, as Xen's). */
+const GRANT_CHUNK = 256;
+
+/** Runs `one` on each of `count` requests of `size` bytes from `uop`, continuing past GRANT_CHUNK. */
+function batch(ctx: HypercallContext, cmd: bigint, uop: bigint, count: number, size: number, one: (at: bigint) => void): bigint {
+  const n = Math.min(count, GRANT_CHUNK);
+  for (let i = 0; i < n; i++) one(uop + BigInt(i * size));
+  if (n < count) ctx.continueWith([cmd, uop + BigInt(n * size), BigInt(count - n), 0n, 0n]);
+  return 0n;
+}
+
 /** grant_table_op(cmd, uop, count). */
 export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: HypercallArgs): bigint {
   const count = Number(countArg & 0xffffffffn);
@@ -117,9 +131,38 @@ export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: Hyperc
       return getVersion(ctx, uop);
     case GnttabOp.GNTTABOP_get_status_frames:
       return getStatusFrames(ctx, uop, count);
+    case GnttabOp.GNTTABOP_map_grant_ref:
+      return batch(ctx, cmd, uop, count, GnttabMapGrantRef.SIZE, (at) => {
+        const b = ctx.guest.read(at, GnttabMapGrantRef.SIZE);
+        const op = GnttabMapGrantRef.over(b.buffer);
+        const r = mapGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, flags: op.flags, ref: op.ref, dom: op.dom });
+        op.status = r.status;
+        if (r.handle !== undefined) op.handle = r.handle;
+        if (r.devBusAddr !== undefined) op.dev_bus_addr = r.devBusAddr;
+        ctx.guest.write(at, b);
+      });
+    case GnttabOp.GNTTABOP_unmap_grant_ref:
+      return batch(ctx, cmd, uop, count, GnttabUnmapGrantRef.SIZE, (at) => {
+        const b = ctx.guest.read(at, GnttabUnmapGrantRef.SIZE);
+        const op = GnttabUnmapGrantRef.over(b.buffer);
+        op.status = unmapGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, devBusAddr: op.dev_bus_addr, handle: op.handle });
+        ctx.guest.write(at, b);
+      });
+    case GnttabOp.GNTTABOP_copy:
+      return batch(ctx, cmd, uop, count, GnttabCopy.SIZE, (at) => {
+        const b = ctx.guest.read(at, GnttabCopy.SIZE);
+        const v = new DataView(b.buffer);
+        const O = GnttabCopy.OFFSETS, P = GnttabCopyGnttabCopyPtr.OFFSETS;
+        const side = (base: number) => ({ ref: v.getBigUint64(base + P.u, true), domid: v.getUint16(base + P.domid, true), offset: v.getUint16(base + P.offset, true) });
+        const st = copyGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, {
+          source: side(O.source), dest: side(O.dest), len: v.getUint16(O.len, true), flags: v.getUint16(O.flags, true),
+        });
+        v.setInt16(O.status, st, true);
+        ctx.guest.write(at, b);
+      });
     default:
-      // map_grant_ref, unmap_grant_ref, copy, transfer, unmap_and_replace, cache_flush: not yet;
-      // dump_table is gone from Xen, which answers -ENOSYS too.
+      // transfer, unmap_and_replace, cache_flush, swap_grant_ref: not yet; dump_table is gone
+      // from Xen, which answers -ENOSYS too.
       return errno('XEN_ENOSYS');
   }
 }

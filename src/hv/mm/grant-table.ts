@@ -4,7 +4,7 @@
 // them to write its grants), held writable by the hypervisor while the
 // domain lives so that they can never become page tables; a status frame
 // let go when the domain returns to version 1 must be mapped nowhere
-// (XSA-255). Mapping and copying grants come later; this is the table.
+// (XSA-255). Mapping grants uses the pins kept here (./grant-map.ts).
 // Inputs: frame counts and versions from grant_table_op (hostile, checked).
 
 import { FrameError, type FrameTable } from './frames.js';
@@ -25,7 +25,18 @@ export interface GrantHost {
   releaseHeld(mfn: number): void;
 }
 
+/** A grant entry as the granter wrote it: its flags (GTF_*), the domain it grants to, the frame. */
+export interface GrantEntry { flags: number; domid: number; frame: bigint }
+
+/** How a grant is in use (Xen's active entry): host and device pins, read-only and writable, and the frame pinned. */
+interface Pin { hostR: number; hostW: number; devR: number; devW: number; frame: number }
+
+const GTF_READING = 8, GTF_WRITING = 16;
+
 export class GrantTable {
+  /** Grants in use by a mapping or a copy, by reference. */
+  private readonly pins = new Map<number, Pin>();
+
   /** 1 or 2: the layout of the entries. */
   version = 1;
   /** Grant-entry frames (machine), grown by setup_table. */
@@ -38,6 +49,61 @@ export class GrantTable {
   /** How many grant entries the frames hold in the current layout. */
   get entries(): number {
     return (this.frames.length * PAGE) / (this.version === 1 ? V1_ENTRY : V2_ENTRY);
+  }
+
+  /** Entry `ref` as the granter wrote it, or undefined past the table's end. */
+  entry(ref: number): GrantEntry | undefined {
+    if (!Number.isInteger(ref) || ref < 0 || ref >= this.entries) return undefined;
+    const size = this.version === 1 ? V1_ENTRY : V2_ENTRY;
+    const at = ref * size;
+    const page = this.host.ft.bytes(this.frames[Math.floor(at / PAGE)]!);
+    const v = new DataView(page.buffer, page.byteOffset + (at % PAGE), size);
+    return this.version === 1
+      ? { flags: v.getUint16(0, true), domid: v.getUint16(2, true), frame: BigInt(v.getUint32(4, true)) }
+      : { flags: v.getUint16(0, true), domid: v.getUint16(2, true), frame: v.getBigUint64(8, true) };
+  }
+
+  /** The pin of `ref`, if it is in use. */
+  pinOf(ref: number): Readonly<Pin> | undefined {
+    return this.pins.get(ref);
+  }
+
+  /** Whether any grant is in use (a version change is then -EBUSY, as Xen). */
+  get inUse(): boolean {
+    return this.pins.size > 0;
+  }
+
+  /** Takes a pin of `ref` on `frame` (host or device, writable or not) and sets GTF_reading/GTF_writing as Xen does. */
+  pin(ref: number, frame: number, kind: 'host' | 'dev', writable: boolean): void {
+    const p = this.pins.get(ref) ?? { hostR: 0, hostW: 0, devR: 0, devW: 0, frame };
+    if (kind === 'host') { if (writable) p.hostW++; else p.hostR++; } else if (writable) p.devW++; else p.devR++;
+    this.pins.set(ref, p);
+    this.busy(ref, p);
+  }
+
+  /** Drops a pin pin() took; the entry's busy bits follow what is left. */
+  unpin(ref: number, kind: 'host' | 'dev', writable: boolean): void {
+    const p = this.pins.get(ref);
+    if (!p) throw new Error(`grant ${ref} is not pinned`);
+    if (kind === 'host') { if (writable) p.hostW--; else p.hostR--; } else if (writable) p.devW--; else p.devR--;
+    if (p.hostR + p.hostW + p.devR + p.devW === 0) this.pins.delete(ref);
+    this.busy(ref, p);
+  }
+
+  /** GTF_reading while pinned at all, GTF_writing while pinned writable: in the entry (v1) or its status (v2). */
+  private busy(ref: number, p: Pin): void {
+    const any = p.hostR + p.hostW + p.devR + p.devW > 0, w = p.hostW + p.devW > 0;
+    const bits = (any ? GTF_READING : 0) | (w ? GTF_WRITING : 0);
+    let page: Uint8Array, at: number;
+    if (this.version === 1) {
+      at = ref * V1_ENTRY;
+      page = this.host.ft.bytes(this.frames[Math.floor(at / PAGE)]!);
+    } else {
+      at = ref * STATUS_ENTRY;
+      page = this.host.ft.bytes(this.statusFrames[Math.floor(at / PAGE)]!);
+    }
+    const v = new DataView(page.buffer, page.byteOffset + (at % PAGE), 2);
+    v.setUint16(0, (v.getUint16(0, true) & ~(GTF_READING | GTF_WRITING)) | bits, true);
   }
 
   /** Status frames version 2 needs for the current entries. */
@@ -76,6 +142,7 @@ export class GrantTable {
   setVersion(v: number): 'ok' | 'invalid' | 'busy' {
     if (v !== 1 && v !== 2) return 'invalid';
     if (v === this.version) return 'ok';
+    if (this.inUse) return 'busy';
     const ft = this.host.ft;
     if (v === 1) {
       // Only the allocation and the hypervisor's hold may reference a status frame that goes.

@@ -7,7 +7,7 @@
 // too slow for production (it reads every validated table).
 
 import { FrameTable, OWNER_FREE, OWNER_XEN, PageType } from './frames.js';
-import { entryFrame, isPageTableType, PageTypeError, PageTypes, PINNED, typeName, VALIDATED } from './page-types.js';
+import { entryFrame, isGrantPte, isPageTableType, PageTypeError, PageTypes, PINNED, typeName, VALIDATED } from './page-types.js';
 import { FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT } from './xen-space.js';
 import { hex } from '../format.js';
 
@@ -22,6 +22,8 @@ export interface AuditDomain {
   held?: readonly number[];
   /** Frames installed as a vCPU's GDT: one general and one segment-descriptor type reference each. */
   descriptorPages?: readonly number[];
+  /** Frames of other domains (or its own) the domain maps through grants: a general reference each, and a writable type reference if writable (PT-18). */
+  grantMappings?: ReadonlyArray<{ mfn: number; writable: boolean }>;
   /**
    * The 16 entries the hypervisor puts in slots 256-271 of every validated
    * L4 of the domain (PerDomainSpace.reservedL4); not checked when absent.
@@ -67,6 +69,13 @@ export function auditPageTypes(ft: FrameTable, domains: AuditDomain[]): string[]
       if (ft.owner[mfn] !== d.domid) problems.push(`domain ${d.domid}: GDT frame ${hex(mfn)} belongs to ${ft.owner[mfn]}`);
       if (ft.type[mfn] !== PageType.segDesc) problems.push(`domain ${d.domid}: GDT frame ${hex(mfn)} is typed ${typeName(ft.type[mfn]!)}, not segment descriptors`);
     }
+    for (const g of d.grantMappings ?? []) {
+      refs[g.mfn]! += 1;
+      if (g.writable) {
+        types[g.mfn]! += 1;
+        mappedWritable[g.mfn] = 1;
+      }
+    }
     if (d.reservedL4) reservedL4.set(d.domid, d.reservedL4);
   }
   for (let mfn = 0; mfn < ft.count; mfn++) {
@@ -82,6 +91,7 @@ export function auditPageTypes(ft: FrameTable, domains: AuditDomain[]): string[]
       if (!PageTypes.isGuestSlot(type, i)) continue;
       const lo = words[2 * i]!;
       if (!(lo & 1)) continue;
+      if (type === PageType.l1 && isGrantPte(words[2 * i + 1]!)) continue; // a grant mapping: counted from the grants (PT-18)
       const bits = entryBitsProblem(checker, type, lo, words[2 * i + 1]!);
       if (bits) problems.push(`${typeName(type)} ${hex(mfn)}[${i}]: ${bits}`);
       const target = entryFrame(lo, words[2 * i + 1]!);

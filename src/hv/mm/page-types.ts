@@ -36,6 +36,12 @@
 //         hypervisor: no guest entry can map them (PT-5), so the M2P is only
 //         ever the read-only mapping the hypervisor puts in slot 256.
 //   PT-13 Counts cannot overflow (-EINVAL).
+//   PT-18 A grant mapping is an L1 entry only the hypervisor writes (bit
+//         62 set, which guests cannot: PT-6), mapping a frame of the
+//         granting domain. Its references are the mapping's: they go when
+//         the grant is unmapped or revoked, never with the entry; an
+//         entry overwritten or a table let go while it holds one crashes
+//         the domain (Xen's implicit-unmap rule).
 //   PT-17 A frame takes the segment-descriptor type (a GDT or LDT page) only
 //         if each of its 512 descriptors passes Xen's check_descriptor
 //         (./descriptors.ts): code and data get DPL 3, call gates DPL 0
@@ -78,9 +84,18 @@ export interface TypeHooks {
   typeTaken(mfn: number, type: PageType): void;
   /** `mfn` has been validated as a page table. */
   tableValidated(mfn: number): void;
+  /**
+   * An L1 entry of `domid`'s that held a grant mapping (PT-18) was
+   * overwritten or its table let go, other than by unmapping the grant:
+   * Xen crashes the domain for such an implicit unmap.
+   */
+  grantPteLost?(domid: number): void;
 }
 
 const NO_HOOKS: TypeHooks = { typeTaken() {}, tableValidated() {} };
+
+/** Whether an L1 entry (its high word) is a grant mapping the hypervisor wrote (Xen's _PAGE_GNTTAB, bit 62). */
+export const isGrantPte = (hi: number): boolean => (hi & PTE_HI.GNTTAB) !== 0;
 
 /** A refused page-table operation, with the rule and Xen's errno. */
 export class PageTypeError extends Error {
@@ -337,8 +352,29 @@ export class PageTypes {
     words[2 * index] = newLo;
     words[2 * index + 1] = newHi;
     if (!(oldLo & P)) return NOT_STALE;
-    this.dropL1(oldLo, oldHi);
+    // A grant mapping's references are its own (grant-map.ts): overwriting it is an implicit unmap (PT-18).
+    if (isGrantPte(oldHi)) this.hooks.grantPteLost?.(domid);
+    else this.dropL1(oldLo, oldHi);
     return takesAway(oldLo, oldHi, newLo, newHi) ? entryFrame(oldLo, oldHi) : NOT_STALE;
+  }
+
+  /**
+   * Writes a grant mapping (PT-18) into entry `index` of the domain's
+   * validated L1 `l1`: the entry's old references are dropped as any
+   * overwrite drops them (an old grant mapping there is an implicit unmap).
+   * The new entry takes no reference: the grant mapping holds them.
+   * Returns what a cached translation of the old entry may now be stale
+   * for (setL1Entry's answer).
+   */
+  writeGrantPte(l1: number, index: number, lo: number, hi: number, domid: number): number {
+    const words = this.ft.words32(l1);
+    const oldLo = words[2 * index]!, oldHi = words[2 * index + 1]!;
+    words[2 * index] = lo;
+    words[2 * index + 1] = hi;
+    if (!(oldLo & P)) return NOT_STALE;
+    if (isGrantPte(oldHi)) this.hooks.grantPteLost?.(domid);
+    else this.dropL1(oldLo, oldHi);
+    return entryFrame(oldLo, oldHi);
   }
 
   /**
@@ -406,7 +442,10 @@ export class PageTypes {
     const words = this.ft.words32(mfn);
     this.work += 512;
     for (let i = 0; i < 512; i++) {
-      if (PageTypes.isGuestSlot(level, i)) this.putEntry(level, words[2 * i]!, words[2 * i + 1]!);
+      if (!PageTypes.isGuestSlot(level, i)) continue;
+      const lo = words[2 * i]!, hi = words[2 * i + 1]!;
+      if (level === 1 && lo & P && isGrantPte(hi)) this.hooks.grantPteLost?.(this.ft.owner[mfn]!); // PT-18
+      else this.putEntry(level, lo, hi);
     }
     this.ft.flags[mfn]! &= ~VALIDATED;
   }

@@ -95,7 +95,10 @@ describe('grant-table management', () => {
     expect(v(SELF).out.getUint32(4, true)).toBe(1);
     expect(v(other.d.id).rc).toBe(EPERM);
     expect(v(0x1234).rc).toBe(ESRCH);
-    expect(gnttab(g, GnttabOp.GNTTABOP_map_grant_ref, new Uint8Array(32)).rc).toBe(ENOSYS);
+    // A map request with neither a host nor a device mapping asked for: GNTST_bad_gntref.
+    const m = gnttab(g, GnttabOp.GNTTABOP_map_grant_ref, new Uint8Array(32));
+    expect([m.rc, m.out.getInt16(18, true)]).toEqual([0n, GrantStatus.GNTST_bad_gntref]);
+    expect(gnttab(g, GnttabOp.GNTTABOP_transfer, new Uint8Array(24)).rc).toBe(ENOSYS);
   });
 
   it('switches to version 2 with status frames, and back only once no mapping holds them (XSA-255)', () => {

@@ -1,0 +1,292 @@
+// Grant mappings, as Xen makes them for PV domains: a domain maps a frame
+// another domain granted it (map_grant_ref), into its own page tables (an
+// L1 entry only the hypervisor writes, PT-18) or for a device, and copies
+// through grants (GNTTABOP_copy). A mapping holds a general reference on
+// the granted frame, and a writable type reference when writable (so a
+// granted page table can never be mapped writable: PT-3); it is let go by
+// unmap_grant_ref, by the mapper's death, or by the granter's: a dying
+// granter's grants are revoked, each mapping's entry cleared and its
+// references dropped, before its frames go back to the pool.
+// Inputs: grant operations from the mapper (hostile) and grant entries
+// written by the granter (hostile).
+
+import { GntcopyFlags, GntmapFlags, GrantStatus, GtfFlags, GtfType } from '../../abi/generated/grant-table.js';
+import { DomidSpecial } from '../../abi/generated/xen.js';
+import { PageType } from './frames.js';
+import type { GrantTable } from './grant-table.js';
+import { isGrantPte, NOT_STALE, PageTypeError, type PageTypes } from './page-types.js';
+import { l1For } from './pt-update.js';
+import { entryFrame, PTE_HI, PTE_LO } from './pte.js';
+import type { DomainTranslations } from './tlb.js';
+
+/** The most mappings a domain may hold at once (its maptrack). */
+export const MAX_GRANT_MAPPINGS = 4096;
+
+/** One mapping a domain holds (Xen's maptrack entry). */
+export interface GrantMapping {
+  granter: number;
+  ref: number;
+  mfn: number;
+  writable: boolean;
+  /** Where the mapping's L1 entry is (host mappings), and whether it still holds a device mapping. */
+  pte?: { l1: number; index: number };
+  device: boolean;
+}
+
+/** A domain's mappings of grants, by handle. */
+export class GrantMaps {
+  private readonly byHandle: Array<GrantMapping | undefined> = [];
+  private free: number[] = [];
+
+  add(m: GrantMapping): number | undefined {
+    const h = this.free.pop() ?? (this.byHandle.length < MAX_GRANT_MAPPINGS ? this.byHandle.length : undefined);
+    if (h === undefined) return undefined;
+    this.byHandle[h] = m;
+    return h;
+  }
+
+  get(h: number): GrantMapping | undefined {
+    return Number.isInteger(h) && h >= 0 ? this.byHandle[h] : undefined;
+  }
+
+  remove(h: number): void {
+    this.byHandle[h] = undefined;
+    this.free.push(h);
+  }
+
+  /** Every live mapping with its handle. */
+  entries(): Array<[number, GrantMapping]> {
+    return this.byHandle.flatMap((m, h) => (m ? [[h, m] as [number, GrantMapping]] : []));
+  }
+}
+
+/** What grant operations need of the machine: the page types and each domain's table, mappings and translations. */
+export interface GrantWorld {
+  readonly pt: PageTypes;
+  grantsOf(domid: number): GrantTable | undefined;
+  mapsOf(domid: number): GrantMaps | undefined;
+  tlbOf(domid: number): DomainTranslations | undefined;
+  /** Every domain alive on the machine. */
+  domainIds(): number[];
+}
+
+/** The calling domain, as a mapper: its id and the vCPU's kernel root (a linear host_addr is in its address space). */
+export interface Mapper { readonly domid: number; readonly cr3: number }
+
+const { P, RW, US, A, D } = PTE_LO;
+const S = GrantStatus;
+
+/** The granter's entry `ref` checked for `mapper` (writable or not): its frame, or the status that refuses it. */
+function checkEntry(w: GrantWorld, granter: number, ref: number, mapper: number, writable: boolean): { g: GrantTable; mfn: number } | number {
+  const g = w.grantsOf(granter);
+  if (!g) return S.GNTST_bad_domain;
+  const e = g.entry(ref);
+  if (!e) return S.GNTST_bad_gntref;
+  // As Xen's _set_status: a grant to this domain (flags and domid), and no write through a read-only grant.
+  if ((e.flags & GtfType.GTF_type_mask) !== GtfType.GTF_permit_access || e.flags & GtfFlags.GTF_sub_page || e.domid !== mapper) return S.GNTST_general_error;
+  if (writable && e.flags & GtfFlags.GTF_readonly) return S.GNTST_general_error;
+  const ft = w.pt.ft;
+  if (e.frame >= BigInt(ft.count) || ft.owner[Number(e.frame)] !== granter) return S.GNTST_bad_page;
+  return { g, mfn: Number(e.frame) };
+}
+
+/** The mapping's references on its frame: general, and writable type if writable; the status that refuses them. */
+function takeRefs(w: GrantWorld, granter: number, mfn: number, writable: boolean): number {
+  try {
+    w.pt.getPage(mfn, granter);
+  } catch (e) {
+    if (e instanceof PageTypeError) return S.GNTST_bad_page;
+    throw e;
+  }
+  if (!writable) return S.GNTST_okay;
+  try {
+    w.pt.getPageType(mfn, PageType.writable, granter);
+  } catch (e) {
+    w.pt.putPage(mfn);
+    if (e instanceof PageTypeError) return S.GNTST_general_error; // a page table or descriptor page (PT-3)
+    throw e;
+  }
+  return S.GNTST_okay;
+}
+
+function dropRefs(w: GrantWorld, m: GrantMapping): void {
+  if (m.writable) w.pt.putPageType(m.mfn);
+  w.pt.putPage(m.mfn);
+}
+
+/**
+ * Where a host mapping's entry goes: `hostAddr` is the machine address of
+ * an entry of one of the mapper's L1s (with GNTMAP_contains_pte, which must
+ * be 8-byte aligned: XSA-227) or a virtual address in its address space.
+ */
+function pteSlot(w: GrantWorld, mapper: Mapper, hostAddr: bigint, containsPte: boolean): { l1: number; index: number } | undefined {
+  const ft = w.pt.ft;
+  if (containsPte) {
+    if (hostAddr & 7n || hostAddr >> 12n >= BigInt(ft.count)) return undefined;
+    const l1 = Number(hostAddr >> 12n);
+    if (ft.owner[l1] !== mapper.domid || ft.type[l1] !== PageType.l1 || !ft.typeCount[l1]) return undefined;
+    return { l1, index: Number(hostAddr & 0xfffn) >> 3 };
+  }
+  try {
+    return { l1: l1For(w.pt, mapper.domid, mapper.cr3, hostAddr), index: Number((hostAddr >> 12n) & 0x1ffn) };
+  } catch (e) {
+    if (e instanceof PageTypeError) return undefined;
+    throw e;
+  }
+}
+
+export interface MapResult { status: number; handle?: number; devBusAddr?: bigint }
+
+/** map_grant_ref for one request, as Xen's map_grant_ref. */
+export function mapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; flags: number; ref: number; dom: number }): MapResult {
+  const host = (op.flags & GntmapFlags.GNTMAP_host_map) !== 0, device = (op.flags & GntmapFlags.GNTMAP_device_map) !== 0;
+  if (!host && !device) return { status: S.GNTST_bad_gntref };
+  const writable = !(op.flags & GntmapFlags.GNTMAP_readonly);
+  const granter = op.dom === DomidSpecial.DOMID_SELF ? mapper.domid : op.dom;
+  const maps = w.mapsOf(mapper.domid)!;
+  const checked = checkEntry(w, granter, op.ref, mapper.domid, writable);
+  if (typeof checked === 'number') return { status: checked };
+  const { g, mfn } = checked;
+  let slot: { l1: number; index: number } | undefined;
+  if (host) {
+    slot = pteSlot(w, mapper, op.hostAddr, (op.flags & GntmapFlags.GNTMAP_contains_pte) !== 0);
+    if (!slot) return { status: S.GNTST_general_error };
+  }
+  const refs = takeRefs(w, granter, mfn, writable);
+  if (refs !== S.GNTST_okay) return { status: refs };
+  const m: GrantMapping = { granter, ref: op.ref, mfn, writable, pte: slot, device };
+  const handle = maps.add(m);
+  if (handle === undefined) {
+    dropRefs(w, m);
+    return { status: S.GNTST_no_device_space };
+  }
+  if (host) g.pin(op.ref, mfn, 'host', writable);
+  if (device) g.pin(op.ref, mfn, 'dev', writable);
+  if (slot) {
+    // The entry: present, user (the kernel is at CPL 3), accessed, dirty and RW if writable, never executable, and bit 62.
+    const lo = ((mfn % 0x100000) * 4096 + (P | US | A | (writable ? RW | D : 0))) >>> 0;
+    const hi = (Math.floor(mfn / 0x100000) | PTE_HI.GNTTAB | PTE_HI.NX) >>> 0;
+    const stale = w.pt.writeGrantPte(slot.l1, slot.index, lo, hi, mapper.domid);
+    if (stale !== NOT_STALE) w.tlbOf(mapper.domid)?.leafChanged(stale);
+  }
+  return { status: S.GNTST_okay, handle, devBusAddr: device ? BigInt(mfn) << 12n : undefined };
+}
+
+/** Clears a host mapping's entry (if it is still the mapping's) and tells the mapper's translations. */
+function clearPte(w: GrantWorld, mapperId: number, m: GrantMapping): boolean {
+  if (!m.pte) return true;
+  const words = w.pt.ft.words32(m.pte.l1);
+  const lo = words[2 * m.pte.index]!, hi = words[2 * m.pte.index + 1]!;
+  if (!(lo & P) || !isGrantPte(hi) || entryFrame(lo, hi) !== m.mfn) return false;
+  words[2 * m.pte.index] = 0;
+  words[2 * m.pte.index + 1] = 0;
+  const tlb = w.tlbOf(mapperId);
+  tlb?.leafChanged(m.mfn);
+  tlb?.flush(); // as Xen: no translation of the old mapping survives the unmap
+  m.pte = undefined;
+  return true;
+}
+
+/** Lets a mapping go once neither its host nor its device part is left. */
+function release(w: GrantWorld, maps: GrantMaps, handle: number, m: GrantMapping): void {
+  if (m.pte || m.device) return;
+  dropRefs(w, m);
+  maps.remove(handle);
+}
+
+/** unmap_grant_ref for one request: `hostAddr` 0 skips the host part, `devBusAddr` 0 the device part. */
+export function unmapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; devBusAddr: bigint; handle: number }): number {
+  const maps = w.mapsOf(mapper.domid)!;
+  const m = maps.get(op.handle);
+  if (!m) return S.GNTST_bad_handle;
+  const g = w.grantsOf(m.granter);
+  if (op.hostAddr) {
+    if (!m.pte) return S.GNTST_general_error;
+    // The address must still name the mapping's entry (linear, or the entry's machine address).
+    const here = pteSlot(w, mapper, op.hostAddr, false) ?? pteSlot(w, mapper, op.hostAddr, true);
+    if (!here || here.l1 !== m.pte.l1 || here.index !== m.pte.index) return S.GNTST_general_error;
+    if (!clearPte(w, mapper.domid, m)) return S.GNTST_general_error;
+    g?.unpin(m.ref, 'host', m.writable);
+  }
+  if (op.devBusAddr) {
+    if (!m.device || op.devBusAddr !== BigInt(m.mfn) << 12n) return S.GNTST_bad_dev_addr;
+    m.device = false;
+    g?.unpin(m.ref, 'dev', m.writable);
+  }
+  release(w, maps, op.handle, m);
+  return S.GNTST_okay;
+}
+
+/** One side of a copy: a grant reference of another domain's, or a frame of the caller's. */
+export interface CopySide { ref: bigint; domid: number; offset: number }
+
+/** GNTTABOP_copy for one request, as Xen's gnttab_copy. */
+export function copyGrant(w: GrantWorld, mapper: Mapper, op: { source: CopySide; dest: CopySide; len: number; flags: number }): number {
+  if (op.source.offset + op.len > 4096 || op.dest.offset + op.len > 4096) return S.GNTST_bad_copy_arg;
+  const side = (s: CopySide, isGref: boolean, writable: boolean): { mfn: number; owner: number } | number => {
+    if (isGref) {
+      const granter = s.domid === DomidSpecial.DOMID_SELF ? mapper.domid : s.domid;
+      if (s.ref > 0xffffffffn) return S.GNTST_bad_gntref;
+      const c = checkEntry(w, granter, Number(s.ref), mapper.domid, writable);
+      return typeof c === 'number' ? c : { mfn: c.mfn, owner: granter };
+    }
+    // A frame side is the caller's own (another domain's frames need privilege).
+    if (s.domid !== DomidSpecial.DOMID_SELF && s.domid !== mapper.domid) return S.GNTST_permission_denied;
+    const ft = w.pt.ft;
+    if (s.ref >= BigInt(ft.count) || ft.owner[Number(s.ref)] !== mapper.domid) return S.GNTST_bad_page;
+    return { mfn: Number(s.ref), owner: mapper.domid };
+  };
+  const src = side(op.source, (op.flags & GntcopyFlags.GNTCOPY_source_gref) !== 0, false);
+  if (typeof src === 'number') return src;
+  const dst = side(op.dest, (op.flags & GntcopyFlags.GNTCOPY_dest_gref) !== 0, true);
+  if (typeof dst === 'number') return dst;
+  // The destination is written as data: it must be able to take the writable type (not a table, PT-3).
+  const refs = takeRefs(w, dst.owner, dst.mfn, true);
+  if (refs !== S.GNTST_okay) return refs;
+  const ft = w.pt.ft;
+  ft.bytes(dst.mfn).set(ft.bytes(src.mfn).subarray(op.source.offset, op.source.offset + op.len), op.dest.offset);
+  w.tlbOf(dst.owner)?.hostWrote(dst.mfn);
+  w.pt.putPageType(dst.mfn);
+  w.pt.putPage(dst.mfn);
+  return S.GNTST_okay;
+}
+
+/** A dying domain's mappings of others' grants are let go (its own tables die with it). */
+export function releaseMappings(w: GrantWorld, domid: number): void {
+  const maps = w.mapsOf(domid);
+  if (!maps) return;
+  for (const [h, m] of maps.entries()) {
+    const g = w.grantsOf(m.granter);
+    if (m.pte) g?.unpin(m.ref, 'host', m.writable);
+    if (m.device) g?.unpin(m.ref, 'dev', m.writable);
+    m.pte = undefined;
+    m.device = false;
+    release(w, maps, h, m);
+  }
+}
+
+/**
+ * A dying granter's grants are revoked: every other domain's mapping of
+ * them loses its entry and its references, and its handle goes (a later
+ * unmap of it is GNTST_bad_handle). Afterwards no reference of anyone's
+ * rests on the granter's frames.
+ */
+export function revokeGrants(w: GrantWorld, granter: number): void {
+  const g = w.grantsOf(granter);
+  for (const d of w.domainIds()) {
+    if (d === granter) continue;
+    const maps = w.mapsOf(d);
+    if (!maps) continue;
+    for (const [h, m] of maps.entries()) {
+      if (m.granter !== granter) continue;
+      if (m.pte) {
+        clearPte(w, d, m);
+        g?.unpin(m.ref, 'host', m.writable);
+      }
+      if (m.device) g?.unpin(m.ref, 'dev', m.writable);
+      m.pte = undefined;
+      m.device = false;
+      release(w, maps, h, m);
+    }
+  }
+}
