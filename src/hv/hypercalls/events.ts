@@ -12,15 +12,8 @@ import {
 } from '../../abi/generated/event-channel.js';
 import { EventError, resolveDomid } from '../events/channels.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
+import { inOut } from './in-out.js';
 import { PageType } from '../mm/frames.js';
-
-/** Reads the argument struct, runs `f` on it, writes it back (IN/OUT structs). */
-function inOut<T extends { view: DataView }>(ctx: HypercallContext, arg: bigint, size: number, over: (b: ArrayBufferLike) => T, f: (s: T) => void): void {
-  const bytes = ctx.guest.read(arg, size);
-  const s = over(bytes.buffer);
-  f(s);
-  ctx.guest.write(arg, bytes);
-}
 
 /** Bytes of a FIFO control block (ready, a reserved word, 16 queue heads): it must fit in its page. */
 const FIFO_CONTROL_BLOCK = 72;

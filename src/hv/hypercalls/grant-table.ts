@@ -14,6 +14,7 @@ import { DomidSpecial } from '../../abi/generated/xen.js';
 import { MAX_GRANT_FRAMES } from '../mm/grant-table.js';
 import { copyGrant, mapGrant, unmapGrant } from '../mm/grant-map.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
+import { inOut } from './in-out.js';
 
 /** Whose table a request names: the caller's, another domain's (which needs privilege), or none. */
 function whose(ctx: HypercallContext, dom: number): 'self' | 'other' | 'none' {
@@ -37,72 +38,64 @@ function writeFrames(ctx: HypercallContext, list: bigint, mfns: readonly number[
 
 function setupTable(ctx: HypercallContext, arg: bigint, count: number): bigint {
   if (count !== 1) return errno('XEN_EINVAL');
-  const bytes = ctx.guest.read(arg, GnttabSetupTable.SIZE);
-  const op = GnttabSetupTable.over(bytes.buffer);
-  const st = ((): number => {
-    if (op.nr_frames > MAX_GRANT_FRAMES) return GrantStatus.GNTST_general_error;
-    // The list must be writable up front (-EFAULT from the write below, before anything grows).
-    if (op.nr_frames) ctx.guest.write(op.frame_list, new Uint8Array(8 * op.nr_frames));
-    const other = domainStatus(ctx, op.dom);
-    if (other !== undefined) return other;
-    if (!ctx.grants.grow(op.nr_frames)) return GrantStatus.GNTST_general_error;
-    writeFrames(ctx, op.frame_list, ctx.grants.frames.slice(0, op.nr_frames));
-    return GrantStatus.GNTST_okay;
-  })();
-  op.status = st;
-  ctx.guest.write(arg, bytes);
+  inOut(ctx, arg, GnttabSetupTable.SIZE, GnttabSetupTable.over, (op) => {
+    op.status = ((): number => {
+      if (op.nr_frames > MAX_GRANT_FRAMES) return GrantStatus.GNTST_general_error;
+      // The list must be writable up front (-EFAULT from the write below, before anything grows).
+      if (op.nr_frames) ctx.guest.write(op.frame_list, new Uint8Array(8 * op.nr_frames));
+      const other = domainStatus(ctx, op.dom);
+      if (other !== undefined) return other;
+      if (!ctx.grants.grow(op.nr_frames)) return GrantStatus.GNTST_general_error;
+      writeFrames(ctx, op.frame_list, ctx.grants.frames.slice(0, op.nr_frames));
+      return GrantStatus.GNTST_okay;
+    })();
+  });
   return 0n;
 }
 
 function querySize(ctx: HypercallContext, arg: bigint, count: number): bigint {
   if (count !== 1) return errno('XEN_EINVAL');
-  const bytes = ctx.guest.read(arg, GnttabQuerySize.SIZE);
-  const op = GnttabQuerySize.over(bytes.buffer);
-  const other = domainStatus(ctx, op.dom);
-  if (other === undefined) {
-    op.nr_frames = ctx.grants.frames.length;
-    op.max_nr_frames = MAX_GRANT_FRAMES;
-  }
-  op.status = other ?? GrantStatus.GNTST_okay;
-  ctx.guest.write(arg, bytes);
+  inOut(ctx, arg, GnttabQuerySize.SIZE, GnttabQuerySize.over, (op) => {
+    const other = domainStatus(ctx, op.dom);
+    if (other === undefined) {
+      op.nr_frames = ctx.grants.frames.length;
+      op.max_nr_frames = MAX_GRANT_FRAMES;
+    }
+    op.status = other ?? GrantStatus.GNTST_okay;
+  });
   return 0n;
 }
 
 function setVersion(ctx: HypercallContext, arg: bigint): bigint {
-  const bytes = ctx.guest.read(arg, GnttabSetVersion.SIZE);
-  const op = GnttabSetVersion.over(bytes.buffer);
-  const r = ctx.grants.setVersion(op.version);
-  // The version in effect goes back to the guest, even on error.
-  op.version = ctx.grants.version;
-  ctx.guest.write(arg, bytes);
+  const r = inOut(ctx, arg, GnttabSetVersion.SIZE, GnttabSetVersion.over, (op) => {
+    const res = ctx.grants.setVersion(op.version);
+    op.version = ctx.grants.version; // the version in effect goes back to the guest, even on error
+    return res;
+  });
   return r === 'ok' ? 0n : r === 'busy' ? errno('XEN_EBUSY') : errno('XEN_EINVAL');
 }
 
+/** get_version: written back only when answered (another domain's: -EPERM; none: -ESRCH). */
 function getVersion(ctx: HypercallContext, arg: bigint): bigint {
-  const bytes = ctx.guest.read(arg, GnttabGetVersion.SIZE);
-  const op = GnttabGetVersion.over(bytes.buffer);
-  const w = whose(ctx, op.dom);
+  const w = whose(ctx, GnttabGetVersion.over(ctx.guest.read(arg, GnttabGetVersion.SIZE).buffer).dom);
   if (w === 'none') return errno('XEN_ESRCH');
   if (w === 'other') return errno('XEN_EPERM');
-  op.version = ctx.grants.version;
-  ctx.guest.write(arg, bytes);
+  inOut(ctx, arg, GnttabGetVersion.SIZE, GnttabGetVersion.over, (op) => { op.version = ctx.grants.version; });
   return 0n;
 }
 
 function getStatusFrames(ctx: HypercallContext, arg: bigint, count: number): bigint {
   if (count !== 1) return errno('XEN_EINVAL');
-  const bytes = ctx.guest.read(arg, GnttabGetStatusFrames.SIZE);
-  const op = GnttabGetStatusFrames.over(bytes.buffer);
-  const st = ((): number => {
-    const other = domainStatus(ctx, op.dom);
-    if (other !== undefined) return other;
-    const g = ctx.grants;
-    if (g.version < 2 || op.nr_frames > g.statusFrames.length) return GrantStatus.GNTST_general_error;
-    writeFrames(ctx, op.frame_list, g.statusFrames.slice(0, op.nr_frames));
-    return GrantStatus.GNTST_okay;
-  })();
-  op.status = st;
-  ctx.guest.write(arg, bytes);
+  inOut(ctx, arg, GnttabGetStatusFrames.SIZE, GnttabGetStatusFrames.over, (op) => {
+    op.status = ((): number => {
+      const other = domainStatus(ctx, op.dom);
+      if (other !== undefined) return other;
+      const g = ctx.grants;
+      if (g.version < 2 || op.nr_frames > g.statusFrames.length) return GrantStatus.GNTST_general_error;
+      writeFrames(ctx, op.frame_list, g.statusFrames.slice(0, op.nr_frames));
+      return GrantStatus.GNTST_okay;
+    })();
+  });
   return 0n;
 }
 
