@@ -30,6 +30,8 @@ export interface GrantMapping {
   writable: boolean;
   /** Where the mapping's L1 entry is (host mappings), and whether it still holds a device mapping. */
   pte?: { l1: number; index: number };
+  /** The host address named the entry's machine address (GNTMAP_contains_pte): unmap reads it the same way. */
+  byPte: boolean;
   device: boolean;
 }
 
@@ -154,7 +156,8 @@ export function mapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; 
   }
   const refs = takeRefs(w, granter, mfn, writable);
   if (refs !== S.GNTST_okay) return { status: refs };
-  const m: GrantMapping = { granter, ref: op.ref, mfn, writable, pte: slot, device };
+  const byPte = (op.flags & GntmapFlags.GNTMAP_contains_pte) !== 0;
+  const m: GrantMapping = { granter, ref: op.ref, mfn, writable, pte: slot, device, byPte };
   const handle = maps.add(m);
   if (handle === undefined) {
     dropRefs(w, m);
@@ -202,8 +205,8 @@ export function unmapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint
   const g = w.grantsOf(m.granter);
   if (op.hostAddr) {
     if (!m.pte) return S.GNTST_general_error;
-    // The address must still name the mapping's entry (linear, or the entry's machine address).
-    const here = pteSlot(w, mapper, op.hostAddr, false) ?? pteSlot(w, mapper, op.hostAddr, true);
+    // The address must still name the mapping's entry, read as the map read it (Xen keeps the map's flags).
+    const here = pteSlot(w, mapper, op.hostAddr, m.byPte);
     if (!here || here.l1 !== m.pte.l1 || here.index !== m.pte.index) return S.GNTST_general_error;
     if (!clearPte(w, mapper.domid, m)) return S.GNTST_general_error;
     g?.unpin(m.ref, 'host', m.writable);

@@ -158,10 +158,13 @@ describe('grant mappings', () => {
     const m = map(b, (BigInt(bl1) << 12n) + BigInt(8 * index), GntmapFlags.GNTMAP_host_map | GntmapFlags.GNTMAP_contains_pte, 8, a.d.id);
     expect(m.status).toBe(S.GNTST_okay);
     expect(b.cpu.translate(VIRT_BASE + (BigInt(slotPfn) << 12n), false) >> 12n).toBe(BigInt(f.mfn));
+    // Its unmap names the entry the same way: the virtual address is not it.
+    expect(unmap(b, VIRT_BASE + (BigInt(slotPfn) << 12n), m.handle)).toBe(S.GNTST_general_error);
     const d = map(b, 0n, GntmapFlags.GNTMAP_device_map, 8, a.d.id);
     expect([d.status, d.dev]).toEqual([S.GNTST_okay, BigInt(f.mfn) << 12n]);
     expect(unmap(b, 0n, d.handle, 0x1000n)).toBe(S.GNTST_bad_dev_addr);
     expect(unmap(b, 0n, d.handle, d.dev)).toBe(S.GNTST_okay);
+    expect(unmap(b, (BigInt(bl1) << 12n) + BigInt(8 * index), m.handle)).toBe(S.GNTST_okay);
     expect(audit()).toEqual([]);
   });
 
