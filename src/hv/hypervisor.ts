@@ -40,8 +40,14 @@ export interface DomainOptions {
   memoryBytes: number;
   cmdline?: string;
   initrd?: Uint8Array;
-  /** Receives the guest's console output. */
+  /**
+   * Receives what the domain's console shows (`xl console`): its PV
+   * console ring, or its console_io output if it never uses the ring.
+   * Each line once.
+   */
   console?: (bytes: Uint8Array) => void;
+  /** Receives every console_io write as it comes (the hypervisor's log, `xl dmesg`). */
+  log?: (bytes: Uint8Array) => void;
 }
 
 /** The domain ids Xen leaves to guests: 1 to DOMID_FIRST_RESERVED - 1 (0 is the control domain). */
@@ -161,7 +167,7 @@ export class Hypervisor {
       }
       const d = new Domain({
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
-        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), tlb,
+        layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), log: opts.log, tlb,
         lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock, cpuid: this.cpuid, grantWorld: this.grantWorld,
       });
       this.domains.set(id, d);

@@ -56,6 +56,8 @@ export interface ExitTarget {
    */
   takeStop(): boolean;
   crash(reason: string): void;
+  /** The domain hears of each hypercall before it is handled; false: the domain stopped running meanwhile, do not make the call. */
+  hypercallStarting(nr: bigint): boolean;
   count(kind: number): void;
   /** The arguments a handler cut short with continueWith, taken once. */
   takeContinuation(): HypercallArgs | undefined;
@@ -126,6 +128,9 @@ export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue'
   if (nr >= 0n && nr < SLOTS_N) v.hypercallCounts[Number(nr)]! += 1;
   const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
   v.traps.callRsp = state.rsp;
+  // Console text held from earlier calls goes out first; if its reader paused or ended the domain
+  // there, this call is not made now: the guest issues it again when it resumes.
+  if (!v.hypercallStarting(nr)) return 'continue';
   const result = v.hypercalls.dispatch(v.context, nr, args); // Reading path 5
   // Reading path 10: back from the handler: an iret's frame applied, a continuation set up, or the result in rax.
   const iret = v.traps.takeIret();

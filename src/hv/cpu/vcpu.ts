@@ -50,6 +50,8 @@ export interface VcpuHost {
   readonly running: boolean;
   /** The domain cannot go on: destroy it with this reason. */
   crash(reason: string): void;
+  /** A vCPU is about to handle hypercall `nr` (the console lets held output go); false if the domain stopped running meanwhile. */
+  hypercallStarting(nr: bigint): boolean;
   /** The domain's part of the hypercall context (the vCPU adds its own parts). */
   domainContext(): Omit<HypercallContext, 'guest' | 'continueWith' | 'mm' | 'cpu' | 'sched'>;
   readonly pageTypes: PageTypes;
@@ -171,6 +173,7 @@ export class PvVcpu implements ExitTarget {
   get running(): boolean { return this.host.running; }
   get architecturalIopl(): boolean { return (this.host.vmAssist & (1n << BigInt(VmAssist.VMASST_TYPE_architectural_iopl))) !== 0n; }
   crash(reason: string): void { this.host.crash(reason); }
+  hypercallStarting(nr: bigint): boolean { return this.host.hypercallStarting(nr); }
   registerVcpuInfo(mfn: bigint, offset: number): bigint { return this.info.register(mfn, offset); }
   count(kind: number): void { this.host.exitCounts.n[kind]! += 1; }
 

@@ -28,7 +28,8 @@ import type { AuditDomain } from '../mm/page-audit.js';
 import type { DomainTranslations } from '../mm/tlb.js';
 import { EventChannels } from '../events/channels.js';
 import { ConsoleBackend } from './console.js';
-import { StartInfo, Virq } from '../../abi/generated/xen.js';
+import { ConsoleMux } from './console-mux.js';
+import { Hypercall, StartInfo, Virq } from '../../abi/generated/xen.js';
 import type { SystemClock } from '../sched/time.js';
 import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
@@ -37,6 +38,9 @@ import { GrantTable } from '../mm/grant-table.js';
 import { GrantMaps, releaseMappings, revokeGrants, type GrantWorld } from '../mm/grant-map.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
+
+const CONSOLE_IO = BigInt(Hypercall.HYPERVISOR_console_io);
+const EVENT_CHANNEL_OP = BigInt(Hypercall.HYPERVISOR_event_channel_op);
 
 /** Why a domain ended. */
 export type DomainEnd =
@@ -62,7 +66,10 @@ export interface DomainParts {
   pageTypes: PageTypes;
   /** Where guests read the M2P on this host. */
   m2pVirt: bigint;
+  /** What the domain's console shows: its ring, or console_io output if it has no ring (console-mux.ts). */
   console: (bytes: Uint8Array) => void;
+  /** The hypervisor's log of the domain's console_io output. */
+  log?: (bytes: Uint8Array) => void;
   tlb: DomainTranslations;
   clock: SystemClock;
   /** Finds another domain's event channels (interdomain channels). */
@@ -89,7 +96,8 @@ export class Domain implements VcpuHost {
   private ended: DomainEnd | undefined;
   private readonly vm: VirtualMachine;
   private readonly perDomain: PerDomainSpace;
-  private readonly console: (bytes: Uint8Array) => void;
+  /** console_io and ring output, each line once on the console. */
+  private readonly consoleOut: ConsoleMux;
   /**
    * Frames of the domain on which the hypervisor holds a general and a
    * `writable` type reference until the domain dies (shared_info, taken
@@ -129,7 +137,7 @@ export class Domain implements VcpuHost {
     this.hypercalls = p.hypercalls;
     this.vm = p.vm;
     this.perDomain = p.perDomain;
-    this.console = p.console;
+    this.consoleOut = new ConsoleMux({ console: p.console, log: p.log });
     this.pageTypes = p.pageTypes;
     this.m2pVirt = p.m2pVirt;
     this.tlb = p.tlb;
@@ -144,7 +152,7 @@ export class Domain implements VcpuHost {
     this.cpuid = p.cpuid;
     this.sharedInfoMfn = p.layout.sharedInfoMfn;
     // The console's event channel, connected before boot as the toolstack does (the lowest free port).
-    this.consoleRing = new ConsoleBackend(p.memory.page(p.layout.pfn.console), this.events, p.console, () => { /* a broken ring only silences the guest */ },
+    this.consoleRing = new ConsoleBackend(p.memory.page(p.layout.pfn.console), this.events, (b) => this.consoleOut.ring(b), () => { /* a broken ring only silences the guest */ },
       () => {
         if (this.ringInUse) return;
         this.ringInUse = true;
@@ -238,6 +246,8 @@ export class Domain implements VcpuHost {
   private finish(end: DomainEnd): void {
     if (this.ended) return;
     this.ended = end;
+    this.consoleRing.service(); // the ring's last output first: it may be the held console_io text's twin
+    this.consoleOut.settle();
     if (this.stateNow !== 'dead') this.stateNow = 'shutting-down';
     this.wakeSleepers();
   }
@@ -249,6 +259,19 @@ export class Domain implements VcpuHost {
    */
   private wakeSleepers(): void {
     for (const v of this.vcpus) v.wake?.();
+  }
+
+  /**
+   * A vCPU is about to handle hypercall `nr`: held console_io text goes out
+   * unless this call may be its ring twin's. False if the console's reader
+   * paused or ended the domain on seeing it (the call waits for the resume,
+   * as it would have had the text come out when it was written).
+   */
+  hypercallStarting(nr: bigint): boolean {
+    if (nr === CONSOLE_IO || nr === EVENT_CHANNEL_OP) return true;
+    const was = this.running;
+    this.consoleOut.settle();
+    return !was || this.running;
   }
 
   crash(reason: string): void {
@@ -282,7 +305,7 @@ export class Domain implements VcpuHost {
       handle: d.handle,
       get vmAssist() { return d.vmAssist; },
       set vmAssist(v: bigint) { d.vmAssist = v; },
-      consoleWrite: (bytes) => d.console(bytes),
+      consoleWrite: (bytes) => d.consoleOut.consoleIo(bytes),
       consoleRead: (max) => d.readConsoleIo(max),
       shutdown: (reason) => d.shutdown(reason),
       m2pVirt: d.m2pVirt,
@@ -298,6 +321,7 @@ export class Domain implements VcpuHost {
     if (this.stateNow === 'dead') return 0;
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
     this.consoleRing.service(); // what the guest wrote to its ring but did not announce
+    this.consoleOut.settle();
     this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy(); // ends a run started at wake-up, too
     for (const v of this.vcpus) v.stopped();

@@ -16,7 +16,7 @@ describe('hypercall transports', () => {
   for (const via of ['page', 'syscall', 'vmcall'] as const) {
     it(`issues console_io through ${via} and resumes after it with the result in rax`, () => {
       const out: string[] = [];
-      g = scriptedGuest('minimal', { console: (b) => out.push(Buffer.from(b).toString()) });
+      g = scriptedGuest('minimal', { log: (b) => out.push(Buffer.from(b).toString()) });
       const { cpu, ev } = g;
       const buf = g.d.layout.stackTop - 0x200n;
       let startRip = 0n;
