@@ -9,7 +9,10 @@
 // operation (the ring's notification is one), or until the domain ends.
 // If the ring brings output meanwhile, the held text was that output's
 // twin: it stays in the log only, as does all console_io output from then
-// on. Every console_io byte goes to the log as it arrives.
+// on. Every console_io byte goes to the log as it arrives. At most
+// HOLD_MAX bytes are held: a guest that writes more without another call
+// (hostile, or chatty between event sends) has its text shown at once, so
+// what it writes never piles up in the hypervisor.
 
 export interface ConsoleSinks {
   /** What the domain's console shows (`xl console`). */
@@ -18,8 +21,12 @@ export interface ConsoleSinks {
   log?: (bytes: Uint8Array) => void;
 }
 
+/** The most console_io text held for its ring twin (a line is far less; one write is at most 64 KiB). */
+export const HOLD_MAX = 64 * 1024;
+
 export class ConsoleMux {
   private held: Uint8Array[] = [];
+  private heldBytes = 0;
   private ringSeen = false;
 
   constructor(private readonly sinks: ConsoleSinks) {}
@@ -33,7 +40,10 @@ export class ConsoleMux {
   consoleIo(bytes: Uint8Array): void {
     const copy = Uint8Array.from(bytes); // not slice(): a Buffer's slice shares its memory
     this.sinks.log?.(copy);
-    if (!this.ringSeen && copy.length) this.held.push(copy);
+    if (this.ringSeen || !copy.length) return;
+    this.held.push(copy);
+    this.heldBytes += copy.length;
+    if (this.heldBytes > HOLD_MAX) this.settle();
   }
 
   /** Output the backend took from the guest's console ring. */
@@ -41,6 +51,7 @@ export class ConsoleMux {
     if (!bytes.length) return;
     this.ringSeen = true;
     this.held = [];
+    this.heldBytes = 0;
     this.sinks.console(bytes);
   }
 
@@ -49,6 +60,7 @@ export class ConsoleMux {
     if (!this.held.length) return;
     const held = this.held;
     this.held = [];
+    this.heldBytes = 0;
     for (const b of held) this.sinks.console(b);
   }
 }

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConsoleMux } from '../../../src/hv/domain/console-mux.js';
+import { ConsoleMux, HOLD_MAX } from '../../../src/hv/domain/console-mux.js';
 import { ConsoleIo, Hypercall } from '../../../src/abi/generated/xen.js';
 import { EventChannelOp as EvtchnOp } from '../../../src/abi/generated/event-channel.js';
 import { SchedOp } from '../../../src/abi/generated/sched.js';
@@ -46,6 +46,18 @@ describe('console mux', () => {
     expect(m.ringInUse).toBe(true);
     expect(text(console)).toBe('PANIC: x\nlater\n');
     expect(text(log)).toBe('PANIC: x\nlater\n');
+  });
+
+  it('holds no more than HOLD_MAX bytes: a guest that writes more without another call has it shown at once', () => {
+    const { m, console, log } = mux();
+    const chunk = new Uint8Array(4096).fill(0x61);
+    for (let i = 0; i < HOLD_MAX / chunk.length; i++) m.consoleIo(chunk);
+    expect(console).toEqual([]); // exactly HOLD_MAX held
+    m.consoleIo(Uint8Array.of(0x62));
+    expect(console.reduce((n, b) => n + b.length, 0)).toBe(HOLD_MAX + 1);
+    expect(log.reduce((n, b) => n + b.length, 0)).toBe(HOLD_MAX + 1);
+    m.consoleIo(Uint8Array.of(0x63)); // held again, from nothing
+    expect(console.reduce((n, b) => n + b.length, 0)).toBe(HOLD_MAX + 1);
   });
 
   it('keeps its own copy of a write (the caller may reuse its buffer)', () => {
