@@ -59,6 +59,7 @@ export function buildCli(): Command {
     .option('--config <file>', 'JSON: {"domains": [{"kernel", "name", "memory", "cmdline", "initrd", "weight", "cap"}, ...]}')
     .option('--timeout <seconds>', 'kill the domains still running after this long')
     .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts to stderr')
+    .option('--log <file>', 'append the hypervisor\'s log (each domain\'s console_io output, lines as "(d1) ...") to this file')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {

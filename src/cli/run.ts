@@ -3,6 +3,7 @@
 // each domain's end as it happens. Input: the user's arguments and files
 // (untrusted), checked by run-plan.ts before the engine is opened.
 
+import * as fs from 'node:fs';
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 import { selectEngine } from '../engine/select.js';
@@ -23,6 +24,8 @@ export interface RunCommandOptions extends RunFlags {
   /** Where host input comes from (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
   stats?: boolean;
+  /** File the hypervisor's log (every domain's console_io output) is appended to. */
+  log?: string;
   kvm: string;
 }
 
@@ -84,10 +87,10 @@ export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outco
   }
 }
 
-/** Console output of one of several domains: whole lines, each prefixed with the domain's name. */
-function prefixedConsole(name: string, out: (b: Uint8Array) => void): { write: (b: Uint8Array) => void; flush: () => void } {
+/** Output of one of several sources: whole lines, each after `prefix` (`[name] ` on the console, `(d1) ` in the log). */
+export function prefixedLines(prefix: string, out: (b: Uint8Array) => void): { write: (b: Uint8Array) => void; flush: () => void } {
   let partial = '';
-  const emit = (line: string) => out(Buffer.from(`[${name}] ${line}`, 'latin1'));
+  const emit = (line: string) => out(Buffer.from(`${prefix}${line}`, 'latin1'));
   return {
     write: (b) => {
       partial += Buffer.from(b).toString('latin1');
@@ -116,6 +119,24 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
     io.err(`paravane: ${e.message}\n`);
     return EXIT.USAGE;
   }
+  // The log file is input too: one that cannot be opened is refused before the engine opens.
+  let logFd: number | undefined;
+  if (opts.log !== undefined) {
+    try {
+      logFd = fs.openSync(opts.log, 'a');
+    } catch (e) {
+      io.err(`paravane: --log ${opts.log}: ${(e as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
+  try {
+    return await runWithEngine(plan, opts, io, parent, logFd);
+  } finally {
+    if (logFd !== undefined) fs.closeSync(logFd);
+  }
+}
+
+async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined): Promise<number> {
   let engine: Engine;
   try {
     engine = selectEngine('kvm', opts.kvm);
@@ -125,27 +146,31 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
     return EXIT.ENGINE_UNAVAILABLE;
   }
   try {
-    return await runPlan(engine, plan, opts, io, parent);
+    return await runPlan(engine, plan, opts, io, parent, logFd);
   } finally {
     engine.close();
   }
 }
 
-async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number): Promise<number> {
+async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined): Promise<number> {
   const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
   const cleanups: Array<() => void> = [];
   try {
     if (hv.peekNextDomid() !== FIRST_DOMID) throw new Error(`a new hypervisor's first domain id is ${hv.peekNextDomid()}, not ${FIRST_DOMID}`);
     // Every domain is built before any runs, so that command lines can name the others' ids.
-    const consoles: Array<ReturnType<typeof prefixedConsole> | undefined> = [];
+    const consoles: Array<ReturnType<typeof prefixedLines> | undefined> = [];
+    const logs: Array<ReturnType<typeof prefixedLines> | undefined> = [];
     const domains: Domain[] = [];
     for (const x of plan.domains) {
-      const con = plan.domains.length > 1 ? prefixedConsole(x.spec.name, io.out) : undefined;
+      const con = plan.domains.length > 1 ? prefixedLines(`[${x.spec.name}] `, io.out) : undefined;
       consoles.push(con);
+      // The hypervisor's log: every console_io write, each line after its domain's id, as Xen's log has it.
+      const log = logFd === undefined ? undefined : prefixedLines(`(d${x.id}) `, (b) => fs.writeSync(logFd, b));
+      logs.push(log);
       let d: Domain;
       try {
         d = hv.createDomain(x.kernelFile, {
-          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, console: con ? con.write : io.out,
+          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, console: con ? con.write : io.out, log: log?.write,
         });
       } catch (e) {
         // What the plan cannot see: bootstrap page tables that do not validate.
@@ -187,6 +212,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
       // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
       consoles[i]?.flush();
+      logs[i]?.flush();
       const outcome = outcomeOf(end, stop);
       if (opts.stats) io.err(formatStats(d, ranNs));
       const message = endMessage(d, end, outcome);

@@ -50,6 +50,8 @@ describe('paravane run: bad input gets status 2 and one line', () => {
       [['run', MINIMAL, '--timeout', '-1'], /--timeout must be a number of seconds, .* from 0\.001 to 1000000/],
       [['run', MINIMAL, '--cmdline', 'x'.repeat(2000)], /--cmdline is 2000 bytes in UTF-8; at most 1023/],
       [['run', MINIMAL, '--frobnicate'], /unknown option '--frobnicate'/],
+      [['run', MINIMAL, '--log', path.join(dir, 'absent-dir', 'hv.log')], /--log .*absent-dir.*: ENOENT: no such file or directory/],
+      [['run', MINIMAL, '--log', dir], /--log .*: EISDIR/],
       [['run'], /no kernel given/],
     ];
     const results = await Promise.all(cases.map(([args]) => paravane(...args)));
@@ -83,14 +85,22 @@ describe('paravane run: bad input gets status 2 and one line', () => {
     const r = await paravane('run', MINIMAL, '--kvm', '/nonexistent/kvm');
     expect(r.code).toBe(1);
     expectOneLine(r.err, /\/nonexistent\/kvm .*\(see `paravane doctor`\)$/m);
+    // A log file that can be opened is good input: the engine is still what fails.
+    const log = path.join(dir, 'hv.log');
+    const l = await paravane('run', MINIMAL, '--log', log, '--kvm', '/nonexistent/kvm');
+    expect(l.code).toBe(1);
+    expect(fs.readFileSync(log, 'latin1')).toBe('');
   });
 });
 
 describe.skipIf(!HAVE_KVM)('paravane run: how guests end decides the status', () => {
   it('exits 3 for a crash, with its reason', async () => {
-    const r = await paravane('run', path.join(ELF, 'crash.elf'), '--stats');
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'paravane-log-')), 'hv.log');
+    const r = await paravane('run', path.join(ELF, 'crash.elf'), '--stats', '--log', log);
     expect(r.code).toBe(3);
     expect(r.out).toBe('about to fault\n');
+    // The guest has no ring: its console_io line is its console, and the log has it after its id.
+    expect(fs.readFileSync(log, 'latin1')).toBe('(d1) about to fault\n');
     expect(r.err).toMatch(/^paravane: domain 1 \(crash\) crashed: unhandled #UD invalid opcode \(vector 6\) at rip 0x[0-9a-f]+; no trap handler is registered$/m);
     // --stats: its run and CPU time, hypercalls by name and exits by kind.
     expect(r.err).toMatch(/^paravane: domain 1 \(crash\) ran \d+\.\d{3} s, \d+\.\d{3} s of it on the CPU; frames returned to the pool: \d+$/m);
