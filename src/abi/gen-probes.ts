@@ -8,7 +8,8 @@
 
 import { memberPaths } from './gen-c.js';
 import { tsModuleName } from './gen-ts.js';
-import { leavesOf, type AbiModel, type AbiStruct } from './schema.js';
+import { leavesOf } from './layout.js';
+import type { AbiModel, AbiStruct } from './model.js';
 
 const HEADER = (what: string) => [
   '/*',

@@ -8,121 +8,13 @@ import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import protobuf from 'protobufjs';
 
+import { layoutStruct } from './layout.js';
+import { AbiSchemaError, type AbiEnum, type AbiFile, type AbiMember, type AbiModel, type AbiStruct, type CHandle, type CScalar } from './model.js';
+
+export * from './model.js';
+
 const require = createRequire(import.meta.url);
 
-export interface AbiConst {
-  /** Schema name of the value (HYPERVISOR_mmu_update). */
-  name: string;
-  /** C name (__HYPERVISOR_mmu_update). */
-  cName: string;
-  value: bigint;
-  comment: string;
-  args?: string;
-  returns?: string;
-  /** Not in Xen's public headers. */
-  local: boolean;
-}
-
-export interface AbiEnum {
-  name: string;
-  file: AbiFile;
-  comment: string;
-  cEnum?: string;
-  cSuffix: string;
-  hypercalls: boolean;
-  local: boolean;
-  values: AbiConst[];
-}
-
-/** A C scalar type: its size, alignment and signedness. */
-export interface CScalar {
-  kind: 'scalar';
-  name: string;
-  size: number;
-  signed: boolean;
-  /** A character type: arrays of it also get string accessors. */
-  char: boolean;
-}
-
-/** A guest handle: XEN_GUEST_HANDLE(x), a struct holding one pointer. */
-export interface CHandle {
-  kind: 'handle';
-  name: string;
-  size: 8;
-  signed: false;
-  char: false;
-}
-
-export interface AbiMember {
-  /** Schema field name (or oneof name for a union member). */
-  name: string;
-  /** C member name. */
-  cName: string;
-  offset: number;
-  comment: string;
-  /** The C type as written in the header ("xen_pfn_t"). */
-  cType: string;
-  type: CScalar | CHandle | AbiStruct;
-  arrayLen?: number;
-  arrayLenMacro?: string;
-  /** Element size in bytes. */
-  elemSize: number;
-}
-
-export interface AbiStruct {
-  kind: 'struct';
-  /** Schema name, fully qualified (xen.start_info). */
-  fullName: string;
-  /** C tag (start_info); undefined for anonymous nested structs/unions. */
-  cTag?: string;
-  /** Name used for generated TypeScript classes (StartInfo). */
-  tsName: string;
-  file: AbiFile;
-  size: number;
-  align: number;
-  union: boolean;
-  packed: boolean;
-  local: boolean;
-  typedef?: string;
-  guestHandle: boolean;
-  comment: string;
-  members: AbiMember[];
-  /** Set for structs declared inside another message. */
-  parent?: AbiStruct;
-}
-
-export interface AbiFile {
-  /** Path relative to abi/ ("io/console.proto"). */
-  rel: string;
-  cHeader: string;
-  xenHeader?: string;
-  prelude: string[];
-  /** Files this one imports (ABI files only). */
-  imports: AbiFile[];
-  comment: string;
-  enums: AbiEnum[];
-  /** Top-level and named nested structs, in the order C needs them. */
-  structs: AbiStruct[];
-}
-
-export interface AbiModel {
-  files: AbiFile[];
-  structs: AbiStruct[];
-  enums: AbiEnum[];
-  hypercalls: AbiConst[];
-  experimentalRange: { first: number; last: number };
-}
-
-/** A schema the generator refuses; `file` names the schema at fault when it is known. */
-export class AbiSchemaError extends Error {
-  readonly code = 'ERR_ABI_SCHEMA';
-  /** The schema file, relative to the schema directory ("xen.proto"). */
-  file: string | undefined;
-  constructor(message: string, file?: string) {
-    super(message);
-    this.file = file;
-  }
-}
 
 /** Runs `f`; a schema error from it that names no file is given `rel`. */
 function inFile<T>(rel: string, f: () => T): T {
@@ -367,13 +259,13 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
         union: true, packed: false, local: st.local, guestHandle: false,
         comment: cleanComment(oneof.comment), members: inner, parent: st,
       };
-      layout(u);
+      layoutStruct(u);
       st.members.push({
         name: oneof.name, cName: oneof.name, offset: off, comment: u.comment,
         cType: '', type: u, elemSize: u.size,
       });
     }
-    layout(st);
+    layoutStruct(st);
     if (st.size !== size) throw new AbiSchemaError(`${where}: declared size ${size} but the C layout gives ${st.size}`);
     building.delete(type.fullName);
     structs.set(where, st);
@@ -456,61 +348,4 @@ export function loadAbi(abiDir: string = defaultAbiDir()): AbiModel {
 
   const fileList = [...files.values()];
   return { files: fileList, structs: [...structs.values()], enums, hypercalls, experimentalRange: { first, last } };
-}
-
-/** Computes offsets, alignment and size as gcc does for x86-64, checking declared offsets. */
-function layout(st: AbiStruct): void {
-  let off = 0;
-  let align = 1;
-  let size = 0;
-  for (const m of st.members) {
-    const a = st.packed ? 1 : alignOf(m.type);
-    align = Math.max(align, a);
-    const total = m.elemSize * (m.arrayLen ?? 1);
-    if (st.union) {
-      if (m.offset !== 0) throw new AbiSchemaError(`${st.fullName}.${m.name}: union members start at 0`);
-      size = Math.max(size, total);
-      continue;
-    }
-    off = roundUp(off, a);
-    if (m.offset !== off) {
-      throw new AbiSchemaError(`${st.fullName}.${m.name}: declared offset ${m.offset} but the C layout gives ${off}`);
-    }
-    off += total;
-  }
-  st.align = align;
-  st.size = roundUp(st.union ? size : off, align);
-}
-
-function alignOf(t: CScalar | CHandle | AbiStruct): number {
-  return 'members' in t ? t.align : t.size;
-}
-
-function roundUp(n: number, a: number): number {
-  return Math.ceil(n / a) * a;
-}
-
-/** Every scalar leaf of a struct, arrays expanded: what the layout tests walk. */
-export interface Leaf {
-  /** C access path from the struct ("console.domU.mfn", "args[3]"). */
-  cPath: string;
-  /** TypeScript access chain segments, for generated accessor calls. */
-  tsChain: Array<{ kind: 'prop'; name: string } | { kind: 'index'; name: string; index: number }>;
-  offset: number;
-  type: CScalar | CHandle;
-}
-
-export function leavesOf(st: AbiStruct, base = 0, cPrefix = '', tsPrefix: Leaf['tsChain'] = []): Leaf[] {
-  const out: Leaf[] = [];
-  for (const m of st.members) {
-    const n = m.arrayLen ?? 1;
-    for (let i = 0; i < n; i++) {
-      const at = base + m.offset + i * m.elemSize;
-      const cPath = cPrefix + m.cName + (m.arrayLen !== undefined ? `[${i}]` : '');
-      const seg: Leaf['tsChain'][number] = m.arrayLen !== undefined ? { kind: 'index', name: m.name, index: i } : { kind: 'prop', name: m.name };
-      if ('members' in m.type) out.push(...leavesOf(m.type, at, cPath + '.', [...tsPrefix, seg]));
-      else out.push({ cPath, tsChain: [...tsPrefix, seg], offset: at, type: m.type });
-    }
-  }
-  return out;
 }
