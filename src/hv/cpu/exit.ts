@@ -125,12 +125,12 @@ export function handleExit(v: ExitTarget, exit: Exit): boolean {
 export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue' | 'iret' {
   const r = v.engine.regs;
   const nr = r.rax;
+  // Console text held from earlier calls goes out first; if its reader paused or ended the domain
+  // there, this call is not made now (nor counted): the guest issues it again when it resumes.
+  if (!v.hypercallStarting(nr)) return 'continue';
   if (nr >= 0n && nr < SLOTS_N) v.hypercallCounts[Number(nr)]! += 1;
   const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
   v.traps.callRsp = state.rsp;
-  // Console text held from earlier calls goes out first; if its reader paused or ended the domain
-  // there, this call is not made now: the guest issues it again when it resumes.
-  if (!v.hypercallStarting(nr)) return 'continue';
   const result = v.hypercalls.dispatch(v.context, nr, args); // Reading path 5
   // Reading path 10: back from the handler: an iret's frame applied, a continuation set up, or the result in rax.
   const iret = v.traps.takeIret();

@@ -36,6 +36,11 @@ export class ConsoleMux {
     return this.ringSeen;
   }
 
+  /** Text is held for a ring twin (what settle() would show). */
+  get holding(): boolean {
+    return this.heldBytes > 0;
+  }
+
   /** console_io(CONSOLEIO_write) output. */
   consoleIo(bytes: Uint8Array): void {
     const copy = Uint8Array.from(bytes); // not slice(): a Buffer's slice shares its memory

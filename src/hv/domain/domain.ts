@@ -268,7 +268,7 @@ export class Domain implements VcpuHost {
    * as it would have had the text come out when it was written).
    */
   hypercallStarting(nr: bigint): boolean {
-    if (nr === CONSOLE_IO || nr === EVENT_CHANNEL_OP) return true;
+    if (!this.consoleOut.holding || nr === CONSOLE_IO || nr === EVENT_CHANNEL_OP) return true;
     const was = this.running;
     this.consoleOut.settle();
     return !was || this.running;

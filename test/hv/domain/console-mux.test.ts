@@ -150,5 +150,6 @@ describe('console output of a domain (scripted engine)', () => {
     g.vcpu.handleExit(g.vcpu.run()); // the guest resumes at its hypercall stub: the shutdown is issued again
     expect(g.d.end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(console).toEqual(['verdict\n']);
+    expect(g.d.hypercallCounts[Hypercall.HYPERVISOR_sched_op]).toBe(1); // issued twice, made once
   });
 });
