@@ -4,7 +4,7 @@
 // or the file and entry (cfg.json: domains[1]: memory).
 
 import * as path from 'node:path';
-import { CAP_RANGE, WEIGHT_RANGE } from '../hv/hypervisor.js';
+import { CAP_RANGE, MAX_VCPUS, WEIGHT_RANGE } from '../hv/hypervisor.js';
 import { formatSize, readInputFile } from './input-files.js';
 import { parseWholeNumber, type NumberRule } from './numbers.js';
 import { UsageError } from './usage-error.js';
@@ -24,6 +24,7 @@ export interface DomainSpec {
   initrd?: string;
   weight?: number;
   cap?: number;
+  vcpus?: number;
 }
 
 /** The flags a run takes its domains from. */
@@ -31,6 +32,7 @@ export interface SpecFlags {
   memory: string;
   weight?: string;
   cap?: string;
+  vcpus?: string;
   cmdline?: string;
   initrd?: string;
   config?: string;
@@ -39,10 +41,11 @@ export interface SpecFlags {
 /** The largest config file read. */
 export const MAX_CONFIG_BYTES = 1 << 20;
 
-const KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap']);
+const KEYS = new Set(['kernel', 'name', 'memory', 'cmdline', 'initrd', 'weight', 'cap', 'vcpus']);
 
 const WEIGHT: NumberRule = { unit: '', ...WEIGHT_RANGE };
 const CAP: NumberRule = { unit: ' of percent', ...CAP_RANGE };
+const VCPUS: NumberRule = { unit: '', min: 1, max: MAX_VCPUS };
 
 function jsonKind(v: unknown): string {
   if (v === null) return 'null';
@@ -60,6 +63,7 @@ export function domainSpecs(kernels: string[], flags: SpecFlags, maxMemoryMib: n
     memoryMib: parseWholeNumber(flags.memory, '--memory', memory),
     weight: flags.weight === undefined ? undefined : parseWholeNumber(flags.weight, '--weight', WEIGHT),
     cap: flags.cap === undefined ? undefined : parseWholeNumber(flags.cap, '--cap', CAP),
+    vcpus: flags.vcpus === undefined ? undefined : parseWholeNumber(flags.vcpus, '--vcpus', VCPUS),
     cmdline: flags.cmdline, cmdlineLabel: '--cmdline', initrd: flags.initrd,
   };
   let specs: DomainSpec[];
@@ -117,6 +121,7 @@ function configSpecs(file: string, fromFlags: Omit<DomainSpec, 'kernel' | 'name'
       initrd: initrd === undefined ? fromFlags.initrd : rel(initrd),
       weight: num('weight', WEIGHT) ?? fromFlags.weight,
       cap: num('cap', CAP) ?? fromFlags.cap,
+      vcpus: num('vcpus', VCPUS) ?? fromFlags.vcpus,
     };
   });
 }

@@ -170,7 +170,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       let d: Domain;
       try {
         d = hv.createDomain(x.kernelFile, {
-          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, console: con ? con.write : io.out, log: log?.write,
+          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, vcpus: x.spec.vcpus, console: con ? con.write : io.out, log: log?.write,
         });
       } catch (e) {
         // What the plan cannot see: bootstrap page tables that do not validate.

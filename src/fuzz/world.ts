@@ -61,7 +61,8 @@ export class FuzzWorld {
   /** Builds a fresh fuzz domain (the previous one must be destroyed first). */
   buildFuzz(): FuzzDomain {
     const freeBefore = this.hv.frames.free;
-    const d = this.hv.createDomain(this.kernel, { name: 'fuzz', memoryBytes: DOMAIN_BYTES });
+    // Two vCPUs: VCPUOP_initialise, up and down then have a vCPU besides the caller to act on.
+    const d = this.hv.createDomain(this.kernel, { name: 'fuzz', memoryBytes: DOMAIN_BYTES, vcpus: 2 });
     d.start();
     const vcpu = d.vcpus[0]!;
     const ev = vcpu.engine as ScriptedVcpu;

@@ -11,7 +11,7 @@ import { parseGuestKernel } from './domain/elf.js';
 import { FrameTable, PAGE_SIZE } from './mm/frames.js';
 import type { HypercallTable } from './hypercalls/table.js';
 import { createHypercallTable } from './hypercalls/index.js';
-import { M2P_ALT_VIRT_START, M2P_VIRT_START, XenSpace, type PerDomainSpace } from './mm/xen-space.js';
+import { M2P_ALT_VIRT_START, M2P_VIRT_START, MAX_VCPUS, XenSpace, type PerDomainSpace } from './mm/xen-space.js';
 import { PageTypes } from './mm/page-types.js';
 import { DomainTranslations, engineCache, TranslationMarks } from './mm/tlb.js';
 import { SystemClock } from './sched/time.js';
@@ -20,6 +20,7 @@ import type { GrantWorld } from './mm/grant-map.js';
 import { Scheduler, type RunOptions } from './sched/run-loop.js';
 
 export { CAP_RANGE, DEFAULT_WEIGHT, inRange, WEIGHT_RANGE, type RunOptions } from './sched/run-loop.js';
+export { MAX_VCPUS } from './mm/xen-space.js';
 import type { HostClock } from './sched/host-clock.js';
 import { BuildError } from './domain/builder.js';
 import { syscallStaysAtCpl3, upperHalfSlot256Usable } from '../engine/host-probe.js';
@@ -48,6 +49,8 @@ export interface DomainOptions {
   console?: (bytes: Uint8Array) => void;
   /** Receives every console_io write as it comes (the hypervisor's log, `xl dmesg`). */
   log?: (bytes: Uint8Array) => void;
+  /** vCPUs (1 to MAX_VCPUS, default 1): vCPU 0 boots, the guest brings the others up (VCPUOP_initialise, VCPUOP_up). */
+  vcpus?: number;
 }
 
 /** The domain ids Xen leaves to guests: 1 to DOMID_FIRST_RESERVED - 1 (0 is the control domain). */
@@ -149,8 +152,10 @@ export class Hypervisor {
   createDomain(kernelFile: Uint8Array, opts: DomainOptions): Domain {
     if (this.closed) throw new Error('the hypervisor is closed');
     const kernel = parseGuestKernel(kernelFile);
+    const vcpus = opts.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new BuildError(`a domain has 1 to ${MAX_VCPUS} vCPUs, not ${vcpus}`);
     const id = this.allocateDomid();
-    const perDomain = this.xen.buildPerDomain(1);
+    const perDomain = this.xen.buildPerDomain(vcpus);
     let built: ReturnType<typeof buildDomain> | undefined;
     let vm: ReturnType<Engine['createVm']> | undefined;
     // The tracker exists before the build so that the boot tables are

@@ -25,7 +25,7 @@ export async function runXtf(engine: Engine, run: XtfRun, timeoutMs = 30_000): P
   let out = '';
   try {
     const d = hv.createDomain(fs.readFileSync(run.kernel), {
-      name: run.name, memoryBytes: run.memoryMib * MIB, cmdline: run.cmdline, console: (b) => { out += Buffer.from(b).toString('latin1'); },
+      name: run.name, memoryBytes: run.memoryMib * MIB, cmdline: run.cmdline, vcpus: run.vcpus, console: (b) => { out += Buffer.from(b).toString('latin1'); },
     });
     const end = await hv.run(d, { timeoutMs });
     const m = [...out.matchAll(/Test result: (SUCCESS|SKIP|ERROR|FAILURE)(.*)$/gm)].pop();

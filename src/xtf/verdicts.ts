@@ -43,7 +43,7 @@ export const XTF_VERDICTS: Readonly<Record<string, Verdict>> = {
   'xsa-265': SUCCESS,
   'xsa-279': SUCCESS,
   'xsa-286': SUCCESS,
-  'xsa-296': todo('a second vCPU (VCPUOP_initialise, VCPUOP_up)'),
+  'xsa-296': SUCCESS,
   'xsa-298': SUCCESS,
   'xsa-316': SUCCESS,
   'xsa-317': SUCCESS,

@@ -169,6 +169,15 @@ describe('command lines', () => {
   });
 });
 
+describe('vCPUs', () => {
+  it('gives each domain the vCPUs of --vcpus, or of its config entry', () => {
+    expect(planRun([MINIMAL], { memory: '32' }, BIG_HOST).domains[0]!.spec.vcpus).toBeUndefined(); // the hypervisor's default, 1
+    expect(planRun([MINIMAL, MINIMAL], { memory: '32', vcpus: '4' }, BIG_HOST).domains.map((d) => d.spec.vcpus)).toEqual([4, 4]);
+    const config = file('vcpus.json', JSON.stringify({ domains: [{ kernel: MINIMAL, vcpus: 2 }, { kernel: MINIMAL }] }));
+    expect(planRun([], { memory: '32', vcpus: '3', config }, BIG_HOST).domains.map((d) => d.spec.vcpus)).toEqual([2, 3]);
+  });
+});
+
 describe('config files', () => {
   it.each([
     ['null', 'null'], ['a number', '42'], ['a string', '"domains"'], ['an array', '[]'], ['a boolean', 'true'],
@@ -186,6 +195,7 @@ describe('config files', () => {
       [{ domains: [{ kernel: MINIMAL, memory: 1.5 }] }, /entries\.json: domains\[0\]: memory must be a whole number of MiB/],
       [{ domains: [{ kernel: MINIMAL, weight: '0x10' }] }, /entries\.json: domains\[0\]: weight must be a whole number, in decimal digits, from 1 to 65535, not "0x10"/],
       [{ domains: [{ kernel: MINIMAL, cap: 101 }] }, /entries\.json: domains\[0\]: cap must be a whole number of percent, in decimal digits, from 0 to 100, not 101/],
+      [{ domains: [{ kernel: MINIMAL, vcpus: 17 }] }, /entries\.json: domains\[0\]: vcpus must be a whole number, in decimal digits, from 1 to 16, not 17/],
       [{ domains: [{ kernel: MINIMAL, memory: 1 }] }, /entries\.json: domains\[0\]: 1 MiB is too small for this kernel/],
       [{ domains: [{ kernel: MINIMAL, cmdline: 7 }] }, /entries\.json: domains\[0\]: cmdline must be a string, not a number/],
       [{ domains: [{ kernel: MINIMAL, cmdline: 'x'.repeat(1024) }] }, /entries\.json: domains\[0\]: cmdline is 1024 bytes in UTF-8/],
@@ -254,10 +264,11 @@ describe('numbers', () => {
       .toBe('--timeout must be a number of seconds, in decimal digits (e.g. 30 or 0.5), from 0.001 to 1000000, not "1000001"');
   });
 
-  it('refuses hex on --weight and --cap as on --memory, from the command line', async () => {
+  it('refuses hex on --weight and --cap as on --memory, and vCPUs out of range, from the command line', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--weight', '0x10'], /--weight must be a whole number, in decimal digits, from 1 to 65535, not "0x10"/],
       [['--cap', '0x10'], /--cap must be a whole number of percent, in decimal digits, from 0 to 100, not "0x10"/],
+      [['--vcpus', '0'], /--vcpus must be a whole number, in decimal digits, from 1 to 16, not "0"/],
       [['--memory', '0x20'], /--memory must be a whole number of MiB, in decimal digits, from 1 to/],
       [['--timeout', '1000001'], /--timeout must be a number of seconds, in decimal digits \(e\.g\. 30 or 0\.5\), from 0\.001 to 1000000, not "1000001"/],
     ];

@@ -67,8 +67,11 @@ describe('hypercall fuzzer', () => {
     });
     const v = r.findings.filter((f) => f.kind === 'violation');
     expect(v.length).toBeGreaterThan(0);
-    expect(v[0]).toMatchObject({ seed: 9, index: 749, message: expect.stringMatching(/page-type audit/) });
-    expect(formatReport(r)).toContain('npm run fuzz -- --seed 9 --calls 750 --trace-from 749');
+    // Seen by the first audit after it: the scheduled one at call 749, or one a domain's end brought earlier.
+    const at = v[0]!.index;
+    expect(at >= 600 && at <= 749, `seen at ${at}`).toBe(true);
+    expect(v[0]).toMatchObject({ seed: 9, message: expect.stringMatching(/page-type audit/) });
+    expect(formatReport(r)).toContain(`npm run fuzz -- --seed 9 --calls ${at + 1} --trace-from ${at}`);
   });
 
   it('reports a planted change to the victim\'s memory', () => {
@@ -77,7 +80,9 @@ describe('hypercall fuzzer', () => {
       afterCall: (i, w) => { if (i === 300) w.hv.frames.bytes(w.victim.memory.mfnOf(700))[5]! ^= 1; },
     });
     expect(r.victimIntact).toBe(false);
-    expect(r.findings).toContainEqual({ kind: 'violation', seed: 9, index: 399, message: 'the victim\'s memory changed' });
+    const seen = r.findings.find((f) => f.message === 'the victim\'s memory changed');
+    expect(seen).toMatchObject({ kind: 'violation', seed: 9 });
+    expect(seen!.index >= 300 && seen!.index <= 399, `seen at ${seen!.index}`).toBe(true);
   });
 
   it('reports a planted host exception at the call that raised it, and goes on with a fresh domain', () => {

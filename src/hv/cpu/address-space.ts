@@ -15,7 +15,7 @@ import { MSR, type PerDomainSpace } from '../mm/xen-space.js';
 export class VcpuAddressSpace {
   /** Guest user mode: the vCPU runs on the user page tables with the GS bases swapped. */
   userMode = false;
-  /** Kernel and user page-table roots (machine frames; user 0 = none). */
+  /** Kernel and user page-table roots (machine frames; 0 = none: no user root, or a vCPU not yet initialised). */
   cr3Mfn: number;
   userCr3Mfn = 0;
   private kernel: GuestMemory;
@@ -78,8 +78,8 @@ export class VcpuAddressSpace {
     this.pending = false; // only once loaded: a failed load is tried again at the next entry
   }
 
-  /** The roots in use (for the page-type audit). */
+  /** The roots in use (for the page-type audit); none before a vCPU is initialised. */
   roots(): number[] {
-    return this.userCr3Mfn ? [this.cr3Mfn, this.userCr3Mfn] : [this.cr3Mfn];
+    return [this.cr3Mfn, this.userCr3Mfn].filter((mfn) => mfn !== 0);
   }
 }

@@ -98,6 +98,16 @@ export class PvVcpu implements ExitTarget {
   /** Why the run loop must look at this vCPU before running it on: its timers changed, or SCHEDOP_yield. */
   private stop: 'timers' | 'yield' | undefined;
   private continuation: HypercallArgs | undefined;
+  /**
+   * Up (Xen: not _VPF_down): the run loop runs it. vCPU 0 starts up; the
+   * others start down and uninitialised, for VCPUOP_initialise and
+   * VCPUOP_up (src/hv/hypercalls/vcpu-op.ts).
+   */
+  online: boolean;
+  /** Its state was set: vCPU 0's by the builder, another's by VCPUOP_initialise (once). */
+  initialised: boolean;
+  /** Time the core spent running this vCPU (ns). */
+  cpuNs = 0n;
   /** Set while the vCPU is blocked and its run loop sleeps: wakes it. */
   wake: (() => void) | undefined;
 
@@ -107,8 +117,11 @@ export class PvVcpu implements ExitTarget {
     readonly index: number,
     private readonly perDomain: PerDomainSpace,
     frames: FrameTable,
-    boot: VcpuBoot,
+    /** Its boot state (vCPU 0); none: the vCPU starts down, for VCPUOP_initialise. */
+    boot?: VcpuBoot,
   ) {
+    this.online = this.initialised = boot !== undefined;
+    boot ??= { rip: 0n, rsp: 0n, rsi: 0n, cr3: 0n };
     const at = PerDomainSpace.vcpuLayout(index);
     const stack = perDomain.stackPage(index);
     this.stack = new Ring0Stack(new DataView(stack.buffer, stack.byteOffset, PAGE_SIZE), at.stackTop);
@@ -186,7 +199,7 @@ export class PvVcpu implements ExitTarget {
   }
 
   takeStop(): boolean {
-    if (this.state.kind === 'blocked') return true;
+    if (this.state.kind === 'blocked' || !this.online) return true;
     if (this.stop === undefined) return false;
     if (this.stop === 'timers') this.stop = undefined;
     return true;

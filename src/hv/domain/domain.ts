@@ -17,10 +17,11 @@ import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../../engine/types.js';
 import type { DomainMemory } from '../mm/domain-memory.js';
 import { PageType, type FrameTable } from '../mm/frames.js';
-import { errno, type HypercallContext } from '../hypercalls/context.js';
+import { errno, type HypercallContext, type VcpuControl } from '../hypercalls/context.js';
 import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
 import { ExitCounts } from '../cpu/exit-counts.js';
 import { PvVcpu, type VcpuHost } from '../cpu/vcpu.js';
+import { initialiseVcpu } from '../cpu/guest-context.js';
 import type { PerDomainSpace } from '../mm/xen-space.js';
 import type { BootLayout } from './builder.js';
 import type { PageTypes } from '../mm/page-types.js';
@@ -96,6 +97,8 @@ export class Domain implements VcpuHost {
   private ended: DomainEnd | undefined;
   private readonly vm: VirtualMachine;
   private readonly perDomain: PerDomainSpace;
+  /** vcpu_op's view of the vCPUs. */
+  private readonly vcpuControl: VcpuControl;
   /** console_io and ring output, each line once on the console. */
   private readonly consoleOut: ConsoleMux;
   /**
@@ -168,10 +171,12 @@ export class Domain implements VcpuHost {
     // descriptor page, whose entries those writes would forge behind the page-type system's back.
     const consoleMfn = p.memory.mfnOf(p.layout.pfn.console);
     if (this.holdWritable(consoleMfn) !== 0n) throw new Error(`the console page (frame ${consoleMfn}) could not be held writable`);
-    const engineVcpu = this.vm.createVcpu(0);
-    this.vcpus.push(new PvVcpu(this, engineVcpu, 0, this.perDomain, p.frames, {
-      rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n,
-    }));
+    this.vcpuControl = this.makeVcpuControl();
+    // vCPU 0 boots; the others exist from the start, down, for VCPUOP_initialise and VCPUOP_up (as Xen's max_vcpus).
+    for (let i = 0; i < p.perDomain.vcpus; i++) {
+      const boot = i === 0 ? { rip: p.layout.entry, rsp: p.layout.stackTop, rsi: p.layout.startInfoVa, cr3: BigInt(p.layout.l4Mfn) << 12n } : undefined;
+      this.vcpus.push(new PvVcpu(this, this.vm.createVcpu(i), i, this.perDomain, p.frames, boot));
+    }
     p.clock.writeWallclock(this.sharedInfo);
     for (const v of this.vcpus) v.info.updateTime();
   }
@@ -313,8 +318,43 @@ export class Domain implements VcpuHost {
       grants: d.grants,
       grantWorld: d.grantWorld,
       crash: (reason) => d.crash(reason),
+      vcpus: d.vcpuControl,
     };
   }
+
+  /** vcpu_op's view of the domain's vCPUs (src/hv/hypercalls/vcpu-op.ts). */
+  private makeVcpuControl(): VcpuControl {
+    const vcpus = this.vcpus;
+    return {
+      get count() { return vcpus.length; },
+      sched: (i) => vcpus[i]!.blocking,
+      initialise: (i, c) => {
+        const v = vcpus[i]!;
+        if (v.initialised) return errno('XEN_EEXIST');
+        return initialiseVcpu(v, c, this.pageTypes, this.id);
+      },
+      up: (i) => {
+        const v = vcpus[i]!;
+        if (!v.initialised) return errno('XEN_EINVAL');
+        v.online = true;
+        v.wake?.(); // its loop sleeps while it is down
+        return 0n;
+      },
+      down: (i) => {
+        // As Xen: the last vCPU up going down is the domain powering off.
+        if (!vcpus.some((o) => o.index !== i && o.online)) {
+          this.shutdown(ShutdownReason.SHUTDOWN_poweroff);
+          return 0n;
+        }
+        const v = vcpus[i]!;
+        v.online = false;
+        if (v.started) v.engine.kick(); // running on the engine's thread: its run ends, and its loop sees it down
+        return 0n;
+      },
+      isUp: (i) => vcpus[i]!.online,
+    };
+  }
+
 
   /** Tears the domain down (see the order at the top of this file). Returns the frames freed. */
   destroy(): number {

@@ -13,6 +13,7 @@ import type { EventChannels } from '../events/channels.js';
 import type { GrantTable } from '../mm/grant-table.js';
 import type { GrantWorld } from '../mm/grant-map.js';
 import type { VcpuTimers } from '../sched/time.js';
+import type { VcpuGuestContext } from '../../abi/generated/arch-x86.js';
 
 /** rdi, rsi, rdx, r10, r8. */
 export type HypercallArgs = readonly [bigint, bigint, bigint, bigint, bigint];
@@ -90,6 +91,22 @@ export interface SchedContext {
   registerVcpuInfo(mfn: bigint, offset: number): bigint;
 }
 
+/** What vcpu_op needs of the domain's vCPUs, any of them by index (range-checked by the caller). */
+export interface VcpuControl {
+  /** How many vCPUs the domain has. */
+  readonly count: number;
+  /** vCPU `i`'s timers and vcpu_info (VCPUOP_set_periodic_timer and register_vcpu_info may name any vCPU). */
+  sched(i: number): SchedContext;
+  /** VCPUOP_initialise: vCPU `i`'s state from a vcpu_guest_context; 0 or an errno (-EEXIST once initialised). */
+  initialise(i: number, c: VcpuGuestContext): bigint;
+  /** VCPUOP_up: 0, or -EINVAL for a vCPU not initialised. */
+  up(i: number): bigint;
+  /** VCPUOP_down: 0 (the last vCPU up going down powers the domain off). */
+  down(i: number): bigint;
+  /** VCPUOP_is_up. */
+  isUp(i: number): boolean;
+}
+
 /** What a handler may see and do of the calling domain and vCPU. */
 export interface HypercallContext {
   readonly domid: number;
@@ -130,4 +147,6 @@ export interface HypercallContext {
   readonly grantWorld: GrantWorld;
   /** The calling vCPU's time and scheduling state. */
   readonly sched: SchedContext;
+  /** The domain's vCPUs, for vcpu_op. */
+  readonly vcpus: VcpuControl;
 }

@@ -188,8 +188,9 @@ function mmuextOne(ctx: HypercallContext, mm: MmContext, cmd: number, arg1: bigi
     case MmuextCmd.MMUEXT_NEW_USER_BASEPTR:
       newBasePointer(mm, ctx.domid, mfnArg(), cmd === MmuextCmd.MMUEXT_NEW_USER_BASEPTR);
       return 0n;
-    // Flush requests: everything stale is forgotten (one vCPU per domain
-    // for now, so LOCAL, MULTI and ALL reach the same vCPUs).
+    // Flush requests: everything stale is forgotten, for every vCPU of the
+    // domain at once (the engine drops a VM's cached translations as a
+    // whole), so LOCAL, MULTI and ALL all reach at least the vCPUs asked.
     case MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL:
     case MmuextCmd.MMUEXT_TLB_FLUSH_MULTI:
     case MmuextCmd.MMUEXT_TLB_FLUSH_ALL:

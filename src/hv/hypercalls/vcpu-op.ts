@@ -1,9 +1,10 @@
-// Scheduling and time hypercalls of a vCPU: set_timer_op, vcpu_op (timers,
-// is_up, register_vcpu_info) and the blocking sched_op commands (block,
+// Scheduling and time hypercalls of a vCPU: set_timer_op, vcpu_op (bringing
+// vCPUs up and down, timers, register_vcpu_info) and the blocking sched_op commands (block,
 // poll), as Xen answers a 64-bit PV guest (Xen's public headers; docs/abi.md).
 // Inputs: hostile (vCPU ids, pointers, ports, times).
 
 import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
+import { VcpuGuestContext } from '../../abi/generated/arch-x86.js';
 import { SchedPoll } from '../../abi/generated/sched.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 
@@ -19,43 +20,54 @@ export function setTimerOp(ctx: HypercallContext, [timeout]: HypercallArgs): big
   return 0n;
 }
 
-/** vcpu_op(cmd, vcpuid, arg). */
+/**
+ * vcpu_op(cmd, vcpuid, arg), as Xen's do_vcpu_op for a 64-bit PV guest: a
+ * vCPU the domain does not have is -ENOENT whatever the command; the
+ * commands then act on that vCPU, any of the domain's, except the
+ * single-shot timer's, which only the calling vCPU may set (-EINVAL).
+ */
 export function vcpuOp(ctx: HypercallContext, [cmdArg, vcpuArg, arg]: HypercallArgs): bigint {
-  const s = ctx.sched;
+  const vcpus = ctx.vcpus;
   const cmd = Number(BigInt.asIntN(32, cmdArg));
   const vcpu = Number(BigInt.asUintN(32, vcpuArg));
-  if (vcpu >= s.vcpus) return errno('XEN_ENOENT');
-  // The timers of another vCPU cannot be set (Xen: -EINVAL); there is one vCPU for now.
-  const own = vcpu === s.vcpu;
+  if (vcpu >= vcpus.count) return errno('XEN_ENOENT');
+  const own = vcpu === ctx.sched.vcpu;
   switch (cmd) {
+    case VcpuOp.VCPUOP_initialise:
+      return vcpus.initialise(vcpu, VcpuGuestContext.over(ctx.guest.read(arg, VcpuGuestContext.SIZE).buffer));
+    case VcpuOp.VCPUOP_up:
+      return vcpus.up(vcpu);
+    case VcpuOp.VCPUOP_down:
+      return vcpus.down(vcpu);
     case VcpuOp.VCPUOP_is_up:
-      return 1n; // every existing vCPU is up (no VCPUOP_down yet)
+      return vcpus.isUp(vcpu) ? 1n : 0n;
     case VcpuOp.VCPUOP_set_periodic_timer: {
       const p = VcpuSetPeriodicTimer.over(ctx.guest.read(arg, VcpuSetPeriodicTimer.SIZE).buffer).period_ns;
-      if (p < MIN_PERIOD || p > (1n << 62n)) return errno('XEN_EINVAL');
-      if (!own) return errno('XEN_EINVAL');
+      if (p < MIN_PERIOD || p > (1n << 62n) - 1n) return errno('XEN_EINVAL');
+      const s = vcpus.sched(vcpu);
       s.timers.setPeriodic(p, s.now());
       return 0n;
     }
-    case VcpuOp.VCPUOP_stop_periodic_timer:
-      if (!own) return errno('XEN_EINVAL');
+    case VcpuOp.VCPUOP_stop_periodic_timer: {
+      const s = vcpus.sched(vcpu);
       s.timers.setPeriodic(0n, s.now());
       return 0n;
+    }
     case VcpuOp.VCPUOP_set_singleshot_timer: {
       if (!own) return errno('XEN_EINVAL');
       const t = VcpuSetSingleshotTimer.over(ctx.guest.read(arg, VcpuSetSingleshotTimer.SIZE).buffer);
       // As current Xen: VCPU_SSHOTTMR_future is ignored; a past timeout fires at once.
-      s.timers.setSingle(t.timeout_abs_ns === 0n ? 1n : t.timeout_abs_ns);
+      ctx.sched.timers.setSingle(t.timeout_abs_ns === 0n ? 1n : t.timeout_abs_ns);
       return 0n;
     }
     case VcpuOp.VCPUOP_stop_singleshot_timer:
       if (!own) return errno('XEN_EINVAL');
-      s.timers.setSingle(0n);
+      ctx.sched.timers.setSingle(0n);
       return 0n;
     case VcpuOp.VCPUOP_register_vcpu_info: {
+      // Any of the domain's vCPUs: a guest places every vCPU's before bringing the others up (Linux does, from vCPU 0).
       const r = VcpuRegisterVcpuInfo.over(ctx.guest.read(arg, VcpuRegisterVcpuInfo.SIZE).buffer);
-      if (!own) return errno('XEN_EINVAL');
-      return s.registerVcpuInfo(r.mfn, r.offset);
+      return vcpus.sched(vcpu).registerVcpuInfo(r.mfn, r.offset);
     }
     default:
       return errno('XEN_ENOSYS');

@@ -1,6 +1,8 @@
-// The run loop (a credit-style scheduler): each domain's vCPU runs in
-// slices sized by its weight, under its cap, until it blocks, its slice
-// ends or it is preempted by a vCPU an event or timer woke; between slices
+// The run loop (a credit-style scheduler): each vCPU of a domain that is
+// up runs in slices sized by its domain's weight, under the domain's cap,
+// until it blocks, its slice ends or it is preempted by a vCPU an event or
+// timer woke; the vCPUs take turns on the core's one CPU thread, as
+// several domains do; between slices
 // the loop gives the event loop a turn, so the process stays responsive
 // and other domains' loops run. All time is the host clock's (HostClock),
 // so a test can run it on a VirtualClock. Inputs: run options from the
@@ -50,6 +52,15 @@ export function inRange(n: number, r: { min: number; max: number }): boolean {
   return Number.isInteger(n) && n >= r.min && n <= r.max;
 }
 
+/** What a domain's vCPU loops share in one run(): its slice, cap and timeout, and the cap's accounting. */
+interface DomainRun {
+  readonly slice: bigint;
+  readonly capNs: bigint | undefined;
+  readonly deadline: bigint | undefined;
+  periodStart: bigint;
+  used: bigint;
+}
+
 export class Scheduler {
   /** Wake-up times (host) of the vCPUs sleeping on a timer: a running vCPU's slice ends at the earliest. */
   private readonly wakeTimes = new Map<PvVcpu, bigint>();
@@ -61,7 +72,7 @@ export class Scheduler {
   }
 
   /**
-   * Runs a domain's vCPU until the domain ends, then destroys it, and
+   * Runs a domain's vCPUs until the domain ends, then destroys it, and
    * resolves with how it ended; or until it is paused, and resolves with
    * { kind: 'paused' } (the domain keeps its state and can run again).
    * Timeouts and aborts take effect within one quantum. Whatever happens,
@@ -73,21 +84,50 @@ export class Scheduler {
     if (!inRange(weight, WEIGHT_RANGE)) throw new RangeError(`weight ${weight}: ${WEIGHT_RANGE.min} to ${WEIGHT_RANGE.max}`);
     const cap = opts.cap ?? 0;
     if (!inRange(cap, CAP_RANGE)) throw new RangeError(`cap ${cap}: a percentage of one CPU, 0 (none) to ${CAP_RANGE.max}`);
-    // The slice grows with the weight: busy domains taking turns get CPU in proportion.
-    const slice = BigInt(Math.max(100_000, Math.round((opts.quantumMs ?? DEFAULT_QUANTUM_MS) * 1e6 * weight / DEFAULT_WEIGHT)));
-    const capNs = cap ? (CAP_PERIOD * BigInt(cap)) / 100n : undefined;
-    const deadline = opts.timeoutMs === undefined ? undefined : this.host.now() + BigInt(Math.round(opts.timeoutMs * 1e6));
-    const vcpu = d.vcpus[0]!;
-    let periodStart = this.host.now();
-    let used = 0n;
-    // The end of a slice that starts at `now`.
+    const r: DomainRun = {
+      // The slice grows with the weight: busy domains taking turns get CPU in proportion.
+      slice: BigInt(Math.max(100_000, Math.round((opts.quantumMs ?? DEFAULT_QUANTUM_MS) * 1e6 * weight / DEFAULT_WEIGHT))),
+      capNs: cap ? (CAP_PERIOD * BigInt(cap)) / 100n : undefined,
+      deadline: opts.timeoutMs === undefined ? undefined : this.host.now() + BigInt(Math.round(opts.timeoutMs * 1e6)),
+      periodStart: this.host.now(),
+      used: 0n,
+    };
+    d.start();
+    // One loop per vCPU; the domain's cap and timeout are shared. A failure in one (a paravane bug
+    // thrown from a handler) crashes the domain, which ends the others' loops.
+    let failure: { error: unknown } | undefined;
+    await Promise.all(d.vcpus.map((vcpu) => this.runVcpu(d, vcpu, r, opts).catch((error: unknown) => {
+      if (failure) return;
+      failure = { error };
+      d.crash(`internal error: ${(error as Error).message}`);
+    })));
+    if (failure) {
+      this.destroy(d);
+      throw failure.error;
+    }
+    if (d.state === 'paused') {
+      for (const vcpu of d.vcpus) vcpu.engine.setDeadline(null);
+      return { kind: 'paused' };
+    }
+    this.destroy(d);
+    return d.end!;
+  }
+
+  /** One vCPU's loop (see run): returns when its domain stops running. */
+  private async runVcpu(d: Domain, vcpu: PvVcpu, r: DomainRun, opts: RunOptions): Promise<void> {
+    const { deadline, capNs } = r;
+    // The end of a slice that starts at `now`. As the domain's weight is its own, not each vCPU's
+    // (Xen's credit scheduler shares a domain's credit among its active vCPUs), the slice is shared
+    // among the domain's vCPUs that can run.
     const sliceFrom = (now: bigint): bigint => {
-      const end = earlier(now + slice, deadline)!;
-      return capNs !== undefined && now + (capNs - used) < end ? now + (capNs - used) : end;
+      let active = 0n;
+      for (const v of d.vcpus) if (v.online && !v.blocked) active++;
+      const end = earlier(now + (active > 1n ? r.slice / active : r.slice), deadline)!;
+      return capNs !== undefined && now + (capNs - r.used) < end ? now + (capNs - r.used) : end;
     };
     /**
      * Stops the vCPU's next run at `until` (host time); `armed` is what its
-     * engine deadline is, as this run() set it. An armed deadline
+     * engine deadline is, as this loop set it. An armed deadline
      * that falls earlier is kept while it is more than KEEP_ARMED ahead: it
      * can only end a run early, and the loop then arms again. The same one
      * still ahead is not armed again. That spares a
@@ -108,20 +148,21 @@ export class Scheduler {
     let early: { start: bigint; sliceEnd: bigint } | { error: unknown } | undefined;
     /**
      * Wake-up preemption, as Xen's credit scheduler boosts a vCPU an event
-     * wakes: when an event wakes the sleeping vCPU while the CPU thread is
-     * free (the event came from another vCPU's hypercall, which the core is
-     * still handling, or from the event loop), the vCPU's run starts at
-     * once, on the checks the loop itself would make, and the rest of that
-     * hypercall overlaps it, as it would on a second CPU. The loop, which
-     * resumes in the next microtask, takes the run's exit. A domain whose
-     * vCPU was running (not blocked) gives way to it (`onCpu`). Whatever
-     * fails here is this domain's, never the sender's: the loop rethrows it.
+     * wakes: when an event (or VCPUOP_up) wakes the sleeping vCPU while the
+     * CPU thread is free (the event came from another vCPU's hypercall,
+     * which the core is still handling, or from the event loop), the vCPU's
+     * run starts at once, on the checks the loop itself would make, and the
+     * rest of that hypercall overlaps it, as it would on a second CPU. The
+     * loop, which resumes in the next microtask, takes the run's exit. A
+     * vCPU that was running (not blocked) gives way to it (`onCpu`).
+     * Whatever fails here is this domain's, never the sender's: the loop
+     * rethrows it.
      */
     const startEarly = (): void => {
       if (!vcpu.engine.canStart || this.onCpu?.started || !d.running || opts.signal?.aborted) return;
       try {
         const now = this.host.now();
-        if ((deadline !== undefined && now >= deadline) || now - periodStart >= CAP_PERIOD || (capNs !== undefined && used >= capNs)) return;
+        if ((deadline !== undefined && now >= deadline) || now - r.periodStart >= CAP_PERIOD || (capNs !== undefined && r.used >= capNs)) return;
         const sliceEnd = sliceFrom(now);
         const until = this.runUntil(vcpu, sliceEnd, now);
         if (until === undefined) return;
@@ -133,93 +174,86 @@ export class Scheduler {
         early = { error };
       }
     };
-    d.start();
-    try {
-      while (d.running) {
-        let start: bigint;
-        let sliceEnd: bigint;
-        let now = this.host.now();
-        if (early !== undefined) {
-          const e = early;
-          early = undefined;
-          if ('error' in e) throw e.error;
-          ({ start, sliceEnd } = e);
-        } else {
-          if (opts.signal?.aborted) {
-            d.kill(String(opts.signal.reason ?? 'aborted'));
-            break;
-          }
-          if (deadline !== undefined && now >= deadline) {
-            d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
-            break;
-          }
-          if (now - periodStart >= CAP_PERIOD) {
-            periodStart = now;
-            used = 0n;
-          }
-          if (capNs !== undefined && used >= capNs) {
-            // Over its cap for this period: no CPU until the next one.
-            await this.sleep(undefined, earlier(periodStart + CAP_PERIOD, deadline), opts.signal);
-            continue;
-          }
-          // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
-          start = now;
-          sliceEnd = sliceFrom(now);
+    while (d.running) {
+      let start: bigint;
+      let sliceEnd: bigint;
+      let now = this.host.now();
+      if (early !== undefined) {
+        const e = early;
+        early = undefined;
+        if ('error' in e) throw e.error;
+        ({ start, sliceEnd } = e);
+      } else {
+        if (opts.signal?.aborted) {
+          d.kill(String(opts.signal.reason ?? 'aborted'));
+          break;
         }
-        while (d.running) {
-          if (!vcpu.started) {
-            // Another domain's vCPU started (startEarly) goes first: its loop takes its exit in a moment.
-            if (this.onCpu?.started) break;
-            now = this.host.now();
-            const until = this.runUntil(vcpu, sliceEnd, now);
-            if (until === undefined) break;
-            armDeadline(until, now);
-          }
-          // Reading path 1: the vCPU runs until an exit, which is handled, until a handler says stop.
-          // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
-          while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
-          if (opts.signal?.aborted) break;
-          // SCHEDOP_yield: the rest of the slice goes to the others.
-          if (vcpu.takeYield()) break;
+        if (deadline !== undefined && now >= deadline) {
+          d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
+          break;
         }
-        const ran = this.host.now() - start;
-        used += ran;
-        d.cpuNs += ran;
-        if (!d.running) break;
-        if (vcpu.blocked) {
-          // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
-          // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
-          const timer = vcpu.blocking.advanceableTimer(); // while still blocked: wakeable() may clear that
-          if (vcpu.blocking.wakeable()) continue;
-          const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.blocking.wakeDeadline();
-          const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
-          await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
-          if (early === undefined && timer !== undefined && !vcpu.blocking.wakeable() && this.host.now() >= at!) vcpu.blocking.advanceTimer();
+        if (!vcpu.online) {
+          // Down (not yet brought up, or VCPUOP_down): no CPU until VCPUOP_up wakes it.
+          await this.sleep(vcpu, deadline, opts.signal, startEarly);
           continue;
         }
-        // The slice is over, or a started vCPU preempted this one: the others (whose loops resume
-        // first, in microtasks) and the event loop, then a new slice.
-        await this.host.turn();
+        if (now - r.periodStart >= CAP_PERIOD) {
+          r.periodStart = now;
+          r.used = 0n;
+        }
+        if (capNs !== undefined && r.used >= capNs) {
+          // Over its cap for this period: no CPU until the next one.
+          await this.sleep(undefined, earlier(r.periodStart + CAP_PERIOD, deadline), opts.signal);
+          continue;
+        }
+        // One slice: runs until it is used up, the vCPU blocks, or the domain ends.
+        start = now;
+        sliceEnd = sliceFrom(now);
       }
-      // A failure to start the run, met after the domain stopped running: still this domain's.
-      if (early !== undefined && 'error' in early) throw early.error;
-      if (vcpu.started && d.state !== 'dead') {
-        // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
-        // handled. (A domain destroyed meanwhile had its engine end the run.)
-        vcpu.engine.kick();
-        vcpu.handleExit(vcpu.run());
+      while (d.running) {
+        if (!vcpu.started) {
+          // Another vCPU started (startEarly) goes first: its loop takes its exit in a moment.
+          if (this.onCpu?.started) break;
+          now = this.host.now();
+          const until = this.runUntil(vcpu, sliceEnd, now);
+          if (until === undefined) break;
+          armDeadline(until, now);
+        }
+        // Reading path 1: the vCPU runs until an exit, which is handled, until a handler says stop.
+        // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
+        while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
+        if (opts.signal?.aborted) break;
+        // SCHEDOP_yield: the rest of the slice goes to the others.
+        if (vcpu.takeYield()) break;
       }
-    } catch (e) {
-      d.crash(`internal error: ${(e as Error).message}`);
-      this.destroy(d);
-      throw e;
+      const ran = this.host.now() - start;
+      r.used += ran;
+      d.cpuNs += ran;
+      vcpu.cpuNs += ran;
+      if (!d.running) break;
+      if (vcpu.blocked && vcpu.online) {
+        // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
+        // Woken by its timer: from TIMER_ADVANCE before it, the vCPU waits in its own context.
+        const timer = vcpu.blocking.advanceableTimer(); // while still blocked: wakeable() may clear that
+        if (vcpu.blocking.wakeable()) continue;
+        const wakeAt = timer !== undefined ? timer - TIMER_ADVANCE : vcpu.blocking.wakeDeadline();
+        const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
+        await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
+        if (early === undefined && timer !== undefined && !vcpu.blocking.wakeable() && this.host.now() >= at!) vcpu.blocking.advanceTimer();
+        continue;
+      }
+      // The slice is over, or a started vCPU preempted this one: the others (whose loops resume
+      // first, in microtasks) and the event loop, then a new slice.
+      await this.host.turn();
     }
-    if (d.state === 'paused') {
-      vcpu.engine.setDeadline(null);
-      return { kind: 'paused' };
+    // A failure to start the run, met after the domain stopped running: still this domain's.
+    if (early !== undefined && 'error' in early) throw early.error;
+    if (vcpu.started && d.state !== 'dead') {
+      // Paused or ended between startEarly and the loop's turn: the run ends now, and its exit is
+      // handled. (A domain destroyed meanwhile had its engine end the run.)
+      vcpu.engine.kick();
+      vcpu.handleExit(vcpu.run());
     }
-    this.destroy(d);
-    return d.end!;
   }
 
   /**
@@ -274,6 +308,7 @@ export class Scheduler {
    * VIRQ_TIMER, which may wake the vCPU.
    */
   private runUntil(vcpu: PvVcpu, sliceEnd: bigint, now: bigint): bigint | undefined {
+    if (!vcpu.online) return undefined;
     const timer = vcpu.blocking.expireTimers();
     if (!vcpu.blocking.wakeable()) return undefined;
     const wake = this.earliestWake();

@@ -9,6 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { Hypercall, SharedInfo, VcpuInfo, Virq } from '../../../src/abi/generated/xen.js';
 import { EventChannelOp } from '../../../src/abi/generated/event-channel.js';
 import { SchedOp } from '../../../src/abi/generated/sched.js';
+import { VcpuOp } from '../../../src/abi/generated/vcpu.js';
+import { VcpuGuestContext } from '../../../src/abi/generated/arch-x86.js';
+import type { ScriptedVcpu } from '../../../src/engine/scripted/scripted-engine.js';
 import type { Exit } from '../../../src/engine/types.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
 import { VirtualClock } from '../../../src/hv/sched/host-clock.js';
@@ -48,6 +51,27 @@ describe('the run loop on a virtual clock', () => {
     expect(total / Number(clock.now() - t0)).toBeGreaterThan(0.99);
     [1 / 7, 2 / 7, 4 / 7].forEach((want, i) => expect(Math.abs(cpu[i]! / total - want), `share ${i}`).toBeLessThan(0.02));
     expect(hv.frames.free).toBe(free + guests.reduce((n, g) => n + g.d.framesReturned, 0));
+  });
+
+  it('shares a domain\'s weight among its busy vCPUs: two beside a domain of one get half the CPU between them', async () => {
+    const clock = new VirtualClock();
+    const { engine, hv } = scriptedMachine(2, clock);
+    const two = scriptedDomain(engine, hv, 'minimal', { vcpus: 2 }, false);
+    const one = scriptedDomain(engine, hv, 'minimal', {}, false);
+    const ctx = VcpuGuestContext.over(new ArrayBuffer(VcpuGuestContext.SIZE));
+    ctx.flags = 4n | 0x20n; // in kernel, online
+    ctx.set_ctrlreg_at(3, BigInt(two.d.layout.l4Mfn) << 12n);
+    expect(two.d.domainContext().vcpus.initialise(1, ctx)).toBe(0n);
+    busy(two, clock);
+    busy({ ...two, ev: two.d.vcpus[1]!.engine as ScriptedVcpu }, clock);
+    busy(one, clock);
+    const t0 = clock.now();
+    await clock.settle(Promise.all([hv.run(two.d, { timeoutMs: 2000 }), hv.run(one.d, { timeoutMs: 2000 })]));
+    const span = Number(clock.now() - t0);
+    const [a, b] = two.d.vcpus.map((v) => Number(v.cpuNs)) as [number, number];
+    expect(Math.abs((a + b) / span - 0.5)).toBeLessThan(0.02);
+    expect(Math.abs(Number(one.d.cpuNs) / span - 0.5)).toBeLessThan(0.02);
+    expect(Math.abs(a - b) / (a + b)).toBeLessThan(0.02); // and the two vCPUs share theirs evenly
   });
 
   it('holds a capped domain to its cap beside an uncapped one', async () => {
@@ -115,6 +139,51 @@ describe('the run loop on a virtual clock', () => {
     });
     // The timer advance took them: the vCPU waited for each deadline in its own context.
     expect(timer.d.exitCounts.get('timer wait in guest')).toBeGreaterThan(TICKS / 2);
+  });
+
+  it('runs a second vCPU once vCPU 0 brings it up, from the state VCPUOP_initialise gave it, and never while it is down', async () => {
+    const clock = new VirtualClock();
+    const { engine, hv } = scriptedMachine(1, clock);
+    const g = scriptedDomain(engine, hv, 'minimal', { vcpus: 2 }, false);
+    const v1 = g.d.vcpus[1]!;
+    const ev1 = v1.engine as ScriptedVcpu;
+    ev1.cpu.hypercallPage = g.cpu.hypercallPage;
+    const ENTRY = 0x100040n;
+    const stackTop = g.d.layout.stackTop + 0x3000n; // a page of the slack after the boot stack
+    const ctxAt = g.d.layout.stackTop + 0x4000n;
+    const vcpuOp = (c: ScriptedCpu, cmd: number, vcpu: number, arg = 0n) => c.hypercall(Hypercall.HYPERVISOR_vcpu_op, [BigInt(cmd), BigInt(vcpu), arg]);
+    const seen: string[] = [];
+    // vCPU 1: where it starts, then it takes itself down; it must never run again.
+    ev1.script((c) => {
+      seen.push(`v1 at ${c.regs.rip.toString(16)} rsp ${c.regs.rsp.toString(16)} rdi ${c.regs.rdi}`);
+      return vcpuOp(c, VcpuOp.VCPUOP_down, 1);
+    });
+    ev1.loop = () => { throw new Error('vCPU 1 ran while down'); };
+    // vCPU 0: initialise vCPU 1 on the boot page tables, bring it up, then yield until it has gone down again.
+    g.ev.script(
+      (c) => {
+        const ctx = VcpuGuestContext.over(new ArrayBuffer(VcpuGuestContext.SIZE));
+        ctx.flags = 4n; // VGCF_in_kernel
+        ctx.user_regs.rip = ENTRY;
+        ctx.user_regs.rsp = stackTop;
+        ctx.user_regs.rdi = 7n;
+        ctx.set_ctrlreg_at(3, BigInt(g.d.layout.l4Mfn) << 12n);
+        c.write(ctxAt, new Uint8Array(ctx.view.buffer));
+        return vcpuOp(c, VcpuOp.VCPUOP_initialise, 1, ctxAt);
+      },
+      (c) => { seen.push(`initialise ${BigInt.asIntN(64, c.regs.rax)}`); return vcpuOp(c, VcpuOp.VCPUOP_up, 1); },
+    );
+    g.ev.loop = (c) => {
+      if (seen.length === 2 && !v1.online) {
+        c.write(ctxAt, new Uint8Array(4)); // SCHEDOP_shutdown's reason: poweroff
+        return c.hypercall(Hypercall.HYPERVISOR_sched_op, [BigInt(SchedOp.SCHEDOP_shutdown), ctxAt]);
+      }
+      return c.hypercall(Hypercall.HYPERVISOR_sched_op, [BigInt(SchedOp.SCHEDOP_yield), 0n]);
+    };
+    const end = await clock.settle(hv.run(g.d, { timeoutMs: 1000 }));
+    expect(seen).toEqual(['initialise 0', `v1 at ${ENTRY.toString(16)} rsp ${stackTop.toString(16)} rdi 7`]);
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(g.d.cpuNs).toBe(g.d.vcpus[0]!.cpuNs + v1.cpuNs);
   });
 
   it('refuses bad weights and caps before running, and kills a domain when its run is aborted', async () => {
