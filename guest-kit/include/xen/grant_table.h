@@ -49,8 +49,9 @@ typedef uint16_t grant_status_t;
  * at, or with GNTMAP_contains_pte the machine address of the PTE to
  * write.
  * 3. The entry must permit access to this domain (GTF_permit_access,
- * and not GTF_readonly for a writable map): else GNTST_permission_denied
- * or GNTST_bad_gntref; an unknown granter gives GNTST_bad_domain.
+ * and not GTF_readonly for a writable map): else GNTST_general_error;
+ * a ref past the granter's table gives GNTST_bad_gntref. dom is the
+ * granter's id: an unknown one, and DOMID_SELF, give GNTST_bad_domain.
  * 4. Keep the returned handle: only GNTTABOP_unmap_grant_ref (or
  * unmap_and_replace) releases the mapping correctly.
  */

@@ -36,7 +36,8 @@ export class VcpuDebugRegisters {
     const de = (this.cr4() & CR4_DE) !== 0n;
     switch (reg) {
       case 0: case 1: case 2: case 3:
-        if (!guestRangeOk(value, 8)) return errno('XEN_EPERM');
+        // Xen's breakpoint_addr_ok: the address is the guest's (its length is not counted).
+        if (!guestRangeOk(value, 1)) return errno('XEN_EPERM');
         this.dr[reg] = value;
         break;
       case 4: case 6:

@@ -81,6 +81,8 @@ const S = GrantStatus;
 /** The granter's entry `ref` checked for `mapper` (writable or not): its frame, or the status that refuses it. */
 function checkEntry(w: GrantWorld, granter: number, ref: number, mapper: number, writable: boolean): { g: GrantTable; mfn: number } | number {
   const g = w.grantsOf(granter);
+  // The control domain (paravane itself, Xen's dom0) exists, and its one frame of grants grants nothing.
+  if (!g && granter === CONTROL_DOMID) return ref >= 0 && ref < CONTROL_GRANT_ENTRIES ? S.GNTST_general_error : S.GNTST_bad_gntref;
   if (!g) return S.GNTST_bad_domain;
   const e = g.entry(ref);
   if (!e) return S.GNTST_bad_gntref;
@@ -91,6 +93,15 @@ function checkEntry(w: GrantWorld, granter: number, ref: number, mapper: number,
   if (e.frame >= BigInt(ft.count) || ft.owner[Number(e.frame)] !== granter) return S.GNTST_bad_page;
   return { g, mfn: Number(e.frame) };
 }
+
+/**
+ * Domain 0: on Xen the control domain, where the toolstack and the
+ * backends live; here that is paravane itself, which never grants a guest
+ * anything. A guest naming it as a granter meets a domain with one v1 frame
+ * of grant entries, none of them for it (XTF's xsa-316 maps from it).
+ */
+const CONTROL_DOMID = 0;
+const CONTROL_GRANT_ENTRIES = 4096 / 8;
 
 /** The mapping's references on its frame: general, and writable type if writable; the status that refuses them. */
 function takeRefs(w: GrantWorld, granter: number, mfn: number, writable: boolean): number {
@@ -144,7 +155,8 @@ export function mapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; 
   const host = (op.flags & GntmapFlags.GNTMAP_host_map) !== 0, device = (op.flags & GntmapFlags.GNTMAP_device_map) !== 0;
   if (!host && !device) return { status: S.GNTST_bad_gntref };
   const writable = !(op.flags & GntmapFlags.GNTMAP_readonly);
-  const granter = op.dom === DomidSpecial.DOMID_SELF ? mapper.domid : op.dom;
+  // As Xen (rcu_lock_domain_by_id): the granter is named by its id; DOMID_SELF is no domain here.
+  const granter = op.dom;
   const maps = w.mapsOf(mapper.domid)!;
   const checked = checkEntry(w, granter, op.ref, mapper.domid, writable);
   if (typeof checked === 'number') return { status: checked };
@@ -233,8 +245,8 @@ export function copyGrant(w: GrantWorld, mapper: Mapper, op: { source: CopySide;
       const c = checkEntry(w, granter, Number(s.ref), mapper.domid, writable);
       return typeof c === 'number' ? c : { mfn: c.mfn, owner: granter };
     }
-    // A frame side is the caller's own (another domain's frames need privilege).
-    if (s.domid !== DomidSpecial.DOMID_SELF && s.domid !== mapper.domid) return S.GNTST_permission_denied;
+    // A frame side is the caller's own, named DOMID_SELF (as Xen: any other id, its own included, needs privilege).
+    if (s.domid !== DomidSpecial.DOMID_SELF) return S.GNTST_permission_denied;
     const ft = w.pt.ft;
     if (s.ref >= BigInt(ft.count) || ft.owner[Number(s.ref)] !== mapper.domid) return S.GNTST_bad_page;
     return { mfn: Number(s.ref), owner: mapper.domid };

@@ -135,6 +135,12 @@ describe('grant mappings', () => {
     expect(map(b, at.va, H, 5, a.d.id).status).toBe(S.GNTST_general_error);        // a page table, writable (PT-3)
     expect(map(b, at.va, H, 9999, a.d.id).status).toBe(S.GNTST_bad_gntref);
     expect(map(b, at.va, H, 1, 0x1234).status).toBe(S.GNTST_bad_domain);
+    // As Xen, the granter is named by its id: DOMID_SELF names no domain, even for the mapper's own grant.
+    grant(b, 6, PERMIT, b.d.id, page(b, dataPfn(b, 3)).mfn);
+    expect(map(b, at.va, H, 6, 0x7ff0).status).toBe(S.GNTST_bad_domain);
+    // Domain 0, the control domain (paravane itself), exists and grants nothing (XTF's xsa-316).
+    expect(map(b, at.va, H, 8, 0).status).toBe(S.GNTST_general_error);
+    expect(map(b, at.va, H, 512, 0).status).toBe(S.GNTST_bad_gntref);
     expect(map(b, at.va, 0, 1, a.d.id).status).toBe(S.GNTST_bad_gntref);           // neither host nor device
     // XSA-227: a PTE address not 8-byte aligned.
     const bl1 = b.d.memory.mfnOf(b.d.layout.pfn.ptBase + 3);
@@ -230,6 +236,7 @@ describe('GNTTABOP_copy', () => {
     expect(copy(b, [BigInt(mine.mfn), SELF, 0], [9n, a.d.id, 0], 4, DST_GREF)).toBe(S.GNTST_general_error);   // read-only grant
     expect(copy(b, [8n, a.d.id, 4000], [BigInt(mine.mfn), SELF, 0], 200, SRC_GREF)).toBe(S.GNTST_bad_copy_arg); // crosses the page
     expect(copy(b, [BigInt(f.mfn), a.d.id, 0], [BigInt(mine.mfn), SELF, 0], 4, 0)).toBe(S.GNTST_permission_denied); // another's frame
+    expect(copy(b, [BigInt(mine.mfn), b.d.id, 0], [8n, a.d.id, 0], 4, DST_GREF)).toBe(S.GNTST_permission_denied); // its own, not as DOMID_SELF
     const table = b.d.memory.mfnOf(b.d.layout.pfn.ptBase);
     expect(copy(b, [8n, a.d.id, 0], [BigInt(table), SELF, 0], 4, SRC_GREF)).toBe(S.GNTST_general_error);       // into a page table
     expect(audit()).toEqual([]);
