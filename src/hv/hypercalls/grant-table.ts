@@ -8,11 +8,11 @@
 
 import {
   GnttabCopy, GnttabCopyGnttabCopyPtr, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp, GnttabQuerySize,
-  GnttabSetupTable, GnttabSetVersion, GnttabUnmapGrantRef, GrantStatus,
+  GnttabSetupTable, GnttabSetVersion, GnttabUnmapAndReplace, GnttabUnmapGrantRef, GrantStatus,
 } from '../../abi/generated/grant-table.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
 import { MAX_GRANT_FRAMES } from '../mm/grant-table.js';
-import { copyGrant, mapGrant, unmapGrant } from '../mm/grant-map.js';
+import { copyGrant, mapGrant, replaceGrant, unmapGrant } from '../mm/grant-map.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 import { inOut } from './in-out.js';
 
@@ -153,8 +153,15 @@ export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: Hyperc
         v.setInt16(O.status, st, true);
         ctx.guest.write(at, b);
       });
+    case GnttabOp.GNTTABOP_unmap_and_replace:
+      return batch(ctx, cmd, uop, count, GnttabUnmapAndReplace.SIZE, (at) => {
+        const b = ctx.guest.read(at, GnttabUnmapAndReplace.SIZE);
+        const op = GnttabUnmapAndReplace.over(b.buffer);
+        op.status = replaceGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, newAddr: op.new_addr, handle: op.handle });
+        ctx.guest.write(at, b);
+      });
     default:
-      // transfer, unmap_and_replace, cache_flush, swap_grant_ref: not yet; dump_table is gone
+      // transfer, cache_flush, swap_grant_ref: not yet; dump_table is gone
       // from Xen, which answers -ENOSYS too.
       return errno('XEN_ENOSYS');
   }

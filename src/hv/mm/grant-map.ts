@@ -209,26 +209,79 @@ function release(w: GrantWorld, maps: GrantMaps, handle: number, m: GrantMapping
   maps.remove(handle);
 }
 
-/** unmap_grant_ref for one request: `hostAddr` 0 skips the host part, `devBusAddr` 0 the device part. */
+/**
+ * unmap_grant_ref for one request, as Xen's unmap_common: `hostAddr` 0
+ * skips the host part, `devBusAddr` 0 the device part; a part the mapping
+ * no longer has is skipped. The device address is checked before anything
+ * is undone.
+ */
 export function unmapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; devBusAddr: bigint; handle: number }): number {
+  return unmapCommon(w, mapper, op.handle, op.devBusAddr, op.hostAddr ? (m) => unmapHost(w, mapper, m, op.hostAddr) : undefined);
+}
+
+/**
+ * GNTTABOP_unmap_and_replace for one request, as Xen's PV
+ * replace_grant_host_mapping: the host mapping at `hostAddr` is replaced by
+ * the entry that maps `newAddr`, which is taken from there (that address
+ * is left unmapped); with `newAddr` 0 it is just unmapped. The entry moves
+ * with its references; a grant mapping moved so keeps being tracked where
+ * it now is (XTF's xsa-234 moves one).
+ */
+export function replaceGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; newAddr: bigint; handle: number }): number {
+  return unmapCommon(w, mapper, op.handle, 0n, op.hostAddr ? (m) => {
+    if (!op.newAddr) return unmapHost(w, mapper, m, op.hostAddr);
+    if (m.byPte) return S.GNTST_general_error; // new_addr is for mappings made at a linear address
+    const here = pteSlot(w, mapper, op.hostAddr, false);
+    const from = pteSlot(w, mapper, op.newAddr, false);
+    if (!here || !from || !m.pte || here.l1 !== m.pte.l1 || here.index !== m.pte.index) return S.GNTST_general_error;
+    if (from.l1 === here.l1 && from.index === here.index) return S.GNTST_general_error;
+    const ft = w.pt.ft;
+    const hw = ft.words32(here.l1), fw = ft.words32(from.l1);
+    const lo = hw[2 * here.index]!, hi = hw[2 * here.index + 1]!;
+    if (!(lo & P) || !isGrantPte(hi) || entryFrame(lo, hi) !== m.mfn) return S.GNTST_general_error;
+    const newLo = fw[2 * from.index]!, newHi = fw[2 * from.index + 1]!;
+    // The taken entry may be another grant mapping of this domain's: it is tracked at its new place.
+    if (newLo & P && isGrantPte(newHi)) {
+      const moved = w.mapsOf(mapper.domid)!.entries().find(([, o]) => o.pte?.l1 === from.l1 && o.pte.index === from.index)?.[1];
+      if (moved) moved.pte = { l1: here.l1, index: here.index };
+    }
+    fw[2 * from.index] = 0;
+    fw[2 * from.index + 1] = 0;
+    hw[2 * here.index] = newLo;
+    hw[2 * here.index + 1] = newHi;
+    m.pte = undefined;
+    const tlb = w.tlbOf(mapper.domid);
+    tlb?.leafChanged(m.mfn);
+    if (newLo & P) tlb?.leafChanged(entryFrame(newLo, newHi));
+    tlb?.flush();
+    return S.GNTST_okay;
+  } : undefined);
+}
+
+/** Undoes a host mapping at `hostAddr` (which must name its entry, read as the map read it). */
+function unmapHost(w: GrantWorld, mapper: Mapper, m: GrantMapping, hostAddr: bigint): number {
+  const here = pteSlot(w, mapper, hostAddr, m.byPte);
+  if (!here || here.l1 !== m.pte!.l1 || here.index !== m.pte!.index) return S.GNTST_general_error;
+  return clearPte(w, mapper.domid, m) ? S.GNTST_okay : S.GNTST_general_error;
+}
+
+/** Xen's unmap_common: the handle, the device address, then the host part (`host`, if asked and still mapped), then the device part. */
+function unmapCommon(w: GrantWorld, mapper: Mapper, handle: number, devBusAddr: bigint, host: ((m: GrantMapping) => number) | undefined): number {
   const maps = w.mapsOf(mapper.domid)!;
-  const m = maps.get(op.handle);
+  const m = maps.get(handle);
   if (!m) return S.GNTST_bad_handle;
+  if (devBusAddr && devBusAddr >> 12n !== BigInt(m.mfn)) return S.GNTST_bad_dev_addr;
   const g = w.grantsOf(m.granter);
-  if (op.hostAddr) {
-    if (!m.pte) return S.GNTST_general_error;
-    // The address must still name the mapping's entry, read as the map read it (Xen keeps the map's flags).
-    const here = pteSlot(w, mapper, op.hostAddr, m.byPte);
-    if (!here || here.l1 !== m.pte.l1 || here.index !== m.pte.index) return S.GNTST_general_error;
-    if (!clearPte(w, mapper.domid, m)) return S.GNTST_general_error;
+  if (host && m.pte) {
+    const st = host(m);
+    if (st !== S.GNTST_okay) return st;
     g?.unpin(m.ref, 'host', m.writable);
   }
-  if (op.devBusAddr) {
-    if (!m.device || op.devBusAddr !== BigInt(m.mfn) << 12n) return S.GNTST_bad_dev_addr;
+  if (devBusAddr && m.device) {
     m.device = false;
     g?.unpin(m.ref, 'dev', m.writable);
   }
-  release(w, maps, op.handle, m);
+  release(w, maps, handle, m);
   return S.GNTST_okay;
 }
 

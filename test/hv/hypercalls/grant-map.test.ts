@@ -203,6 +203,73 @@ describe('grant mappings', () => {
     expect(b.d.running).toBe(true);
     expect(auditPageTypes(a.hv.frames, [b.d.auditView()])).toEqual([]);
   });
+  it('replaces a host mapping with another address\'s entry (unmap_and_replace), tracking a grant mapping it moves (XTF\'s xsa-234)', () => {
+    pair();
+    const replace = (g: ScriptedGuest, hostAddr: bigint, newAddr: bigint, handle: number): number => {
+      let st = 0;
+      g.play(
+        (c) => {
+          const s = new Uint8Array(24), v = new DataView(s.buffer);
+          v.setBigUint64(0, hostAddr, true); v.setBigUint64(8, newAddr, true); v.setUint32(16, handle, true);
+          c.write(ARG(g), s);
+          return c.hypercall(Hypercall.HYPERVISOR_grant_table_op, [BigInt(GnttabOp.GNTTABOP_unmap_and_replace), ARG(g), 1n]);
+        },
+        (c) => { st = new DataView(c.read(ARG(g), 24).buffer).getInt16(20, true); return stop(); },
+      );
+      return st;
+    };
+    // As xsa-234: the domain grants itself frame1 (mapped read-only, so it holds no writable reference) and frame2.
+    const f1 = page(a, dataPfn(a, 0)), f2 = page(a, dataPfn(a, 1));
+    expect(hc(a, Hypercall.HYPERVISOR_update_va_mapping, [f1.va, (BigInt(f1.mfn) << 12n) | 0x65n, 2n])).toBe(0n);
+    grant(a, 8, PERMIT, a.d.id, f1.mfn);
+    grant(a, 9, PERMIT, a.d.id, f2.mfn);
+    const at1 = page(a, dataPfn(a, 2)).va, at2 = page(a, dataPfn(a, 3)).va;
+    const H = GntmapFlags.GNTMAP_host_map, RO = GntmapFlags.GNTMAP_readonly;
+    const m1 = map(a, at1, H, 8, a.d.id), m2 = map(a, at2, H | RO, 9, a.d.id);
+    expect([m1.status, m2.status]).toEqual([S.GNTST_okay, S.GNTST_okay]);
+    a.hv.frames.words(f1.mfn)[0] = 0x1234n;
+    expect(replace(a, at2, at1, 0x999)).toBe(S.GNTST_bad_handle);
+    expect(replace(a, at1, at2, m2.handle)).toBe(S.GNTST_general_error); // at1 is not m2's entry
+    // Steal at1's entry (frame1's writable grant mapping) into at2, in place of m2.
+    expect(replace(a, at2, at1, m2.handle)).toBe(S.GNTST_okay);
+    expect(peek(a, at1)).toMatch(/#PF/);
+    expect(peek(a, at2, true)).toBe(0x1234n);
+    expect(a.d.running).toBe(true);
+    expect(audit()).toEqual([]);
+    // at1 mapped again, plainly and read-only: not a grant mapping, so m1 cannot be unmapped there.
+    expect(hc(a, Hypercall.HYPERVISOR_update_va_mapping, [at1, (BigInt(f1.mfn) << 12n) | 0x65n, 2n])).toBe(0n);
+    expect(unmap(a, at1, m1.handle)).toBe(S.GNTST_general_error);
+    // m1 still holds frame1's writable reference: it cannot become a page table.
+    const pin = (mfn: number) => hc(a, Hypercall.HYPERVISOR_mmuext_op, [ARG(a) + 0x100n, 1n, 0n, 0x7ff0n], (c) => c.write(ARG(a) + 0x100n, new Uint8Array(new BigUint64Array([0n, BigInt(mfn), 0n]).buffer)));
+    expect(pin(f1.mfn)).toBe(-22n);
+    expect(audit()).toEqual([]);
+    // Unmapped where it now is, frame1 is free of it; replace with no new address is a plain unmap.
+    expect(unmap(a, at2, m1.handle)).toBe(S.GNTST_okay);
+    expect(a.hv.frames.typeCount[f1.mfn]).toBe(0);
+    const m3 = map(a, at2, H, 9, a.d.id);
+    expect(replace(a, at2, 0n, m3.handle)).toBe(S.GNTST_okay);
+    expect(peek(a, at2)).toMatch(/#PF/);
+    expect(a.d.grantMaps.entries()).toEqual([]);
+    expect(audit()).toEqual([]);
+  });
+
+  it('checks an unmap\'s device address before undoing anything, and skips a part the mapping does not have', () => {
+    pair();
+    const f = page(a, dataPfn(a, 0));
+    grant(a, 8, PERMIT, b.d.id, f.mfn);
+    const at = page(b, dataPfn(b, 1)).va;
+    const H = GntmapFlags.GNTMAP_host_map, DEV = GntmapFlags.GNTMAP_device_map;
+    const m = map(b, at, H | DEV, 8, a.d.id);
+    expect(m.status).toBe(S.GNTST_okay);
+    expect(unmap(b, at, m.handle, m.dev + 0x1000n)).toBe(S.GNTST_bad_dev_addr);
+    expect(typeof peek(b, at)).toBe('bigint'); // the host part is still there
+    expect(unmap(b, at, m.handle)).toBe(S.GNTST_okay); // host part only
+    expect(unmap(b, at, m.handle)).toBe(S.GNTST_okay); // no host part left: skipped
+    expect(unmap(b, 0n, m.handle, m.dev)).toBe(S.GNTST_okay);
+    expect(unmap(b, 0n, m.handle, m.dev)).toBe(S.GNTST_bad_handle);
+    expect(audit()).toEqual([]);
+  });
+
 });
 
 describe('GNTTABOP_copy', () => {
