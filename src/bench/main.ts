@@ -7,7 +7,9 @@ import { formatHypercallBench, runHypercallBench } from './hypercall.js';
 import { formatBootBench, runBootBench } from './boot.js';
 import { formatMmuBench, formatMmuInProcess, runMmuBench, runMmuInProcess } from './mmu.js';
 import { formatTimeBench, runTimeBench } from './time.js';
+import { formatTrapBench, runTrapBench } from './trap.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
+import { EngineUnavailableError } from '../engine/errors.js';
 
 const program = new Command()
   .name('npm run bench --')
@@ -40,6 +42,17 @@ program
   .action(async (o: { calls: number; rounds: number; json?: boolean }) => {
     const r = await runHypercallBench({ calls: o.calls, rounds: o.rounds });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatHypercallBench(r));
+  });
+
+program
+  .command('trap')
+  .description('the trap path: emulated rdmsr and CPUID, an exception bounced to the guest and back, against the C raw exit')
+  .option('--ops <n>', 'operations per kind per round', positive, 20000)
+  .option('--rounds <n>', 'alternating rounds', positive, 5)
+  .option('--json', 'print JSON')
+  .action(async (o: { ops: number; rounds: number; json?: boolean }) => {
+    const r = await runTrapBench({ ops: o.ops, rounds: o.rounds });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatTrapBench(r));
   });
 
 program
@@ -94,4 +107,11 @@ program
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatPingpong(r));
   });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // No KVM here: one line saying so, not a stack trace (the guest-side benchmarks need the engine).
+  if (!(e instanceof EngineUnavailableError)) throw e;
+  process.stderr.write(`paravane bench: ${e.message}\n`);
+  process.exitCode = 1;
+}
