@@ -15,6 +15,7 @@ import { MAX_GRANT_FRAMES } from '../mm/grant-table.js';
 import { copyGrant, mapGrant, replaceGrant, unmapGrant } from '../mm/grant-map.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
 import { inOut } from './in-out.js';
+import { guestRangeOk } from '../mm/guest-access.js';
 
 /** Whose table a request names: the caller's, another domain's (which needs privilege), or none. */
 function whose(ctx: HypercallContext, dom: number): 'self' | 'other' | 'none' {
@@ -72,7 +73,8 @@ function setVersion(ctx: HypercallContext, arg: bigint): bigint {
     op.version = ctx.grants.version; // the version in effect goes back to the guest, even on error
     return res;
   });
-  return r === 'ok' ? 0n : r === 'busy' ? errno('XEN_EBUSY') : errno('XEN_EINVAL');
+  const errnos = { busy: 'XEN_EBUSY', invalid: 'XEN_EINVAL', range: 'XEN_ERANGE', nomem: 'XEN_ENOMEM' } as const;
+  return r === 'ok' ? 0n : errno(errnos[r]);
 }
 
 /** get_version: written back only when answered (another domain's: -EPERM; none: -ESRCH). */
@@ -102,8 +104,13 @@ function getStatusFrames(ctx: HypercallContext, arg: bigint, count: number): big
 /** Requests of a batch op handled per invocation before a continuation (the rest re-issued, as Xen's). */
 const GRANT_CHUNK = 256;
 
-/** Runs `one` on each of `count` requests of `size` bytes from `uop`, continuing past GRANT_CHUNK. */
+/**
+ * Runs `one` on each of `count` requests of `size` bytes from `uop`,
+ * continuing past GRANT_CHUNK. As Xen (guest_handle_okay), an array that is
+ * not all in the guest's range is -EFAULT before any request is done.
+ */
 function batch(ctx: HypercallContext, cmd: bigint, uop: bigint, count: number, size: number, one: (at: bigint) => void): bigint {
+  if (count && !guestRangeOk(uop, count * size)) return errno('XEN_EFAULT');
   const n = Math.min(count, GRANT_CHUNK);
   for (let i = 0; i < n; i++) one(uop + BigInt(i * size));
   if (n < count) ctx.continueWith([cmd, uop + BigInt(n * size), BigInt(count - n), 0n, 0n]);
@@ -112,8 +119,12 @@ function batch(ctx: HypercallContext, cmd: bigint, uop: bigint, count: number, s
 
 /** grant_table_op(cmd, uop, count). */
 export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: HypercallArgs): bigint {
+  // As Xen: a negative count, and bits above the command (GNTTABOP_CMD_MASK) but for cache_flush, are -EINVAL.
   const count = Number(countArg & 0xffffffffn);
-  switch (Number(BigInt.asIntN(32, cmd))) {
+  if (count >= 0x80000000) return errno('XEN_EINVAL');
+  const op = Number(cmd & 0xfffn);
+  if (cmd & 0xffffffffn & ~0xfffn && op !== GnttabOp.GNTTABOP_cache_flush) return errno('XEN_EINVAL');
+  switch (op) {
     case GnttabOp.GNTTABOP_setup_table:
       return setupTable(ctx, uop, count);
     case GnttabOp.GNTTABOP_query_size:

@@ -7,6 +7,7 @@
 // (XSA-255). Mapping grants uses the pins kept here (./grant-map.ts).
 // Inputs: frame counts and versions from grant_table_op (hostile, checked).
 
+import { GtfType } from '../../abi/generated/grant-table.js';
 import { FrameError, type FrameTable } from './frames.js';
 
 /** The most grant frames a domain may have (Xen's default max_grant_frames). */
@@ -68,9 +69,10 @@ export class GrantTable {
     return this.pins.get(ref);
   }
 
-  /** Whether any grant is in use (a version change is then -EBUSY, as Xen). */
+  /** Whether a grant past the reserved ones is in use (a version change is then -EBUSY, as Xen; the toolstack's may stay mapped). */
   get inUse(): boolean {
-    return this.pins.size > 0;
+    for (const ref of this.pins.keys()) if (ref >= GNTTAB_NR_RESERVED_ENTRIES) return true;
+    return false;
   }
 
   /** Takes a pin of `ref` on `frame` (host or device, writable or not) and sets GTF_reading/GTF_writing as Xen does. */
@@ -113,18 +115,26 @@ export class GrantTable {
 
   /**
    * Grows the table to `n` frames (never shrinks): false when `n` is over
-   * the limit, or the machine has no frame left.
+   * the limit, or the machine has no frame left, in which case the frames
+   * this call took go back (as Xen's gnttab_grow_table).
    */
   grow(n: number): boolean {
     if (n > MAX_GRANT_FRAMES) return false;
+    const had = this.frames.length, hadStatus = this.statusFrames.length;
     try {
       while (this.frames.length < n) this.frames.push(this.newFrame());
       while (this.statusFrames.length < this.statusNeeded()) this.statusFrames.push(this.newFrame());
     } catch (e) {
-      if (e instanceof FrameError) return false;
-      throw e;
+      if (!(e instanceof FrameError)) throw e;
+      for (const m of [...this.frames.splice(had), ...this.statusFrames.splice(hadStatus)]) this.freeFrame(m);
+      return false;
     }
     return true;
+  }
+
+  private freeFrame(mfn: number): void {
+    this.host.releaseHeld(mfn);
+    this.host.ft.release(mfn);
   }
 
   private newFrame(): number {
@@ -134,48 +144,54 @@ export class GrantTable {
   }
 
   /**
-   * set_version: 1 or 2 (else 'invalid'). Switching lays the reserved
-   * entries out again and allocates or lets go of the status frames; a
-   * status frame still referenced from anywhere (a guest mapping) makes it
-   * 'busy', changing nothing.
+   * set_version, as Xen's gnttab_set_version: 1 or 2 ('invalid'); the
+   * current one changes nothing; a grant past the reserved ones in use
+   * ('busy'); back to 1, a reserved entry version 1 cannot hold (a
+   * transitive grant, a frame past 32 bits: 'range') or a status frame
+   * still referenced from anywhere, a guest mapping (XSA-255: 'busy'); to
+   * 2, no frame for the status frames ('nomem'). Any refusal changes
+   * nothing. Then every entry is cleared but the reserved ones, which are
+   * laid out again in the new layout.
    */
-  setVersion(v: number): 'ok' | 'invalid' | 'busy' {
+  setVersion(v: number): 'ok' | 'invalid' | 'busy' | 'range' | 'nomem' {
     if (v !== 1 && v !== 2) return 'invalid';
     if (v === this.version) return 'ok';
     if (this.inUse) return 'busy';
+    const reserved = this.reservedEntries();
     const ft = this.host.ft;
     if (v === 1) {
+      if (reserved.some((e) => (e.flags & GtfType.GTF_type_mask) === GtfType.GTF_transitive || e.frame >> 32n)) return 'range';
       // Only the allocation and the hypervisor's hold may reference a status frame that goes.
       if (this.statusFrames.some((m) => ft.refCount[m] !== 2 || ft.typeCount[m] !== 1)) return 'busy';
-      for (const m of this.statusFrames.splice(0)) {
-        this.host.releaseHeld(m);
-        ft.release(m);
-      }
+      for (const m of this.statusFrames.splice(0)) this.freeFrame(m);
     }
-    this.relayReserved(v);
     this.version = v;
     if (!this.grow(this.frames.length)) {
-      this.relayReserved(this.version === 2 ? 1 : 2);
-      this.version = v === 2 ? 1 : 2;
-      return 'busy';
+      this.version = 1;
+      return 'nomem';
     }
+    for (const m of this.frames) ft.bytes(m).fill(0);
+    for (const m of this.statusFrames) ft.bytes(m).fill(0);
+    this.writeReserved(reserved);
     return 'ok';
   }
 
-  /** Rewrites the reserved entries from the current layout into version `to`'s (flags, domid, frame). */
-  private relayReserved(to: number): void {
+  /** The reserved entries as the current layout holds them (none without frames). */
+  private reservedEntries(): GrantEntry[] {
+    if (!this.frames.length) return [];
+    return Array.from({ length: GNTTAB_NR_RESERVED_ENTRIES }, (_, i) => this.entry(i)!);
+  }
+
+  /** Writes the reserved entries into the current layout (flags, domid, frame). */
+  private writeReserved(entries: readonly GrantEntry[]): void {
     if (!this.frames.length) return;
     const page = this.host.ft.bytes(this.frames[0]!);
     const v = new DataView(page.buffer, page.byteOffset, PAGE);
-    const entries = Array.from({ length: GNTTAB_NR_RESERVED_ENTRIES }, (_, i) => this.version === 1
-      ? { flags: v.getUint16(i * V1_ENTRY, true), domid: v.getUint16(i * V1_ENTRY + 2, true), frame: BigInt(v.getUint32(i * V1_ENTRY + 4, true)) }
-      : { flags: v.getUint16(i * V2_ENTRY, true), domid: v.getUint16(i * V2_ENTRY + 2, true), frame: v.getBigUint64(i * V2_ENTRY + 8, true) });
-    page.fill(0, 0, GNTTAB_NR_RESERVED_ENTRIES * Math.max(V1_ENTRY, V2_ENTRY));
     entries.forEach((e, i) => {
-      if (to === 1) {
+      if (this.version === 1) {
         v.setUint16(i * V1_ENTRY, e.flags, true);
         v.setUint16(i * V1_ENTRY + 2, e.domid, true);
-        v.setUint32(i * V1_ENTRY + 4, Number(e.frame & 0xffffffffn), true);
+        v.setUint32(i * V1_ENTRY + 4, Number(e.frame), true);
       } else {
         v.setUint16(i * V2_ENTRY, e.flags, true);
         v.setUint16(i * V2_ENTRY + 2, e.domid, true);

@@ -135,6 +135,66 @@ describe('grant-table management', () => {
     expect([v1.getUint16(8, true), v1.getUint32(12, true)]).toEqual([0x1, 0x1234]);
   });
 
+  it('clears every entry but the reserved ones on a version change, and refuses one version 1 cannot hold (-ERANGE)', () => {
+    g = scriptedGuest();
+    const t = setupTable(g, 2);
+    const p0 = g.hv.frames.bytes(Number(t.frames[0]!)), p1 = g.hv.frames.bytes(Number(t.frames[1]!));
+    const v = new DataView(p0.buffer, p0.byteOffset, 4096);
+    v.setUint16(8 * 9, 1, true); v.setUint32(8 * 9 + 4, 0x55, true); // entry 9, not reserved
+    p1[100] = 7;
+    expect(setVersion(g, 2).rc).toBe(0n);
+    expect([v.getUint16(16 * 9, true), v.getBigUint64(16 * 9 + 8, true), p1[100]]).toEqual([0, 0n, 0]);
+    // Back to 1: a reserved entry with a frame past 32 bits, or a transitive grant, cannot be carried (Xen: -ERANGE).
+    v.setUint16(16 * 2, 1, true); v.setBigUint64(16 * 2 + 8, 1n << 32n, true);
+    expect(setVersion(g, 1)).toEqual({ rc: -34n, version: 2 });
+    v.setBigUint64(16 * 2 + 8, 5n, true); v.setUint16(16 * 3, 3, true); // GTF_transitive
+    expect(setVersion(g, 1)).toEqual({ rc: -34n, version: 2 });
+    v.setUint16(16 * 3, 0, true);
+    expect(setVersion(g, 1)).toEqual({ rc: 0n, version: 1 });
+    expect([v.getUint16(8 * 2, true), v.getUint32(8 * 2 + 4, true)]).toEqual([1, 5]);
+  });
+
+  it('lets the reserved grants stay in use over a version change, not the others', () => {
+    g = scriptedGuest();
+    setupTable(g, 1);
+    g.d.grants.pin(3, 0, 'host', false); // as the toolstack's console or xenstore grant mapped by a backend
+    expect(setVersion(g, 2).rc).toBe(0n);
+    g.d.grants.pin(8, 0, 'host', false);
+    expect(setVersion(g, 1)).toEqual({ rc: EBUSY, version: 2 });
+    g.d.grants.unpin(8, 'host', false);
+    g.d.grants.unpin(3, 'host', false);
+    expect(setVersion(g, 1).rc).toBe(0n);
+  });
+
+  it('gives back the frames a setup_table took when the machine runs out, and a version 2 that cannot get its status frames is -ENOMEM', () => {
+    g = scriptedGuest();
+    const ft = g.hv.frames;
+    // Leave 3 free frames: growing to 8 fails and takes none of them for good.
+    const hog = ft.allocate(0x7ff2 /* DOMID_XEN */, ft.free - 3);
+    expect(setupTable(g, 8).status).toBe(GrantStatus.GNTST_general_error);
+    expect([g.d.grants.frames.length, ft.free]).toEqual([0, 3]);
+    expect(setupTable(g, 3).status).toBe(0);
+    expect(setVersion(g, 2)).toEqual({ rc: -12n, version: 1 });
+    expect([g.d.grants.statusFrames.length, ft.free]).toEqual([0, 0]);
+    for (const m of hog) ft.release(m);
+    expect(setVersion(g, 2).rc).toBe(0n);
+    expect(auditPageTypes(ft, [g.d.auditView()])).toEqual([]);
+  });
+
+  it('refuses a negative count, bits above the command, and a batch not in the guest\'s range, before doing anything', () => {
+    g = scriptedGuest();
+    const call = (cmd: bigint, uop: bigint, count: bigint) => {
+      let rc = 0n;
+      g.play((c) => c.hypercall(Hypercall.HYPERVISOR_grant_table_op, [cmd, uop, count]), (c) => { rc = BigInt.asIntN(64, c.regs.rax); return stop(); });
+      return rc;
+    };
+    const at = g.d.layout.stackTop - 0x800n;
+    expect(call(BigInt(GnttabOp.GNTTABOP_map_grant_ref), at, 0x80000000n)).toBe(EINVAL);
+    expect(call(BigInt(GnttabOp.GNTTABOP_query_size) | 0x1000n, at, 1n)).toBe(EINVAL);
+    expect(call(BigInt(GnttabOp.GNTTABOP_unmap_grant_ref), 0x7fffffffff00n, 100n)).toBe(EFAULT);
+    expect(call(BigInt(GnttabOp.GNTTABOP_unmap_grant_ref), at, 0n)).toBe(0n);
+  });
+
   it('returns the grant and status frames with every other frame when the domain dies', () => {
     g = scriptedGuest();
     const free = g.hv.frames.free;
