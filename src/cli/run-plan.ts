@@ -7,6 +7,7 @@ import { totalmem } from 'node:os';
 import { XenLimits } from '../abi/generated/xen.js';
 import { BuildError, planBootLayout } from '../hv/domain/builder.js';
 import { GuestElfError, MAX_IMAGE_BYTES, parseGuestKernel } from '../hv/domain/elf.js';
+import { kernelImage } from '../hv/domain/kernel-image.js';
 import { machineBytesFor } from '../hv/hypervisor.js';
 import { domainSpecs, MAX_CONFIG_BYTES, type DomainSpec, type SpecFlags } from './config.js';
 import { formatSize, readInputFile } from './input-files.js';
@@ -87,7 +88,8 @@ export function planRun(kernels: string[], flags: RunFlags, host: HostLimits = h
   const timeoutSeconds = flags.timeout === undefined ? undefined : parseSeconds(flags.timeout, '--timeout');
   const ids = new Map(specs.map((sp, i) => [sp.name, FIRST_DOMID + i]));
 
-  // Each file is read once, however many domains use it.
+  // Each file is read once, however many domains use it; a bzImage is decompressed once, and the
+  // plan keeps the ELF it holds.
   const kernelFiles = new Map<string, Uint8Array>();
   const initrds = new Map<string, Uint8Array>();
   const initrdCap = new Map<string, number>();
@@ -96,12 +98,13 @@ export function planRun(kernels: string[], flags: RunFlags, host: HostLimits = h
   const domains = specs.map((spec): PlannedDomain => {
     const where = spec.entry ?? spec.kernel;
     let kernelFile = kernelFiles.get(spec.kernel);
-    if (kernelFile === undefined) {
-      kernelFile = readInputFile('kernel', spec.kernel, { bytes: MAX_IMAGE_BYTES, why: `a kernel file may be at most ${formatSize(MAX_IMAGE_BYTES)}` });
-      kernelFiles.set(spec.kernel, kernelFile);
-    }
     let kernel;
     try {
+      if (kernelFile === undefined) {
+        const file = readInputFile('kernel', spec.kernel, { bytes: MAX_IMAGE_BYTES, why: `a kernel file may be at most ${formatSize(MAX_IMAGE_BYTES)}` });
+        kernelFile = kernelImage(file).elf;
+        kernelFiles.set(spec.kernel, kernelFile);
+      }
       kernel = parseGuestKernel(kernelFile);
     } catch (e) {
       if (e instanceof GuestElfError) throw new UsageError(`${spec.kernel}: ${e.message}`);

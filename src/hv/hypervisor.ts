@@ -8,6 +8,7 @@ import type { Engine, MachineMemory } from '../engine/types.js';
 import { buildDomain } from './domain/builder.js';
 import { Domain, type DomainEnd } from './domain/domain.js';
 import { parseGuestKernel } from './domain/elf.js';
+import { kernelImage } from './domain/kernel-image.js';
 import { FrameTable, PAGE_SIZE } from './mm/frames.js';
 import type { HypercallTable } from './hypercalls/table.js';
 import { createHypercallTable } from './hypercalls/index.js';
@@ -145,13 +146,14 @@ export class Hypervisor {
   }
 
   /**
-   * Builds a domain from a kernel image. Throws GuestElfError for a bad
-   * kernel and BuildError for options that cannot work; nothing is left
+   * Builds a domain from a kernel image: an ELF, or a bzImage holding one
+   * (kernel-image.ts). Throws GuestElfError for a bad kernel and BuildError for options that cannot work; nothing is left
    * allocated after a failure.
    */
   createDomain(kernelFile: Uint8Array, opts: DomainOptions): Domain {
     if (this.closed) throw new Error('the hypervisor is closed');
-    const kernel = parseGuestKernel(kernelFile);
+    const image = kernelImage(kernelFile).elf;
+    const kernel = parseGuestKernel(image);
     const vcpus = opts.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new BuildError(`a domain has 1 to ${MAX_VCPUS} vCPUs, not ${vcpus}`);
     const id = this.allocateDomid();
@@ -165,7 +167,7 @@ export class Hypervisor {
     try {
       this.perDomain.set(id, perDomain);
       this.tlbs.set(id, tlb);
-      built = buildDomain(this.pageTypes, id, kernel, kernelFile, opts);
+      built = buildDomain(this.pageTypes, id, kernel, image, opts);
       vm = this.engine.createVm();
       for (const [slot, c] of this.memory.chunks.entries()) {
         vm.mapMemory({ slot, guestPhys: c.base, memory: this.memory, offset: c.base, size: c.size });

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { planRun, machineBytesForRun, checkCmdline, MAX_CMDLINE_BYTES } from '../../src/cli/run-plan.js';
 import { UsageError } from '../../src/cli/usage-error.js';
 import { parseSeconds, parseWholeNumber } from '../../src/cli/numbers.js';
@@ -103,6 +104,33 @@ describe('memory sizes', () => {
     const r = await paravane('run', MINIMAL, '--memory', '1', ...NO_KVM);
     expect(r.code).toBe(2);
     expectOneLine(r.err, /minimal\.elf: 1 MiB is too small for this kernel: its boot layout needs \d+ MiB/);
+  });
+});
+
+describe('bzImage kernels', () => {
+  /** A bzImage around `stream` (its payload: the stream, then the size it declares). */
+  const bz = (stream: Uint8Array, size: number): Uint8Array => {
+    const out = new Uint8Array(4 * 512 + stream.length + 4);
+    const v = new DataView(out.buffer);
+    out[0x1f1] = 3;
+    v.setUint32(0x202, 0x53726448, true);
+    v.setUint16(0x206, 0x20f, true);
+    v.setUint32(0x248, 0, true);
+    v.setUint32(0x24c, stream.length + 4, true);
+    out.set(stream, 4 * 512);
+    v.setUint32(4 * 512 + stream.length, size, true);
+    return out;
+  };
+
+  it('runs a bzImage as the ELF it holds, up to the engine, and names the file when its payload is bad', async () => {
+    const elf = fs.readFileSync(MINIMAL);
+    const good = file('vmlinuz-good', bz(gzipSync(elf), elf.length));
+    const bad = file('vmlinuz-bad', bz(gzipSync(elf), elf.length + 5));
+    const [ok, refused] = await Promise.all([paravane('run', good, ...NO_KVM), paravane('run', bad, ...NO_KVM)]);
+    expect(ok.code, ok.err).toBe(1);
+    expectOneLine(ok.err, /\/nonexistent\/kvm .*see `paravane doctor`/);
+    expect(refused.code).toBe(2);
+    expectOneLine(refused.err, /vmlinuz-bad: the bzImage's gzip payload decompressed to \d+ bytes, not the \d+ it declares/);
   });
 });
 

@@ -34,7 +34,8 @@ export function malformedCorpus(good: Uint8Array): Malformed[] {
     { name: 'overlapping-segments', image: mutate((_, v) => { v.setUint32(phdr(v, 1), 1, true); }), message: /overlap/ },
     { name: 'huge-segment', image: mutate((_, v) => { v.setBigUint64(phdr(v, 0) + 40, 1n << 40n, true); }), message: /memory size 0x10000000000 is larger/ },
     { name: 'filesz-over-memsz', image: mutate((_, v) => { v.setBigUint64(phdr(v, 0) + 32, v.getBigUint64(phdr(v, 0) + 40, true) + 8n, true); }), message: /more file bytes/ },
-    { name: 'non-canonical-segment', image: mutate((_, v) => { v.setBigUint64(phdr(v, 0) + 16, 0x0000800000000000n, true); }), message: /canonical/ },
+    // A segment goes at p_paddr + VIRT_BASE - PADDR_OFFSET (the test kernel has neither note): p_paddr decides.
+    { name: 'non-canonical-segment', image: mutate((_, v) => { v.setBigUint64(phdr(v, 0) + 24, 0x0000800000000000n, true); }), message: /canonical/ },
     { name: 'huge-offset', image: mutate((_, v) => { v.setBigUint64(phdr(v, 0) + 8, 1n << 50n, true); }), message: /file offset 0x4000000000000 is larger/ },
     { name: 'no-xen-notes', image: mutate((b) => renameOwners(b)), message: /no Xen ELF notes/ },
     {

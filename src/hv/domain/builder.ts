@@ -304,10 +304,11 @@ export function buildDomain(
     st.nr_pt_frames = BigInt(nrPtFrames);
     st.mfn_list = useInitP2m ? p2mVa : va(p2mPfn);
     if (initrd) {
-      // Mapped: its virtual address and length in bytes. By PFN (MOD_START_PFN):
-      // its first PFN and the length of the pages it fills (Xen's public headers; docs/abi.md).
+      // Its virtual address, or with MOD_START_PFN its first PFN; and the bytes of the pages it fills,
+      // as Xen's toolstack gives them either way (the end of its segment less its start), the rest of
+      // the last page zero (an initramfs ends in zero padding anyway).
       st.mod_start = initrdUnmapped ? BigInt(initrdPfn) : va(initrdPfn);
-      st.mod_len = initrdUnmapped ? BigInt(pagesFor(initrd.length) * PAGE_SIZE) : BigInt(initrd.length);
+      st.mod_len = BigInt(pagesFor(initrd.length) * PAGE_SIZE);
     }
     // As UTF-8 bytes, as Linux and Xen's toolstack read it (start_info holds a C string).
     st.cmd_line = Buffer.from(cmdline, 'utf8').toString('latin1');

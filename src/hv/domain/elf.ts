@@ -15,8 +15,11 @@ export class GuestElfError extends Error {
 }
 
 export interface ElfSegment {
+  /** Where it is loaded in the guest's address space: p_paddr + VIRT_BASE - PADDR_OFFSET, as Xen places it. */
   vaddr: bigint;
   paddr: bigint;
+  /** Its program header's index (for messages). */
+  index: number;
   fileOffset: number;
   fileSize: number;
   memSize: number;
@@ -187,29 +190,13 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
       readNotes(file, offset, fileSize, raw);
       continue;
     }
-    const vaddr = v.getBigUint64(at + 16, true);
     const memSize = small(v.getBigUint64(at + 40, true), `segment ${i} memory size`, MAX_IMAGE_BYTES);
     if (fileSize > memSize) fail(`segment ${i} has more file bytes (${hex(fileSize)}) than memory bytes (${hex(memSize)})`);
     if (memSize === 0) continue;
-    const last = vaddr + BigInt(memSize) - 1n;
-    if (!isCanonical(vaddr) || !isCanonical(last) || last >= 1n << 64n || (vaddr < CANONICAL_LOW_END) !== (last < CANONICAL_LOW_END)) {
-      fail(`segment ${i} at ${hex(vaddr)}+${hex(memSize)} is not in canonical address space`);
-    }
-    segments.push({ vaddr, paddr: v.getBigUint64(at + 24, true), fileOffset: offset, fileSize, memSize, flags: v.getUint32(at + 4, true) });
+    // Placed once the notes are read (below): vaddr is p_vaddr until then.
+    segments.push({ vaddr: v.getBigUint64(at + 16, true), paddr: v.getBigUint64(at + 24, true), fileOffset: offset, fileSize, memSize, flags: v.getUint32(at + 4, true), index: i });
   }
   if (segments.length === 0) fail('the ELF file has no loadable segment');
-  segments.sort((a, b) => (a.vaddr < b.vaddr ? -1 : a.vaddr > b.vaddr ? 1 : 0));
-  for (let i = 1; i < segments.length; i++) {
-    const prev = segments[i - 1]!;
-    if (prev.vaddr + BigInt(prev.memSize) > segments[i]!.vaddr) {
-      fail(`segments at ${hex(prev.vaddr)}+${hex(prev.memSize)} and ${hex(segments[i]!.vaddr)} overlap`);
-    }
-  }
-  const imageStart = segments[0]!.vaddr;
-  const lastSeg = segments[segments.length - 1]!;
-  const imageEnd = lastSeg.vaddr + BigInt(lastSeg.memSize);
-  if (imageEnd - imageStart > BigInt(MAX_IMAGE_BYTES)) fail(`the image spans ${hex(imageEnd - imageStart)} bytes, more than ${hex(MAX_IMAGE_BYTES)}`);
-
   // Without PT_NOTE segments, look for SHT_NOTE sections (as Xen's loader does).
   if (!sawNoteSegment && shnum > 0) {
     if (shentsize !== SHDR_SIZE) fail(`section header size ${shentsize} is not ${SHDR_SIZE}`);
@@ -231,6 +218,29 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
   if (notes.loader !== 'generic' && !(notes.guestOs ?? '').startsWith('linux')) {
     fail('the kernel needs a LOADER "generic" note or a GUEST_OS "linux" note');
   }
+  // Where each segment goes, as Xen's loader places it: at p_paddr + VIRT_BASE - PADDR_OFFSET (a
+  // kernel with notes and no PADDR_OFFSET note has 0). p_vaddr is not used: Linux's per-CPU
+  // segment has p_vaddr 0.
+  const virtOffset = (notes.virtBase ?? 0n) - (notes.paddrOffset ?? 0n);
+  for (const seg of segments) {
+    const vaddr = BigInt.asUintN(64, seg.paddr + virtOffset);
+    const last = vaddr + BigInt(seg.memSize) - 1n;
+    if (!isCanonical(vaddr) || !isCanonical(last) || last >= 1n << 64n || (vaddr < CANONICAL_LOW_END) !== (last < CANONICAL_LOW_END)) {
+      fail(`segment ${seg.index} at ${hex(vaddr)}+${hex(seg.memSize)} (p_paddr ${hex(seg.paddr)} + VIRT_BASE - PADDR_OFFSET) is not in canonical address space`);
+    }
+    seg.vaddr = vaddr;
+  }
+  segments.sort((a, b) => (a.vaddr < b.vaddr ? -1 : a.vaddr > b.vaddr ? 1 : 0));
+  for (let i = 1; i < segments.length; i++) {
+    const prev = segments[i - 1]!;
+    if (prev.vaddr + BigInt(prev.memSize) > segments[i]!.vaddr) {
+      fail(`segments at ${hex(prev.vaddr)}+${hex(prev.memSize)} and ${hex(segments[i]!.vaddr)} overlap`);
+    }
+  }
+  const imageStart = segments[0]!.vaddr;
+  const lastSeg = segments[segments.length - 1]!;
+  const imageEnd = lastSeg.vaddr + BigInt(lastSeg.memSize);
+  if (imageEnd - imageStart > BigInt(MAX_IMAGE_BYTES)) fail(`the image spans ${hex(imageEnd - imageStart)} bytes, more than ${hex(MAX_IMAGE_BYTES)}`);
   const entry = notes.entry ?? eEntry;
   const inImage = segments.some((s) => entry >= s.vaddr && entry < s.vaddr + BigInt(s.memSize));
   if (!inImage) fail(`the entry point ${hex(entry)} lies outside every loadable segment`);

@@ -171,8 +171,9 @@ describe('domain builder', () => {
     const g = new GuestMemory(ft, BigInt(a.layout.l4Mfn) << 12n);
     const si = startInfo(g, a.layout.startInfoVa);
     expect(si.flags & StartInfoFlags.SIF_MOD_START_PFN).toBe(0);
-    expect(si.mod_len).toBe(10000n);
+    expect(si.mod_len).toBe(3n * 4096n); // as Xen's toolstack: the pages it fills, the rest zero
     expect(g.read(si.mod_start, 10000)).toEqual(initrd);
+    expect(g.read(si.mod_start + 10000n, 3 * 4096 - 10000)).toEqual(new Uint8Array(3 * 4096 - 10000));
     a.memory.destroy();
     a.pd.release();
 
@@ -181,7 +182,7 @@ describe('domain builder', () => {
     const g2 = new GuestMemory(ft, BigInt(b.layout.l4Mfn) << 12n);
     const si2 = startInfo(g2, b.layout.startInfoVa);
     expect(si2.flags & StartInfoFlags.SIF_MOD_START_PFN).toBe(StartInfoFlags.SIF_MOD_START_PFN);
-    expect(si2.mod_len).toBe(3n * 4096n); // by PFN: the pages it fills
+    expect(si2.mod_len).toBe(3n * 4096n); // by PFN too
     const pfn = Number(si2.mod_start);
     expect(BigInt(pfn) << 12n).toBeGreaterThanOrEqual(b.layout.mappedEnd); // unmapped, after the initial mapping
     expect(b.memory.page(pfn).subarray(0, 4096)).toEqual(initrd.subarray(0, 4096));
