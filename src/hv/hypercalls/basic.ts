@@ -13,6 +13,7 @@ import { MemoryOp, XenMachphysMapping } from '../../abi/generated/memory.js';
 import { PvbenchCmd, PvbenchEcho } from '../../abi/generated/paravane-pvbench.js';
 import { DomidSpecial } from '../../abi/generated/xen.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
+import { Feature } from '../../abi/generated/features.js';
 
 /** The Xen version paravane reports: the interface its ABI follows (4.17). */
 export const XEN_MAJOR = 4;
@@ -74,8 +75,7 @@ export function xenVersion(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bi
     case VersionOp.XENVER_get_features: {
       const idx = g.readU32(arg);
       if (idx !== 0) return errno('XEN_EINVAL');
-      // No optional feature is offered yet; bits are added as paravane implements them.
-      g.write(arg, structBytes(XenFeatureInfo, (s) => { s.submap_idx = 0; s.submap = 0; }));
+      g.write(arg, structBytes(XenFeatureInfo, (s) => { s.submap_idx = 0; s.submap = PV_FEATURES; }));
       return 0n;
     }
     case VersionOp.XENVER_pagesize:
@@ -87,6 +87,17 @@ export function xenVersion(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bi
       return errno('XEN_ENOSYS');
   }
 }
+
+/**
+ * The XENFEAT_* bits offered, those of Xen's for a 64-bit PV domU that
+ * paravane implements: MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_COPY_PAGE and
+ * CLEAR_PAGE (highmem_assist), and a grant map's guest-available bits in
+ * its entry. (Xen also offers vNUMA and the physical-address runstate and
+ * time areas; those are not implemented.) Linux stops in
+ * xen_setup_features without the first and the third.
+ */
+const PV_FEATURES = (1 << Feature.XENFEAT_mmu_pt_update_preserve_ad) | (1 << Feature.XENFEAT_highmem_assist) |
+  (1 << Feature.XENFEAT_gnttab_map_avail_bits);
 
 export function schedOp(ctx: HypercallContext, [cmd, arg]: HypercallArgs): bigint {
   switch (Number(cmd)) {

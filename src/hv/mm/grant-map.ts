@@ -19,6 +19,9 @@ import { l1For } from './pt-update.js';
 import { entryFrame, PTE_HI, PTE_LO } from './pte.js';
 import type { DomainTranslations } from './tlb.js';
 
+/** Where a map's GNTMAP_guest_avail bits start (_GNTMAP_guest_avail0). */
+const GUEST_AVAIL_SHIFT = 16;
+
 /** The most mappings a domain may hold at once (its maptrack). */
 export const MAX_GRANT_MAPPINGS = 4096;
 
@@ -178,8 +181,11 @@ export function mapGrant(w: GrantWorld, mapper: Mapper, op: { hostAddr: bigint; 
   if (host) g.pin(op.ref, mfn, 'host', writable);
   if (device) g.pin(op.ref, mfn, 'dev', writable);
   if (slot) {
-    // The entry: present, user (the kernel is at CPL 3), accessed, dirty and RW if writable, never executable, and bit 62.
-    const lo = ((mfn % 0x100000) * 4096 + (P | US | A | (writable ? RW | D : 0))) >>> 0;
+    // The entry, as Xen's grant_to_pte_flags: present, user (the kernel is at CPL 3), accessed, dirty,
+    // RW if writable, never executable, bit 62, and the map's GNTMAP_guest_avail bits (16-18) in the
+    // entry's available bits 9-11 (XENFEAT_gnttab_map_avail_bits).
+    const avail = ((op.flags >>> GUEST_AVAIL_SHIFT) & 7) << 9;
+    const lo = ((mfn % 0x100000) * 4096 + (P | US | A | D | (writable ? RW : 0) | avail)) >>> 0;
     const hi = (Math.floor(mfn / 0x100000) | PTE_HI.GNTTAB | PTE_HI.NX) >>> 0;
     const stale = w.pt.writeGrantPte(slot.l1, slot.index, lo, hi, mapper.domid);
     if (stale !== NOT_STALE) w.tlbOf(mapper.domid)?.leafChanged(stale);

@@ -86,4 +86,20 @@ describe('Xen\'s answers', () => {
     g.play((c) => c.hypercall(Hypercall.HYPERVISOR_event_channel_op, [BigInt(EventChannelOp.EVTCHNOP_expand_array), at]), (c) => { rc = BigInt.asIntN(64, c.regs.rax); return stop(); });
     expect(rc).toBe(-95n);                                    // -EOPNOTSUPP
   });
+
+  it('offers the XENFEAT bits of Xen\'s PV domU that paravane implements (Linux needs 5 and 7), submap 0 only', () => {
+    g = scriptedGuest();
+    const at = g.d.layout.stackTop - 0x800n;
+    const features = (idx: number) => {
+      let rc = 0n, map = 0;
+      g.play(
+        (c) => { c.write(at, Uint8Array.of(idx, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)); return c.hypercall(Hypercall.HYPERVISOR_xen_version, [6n /* XENVER_get_features */, at]); },
+        (c) => { rc = BigInt.asIntN(64, c.regs.rax); map = new DataView(c.read(at + 4n, 4).buffer).getUint32(0, true); return stop(); },
+      );
+      return { rc, map };
+    };
+    // mmu_pt_update_preserve_ad (5), highmem_assist (6), gnttab_map_avail_bits (7).
+    expect(features(0)).toEqual({ rc: 0n, map: (1 << 5) | (1 << 6) | (1 << 7) });
+    expect(features(1).rc).toBe(-22n);
+  });
 });

@@ -253,6 +253,20 @@ describe('grant mappings', () => {
     expect(audit()).toEqual([]);
   });
 
+  it('puts a map\'s GNTMAP_guest_avail bits in the entry\'s available bits (XENFEAT_gnttab_map_avail_bits)', () => {
+    pair();
+    const f = page(a, dataPfn(a, 0));
+    grant(a, 8, PERMIT, b.d.id, f.mfn);
+    const at = page(b, dataPfn(b, 1)).va;
+    const m = map(b, at, GntmapFlags.GNTMAP_host_map | (5 << 16), 8, a.d.id);
+    expect(m.status).toBe(S.GNTST_okay);
+    const pte = b.d.grantMaps.get(m.handle)!.pte!;
+    const lo = b.hv.frames.words32(pte.l1)[2 * pte.index]!;
+    expect((lo >>> 9) & 7).toBe(5);
+    expect(unmap(b, at, m.handle)).toBe(S.GNTST_okay);
+    expect(audit()).toEqual([]);
+  });
+
   it('checks an unmap\'s device address before undoing anything, and skips a part the mapping does not have', () => {
     pair();
     const f = page(a, dataPfn(a, 0));
