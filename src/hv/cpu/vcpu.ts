@@ -32,6 +32,7 @@ import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
 import { VcpuDescriptorTables } from './descriptor-tables.js';
 import { VcpuDebugRegisters } from './debug-registers.js';
+import { VcpuRunstate } from './runstate.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { EmulationTarget } from './emulate.js';
 
@@ -83,6 +84,8 @@ export class PvVcpu implements ExitTarget {
   readonly blocking: VcpuBlocking;
   readonly descriptors: VcpuDescriptorTables;
   readonly debug: VcpuDebugRegisters;
+  /** What the vCPU is doing and has done, as Xen accounts it (runstate.ts). */
+  readonly runstate: VcpuRunstate;
   readonly stack: Ring0Stack;
   readonly regsState: RegsState;
   /** The hypercall context of this vCPU, made once. */
@@ -138,6 +141,13 @@ export class PvVcpu implements ExitTarget {
     this.blocking = new VcpuBlocking(this);
     const v = this;
     const space = this.space;
+    const runstateUpdate = 1n << BigInt(VmAssist.VMASST_TYPE_runstate_update_flag);
+    this.runstate = new VcpuRunstate({
+      now: () => host.clock.now(),
+      get memory() { return space.kernelMemory; },
+      get updateFlag() { return (host.vmAssist & runstateUpdate) !== 0n; },
+    });
+    this.info.timeUpdated = (view) => this.runstate.publishTime(view);
     this.mm = {
       pt: host.pageTypes,
       get cr3() { return space.cr3Mfn; },

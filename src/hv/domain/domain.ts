@@ -34,6 +34,7 @@ import { Hypercall, StartInfo, Virq } from '../../abi/generated/xen.js';
 import type { SystemClock } from '../sched/time.js';
 import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
+import { RunState } from '../../abi/generated/vcpu.js';
 import type { PvCpuidPolicy } from '../cpu/cpuid-policy.js';
 import { GrantTable } from '../mm/grant-table.js';
 import { GrantMaps, releaseMappings, revokeGrants, type GrantWorld } from '../mm/grant-map.js';
@@ -336,6 +337,7 @@ export class Domain implements VcpuHost {
       up: (i) => {
         const v = vcpus[i]!;
         if (!v.initialised) return errno('XEN_EINVAL');
+        if (!v.online) v.runstate.change(RunState.RUNSTATE_runnable);
         v.online = true;
         v.wake?.(); // its loop sleeps while it is down
         return 0n;
@@ -348,10 +350,20 @@ export class Domain implements VcpuHost {
         }
         const v = vcpus[i]!;
         v.online = false;
+        // One running (the caller, or started at a wake-up) is marked offline by its loop when its run ends.
+        if (v.runstate.state !== RunState.RUNSTATE_running) v.runstate.change(RunState.RUNSTATE_offline);
         if (v.started) v.engine.kick(); // running on the engine's thread: its run ends, and its loop sees it down
         return 0n;
       },
       isUp: (i) => vcpus[i]!.online,
+      runstate: (i) => {
+        const v = vcpus[i]!;
+        return {
+          snapshot: () => v.runstate.snapshot(),
+          register: (va, caller) => v.runstate.register(va, caller),
+          registerTime: (va, caller) => v.runstate.registerTime(va, v.info.view, caller),
+        };
+      },
     };
   }
 

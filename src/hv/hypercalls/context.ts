@@ -105,6 +105,14 @@ export interface VcpuControl {
   down(i: number): bigint;
   /** VCPUOP_is_up. */
   isUp(i: number): boolean;
+  /** vCPU `i`'s runstate (VCPUOP_get_runstate_info, register_runstate_memory_area) and time area. */
+  runstate(i: number): {
+    snapshot(): Uint8Array;
+    /** false: an address the guest cannot have (-EFAULT). The first copy is written through `caller`, the calling vCPU's view. */
+    register(va: bigint, caller: GuestMemory): boolean;
+    /** VCPUOP_register_vcpu_time_memory_area; as register. */
+    registerTime(va: bigint, caller: GuestMemory): boolean;
+  };
 }
 
 /** What a handler may see and do of the calling domain and vCPU. */

@@ -3,7 +3,7 @@
 // poll), as Xen answers a 64-bit PV guest (Xen's public headers; docs/abi.md).
 // Inputs: hostile (vCPU ids, pointers, ports, times).
 
-import { VcpuOp, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
+import { VcpuOp, VcpuRegisterRunstateMemoryArea, VcpuRegisterTimeMemoryArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer } from '../../abi/generated/vcpu.js';
 import { VcpuGuestContext } from '../../abi/generated/arch-x86.js';
 import { SchedPoll } from '../../abi/generated/sched.js';
 import { errno, type HypercallArgs, type HypercallContext } from './context.js';
@@ -64,6 +64,18 @@ export function vcpuOp(ctx: HypercallContext, [cmdArg, vcpuArg, arg]: HypercallA
       if (!own) return errno('XEN_EINVAL');
       ctx.sched.timers.setSingle(0n);
       return 0n;
+    case VcpuOp.VCPUOP_get_runstate_info:
+      ctx.guest.write(arg, vcpus.runstate(vcpu).snapshot());
+      return 0n;
+    case VcpuOp.VCPUOP_register_runstate_memory_area: {
+      // A guest virtual address, as for every 64-bit PV guest; 0 lets the area go.
+      const va = VcpuRegisterRunstateMemoryArea.over(ctx.guest.read(arg, VcpuRegisterRunstateMemoryArea.SIZE).buffer).addr.v;
+      return vcpus.runstate(vcpu).register(va, ctx.guest) ? 0n : errno('XEN_EFAULT');
+    }
+    case VcpuOp.VCPUOP_register_vcpu_time_memory_area: {
+      const va = VcpuRegisterTimeMemoryArea.over(ctx.guest.read(arg, VcpuRegisterTimeMemoryArea.SIZE).buffer).addr.v;
+      return vcpus.runstate(vcpu).registerTime(va, ctx.guest) ? 0n : errno('XEN_EFAULT');
+    }
     case VcpuOp.VCPUOP_register_vcpu_info: {
       // Any of the domain's vCPUs: a guest places every vCPU's before bringing the others up (Linux does, from vCPU 0).
       const r = VcpuRegisterVcpuInfo.over(ctx.guest.read(arg, VcpuRegisterVcpuInfo.SIZE).buffer);

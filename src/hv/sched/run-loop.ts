@@ -12,6 +12,7 @@ import type { Domain, DomainEnd } from '../domain/domain.js';
 import type { PvVcpu } from '../cpu/vcpu.js';
 import type { HostClock } from './host-clock.js';
 import { earlier, type SystemClock } from './time.js';
+import { RunState } from '../../abi/generated/vcpu.js';
 
 export interface RunOptions {
   /** Stop the domain after this many milliseconds. */
@@ -168,6 +169,7 @@ export class Scheduler {
         if (until === undefined) return;
         armDeadline(until, now);
         vcpu.start();
+        vcpu.runstate.change(RunState.RUNSTATE_running);
         this.onCpu = vcpu;
         early = { start: now, sliceEnd };
       } catch (error) {
@@ -221,6 +223,7 @@ export class Scheduler {
         }
         // Reading path 1: the vCPU runs until an exit, which is handled, until a handler says stop.
         // A vCPU this one's hypercall woke and started (onCpu) preempts it, as a boosted vCPU would.
+        vcpu.runstate.change(RunState.RUNSTATE_running);
         while (vcpu.handleExit(vcpu.run()) && !this.onCpu?.started);
         if (opts.signal?.aborted) break;
         // SCHEDOP_yield: the rest of the slice goes to the others.
@@ -230,6 +233,9 @@ export class Scheduler {
       r.used += ran;
       d.cpuNs += ran;
       vcpu.cpuNs += ran;
+      // Off the CPU: its runstate says why (Xen's, at every schedule; the guest's copy follows).
+      vcpu.runstate.change(!d.running || !vcpu.online ? RunState.RUNSTATE_offline
+        : vcpu.blocked ? RunState.RUNSTATE_blocked : RunState.RUNSTATE_runnable);
       if (!d.running) break;
       if (vcpu.blocked && vcpu.online) {
         // Blocked (SCHEDOP_block or poll): no CPU until an event, a timer or the poll timeout.
@@ -240,6 +246,7 @@ export class Scheduler {
         const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
         await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
         if (early === undefined && timer !== undefined && !vcpu.blocking.wakeable() && this.host.now() >= at!) vcpu.blocking.advanceTimer();
+        if (early === undefined && !vcpu.blocked && d.running) vcpu.runstate.change(RunState.RUNSTATE_runnable);
         continue;
       }
       // The slice is over, or a started vCPU preempted this one: the others (whose loops resume
@@ -254,6 +261,7 @@ export class Scheduler {
       vcpu.engine.kick();
       vcpu.handleExit(vcpu.run());
     }
+    if (d.state !== 'dead') vcpu.runstate.change(RunState.RUNSTATE_offline); // paused or ended
   }
 
   /**

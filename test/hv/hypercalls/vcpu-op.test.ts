@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Hypercall } from '../../../src/abi/generated/xen.js';
+import { Hypercall, VcpuInfo } from '../../../src/abi/generated/xen.js';
 import { VcpuOp } from '../../../src/abi/generated/vcpu.js';
 import { VcpuGuestContext } from '../../../src/abi/generated/arch-x86.js';
 import { CallbackType } from '../../../src/abi/generated/callback.js';
@@ -225,5 +225,40 @@ describe('VCPUOP_initialise, up, down, is_up', () => {
     expect(call(g, Hypercall.HYPERVISOR_vcpu_op, [BigInt(VcpuOp.VCPUOP_register_vcpu_info), 1n, arg.va], reg)).toBe(0n);
     expect(v1.info.view.byteOffset % 4096).toBe(64);
     expect(call(g, Hypercall.HYPERVISOR_vcpu_op, [BigInt(VcpuOp.VCPUOP_register_vcpu_info), 1n, arg.va], reg)).toBe(-16n); // EBUSY: once
+  });
+
+  it('gives any vCPU\'s runstate, and keeps the copies a guest registers: the runstate at every change, the clock with vcpu_info\'s', () => {
+    g = scriptedGuest('minimal', { vcpus: 2 });
+    const arg = page(g, 6), area = page(g, 7), timeArea = page(g, 8);
+    const u64 = (x: bigint) => (c: ScriptedCpu) => c.write(arg.va, new Uint8Array(BigUint64Array.of(x).buffer));
+    const op = (cmd: number, vcpu: bigint, before?: (c: ScriptedCpu) => void) => call(g, Hypercall.HYPERVISOR_vcpu_op, [BigInt(cmd), vcpu, arg.va], before);
+    const RUNNABLE = 1, OFFLINE = 3;
+    // vCPU 1 is down: offline since it was made.
+    expect(op(VcpuOp.VCPUOP_get_runstate_info, 1n)).toBe(0n);
+    const info = () => new DataView(g.hv.frames.bytes(arg.mfn).slice(0, 48).buffer);
+    expect(info().getInt32(0, true)).toBe(OFFLINE);
+    // Its copy, registered from vCPU 0, is written at once and at every change.
+    expect(op(VcpuOp.VCPUOP_register_runstate_memory_area, 1n, u64(area.va))).toBe(0n);
+    const copy = () => new DataView(g.hv.frames.bytes(area.mfn).slice(0, 48).buffer);
+    expect(copy().getInt32(0, true)).toBe(OFFLINE);
+    // Later copies go through vCPU 1's own tables: the boot ones here, as Linux gives its CPUs swapper_pg_dir.
+    const ctx = VcpuGuestContext.over(new ArrayBuffer(VcpuGuestContext.SIZE));
+    ctx.flags = VGCF_in_kernel;
+    ctx.set_ctrlreg_at(3, BigInt(g.d.layout.l4Mfn) << 12n);
+    expect(vcpuOp(g, VcpuOp.VCPUOP_initialise, 1, ctx)).toBe(0n);
+    expect(vcpuOp(g, VcpuOp.VCPUOP_up, 1)).toBe(0n);
+    expect(copy().getInt32(0, true)).toBe(RUNNABLE);
+    expect(copy().getBigUint64(8, true)).toBe(g.d.vcpus[1]!.runstate.entry);
+    // Not in the guest's range: -EFAULT, the old area kept.
+    expect(op(VcpuOp.VCPUOP_register_runstate_memory_area, 1n, u64(0xffff800000000000n))).toBe(-14n);
+    // The clock's second copy: vcpu_info's time, as it is, and again when it is rewritten.
+    expect(op(VcpuOp.VCPUOP_register_vcpu_time_memory_area, 1n, u64(timeArea.va))).toBe(0n);
+    const mine = () => Buffer.from(g.hv.frames.bytes(timeArea.mfn).slice(0, 32));
+    const theirs = () => Buffer.from(new Uint8Array(g.d.vcpus[1]!.info.view.buffer, g.d.vcpus[1]!.info.view.byteOffset + VcpuInfo.OFFSETS.time, 32));
+    expect(mine()).toEqual(theirs());
+    expect(mine().readUInt32LE(0) % 2).toBe(0); // version even: not mid-update
+    g.d.vcpus[1]!.info.updateTime();
+    expect(mine()).toEqual(theirs());
+    expect(op(VcpuOp.VCPUOP_register_vcpu_time_memory_area, 1n, u64(0x800000000000n))).toBe(-14n);
   });
 });

@@ -74,6 +74,43 @@ describe('the run loop on a virtual clock', () => {
     expect(Math.abs(a - b) / (a + b)).toBeLessThan(0.02); // and the two vCPUs share theirs evenly
   });
 
+  it('keeps a vCPU\'s runstate as Xen does: running while it runs, runnable while another domain does, the guest\'s copy current at every schedule', async () => {
+    const clock = new VirtualClock();
+    const { engine, hv } = scriptedMachine(2, clock);
+    const a = scriptedDomain(engine, hv, 'minimal', {}, false);
+    const b = scriptedDomain(engine, hv, 'minimal', {}, false);
+    busy(b, clock);
+    const arg = a.d.layout.stackTop + 0x1000n, area = a.d.layout.stackTop + 0x2000n;
+    a.ev.script(
+      (c) => c.hypercall(Hypercall.HYPERVISOR_vm_assist, [0n /* VMASST_CMD_enable */, 5n /* runstate_update_flag */]),
+      (c) => { c.write(arg, new Uint8Array(BigUint64Array.of(area).buffer)); return c.hypercall(Hypercall.HYPERVISOR_vcpu_op, [BigInt(VcpuOp.VCPUOP_register_runstate_memory_area), 0n, arg]); },
+    );
+    // As busy(), but each run first reads the copy, as a guest's steal clock would.
+    const seen: Array<{ state: number; entry: bigint; runnable: bigint; now: bigint }> = [];
+    a.ev.loop = (c): Exit => {
+      const v = new DataView(c.read(area, 48).buffer);
+      seen.push({ state: v.getInt32(0, true), entry: v.getBigUint64(8, true), runnable: v.getBigUint64(24, true), now: a.d.clock.now() });
+      const until = a.ev.deadline ?? clock.now() + MS;
+      clock.advanceTo(until > clock.now() ? until : clock.now() + 1n);
+      return { kind: 'interrupted' };
+    };
+    await clock.settle(Promise.all([hv.run(a.d, { timeoutMs: 500 }), hv.run(b.d, { timeoutMs: 500 })]));
+    expect(seen.length).toBeGreaterThan(10);
+    for (const s of seen) {
+      // Rule: whenever it runs, its copy says running, since a moment ago, with no update in progress.
+      expect(s.state).toBe(0);
+      expect(s.entry >> 63n).toBe(0n);
+      expect(s.entry <= s.now).toBe(true);
+    }
+    // Runnable time grows while the other domain runs, and accounts for what a did not get.
+    const rs = a.vcpu.runstate;
+    expect(seen.at(-1)!.runnable).toBeGreaterThan(seen[1]!.runnable);
+    const [running, runnable] = [Number(rs.time[0]), Number(rs.time[1])];
+    expect(Math.abs(running - Number(a.d.cpuNs)) / Number(a.d.cpuNs)).toBeLessThan(0.01);
+    expect(Math.abs(runnable - Number(b.d.cpuNs)) / Number(b.d.cpuNs)).toBeLessThan(0.05);
+    expect(rs.state).toBe(3); // offline once its domain is gone
+  });
+
   it('holds a capped domain to its cap beside an uncapped one', async () => {
     const { clock, hv, guests } = machine(2);
     guests.forEach((g) => busy(g, clock));
