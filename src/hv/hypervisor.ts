@@ -19,6 +19,7 @@ import { SystemClock } from './sched/time.js';
 import { PvCpuidPolicy } from './cpu/cpuid-policy.js';
 import type { GrantWorld } from './mm/grant-map.js';
 import { Scheduler, type RunOptions } from './sched/run-loop.js';
+import { XenstoreServer } from './xenstore/requests.js';
 
 export { CAP_RANGE, DEFAULT_WEIGHT, inRange, WEIGHT_RANGE, type RunOptions } from './sched/run-loop.js';
 export { MAX_VCPUS } from './mm/xen-space.js';
@@ -89,6 +90,8 @@ export class Hypervisor {
   readonly cpuid: PvCpuidPolicy;
   /** System time, shared by every domain. */
   readonly clock: SystemClock;
+  /** XenStore, served to every domain on its store ring (paravane is the toolstack, domain 0). */
+  readonly xenstore = new XenstoreServer();
   private readonly scheduler: Scheduler;
   private nextDomid = FIRST_DOMID;
   private closed = false;
@@ -176,6 +179,7 @@ export class Hypervisor {
         id, name: opts.name ?? `domain-${id}`, frames: this.frames, memory: built.memory, perDomain, vm,
         layout: built.layout, hypercalls: this.hypercalls, pageTypes: this.pageTypes, m2pVirt: this.m2pVirt, console: opts.console ?? (() => {}), log: opts.log, tlb,
         lookupEvents: (domid) => this.domains.get(domid)?.events, clock: this.clock, cpuid: this.cpuid, grantWorld: this.grantWorld,
+        xenstore: this.xenstore,
       });
       this.domains.set(id, d);
       return d;

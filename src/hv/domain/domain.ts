@@ -37,6 +37,9 @@ import { ShutdownReason } from '../../abi/generated/sched.js';
 import { RunState } from '../../abi/generated/vcpu.js';
 import type { PvCpuidPolicy } from '../cpu/cpuid-policy.js';
 import { GrantTable } from '../mm/grant-table.js';
+import type { XenstoreServer } from '../xenstore/requests.js';
+import { XenstoreRing } from '../xenstore/ring.js';
+import { introduceDomain, releaseDomain } from '../xenstore/toolstack.js';
 import { GrantMaps, releaseMappings, revokeGrants, type GrantWorld } from '../mm/grant-map.js';
 
 export type DomainState = 'building' | 'running' | 'paused' | 'shutting-down' | 'dead';
@@ -80,6 +83,8 @@ export interface DomainParts {
   grantWorld: GrantWorld;
   /** What CPUID tells the guest. */
   cpuid: PvCpuidPolicy;
+  /** The machine's XenStore (the domain gets a connection on its store ring). */
+  xenstore: XenstoreServer;
 }
 
 export class Domain implements VcpuHost {
@@ -124,6 +129,9 @@ export class Domain implements VcpuHost {
   readonly sharedInfoMfn: number;
   /** The PV console ring's backend (start_info.console.domU). */
   readonly consoleRing: ConsoleBackend;
+  /** The domain's XenStore connection, on its store ring (start_info.store_mfn, store_evtchn). */
+  readonly storeRing: XenstoreRing;
+  private readonly xenstore: XenstoreServer;
   /** Host input not yet taken: by the ring once the guest uses one, else by console_io(CONSOLEIO_read). */
   private hostInput: number[] = [];
   /** The guest has notified its console port: host input goes to the ring. */
@@ -162,8 +170,14 @@ export class Domain implements VcpuHost {
         this.ringInUse = true;
         this.consoleRing.input(Uint8Array.from(this.hostInput.splice(0)));
       });
+    // XenStore, as xenstored serves a domU: its ring's event channel connected before boot, the
+    // page held writable as the console's (below), and the domain's nodes written as libxl writes them.
+    this.xenstore = p.xenstore;
+    this.storeRing = new XenstoreRing(p.memory.page(p.layout.pfn.store), this.events, p.xenstore, p.id);
     const si = p.memory.page(p.layout.pfn.startInfo);
-    StartInfo.over(si.buffer, si.byteOffset).console.domU.evtchn = this.consoleRing.port;
+    const startInfo = StartInfo.over(si.buffer, si.byteOffset);
+    startInfo.console.domU.evtchn = this.consoleRing.port;
+    startInfo.store_evtchn = this.storeRing.port;
     // vCPU 0's CR3 holds a type reference on the bootstrap L4 (PT-11).
     p.pageTypes.getPageAndType(p.layout.l4Mfn, PageType.l4, p.id);
     this.held = [p.layout.sharedInfoMfn];
@@ -172,6 +186,8 @@ export class Domain implements VcpuHost {
     // descriptor page, whose entries those writes would forge behind the page-type system's back.
     const consoleMfn = p.memory.mfnOf(p.layout.pfn.console);
     if (this.holdWritable(consoleMfn) !== 0n) throw new Error(`the console page (frame ${consoleMfn}) could not be held writable`);
+    const storeMfn = p.memory.mfnOf(p.layout.pfn.store);
+    if (this.holdWritable(storeMfn) !== 0n) throw new Error(`the store page (frame ${storeMfn}) could not be held writable`);
     this.vcpuControl = this.makeVcpuControl();
     // vCPU 0 boots; the others exist from the start, down, for VCPUOP_initialise and VCPUOP_up (as Xen's max_vcpus).
     for (let i = 0; i < p.perDomain.vcpus; i++) {
@@ -180,6 +196,10 @@ export class Domain implements VcpuHost {
     }
     p.clock.writeWallclock(this.sharedInfo);
     for (const v of this.vcpus) v.info.updateTime();
+    introduceDomain(p.xenstore, {
+      domid: p.id, name: p.name, uuid: this.uuid, memoryKiB: p.memory.nrPages * 4, vcpus: this.vcpus.length,
+      console: { mfn: consoleMfn, port: this.consoleRing.port }, store: { mfn: storeMfn, port: this.storeRing.port },
+    });
   }
 
   /**
@@ -218,6 +238,12 @@ export class Domain implements VcpuHost {
     if (i < 0) throw new Error(`frame ${mfn} is not held for domain ${this.id}`);
     this.held.splice(i, 1);
     this.pageTypes.putPageAndType(mfn);
+  }
+
+  /** The domain's handle as a UUID string (its /vm/<uuid> in XenStore). */
+  get uuid(): string {
+    const h = Buffer.from(this.handle).toString('hex');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
   /** The shared_info page (vcpu_info for each vCPU, event bitmaps, wallclock). */
@@ -374,6 +400,7 @@ export class Domain implements VcpuHost {
     if (!this.ended) this.finish({ kind: 'killed', reason: 'destroyed' });
     this.consoleRing.service(); // what the guest wrote to its ring but did not announce
     this.consoleOut.settle();
+    releaseDomain(this.xenstore, this.storeRing, { domid: this.id, uuid: this.uuid }); // its nodes, watches and transactions
     this.events.closeAll(); // peers' interdomain ports become unbound
     this.vm.destroy(); // ends a run started at wake-up, too
     for (const v of this.vcpus) v.stopped();

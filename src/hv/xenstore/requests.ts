@@ -73,7 +73,11 @@ export class XenstoreServer {
       reply = { type: T.XS_ERROR, payload: strings(e.errno) };
     }
     conn.send(reply.type, reqId, txId, reply.payload);
+    // What comes after the reply (a new watch's first event).
+    for (const f of this.afterReply.splice(0)) f();
   }
+
+  private readonly afterReply: Array<() => void> = [];
 
   private answer(conn: XsConnection, type: number, tx: number, payload: Uint8Array): Uint8Array {
     const who = conn.caller;
@@ -166,8 +170,8 @@ export class XenstoreServer {
     if (!conn.caller.privileged && this.watches.filter((w) => w.conn === conn).length >= QUOTA.watches) throw new XsError('E2BIG');
     const w = { conn, path, abs, token };
     this.watches.push(w);
-    // As Xen: a new watch fires once at once, so the watcher reads the state it starts from.
-    this.event(w, path);
+    // As Xen: a new watch fires once, right after the reply, so the watcher reads the state it starts from.
+    this.afterReply.push(() => this.event(w, path));
   }
 
   private event(w: Watch, path: string): void {

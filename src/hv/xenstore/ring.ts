@@ -1,0 +1,132 @@
+// A domain's XenStore ring: what xenstored does for a domU's connection,
+// inside the hypervisor. The store page (start_info.store_mfn) holds
+// struct xenstore_domain_interface: a request stream (guest to xenstored)
+// and a reply stream (replies and watch events), each a 1024-byte ring
+// with free-running 32-bit indices; the page's event channel
+// (start_info.store_evtchn) is connected to this backend. On each
+// notification whole requests are taken from the ring and answered
+// (requests.ts); replies go into the reply ring as space allows, the rest
+// when the guest has read more. A guest may reset the connection
+// (XENSTORE_RECONNECT). Inputs: indices and messages (hostile: an index
+// past the ring or a payload over XENSTORE_PAYLOAD_MAX stops the
+// connection with Xen's error code, the domain's own problem).
+
+import { XenstoreConnection, XenstoreDomainInterface, XenstoreError, XenstoreLimit, XenstoreServerFeature } from '../../abi/generated/io-xs-wire.js';
+import type { EventChannels } from '../events/channels.js';
+import type { XenstoreServer, XsConnection } from './requests.js';
+
+const SIZE = XenstoreLimit.XENSTORE_RING_SIZE;
+const O = XenstoreDomainInterface.OFFSETS;
+const HEADER = 16;
+
+export class XenstoreRing implements XsConnection {
+  readonly port: number;
+  readonly caller: { domid: number; privileged: boolean };
+  private readonly view: DataView;
+  /** Reply bytes not yet in the ring (it was full). */
+  private out: number[] = [];
+  private stopped = false;
+
+  constructor(private readonly page: Uint8Array, private readonly events: EventChannels, private readonly server: XenstoreServer, domid: number) {
+    this.caller = { domid, privileged: false };
+    this.view = new DataView(page.buffer, page.byteOffset, XenstoreDomainInterface.SIZE);
+    this.view.setUint32(O.server_features, XenstoreServerFeature.XENSTORE_SERVER_FEATURE_RECONNECTION | XenstoreServerFeature.XENSTORE_SERVER_FEATURE_ERROR, true);
+    this.port = events.bindBackend('xenstore', () => this.service());
+  }
+
+  /** The guest notified: a reset if it asked for one, then its requests, then replies as space allows. */
+  service(): void {
+    const v = this.view;
+    if (v.getUint32(O.connection, true) === XenstoreConnection.XENSTORE_RECONNECT) this.reconnect();
+    if (this.stopped) return;
+    let notify = this.takeRequests();
+    if (this.flush()) notify = true;
+    if (notify) this.events.setPending(this.port);
+  }
+
+  /** XsConnection: queues a message for the guest (a reply, or a watch event). */
+  send(type: number, reqId: number, txId: number, payload: Uint8Array): void {
+    const h = new DataView(new ArrayBuffer(HEADER));
+    h.setUint32(0, type, true);
+    h.setUint32(4, reqId, true);
+    h.setUint32(8, txId, true);
+    h.setUint32(12, payload.length, true);
+    for (const b of new Uint8Array(h.buffer)) this.out.push(b);
+    for (const b of payload) this.out.push(b);
+    // A watch event from another domain's change arrives outside service(): deliver it now.
+    if (!this.serving && this.flush()) this.events.setPending(this.port);
+  }
+
+  private serving = false;
+
+  /** Answers every whole request in the ring; true if any was taken. */
+  private takeRequests(): boolean {
+    const v = this.view;
+    let took = false;
+    this.serving = true;
+    try {
+      for (;;) {
+        const cons = v.getUint32(O.req_cons, true), prod = v.getUint32(O.req_prod, true);
+        const avail = (prod - cons) >>> 0;
+        if (avail > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX) || took;
+        if (avail < HEADER) return took;
+        const header = this.read(O.req, cons, HEADER);
+        const h = new DataView(header.buffer);
+        const len = h.getUint32(12, true);
+        if (len > XenstoreLimit.XENSTORE_PAYLOAD_MAX) return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
+        // A message longer than the ring arrives in pieces; xenstored accumulates them. Here only
+        // a whole message is taken, so one that cannot fit the ring is refused as Xen's would be.
+        if (HEADER + len > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
+        if (avail < HEADER + len) return took;
+        const payload = this.read(O.req, cons + HEADER, len);
+        v.setUint32(O.req_cons, (cons + HEADER + len) >>> 0, true);
+        took = true;
+        this.server.handle(this, h.getUint32(0, true), h.getUint32(4, true), h.getUint32(8, true), payload);
+      }
+    } finally {
+      this.serving = false;
+    }
+  }
+
+  /** Moves queued reply bytes into the reply ring; true if any moved. */
+  private flush(): boolean {
+    if (!this.out.length || this.stopped) return false;
+    const v = this.view;
+    const cons = v.getUint32(O.rsp_cons, true);
+    let prod = v.getUint32(O.rsp_prod, true);
+    const used = (prod - cons) >>> 0;
+    if (used > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX);
+    const n = Math.min(SIZE - used, this.out.length);
+    if (!n) return false;
+    for (let i = 0; i < n; i++) this.page[O.rsp + ((prod + i) % SIZE)] = this.out[i]!;
+    prod = (prod + n) >>> 0;
+    v.setUint32(O.rsp_prod, prod, true);
+    this.out = this.out.slice(n);
+    return true;
+  }
+
+  private read(ring: number, from: number, n: number): Uint8Array {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i++) b[i] = this.page[ring + (((from + i) >>> 0) % SIZE)]!;
+    return b;
+  }
+
+  /** Stops serving, with Xen's error code in the page for the guest to see. */
+  private fail(code: number): false {
+    this.view.setUint32(O.error, code, true);
+    this.stopped = true;
+    this.out = [];
+    return false;
+  }
+
+  /** XENSTORE_RECONNECT: both rings emptied, the connection's watches and transactions dropped, connected again. */
+  private reconnect(): void {
+    const v = this.view;
+    this.server.disconnect(this);
+    this.out = [];
+    for (const at of [O.req_cons, O.req_prod, O.rsp_cons, O.rsp_prod, O.error]) v.setUint32(at, 0, true);
+    this.stopped = false;
+    v.setUint32(O.connection, XenstoreConnection.XENSTORE_CONNECTED, true);
+    this.events.setPending(this.port);
+  }
+}
