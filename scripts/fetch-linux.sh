@@ -4,7 +4,8 @@
 # built with CONFIG_XEN_PV=y, CONFIG_HVC_XEN=y) and busybox-static, with
 # `apt-get download` (no root needed once the package lists are there).
 # Unpacked into build/linux/, a cache: nothing is fetched while the files
-# are there. Prints the kernel's path.
+# are there; the initramfs is built from busybox (needs `npm run build`).
+# Prints the kernel's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/linux
@@ -33,4 +34,6 @@ if [ ! -x "$out/busybox" ]; then
   dpkg-deb -x "$work"/busybox-static_*.deb "$work/b"
   cp "$work/b/bin/busybox" "$out/busybox"
 fi
+# The initramfs around it (src/linux/initramfs.ts; rebuilt each time: it is cheap, and follows /init).
+node dist/linux/initramfs.js "$out/busybox" "$out/initramfs.cpio.gz"
 ls "$out"/vmlinuz-*
