@@ -10,7 +10,7 @@ import { errno } from '../hypercalls/context.js';
 import { PageType } from '../mm/frames.js';
 import { PageTypeError, type PageTypes } from '../mm/page-types.js';
 import type { DomainTranslations } from '../mm/tlb.js';
-import type { PerDomainSpace } from '../mm/xen-space.js';
+import { SEL, type PerDomainSpace } from '../mm/xen-space.js';
 import { FIRST_RESERVED_GDT_ENTRY } from '../mm/descriptors.js';
 
 const ENTRIES_PER_PAGE = 512;
@@ -62,6 +62,28 @@ export class VcpuDescriptorTables {
     this.entries = entries;
     this.install();
     return 0n;
+  }
+
+  /**
+   * What selector `sel` names for a return to CPL 3, as the CPU's iretq
+   * would check it (a selector that fails would fault there, and Xen hands
+   * the frame to the failsafe callback): 'code64' for a present 64-bit DPL
+   * 3 code segment, 'data' for a present writable DPL 3 data segment,
+   * undefined otherwise. Xen's own flat selectors, or the guest's GDT (its
+   * descriptors are checked when installed, PT-17); the LDT is not loaded.
+   */
+  selectorKind(sel: number): 'code64' | 'data' | undefined {
+    const s = sel | 3;
+    if (s === SEL.CS64) return 'code64';
+    if (s === SEL.DS) return 'data';
+    const index = sel >> 3;
+    if (sel & 4 || index >= this.entries) return undefined;
+    const page = this.pt.ft.bytes(this.frames[Math.floor(index / ENTRIES_PER_PAGE)]!);
+    const hi = new DataView(page.buffer, page.byteOffset).getUint32((index % ENTRIES_PER_PAGE) * 8 + 4, true);
+    const present = (hi >> 15) & 1, dpl = (hi >> 13) & 3, system = !((hi >> 12) & 1), type = (hi >> 8) & 0xf;
+    if (!present || system || dpl !== 3) return undefined;
+    if (type & 8) return (hi >> 21) & 1 && !((hi >> 22) & 1) ? 'code64' : undefined; // code: L set, D clear
+    return type & 2 ? 'data' : undefined; // data: writable
   }
 
   /** Lets go of the guest's GDT (set_gdt with new frames, or the domain's end), leaving the hypervisor's entries. */

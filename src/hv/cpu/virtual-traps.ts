@@ -179,9 +179,11 @@ export class VirtualTraps implements CpuContext {
     if (toUser && !this.v.space.userCr3Mfn) return 'a return to guest user mode with no user page tables (MMUEXT_NEW_USER_BASEPTR)';
     const rip = c.rip;
     if (!isCanonical(rip)) return `rip ${hex(rip)} is not canonical`;
-    // Selectors the return cannot load: Xen's return to the guest would fault, and its failsafe callback gets the frame.
-    const failsafe = (cs | 3) !== SEL.CS64 ? `code selector ${hex(cs)} (only the flat 64-bit ${hex(SEL.CS64)} can be loaded)`
-      : (ss | 3) !== SEL.DS && (ss & ~3) !== 0 ? `stack selector ${hex(ss)}` : undefined;
+    // Selectors the return cannot load (the CPU's iretq to CPL 3 would fault): Xen's failsafe callback gets the frame.
+    // Xen's flat ones and the guest's own (set_gdt) load: a 64-bit code segment, and a writable data segment or null.
+    const d = this.v.descriptors;
+    const failsafe = d.selectorKind(cs) !== 'code64' ? `code selector ${hex(cs)} (not a present 64-bit DPL 3 code segment)`
+      : (ss & ~3) !== 0 && d.selectorKind(ss) !== 'data' ? `stack selector ${hex(ss)}` : undefined;
     if (failsafe && !this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)?.address) return `${failsafe}, and no failsafe callback`;
     this.pendingIret = {
       rax: c.rax, r11: c.r11, rcx: c.rcx, inSyscall: (c.flags & BigInt(Vgcf.VGCF_in_syscall)) !== 0n,
@@ -225,11 +227,14 @@ export class VirtualTraps implements CpuContext {
     } else if (f.toUser) {
       this.v.space.toggle();
     }
-    // Only the flat selectors are loaded (a failsafe frame keeps the guest's in memory).
+    // The frame's selectors (RPL 3, as Xen's iret) where the CPU loads them, from the ring-0 frame.
+    // Through the registers Xen's flat ones go in their place: in 64-bit mode a DPL 3 64-bit code
+    // segment and a DPL 3 data segment behave alike whatever their entry; only the selector value the
+    // guest could read back differs. (A failsafe frame keeps the guest's in memory.)
     state.rip = to.rip;
     if (!state.flat) {
-      state.cs = BigInt(SEL.CS64);
-      state.ss = BigInt(SEL.DS);
+      state.cs = f.failsafe ? BigInt(SEL.CS64) : f.cs | 3n;
+      state.ss = f.failsafe || (f.ss & ~3n) === 0n ? BigInt(SEL.DS) : f.ss | 3n;
     }
     state.rflags = to.rflags;
     state.rsp = to.rsp;

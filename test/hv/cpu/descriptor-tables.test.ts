@@ -94,6 +94,56 @@ describe('set_gdt', () => {
   });
 });
 
+describe('the guest\'s selectors in iret frames', () => {
+  const FAILSAFE = 0x3f1400n;
+  /** A GDT as Linux's: 2 = 64-bit kernel code (0x10), 3 = data (0x18), 4 = 32-bit code (0x20), 5 = data (0x2b), 6 = 64-bit user code (0x33). */
+  function linuxGdt(g: ScriptedGuest) {
+    const p = dataPage(g);
+    const w = g.hv.frames.words(p.mfn);
+    w[2] = 0x00af9a000000ffffn; w[3] = 0x00cf92000000ffffn; w[4] = 0x00cffa000000ffffn; w[5] = 0x00cff2000000ffffn; w[6] = 0x00affa000000ffffn;
+    expect(remap(g, p.va, p.mfn)).toBe(0n);
+    expect(setGdt(g, [p.mfn], 8)).toBe(0n);
+  }
+  /** iret through the hypercall page to a kernel frame with these selectors; where the vCPU went. */
+  function iretTo(g: ScriptedGuest, cs: number, ss: number): bigint {
+    let rip = 0n;
+    const to = 0x3f8000n;
+    g.play(
+      (c) => {
+        for (const w of [BigInt(ss), g.d.layout.stackTop - 0x200n, 0x202n, BigInt(cs), to, 0n]) c.push(w);
+        return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
+      },
+      (c) => { rip = c.regs.rip; return stop(); },
+    );
+    return rip;
+  }
+
+  it('resumes a frame naming the guest\'s own 64-bit code and data selectors, and hands one it cannot load to the failsafe callback', () => {
+    g = scriptedGuest();
+    linuxGdt(g);
+    g.play((c) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [0x3f1200n, FAILSAFE, 0n]), stop);
+    const first = iretTo(g, 0x10, 0x18);
+    expect(g.d.end).toBeUndefined();
+    expect(first).toBe(0x3f8000n); // Linux's __KERNEL_CS and __KERNEL_DS (RPL 0 in the frame)
+    const second = iretTo(g, 0xe030, 0); // RPL 0: a kernel frame
+    expect(g.d.end).toBeUndefined();
+    expect(second).toBe(0x3f8000n); // Xen's flat code, a null stack selector
+    expect(iretTo(g, 0x20, 0x18)).toBe(FAILSAFE);  // 32-bit code: compat mode is not offered
+    expect(iretTo(g, 0x18, 0x18)).toBe(FAILSAFE);  // data as code
+    expect(iretTo(g, 0x10, 0x10)).toBe(FAILSAFE);  // code as stack
+    expect(iretTo(g, 0x40, 0x18)).toBe(FAILSAFE);  // past the GDT's 8 entries
+    expect(iretTo(g, 0x14, 0x18)).toBe(FAILSAFE);  // the LDT
+    expect(g.d.running).toBe(true);
+  });
+
+  it('crashes the domain for a selector it cannot load when there is no failsafe callback', () => {
+    g = scriptedGuest();
+    linuxGdt(g);
+    iretTo(g, 0x20, 0x18);
+    expect(g.d.end).toEqual({ kind: 'crashed', reason: expect.stringMatching(/code selector 0x20 .*no failsafe callback/) });
+  });
+});
+
 describe('update_descriptor', () => {
   it('writes a checked descriptor into a GDT page or a data page, refusing what Xen refuses', () => {
     g = scriptedGuest();
