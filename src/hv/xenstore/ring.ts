@@ -11,13 +11,15 @@
 // past the ring or a payload over XENSTORE_PAYLOAD_MAX stops the
 // connection with Xen's error code, the domain's own problem).
 
-import { XenstoreConnection, XenstoreDomainInterface, XenstoreError, XenstoreLimit, XenstoreServerFeature } from '../../abi/generated/io-xs-wire.js';
+import { XenstoreConnection, XenstoreDomainInterface, XenstoreError, XenstoreLimit, XenstoreServerFeature, XsdSockmsgType } from '../../abi/generated/io-xs-wire.js';
 import type { EventChannels } from '../events/channels.js';
 import type { XenstoreServer, XsConnection } from './requests.js';
 
 const SIZE = XenstoreLimit.XENSTORE_RING_SIZE;
 const O = XenstoreDomainInterface.OFFSETS;
 const HEADER = 16;
+/** Reply bytes held for a guest that does not read them, past which its watch events are dropped. */
+const MAX_PENDING_EVENTS_BYTES = 64 * 1024;
 
 export class XenstoreRing implements XsConnection {
   readonly port: number;
@@ -46,6 +48,8 @@ export class XenstoreRing implements XsConnection {
 
   /** XsConnection: queues a message for the guest (a reply, or a watch event). */
   send(type: number, reqId: number, txId: number, payload: Uint8Array): void {
+    // Watch events for a guest that does not read them are dropped past a bound (Xen bounds them too).
+    if (type === XsdSockmsgType.XS_WATCH_EVENT && this.out.length > MAX_PENDING_EVENTS_BYTES) return;
     const h = new DataView(new ArrayBuffer(HEADER));
     h.setUint32(0, type, true);
     h.setUint32(4, reqId, true);
@@ -59,13 +63,20 @@ export class XenstoreRing implements XsConnection {
 
   private serving = false;
 
-  /** Answers every whole request in the ring; true if any was taken. */
+  /**
+   * Answers the whole requests in the ring; true if any was taken. As Xen's
+   * xenstored, a new request is taken only once every earlier reply is in
+   * the reply ring: a guest that does not read its replies stops being
+   * served, and holds at most one reply here.
+   */
   private takeRequests(): boolean {
     const v = this.view;
     let took = false;
     this.serving = true;
     try {
       for (;;) {
+        this.flush();
+        if (this.out.length) return took;
         const cons = v.getUint32(O.req_cons, true), prod = v.getUint32(O.req_prod, true);
         const avail = (prod - cons) >>> 0;
         if (avail > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX) || took;
