@@ -144,7 +144,8 @@ export class PvVcpu implements ExitTarget {
     const runstateUpdate = 1n << BigInt(VmAssist.VMASST_TYPE_runstate_update_flag);
     this.runstate = new VcpuRunstate({
       now: () => host.clock.now(),
-      get memory() { return space.kernelMemory; },
+      // Nothing before the vCPU has tables of its own (initialise gives them): no copy is written.
+      get memory() { return v.initialised ? space.kernelMemory : undefined; },
       get updateFlag() { return (host.vmAssist & runstateUpdate) !== 0n; },
     });
     this.info.timeUpdated = (view) => this.runstate.publishTime(view);
@@ -177,11 +178,13 @@ export class PvVcpu implements ExitTarget {
       m2pReadsEmulated: host.m2pVirt !== M2P_VIRT_START,
       debug: this.debug,
     };
-    this.context = Object.assign(host.domainContext(), {
+    // `guest` must stay a getter (Object.assign would copy its value once): the view follows the
+    // vCPU's roots and mode, which hypercalls and VCPUOP_initialise change.
+    this.context = Object.defineProperties(host.domainContext(), Object.getOwnPropertyDescriptors({
       get guest(): GuestMemory { return space.guest; },
       continueWith: (args: HypercallArgs) => { v.continuation = args; },
       mm: this.mm, cpu: this.traps, sched: this.blocking,
-    }) as HypercallContext;
+    })) as HypercallContext;
     setupVcpu(engine, index, boot);
   }
 

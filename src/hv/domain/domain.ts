@@ -358,7 +358,13 @@ export class Domain implements VcpuHost {
       initialise: (i, c) => {
         const v = vcpus[i]!;
         if (v.initialised) return errno('XEN_EEXIST');
-        return initialiseVcpu(v, c, this.pageTypes, this.id);
+        const rc = initialiseVcpu(v, c, this.pageTypes, this.id);
+        if (rc === 0n && v.online) {
+          // VGCF_online: up at once (Xen clears _VPF_down but wakes nothing; here it runs, as after VCPUOP_up).
+          v.runstate.change(RunState.RUNSTATE_runnable);
+          v.wake?.();
+        }
+        return rc;
       },
       up: (i) => {
         const v = vcpus[i]!;

@@ -276,7 +276,7 @@ function unmapCommon(w: GrantWorld, mapper: Mapper, handle: number, devBusAddr: 
   const maps = w.mapsOf(mapper.domid)!;
   const m = maps.get(handle);
   if (!m) return S.GNTST_bad_handle;
-  if (devBusAddr && devBusAddr >> 12n !== BigInt(m.mfn)) return S.GNTST_bad_dev_addr;
+  if (devBusAddr && devBusAddr !== BigInt(m.mfn) << 12n) return S.GNTST_bad_dev_addr;
   const g = w.grantsOf(m.granter);
   if (host && m.pte) {
     const st = host(m);

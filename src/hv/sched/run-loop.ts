@@ -168,8 +168,8 @@ export class Scheduler {
         const until = this.runUntil(vcpu, sliceEnd, now);
         if (until === undefined) return;
         armDeadline(until, now);
+        vcpu.runstate.change(RunState.RUNSTATE_running); // before it runs, as Xen updates it
         vcpu.start();
-        vcpu.runstate.change(RunState.RUNSTATE_running);
         this.onCpu = vcpu;
         early = { start: now, sliceEnd };
       } catch (error) {
@@ -246,7 +246,7 @@ export class Scheduler {
         const at = wakeAt === undefined ? undefined : this.clock.hostTime(wakeAt);
         await this.sleep(vcpu, earlier(at, deadline), opts.signal, startEarly);
         if (early === undefined && timer !== undefined && !vcpu.blocking.wakeable() && this.host.now() >= at!) vcpu.blocking.advanceTimer();
-        if (early === undefined && !vcpu.blocked && d.running) vcpu.runstate.change(RunState.RUNSTATE_runnable);
+        if (early === undefined && !vcpu.blocked && vcpu.online && d.running) vcpu.runstate.change(RunState.RUNSTATE_runnable);
         continue;
       }
       // The slice is over, or a started vCPU preempted this one: the others (whose loops resume

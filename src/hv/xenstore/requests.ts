@@ -60,7 +60,7 @@ export class XenstoreServer {
   private readonly watches: Watch[] = [];
 
   constructor() {
-    this.store = new XenStore((c, by) => this.fire(c, by));
+    this.store = new XenStore((c, by) => this.fire(c, by), QUOTA.nodes);
   }
 
   /** Handles one request from `conn` and sends its reply. */
@@ -100,17 +100,12 @@ export class XenstoreServer {
         if (nul < 0) throw new XsError('EINVAL');
         const value = payload.slice(nul + 1);
         if (!who.privileged && value.length > QUOTA.valueBytes) throw new XsError('ENOSPC');
-        const p = absolutePath(who.domid, Buffer.from(payload.subarray(0, nul)).toString('latin1'));
-        this.checkNodeQuota(who, tx, p);
-        st.write(who, tx, p, value);
+        st.write(who, tx, absolutePath(who.domid, Buffer.from(payload.subarray(0, nul)).toString('latin1')), value);
         return OK;
       }
-      case T.XS_MKDIR: {
-        const p = path();
-        this.checkNodeQuota(who, tx, p);
-        st.write(who, tx, p, undefined);
+      case T.XS_MKDIR:
+        st.write(who, tx, path(), undefined);
         return OK;
-      }
       case T.XS_RM:
         st.rm(who, tx, path());
         return OK;
@@ -153,12 +148,6 @@ export class XenstoreServer {
       default:
         throw new XsError('EINVAL');
     }
-  }
-
-  /** A domain may own at most QUOTA.nodes nodes (ENOSPC); a write that creates none is not counted. */
-  private checkNodeQuota(who: Caller, tx: number, path: string): void {
-    if (who.privileged || tx !== 0 || this.store.exists(path)) return;
-    if (this.store.nodesOwnedBy(who.domid) >= QUOTA.nodes) throw new XsError('ENOSPC');
   }
 
   private watch(conn: XsConnection, args: string[]): void {

@@ -63,11 +63,15 @@ export class XenstoreRing implements XsConnection {
 
   private serving = false;
 
+  /** The request being read: a message may be longer than the ring, and arrive in pieces (as Linux's xb_write sends it). */
+  private inbuf: number[] = [];
+
   /**
-   * Answers the whole requests in the ring; true if any was taken. As Xen's
-   * xenstored, a new request is taken only once every earlier reply is in
-   * the reply ring: a guest that does not read its replies stops being
-   * served, and holds at most one reply here.
+   * Takes request bytes from the ring and answers each request once it is
+   * whole; true if any byte was taken (a guest waiting for room is then
+   * notified). As Xen's xenstored, nothing more is taken while an earlier
+   * reply is not yet in the reply ring: a guest that does not read its
+   * replies stops being served, and holds at most one reply here.
    */
   private takeRequests(): boolean {
     const v = this.view;
@@ -76,27 +80,37 @@ export class XenstoreRing implements XsConnection {
     try {
       for (;;) {
         this.flush();
-        if (this.out.length) return took;
+        if (this.out.length || this.stopped) return took;
         const cons = v.getUint32(O.req_cons, true), prod = v.getUint32(O.req_prod, true);
         const avail = (prod - cons) >>> 0;
         if (avail > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX) || took;
-        if (avail < HEADER) return took;
-        const header = this.read(O.req, cons, HEADER);
-        const h = new DataView(header.buffer);
-        const len = h.getUint32(12, true);
-        if (len > XenstoreLimit.XENSTORE_PAYLOAD_MAX) return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
-        // A message longer than the ring arrives in pieces; xenstored accumulates them. Here only
-        // a whole message is taken, so one that cannot fit the ring is refused as Xen's would be.
-        if (HEADER + len > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
-        if (avail < HEADER + len) return took;
-        const payload = this.read(O.req, cons + HEADER, len);
-        v.setUint32(O.req_cons, (cons + HEADER + len) >>> 0, true);
-        took = true;
-        this.server.handle(this, h.getUint32(0, true), h.getUint32(4, true), h.getUint32(8, true), payload);
+        const have = this.inbuf.length;
+        const len = have >= HEADER ? this.inbufWord(12) : 0;
+        const need = have < HEADER ? HEADER - have : HEADER + len - have;
+        const n = Math.min(avail, need);
+        if (n === 0 && need > 0) return took;
+        for (let i = 0; i < n; i++) this.inbuf.push(this.page[O.req + (((cons + i) >>> 0) % SIZE)]!);
+        v.setUint32(O.req_cons, (cons + n) >>> 0, true);
+        if (n) took = true;
+        if (this.inbuf.length === HEADER && this.inbufWord(12) > XenstoreLimit.XENSTORE_PAYLOAD_MAX) {
+          return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
+        }
+        if (this.inbuf.length < HEADER || this.inbuf.length < HEADER + this.inbufWord(12)) continue;
+        const msg = Uint8Array.from(this.inbuf);
+        this.inbuf = [];
+        this.server.handle(this, this.inbufWordOf(msg, 0), this.inbufWordOf(msg, 4), this.inbufWordOf(msg, 8), msg.subarray(HEADER));
       }
     } finally {
       this.serving = false;
     }
+  }
+
+  private inbufWord(at: number): number {
+    return this.inbufWordOf(this.inbuf, at);
+  }
+
+  private inbufWordOf(b: ArrayLike<number>, at: number): number {
+    return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 2 ** 24;
   }
 
   /** Moves queued reply bytes into the reply ring; true if any moved. */
@@ -116,17 +130,12 @@ export class XenstoreRing implements XsConnection {
     return true;
   }
 
-  private read(ring: number, from: number, n: number): Uint8Array {
-    const b = new Uint8Array(n);
-    for (let i = 0; i < n; i++) b[i] = this.page[ring + (((from + i) >>> 0) % SIZE)]!;
-    return b;
-  }
-
   /** Stops serving, with Xen's error code in the page for the guest to see. */
   private fail(code: number): false {
     this.view.setUint32(O.error, code, true);
     this.stopped = true;
     this.out = [];
+    this.inbuf = [];
     return false;
   }
 
@@ -135,6 +144,7 @@ export class XenstoreRing implements XsConnection {
     const v = this.view;
     this.server.disconnect(this);
     this.out = [];
+    this.inbuf = [];
     for (const at of [O.req_cons, O.req_prod, O.rsp_cons, O.rsp_prod, O.error]) v.setUint32(at, 0, true);
     this.stopped = false;
     v.setUint32(O.connection, XenstoreConnection.XENSTORE_CONNECTED, true);

@@ -45,7 +45,8 @@ export interface Change { path: string; removed: boolean }
 
 /** A view of the tree: the store's own, or a transaction's copy. */
 class Tree {
-  constructor(public root: Node, private readonly nextGen: () => number) {}
+  /** `maxNodes`: the most nodes a domain may own (Xen's quota; the toolstack has none). */
+  constructor(public root: Node, private readonly nextGen: () => number, private readonly maxNodes: number) {}
 
   get(path: string): Node | undefined {
     let n: Node | undefined = this.root;
@@ -88,6 +89,8 @@ class Tree {
       at = c;
     }
     if (!(allowed(caller, at.perms) & WRITE)) throw new XsError('EACCES');
+    // Every node it would create counts against the domain's quota, in a transaction and at its commit alike.
+    if (!caller.privileged && this.count(caller.domid) + (parts.length - i) > this.maxNodes) throw new XsError('ENOSPC');
     const created: string[] = [];
     const gen = this.nextGen();
     at.gen = gen; // a new child changes its parent's directory
@@ -132,6 +135,9 @@ class Tree {
   }
 }
 
+/** The most changes one transaction may hold. */
+const TRANSACTION_OPS = 1024;
+
 type Op = { kind: 'write'; path: string; value: Uint8Array | undefined } | { kind: 'rm'; path: string } | { kind: 'perms'; path: string; perms: Perm[] };
 
 /** A transaction: a copy of the tree taken at its start, the generation of each node it touched, and its changes to replay. */
@@ -148,9 +154,9 @@ export class XenStore {
   private readonly transactions = new Map<number, Transaction>();
   private nextTx = 1;
 
-  /** Told of every committed change (watches fire from it). */
-  constructor(private readonly changed: (c: Change, by: Caller) => void = () => {}) {
-    this.tree = new Tree(new Node(new Uint8Array(0), [{ domid: 0, perm: 'n' }], 0), () => this.gen++);
+  /** `changed` is told of every committed change (watches fire from it); a domain owns at most `maxNodes` nodes. */
+  constructor(private readonly changed: (c: Change, by: Caller) => void = () => {}, private readonly maxNodes = Infinity) {
+    this.tree = new Tree(new Node(new Uint8Array(0), [{ domid: 0, perm: 'n' }], 0), () => this.gen++, maxNodes);
   }
 
   private view(tx: number, caller: Caller): { tree: Tree; t?: Transaction } {
@@ -158,6 +164,11 @@ export class XenStore {
     const t = this.transactions.get(tx);
     if (!t || t.owner !== caller.domid) throw new XsError('ENOENT');
     return { tree: t.tree, t };
+  }
+
+  /** A change in a transaction: at most TRANSACTION_OPS of them (Xen bounds a transaction's nodes too). */
+  private changing(t: Transaction | undefined, caller: Caller): void {
+    if (t && !caller.privileged && t.ops.length >= TRANSACTION_OPS) throw new XsError('ENOSPC');
   }
 
   /** Notes the generation a transaction saw of `path` (and, for a change, of its parent). */
@@ -196,6 +207,7 @@ export class XenStore {
       this.touch(t, p);
       if (p === '/') break;
     }
+    this.changing(t, caller);
     const existed = tree.get(path) !== undefined;
     tree.write(caller, path, value);
     if (t) t.ops.push({ kind: 'write', path, value });
@@ -206,6 +218,7 @@ export class XenStore {
     const { tree, t } = this.view(tx, caller);
     this.touch(t, path);
     this.touch(t, parentOf(path));
+    this.changing(t, caller);
     const removed = tree.rm(caller, path);
     if (t) t.ops.push({ kind: 'rm', path });
     else if (removed) this.changed({ path, removed: true }, caller);
@@ -214,6 +227,7 @@ export class XenStore {
   setPerms(caller: Caller, tx: number, path: string, perms: Perm[]): void {
     const { tree, t } = this.view(tx, caller);
     this.touch(t, path);
+    this.changing(t, caller);
     tree.setPerms(caller, path, perms);
     if (t) t.ops.push({ kind: 'perms', path, perms });
     else this.changed({ path, removed: false }, caller);
@@ -223,7 +237,7 @@ export class XenStore {
   start(caller: Caller): number {
     const id = this.nextTx;
     this.nextTx = this.nextTx >= 0x7fffffff ? 1 : this.nextTx + 1;
-    this.transactions.set(id, { owner: caller.domid, tree: new Tree(this.tree.root.clone(), () => this.gen), seen: new Map(), ops: [] });
+    this.transactions.set(id, { owner: caller.domid, tree: new Tree(this.tree.root.clone(), () => this.gen, this.maxNodes), seen: new Map(), ops: [] });
     return id;
   }
 
@@ -240,11 +254,12 @@ export class XenStore {
    */
   end(caller: Caller, tx: number, commit: boolean): void {
     const { t } = this.view(tx, caller);
+    if (!t) throw new XsError('ENOENT'); // outside a transaction
     this.transactions.delete(tx);
     if (!commit) return;
-    for (const [path, gen] of t!.seen) if (this.tree.get(path)?.gen !== gen) throw new XsError('EAGAIN');
+    for (const [path, gen] of t.seen) if (this.tree.get(path)?.gen !== gen) throw new XsError('EAGAIN');
     // Nothing it saw changed: replaying its changes on the store gives what it saw.
-    for (const op of t!.ops) {
+    for (const op of t.ops) {
       if (op.kind === 'write') this.write(caller, 0, op.path, op.value);
       else if (op.kind === 'rm') this.rm(caller, 0, op.path);
       else this.setPerms(caller, 0, op.path, op.perms);

@@ -17,6 +17,7 @@ import { auditPageTypes } from '../../../src/hv/mm/page-audit.js';
 import { MSR } from '../../../src/hv/mm/xen-space.js';
 import { parseGuestKernel } from '../../../src/hv/domain/elf.js';
 import { ELF_DIR, scriptedGuest, type ScriptedGuest } from '../../support/scripted.js';
+import type { ScriptedVcpu } from '../../../src/engine/scripted/scripted-engine.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -260,5 +261,35 @@ describe('VCPUOP_initialise, up, down, is_up', () => {
     g.d.vcpus[1]!.info.updateTime();
     expect(mine()).toEqual(theirs());
     expect(op(VcpuOp.VCPUOP_register_vcpu_time_memory_area, 1n, u64(0x800000000000n))).toBe(-14n);
+  });
+
+  it('reads a second vCPU\'s hypercall arguments through its own tables, and writes nothing through a vCPU that has none', () => {
+    g = scriptedGuest('minimal', { vcpus: 2 });
+    const v1 = g.d.vcpus[1]!;
+    const arg = page(g, 6), timeArea = page(g, 8), info = page(g, 7);
+    const u64s = (...x: bigint[]) => (c: ScriptedCpu) => c.write(arg.va, new Uint8Array(BigUint64Array.from(x).buffer));
+    // Before vCPU 1 has tables: its time area's later copies are not written (the first goes through the caller's).
+    expect(call(g, Hypercall.HYPERVISOR_vcpu_op, [BigInt(VcpuOp.VCPUOP_register_vcpu_time_memory_area), 1n, arg.va], u64s(timeArea.va))).toBe(0n);
+    g.hv.frames.bytes(timeArea.mfn).fill(0xee, 0, 32);
+    expect(call(g, Hypercall.HYPERVISOR_vcpu_op, [BigInt(VcpuOp.VCPUOP_register_vcpu_info), 1n, arg.va], u64s(BigInt(info.mfn), 0n))).toBe(0n);
+    expect(g.hv.frames.bytes(timeArea.mfn)[0]).toBe(0xee);
+    // Up on the boot tables, vCPU 1 makes a hypercall with a pointer: read through its tables.
+    const ctx = VcpuGuestContext.over(new ArrayBuffer(VcpuGuestContext.SIZE));
+    ctx.flags = VGCF_in_kernel | VGCF_online;
+    ctx.user_regs.rsp = g.d.layout.stackTop - 0x100n;
+    ctx.set_ctrlreg_at(3, BigInt(g.d.layout.l4Mfn) << 12n);
+    expect(vcpuOp(g, VcpuOp.VCPUOP_initialise, 1, ctx)).toBe(0n);
+    v1.info.updateTime();
+    expect(g.hv.frames.bytes(timeArea.mfn)[0]).not.toBe(0xee); // now through its own tables
+    const ev1 = v1.engine as ScriptedVcpu;
+    ev1.cpu.hypercallPage = g.cpu.hypercallPage;
+    const bind = g.d.layout.stackTop + 0x5000n;
+    let rc = -1n;
+    ev1.script(
+      (c) => { c.write(bind, Uint8Array.of(0 /* VIRQ_TIMER */, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0)); return c.hypercall(Hypercall.HYPERVISOR_event_channel_op, [1n /* bind_virq */, bind]); },
+      (c) => { rc = c.regs.rax; return stop(); },
+    );
+    while (ev1.steps.length && g.d.running) v1.handleExit(v1.run());
+    expect(rc).toBe(0n);
   });
 });

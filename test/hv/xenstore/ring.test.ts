@@ -123,6 +123,21 @@ describe('XenStore on the store ring', () => {
     expect(all.map((m) => m.reqId)).toEqual(Array.from({ length: 40 }, (_, i) => 100 + i));
   });
 
+  it('takes a request longer than the ring in pieces, as xenbus writes it', () => {
+    const [g] = machine() as [ScriptedGuest];
+    const r = guestRing(g);
+    const value = 'v'.repeat(2000);
+    const m = r.msg(T.XS_WRITE, 3, 'data/long\0', value);
+    for (let at = 0; at < m.length; at += 1000) {
+      r.put(m.subarray(at, at + 1000)); // as much as the ring has room for, then a notification
+      r.notify();
+      expect(r.v.getUint32(O.req_cons, true)).toBe(r.v.getUint32(O.req_prod, true)); // taken: room for the rest
+    }
+    expect(r.take()).toEqual([{ type: T.XS_WRITE, reqId: 3, text: 'OK\0' }]);
+    const stored = hv!.xenstore.store.read({ domid: 0, privileged: true }, 0, `/local/domain/${g.d.id}/data/long`);
+    expect(Buffer.from(stored).toString()).toBe(value);
+  });
+
   it('stops serving a broken ring with Xen\'s error code, serves it again after a reset, and takes a gone domain\'s nodes out', () => {
     const [g, h] = machine(2) as [ScriptedGuest, ScriptedGuest];
     const r = guestRing(g), rh = guestRing(h);

@@ -157,6 +157,9 @@ describe('XenStore requests', () => {
     const t4 = Number(req(s, tools, T.XS_TRANSACTION_START, [''])[0]);
     expect(req(s, d1, T.XS_READ, ['data/t'], t4)).toEqual(['ERROR:ENOENT']);
     expect(req(s, d1, T.XS_TRANSACTION_END, ['X'], t4)).toEqual(['ERROR:EINVAL']);
+    // Ending a transaction outside one.
+    expect(req(s, d1, T.XS_TRANSACTION_END, ['T'])).toEqual(['ERROR:ENOENT']);
+    expect(req(s, d1, T.XS_TRANSACTION_END, ['F'])).toEqual(['ERROR:ENOENT']);
   });
 
   it('holds a domain to Xen\'s quotas, and refuses it the toolstack\'s requests', () => {
@@ -169,6 +172,13 @@ describe('XenStore requests', () => {
     while (req(s, d1, T.XS_WRITE, [`data/n${i}`, ''])[0] === 'OK') i++;
     expect(req(s, d1, T.XS_WRITE, [`data/n${i}`, ''])).toEqual(['ERROR:ENOSPC']);
     expect(i).toBeLessThan(QUOTA.nodes);
+    // Nor through a transaction, nor a deep path at once.
+    req(s, d1, T.XS_RM, ['data/n0']);
+    expect(req(s, d1, T.XS_WRITE, ['data/a/b/c', ''])).toEqual(['ERROR:ENOSPC']);
+    for (let k = 0; k < QUOTA.transactions; k++) req(s, d1, T.XS_TRANSACTION_END, ['F'], k + 1);
+    const t = Number(req(s, d1, T.XS_TRANSACTION_START, [''])[0]);
+    expect(req(s, d1, T.XS_WRITE, ['data/m1', ''], t)).toEqual(['OK']);
+    expect(req(s, d1, T.XS_WRITE, ['data/m2', ''], t)).toEqual(['ERROR:ENOSPC']);
     for (const t of [T.XS_INTRODUCE, T.XS_RELEASE, T.XS_IS_DOMAIN_INTRODUCED, T.XS_SET_TARGET, T.XS_RESUME, T.XS_CONTROL]) {
       expect(req(s, d1, t, ['1', '2', '3']), String(t)).toEqual(['ERROR:EACCES']);
     }
