@@ -101,18 +101,24 @@ function getStatusFrames(ctx: HypercallContext, arg: bigint, count: number): big
   return 0n;
 }
 
+/** The caller as a grant operation sees it: its domain and its current root (read when a request needs it). */
+const mapper = (ctx: HypercallContext) => ({ domid: ctx.domid, cr3: ctx.mm.cr3 });
+
 /** Requests of a batch op handled per invocation before a continuation (the rest re-issued, as Xen's). */
 const GRANT_CHUNK = 256;
 
 /**
- * Runs `one` on each of `count` requests of `size` bytes from `uop`,
- * continuing past GRANT_CHUNK. As Xen (guest_handle_okay), an array that is
- * not all in the guest's range is -EFAULT before any request is done.
+ * Runs `one` on each of `count` requests (structs of `type`, each read,
+ * worked on and written back as inOut does) from `uop`, continuing past
+ * GRANT_CHUNK. As Xen (guest_handle_okay), an array that is not all in the
+ * guest's range is -EFAULT before any request is done.
  */
-function batch(ctx: HypercallContext, cmd: bigint, uop: bigint, count: number, size: number, one: (at: bigint) => void): bigint {
+function batch<T extends { view: DataView }>(ctx: HypercallContext, cmd: bigint, uop: bigint, count: number,
+  type: { SIZE: number; over(b: ArrayBufferLike): T }, one: (op: T) => void): bigint {
+  const size = type.SIZE;
   if (count && !guestRangeOk(uop, count * size)) return errno('XEN_EFAULT');
   const n = Math.min(count, GRANT_CHUNK);
-  for (let i = 0; i < n; i++) one(uop + BigInt(i * size));
+  for (let i = 0; i < n; i++) inOut(ctx, uop + BigInt(i * size), size, (b) => type.over(b), one);
   if (n < count) ctx.continueWith([cmd, uop + BigInt(n * size), BigInt(count - n), 0n, 0n]);
   return 0n;
 }
@@ -136,40 +142,27 @@ export function grantTableOp(ctx: HypercallContext, [cmd, uop, countArg]: Hyperc
     case GnttabOp.GNTTABOP_get_status_frames:
       return getStatusFrames(ctx, uop, count);
     case GnttabOp.GNTTABOP_map_grant_ref:
-      return batch(ctx, cmd, uop, count, GnttabMapGrantRef.SIZE, (at) => {
-        const b = ctx.guest.read(at, GnttabMapGrantRef.SIZE);
-        const op = GnttabMapGrantRef.over(b.buffer);
-        const r = mapGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, flags: op.flags, ref: op.ref, dom: op.dom });
+      return batch(ctx, cmd, uop, count, GnttabMapGrantRef, (op) => {
+        const r = mapGrant(ctx.grantWorld, mapper(ctx), { hostAddr: op.host_addr, flags: op.flags, ref: op.ref, dom: op.dom });
         op.status = r.status;
         if (r.handle !== undefined) op.handle = r.handle;
         if (r.devBusAddr !== undefined) op.dev_bus_addr = r.devBusAddr;
-        ctx.guest.write(at, b);
       });
     case GnttabOp.GNTTABOP_unmap_grant_ref:
-      return batch(ctx, cmd, uop, count, GnttabUnmapGrantRef.SIZE, (at) => {
-        const b = ctx.guest.read(at, GnttabUnmapGrantRef.SIZE);
-        const op = GnttabUnmapGrantRef.over(b.buffer);
-        op.status = unmapGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, devBusAddr: op.dev_bus_addr, handle: op.handle });
-        ctx.guest.write(at, b);
+      return batch(ctx, cmd, uop, count, GnttabUnmapGrantRef, (op) => {
+        op.status = unmapGrant(ctx.grantWorld, mapper(ctx), { hostAddr: op.host_addr, devBusAddr: op.dev_bus_addr, handle: op.handle });
       });
     case GnttabOp.GNTTABOP_copy:
-      return batch(ctx, cmd, uop, count, GnttabCopy.SIZE, (at) => {
-        const b = ctx.guest.read(at, GnttabCopy.SIZE);
-        const v = new DataView(b.buffer);
-        const O = GnttabCopy.OFFSETS, P = GnttabCopyGnttabCopyPtr.OFFSETS;
+      return batch(ctx, cmd, uop, count, GnttabCopy, (op) => {
+        const v = op.view, O = GnttabCopy.OFFSETS, P = GnttabCopyGnttabCopyPtr.OFFSETS;
         const side = (base: number) => ({ ref: v.getBigUint64(base + P.u, true), domid: v.getUint16(base + P.domid, true), offset: v.getUint16(base + P.offset, true) });
-        const st = copyGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, {
+        v.setInt16(O.status, copyGrant(ctx.grantWorld, mapper(ctx), {
           source: side(O.source), dest: side(O.dest), len: v.getUint16(O.len, true), flags: v.getUint16(O.flags, true),
-        });
-        v.setInt16(O.status, st, true);
-        ctx.guest.write(at, b);
+        }), true);
       });
     case GnttabOp.GNTTABOP_unmap_and_replace:
-      return batch(ctx, cmd, uop, count, GnttabUnmapAndReplace.SIZE, (at) => {
-        const b = ctx.guest.read(at, GnttabUnmapAndReplace.SIZE);
-        const op = GnttabUnmapAndReplace.over(b.buffer);
-        op.status = replaceGrant(ctx.grantWorld, { domid: ctx.domid, cr3: ctx.mm.cr3 }, { hostAddr: op.host_addr, newAddr: op.new_addr, handle: op.handle });
-        ctx.guest.write(at, b);
+      return batch(ctx, cmd, uop, count, GnttabUnmapAndReplace, (op) => {
+        op.status = replaceGrant(ctx.grantWorld, mapper(ctx), { hostAddr: op.host_addr, newAddr: op.new_addr, handle: op.handle });
       });
     default:
       // transfer, cache_flush, swap_grant_ref: not yet; dump_table is gone
