@@ -33,8 +33,8 @@ const addrOk = (a: bigint): boolean => guestRangeOk(a, 1);
 
 /**
  * Sets vCPU `v` of domain `domid` up from `c`; 0 or Xen's errno. The vCPU
- * must not be initialised (the caller answers -EEXIST). It stays down
- * unless VGCF_online is set; VCPUOP_up brings it up.
+ * must not be initialised (the caller answers -EEXIST). It stays down: the
+ * caller brings it up for VGCF_online, or VCPUOP_up does.
  */
 export function initialiseVcpu(v: PvVcpu, c: VcpuGuestContext, pt: PageTypes, domid: number): bigint {
   const EINVAL = errno('XEN_EINVAL');
@@ -99,8 +99,7 @@ export function initialiseVcpu(v: PvVcpu, c: VcpuGuestContext, pt: PageTypes, do
   v.space.setCr3(roots[0]!);
   if (roots[1] !== undefined) v.space.setUserCr3(roots[1]);
   if (!inKernel) v.space.toggle(); // starts in guest user mode: the user tables, the GS bases swapped
-  v.initialised = true;
-  v.online = (flags & BigInt(Vgcf.VGCF_online)) !== 0n;
+  v.initialised = true; // still down: VCPUOP_up, or VGCF_online, brings it up (the domain's vcpu_op)
   return 0n;
 }
 

@@ -31,6 +31,7 @@ import { EventChannels } from '../events/channels.js';
 import { ConsoleBackend } from './console.js';
 import { ConsoleMux } from './console-mux.js';
 import { Hypercall, StartInfo, Virq } from '../../abi/generated/xen.js';
+import { VcpuGuestContextFlags } from '../../abi/generated/arch-x86.js';
 import type { SystemClock } from '../sched/time.js';
 import { PageTypeError } from '../mm/page-types.js';
 import { ShutdownReason } from '../../abi/generated/sched.js';
@@ -352,6 +353,13 @@ export class Domain implements VcpuHost {
   /** vcpu_op's view of the domain's vCPUs (src/hv/hypercalls/vcpu-op.ts). */
   private makeVcpuControl(): VcpuControl {
     const vcpus = this.vcpus;
+    /** Up (nothing to do if it is): runnable, and its loop, asleep while it was down, woken. */
+    const bringUp = (v: PvVcpu): void => {
+      if (v.online) return;
+      v.runstate.change(RunState.RUNSTATE_runnable);
+      v.online = true;
+      v.wake?.();
+    };
     return {
       get count() { return vcpus.length; },
       sched: (i) => vcpus[i]!.blocking,
@@ -359,19 +367,14 @@ export class Domain implements VcpuHost {
         const v = vcpus[i]!;
         if (v.initialised) return errno('XEN_EEXIST');
         const rc = initialiseVcpu(v, c, this.pageTypes, this.id);
-        if (rc === 0n && v.online) {
-          // VGCF_online: up at once (Xen clears _VPF_down but wakes nothing; here it runs, as after VCPUOP_up).
-          v.runstate.change(RunState.RUNSTATE_runnable);
-          v.wake?.();
-        }
+        // VGCF_online: up at once (Xen clears _VPF_down but wakes nothing; here it runs, as after VCPUOP_up).
+        if (rc === 0n && c.flags & BigInt(VcpuGuestContextFlags.VGCF_online)) bringUp(v);
         return rc;
       },
       up: (i) => {
         const v = vcpus[i]!;
         if (!v.initialised) return errno('XEN_EINVAL');
-        if (!v.online) v.runstate.change(RunState.RUNSTATE_runnable);
-        v.online = true;
-        v.wake?.(); // its loop sleeps while it is down
+        bringUp(v);
         return 0n;
       },
       down: (i) => {

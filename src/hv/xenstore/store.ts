@@ -271,11 +271,6 @@ export class XenStore {
     for (const [id, t] of this.transactions) if (t.owner === domid) this.transactions.delete(id);
   }
 
-  /** Nodes `domid` owns (its quota). */
-  nodesOwnedBy(domid: number): number {
-    return this.tree.count(domid);
-  }
-
   /** Whether `caller` may read `path` (watch events go only to those who may). */
   canRead(caller: Caller, path: string): boolean {
     const n = this.tree.get(path);
