@@ -11,6 +11,7 @@
 
 import { XenconsInterface } from '../../abi/generated/io-console.js';
 import type { EventChannels } from '../events/channels.js';
+import { ByteRing } from './byte-ring.js';
 
 const OUT_SIZE = 2048;
 const IN_SIZE = 1024;
@@ -18,14 +19,18 @@ const O = XenconsInterface.OFFSETS;
 
 export class ConsoleBackend {
   readonly port: number;
-  private readonly view: DataView;
+  /** The guest's output (we consume) and its input (we produce). */
+  private readonly out: ByteRing;
+  private readonly in: ByteRing;
   /** Host input not yet in the ring. */
   private pending: number[] = [];
 
   /** `onNotify` hears the guest's first notification (it uses the ring). */
   constructor(private readonly page: Uint8Array, private readonly events: EventChannels, private readonly sink: (b: Uint8Array) => void,
     private readonly onBadRing: (why: string) => void, onNotify: () => void = () => {}) {
-    this.view = new DataView(page.buffer, page.byteOffset, XenconsInterface.SIZE);
+    const view = new DataView(page.buffer, page.byteOffset, XenconsInterface.SIZE);
+    this.out = new ByteRing(page, view, O.out, OUT_SIZE, O.out_cons, O.out_prod);
+    this.in = new ByteRing(page, view, O.in, IN_SIZE, O.in_cons, O.in_prod);
     this.port = events.bindBackend('console', () => {
       onNotify();
       this.service();
@@ -34,24 +39,15 @@ export class ConsoleBackend {
 
   /** Copies the guest's output out of the ring, moves input in, and notifies the guest. */
   service(): void {
-    const v = this.view;
-    const cons = v.getUint32(O.out_cons, true);
-    const prod = v.getUint32(O.out_prod, true);
-    const n = (prod - cons) >>> 0;
-    if (n > OUT_SIZE) {
-      this.onBadRing(`console ring: out_prod ${prod} is ${n} bytes past out_cons ${cons} (the ring holds ${OUT_SIZE})`);
+    const bytes = this.out.take(OUT_SIZE);
+    if (bytes === undefined) {
+      const v = new DataView(this.page.buffer, this.page.byteOffset);
+      const cons = v.getUint32(O.out_cons, true), prod = v.getUint32(O.out_prod, true);
+      this.onBadRing(`console ring: out_prod ${prod} is ${(prod - cons) >>> 0} bytes past out_cons ${cons} (the ring holds ${OUT_SIZE})`);
       return;
     }
-    let notify = false;
-    if (n) {
-      const bytes = new Uint8Array(n);
-      for (let i = 0; i < n; i++) bytes[i] = this.page[O.out + ((cons + i) % OUT_SIZE)]!;
-      v.setUint32(O.out_cons, prod, true);
-      this.sink(bytes);
-      notify = true;
-    }
-    if (this.moveInput()) notify = true;
-    if (notify) this.events.setPending(this.port);
+    if (bytes.length) this.sink(bytes);
+    if (this.moveInput() || bytes.length) this.events.setPending(this.port);
   }
 
   /** Host input for the guest (e.g. stdin). */
@@ -62,16 +58,8 @@ export class ConsoleBackend {
 
   private moveInput(): boolean {
     if (!this.pending.length) return false;
-    const v = this.view;
-    const cons = v.getUint32(O.in_cons, true);
-    let prod = v.getUint32(O.in_prod, true);
-    const used = (prod - cons) >>> 0;
-    if (used > IN_SIZE) return false; // the guest broke its indices: take nothing more
-    const n = Math.min(IN_SIZE - used, this.pending.length);
+    const n = this.in.put(this.pending); // undefined: the guest broke its indices; nothing more goes in
     if (!n) return false;
-    for (let i = 0; i < n; i++) this.page[O.in + ((prod + i) % IN_SIZE)] = this.pending[i]!;
-    prod = (prod + n) >>> 0;
-    v.setUint32(O.in_prod, prod, true);
     this.pending = this.pending.slice(n);
     return true;
   }

@@ -14,6 +14,7 @@
 import { XenstoreConnection, XenstoreDomainInterface, XenstoreError, XenstoreLimit, XenstoreServerFeature, XsdSockmsgType } from '../../abi/generated/io-xs-wire.js';
 import type { EventChannels } from '../events/channels.js';
 import type { XenstoreServer, XsConnection } from './requests.js';
+import { ByteRing } from '../domain/byte-ring.js';
 
 const SIZE = XenstoreLimit.XENSTORE_RING_SIZE;
 const O = XenstoreDomainInterface.OFFSETS;
@@ -25,13 +26,18 @@ export class XenstoreRing implements XsConnection {
   readonly port: number;
   readonly caller: { domid: number; privileged: boolean };
   private readonly view: DataView;
+  /** Requests (we consume) and replies (we produce). */
+  private readonly req: ByteRing;
+  private readonly rsp: ByteRing;
   /** Reply bytes not yet in the ring (it was full). */
   private out: number[] = [];
   private stopped = false;
 
-  constructor(private readonly page: Uint8Array, private readonly events: EventChannels, private readonly server: XenstoreServer, domid: number) {
+  constructor(page: Uint8Array, private readonly events: EventChannels, private readonly server: XenstoreServer, domid: number) {
     this.caller = { domid, privileged: false };
     this.view = new DataView(page.buffer, page.byteOffset, XenstoreDomainInterface.SIZE);
+    this.req = new ByteRing(page, this.view, O.req, SIZE, O.req_cons, O.req_prod);
+    this.rsp = new ByteRing(page, this.view, O.rsp, SIZE, O.rsp_cons, O.rsp_prod);
     this.view.setUint32(O.server_features, XenstoreServerFeature.XENSTORE_SERVER_FEATURE_RECONNECTION | XenstoreServerFeature.XENSTORE_SERVER_FEATURE_ERROR, true);
     this.port = events.bindBackend('xenstore', () => this.service());
   }
@@ -74,24 +80,19 @@ export class XenstoreRing implements XsConnection {
    * replies stops being served, and holds at most one reply here.
    */
   private takeRequests(): boolean {
-    const v = this.view;
     let took = false;
     this.serving = true;
     try {
       for (;;) {
         this.flush();
         if (this.out.length || this.stopped) return took;
-        const cons = v.getUint32(O.req_cons, true), prod = v.getUint32(O.req_prod, true);
-        const avail = (prod - cons) >>> 0;
-        if (avail > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX) || took;
+        // As much of the current message as has come: its header, then its payload.
         const have = this.inbuf.length;
-        const len = have >= HEADER ? this.inbufWord(12) : 0;
-        const need = have < HEADER ? HEADER - have : HEADER + len - have;
-        const n = Math.min(avail, need);
-        if (n === 0 && need > 0) return took;
-        for (let i = 0; i < n; i++) this.inbuf.push(this.page[O.req + (((cons + i) >>> 0) % SIZE)]!);
-        v.setUint32(O.req_cons, (cons + n) >>> 0, true);
-        if (n) took = true;
+        const bytes = this.req.take(have < HEADER ? HEADER - have : HEADER + this.inbufWord(12) - have);
+        if (bytes === undefined) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX) || took;
+        if (!bytes.length) return took;
+        for (const b of bytes) this.inbuf.push(b);
+        took = true;
         if (this.inbuf.length === HEADER && this.inbufWord(12) > XenstoreLimit.XENSTORE_PAYLOAD_MAX) {
           return this.fail(XenstoreError.XENSTORE_ERROR_PROTO) || took;
         }
@@ -116,16 +117,9 @@ export class XenstoreRing implements XsConnection {
   /** Moves queued reply bytes into the reply ring; true if any moved. */
   private flush(): boolean {
     if (!this.out.length || this.stopped) return false;
-    const v = this.view;
-    const cons = v.getUint32(O.rsp_cons, true);
-    let prod = v.getUint32(O.rsp_prod, true);
-    const used = (prod - cons) >>> 0;
-    if (used > SIZE) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX);
-    const n = Math.min(SIZE - used, this.out.length);
+    const n = this.rsp.put(this.out);
+    if (n === undefined) return this.fail(XenstoreError.XENSTORE_ERROR_RINGIDX);
     if (!n) return false;
-    for (let i = 0; i < n; i++) this.page[O.rsp + ((prod + i) % SIZE)] = this.out[i]!;
-    prod = (prod + n) >>> 0;
-    v.setUint32(O.rsp_prod, prod, true);
     this.out = this.out.slice(n);
     return true;
   }
