@@ -92,4 +92,54 @@ hypercall_page:                                                          \
         lea \label(%rip), %rax
         L1_ENTRY_VA \l1, \dst
 .endm
+/* Benchmark loop: runs `\op` an eighth of \count times (plus one) as a
+ * warm-up, then \count times between two rdtsc, and stores the TSC delta
+ * at \slot. \count is a register the op leaves alone; uses r13, r14, rax
+ * and rdx. */
+.macro TIMED count, slot, op:vararg
+        mov \count, %r13
+        shr $3, %r13
+        inc %r13
+1:      \op
+        dec %r13
+        jnz 1b
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        mov %rdx, %r14
+        mov \count, %r13
+2:      \op
+        dec %r13
+        jnz 2b
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        sub %r14, %rdx
+        mov %rdx, \slot(%rip)
+.endm
+
+/* A trap table entry (struct trap_info) for set_trap_table: vector, flags
+ * (the DPL in bits 0-1), Xen's flat kernel code selector, the handler. */
+.macro TRAP vector, flags, handler
+        .byte \vector, \flags
+        .word FLAT_KERNEL_CS
+        .long 0
+        .quad \handler
+.endm
+
+/* A handler's return, once it has popped rcx and r11 off Xen's bounce
+ * frame: through the iret hypercall (flags 0: not VGCF_in_syscall) ... */
+.macro IRET_HYPERCALL
+        pushq $0
+        jmp hypercall_page + __HYPERVISOR_iret * 32
+.endm
+
+/* ... or with a plain iretq to kernel mode, RPL 3 put back into cs and ss
+ * (as Mini-OS returns). */
+.macro IRETQ_KERNEL
+        orq $3, 8(%rsp)
+        orq $3, 32(%rsp)
+        iretq
+.endm
+
 #endif

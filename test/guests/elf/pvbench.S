@@ -14,28 +14,6 @@ TEST_GUEST_NOTES
         HCALL \path, __HYPERVISOR_pvbench_op
 .endm
 
-/* r13 = loop counter, r14 = start TSC; result stored at \slot. */
-.macro TIME path, slot
-        mov %rbx, %r13
-        shr $3, %r13
-        inc %r13
-1:      NOP \path
-        dec %r13
-        jnz 1b
-        rdtsc
-        shl $32, %rdx
-        or %rax, %rdx
-        mov %rdx, %r14
-        mov %rbx, %r13
-2:      NOP \path
-        dec %r13
-        jnz 2b
-        rdtsc
-        shl $32, %rdx
-        or %rax, %rdx
-        sub %r14, %rdx
-        mov %rdx, \slot(%rip)
-.endm
 
         .text
         .code64
@@ -45,9 +23,9 @@ _start:
         jnz 1f
         mov $20000, %ebx
 1:      mov %rbx, result + 24(%rip)
-        TIME page, result
-        TIME vmcall, result + 8
-        TIME syscall, result + 16
+        TIMED %rbx, result, NOP page
+        TIMED %rbx, result+8, NOP vmcall
+        TIMED %rbx, result+16, NOP syscall
         CONSOLE_WRITE result, 32
         SHUTDOWN SHUTDOWN_poweroff, reason
 

@@ -37,28 +37,6 @@ TEST_GUEST_NOTES
         .endif
 .endm
 
-/* r12 = operations per kind, r13 = loop counter, r14 = start TSC; result at \slot. */
-.macro TIME kind, slot
-        mov %r12, %r13
-        shr $3, %r13
-        inc %r13
-1:      OP \kind
-        dec %r13
-        jnz 1b
-        rdtsc
-        shl $32, %rdx
-        or %rax, %rdx
-        mov %rdx, %r14
-        mov %r12, %r13
-2:      OP \kind
-        dec %r13
-        jnz 2b
-        rdtsc
-        shl $32, %rdx
-        or %rax, %rdx
-        sub %r14, %rdx
-        mov %rdx, \slot(%rip)
-.endm
 
         .text
         .code64
@@ -74,10 +52,10 @@ _start:
         HCALL page, __HYPERVISOR_set_trap_table
         test %rax, %rax
         jnz 9f
-        TIME 0, result
-        TIME 1, result + 8
-        TIME 2, result + 16
-        TIME 3, result + 24
+        TIMED %r12, result, OP 0
+        TIMED %r12, result+8, OP 1
+        TIMED %r12, result+16, OP 2
+        TIMED %r12, result+24, OP 3
         CONSOLE_WRITE result, 40
         SHUTDOWN SHUTDOWN_poweroff, reason
 9:      ud2
@@ -87,29 +65,19 @@ ud_handler:
         pop %rcx
         pop %r11
         addq $2, (%rsp)                 /* past the ud2 */
-        pushq $0                        /* flags: not VGCF_in_syscall */
-        jmp hypercall_page + __HYPERVISOR_iret * 32
+        IRET_HYPERCALL
 
 bp_handler:
         pop %rcx
         pop %r11
-        orq $3, 8(%rsp)                 /* cs: back to RPL 3 */
-        orq $3, 32(%rsp)                /* ss */
-        iretq
+        IRETQ_KERNEL
 
         HYPERCALL_PAGE
 
         .data
         .balign 16
-traps:  /* vector, flags (DPL), cs, address */
-        .byte 3, 3
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad bp_handler
-        .byte 6, 0
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad ud_handler
+traps:  TRAP 3, 3, bp_handler
+        TRAP 6, 0, ud_handler
         .quad 0, 0
 result: .fill 5, 8, 0
 reason: .long 0

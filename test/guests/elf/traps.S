@@ -65,8 +65,7 @@ ud_handler:
         mov 8(%rsp), %rax
         mov %rax, seen_ud_cs(%rip)
         addq $2, (%rsp)                 /* past the ud2 */
-        pushq $0                        /* flags: not VGCF_in_syscall */
-        jmp hypercall_page + __HYPERVISOR_iret * 32
+        IRET_HYPERCALL
 
 bp_handler:
         pop %rcx
@@ -75,9 +74,7 @@ bp_handler:
         mov 8(%rsp), %rax
         mov %rax, seen_bp_rip(%rip)
         pop %rax
-        orq $3, 8(%rsp)                 /* cs: back to RPL 3 */
-        orq $3, 32(%rsp)                /* ss */
-        iretq
+        IRETQ_KERNEL
 
 de_handler:
         pop %rcx
@@ -86,8 +83,7 @@ de_handler:
         mov %rax, seen_de_rip(%rip)
         addq $3, (%rsp)                 /* past div %rcx */
         mov $0x1234, %eax               /* the iret stub pushes rax: the interrupted code gets it */
-        pushq $0
-        jmp hypercall_page + __HYPERVISOR_iret * 32
+        IRET_HYPERCALL
 
 pf_handler:
         pop %rcx
@@ -97,30 +93,16 @@ pf_handler:
         mov (%rsp), %rax
         mov %rax, seen_pf_rip(%rip)
         addq $3, (%rsp)                 /* past mov (%rax),%rbx */
-        pushq $0
-        jmp hypercall_page + __HYPERVISOR_iret * 32
+        IRET_HYPERCALL
 
         HYPERCALL_PAGE
 
         .data
         .balign 16
-traps:  /* vector, flags (DPL), cs, address */
-        .byte 0, 0
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad de_handler
-        .byte 3, 3
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad bp_handler
-        .byte 6, 0
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad ud_handler
-        .byte 14, 0
-        .word FLAT_KERNEL_CS
-        .long 0
-        .quad pf_handler
+traps:  TRAP 0, 0, de_handler
+        TRAP 3, 3, bp_handler
+        TRAP 6, 0, ud_handler
+        TRAP 14, 0, pf_handler
         .quad 0, 0
 result:
 seen_ud_rip:    .quad 0
