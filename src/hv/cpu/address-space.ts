@@ -29,7 +29,8 @@ export class VcpuAddressSpace {
     private readonly index: number, cr3: bigint, private readonly wrote: (mfn: number) => void,
   ) {
     this.cr3Mfn = Number(cr3 >> 12n);
-    this.kernel = new GuestMemory(ft, cr3, wrote);
+    // No root yet (a vCPU VCPUOP_initialise has not set up): nothing can be read or written through it.
+    this.kernel = cr3 === 0n ? GuestMemory.none(ft) : new GuestMemory(ft, cr3, wrote);
   }
 
   /** The guest's view of memory through its current page tables (the kernel's or, in guest user mode, the user's). */

@@ -20,8 +20,8 @@ const UPDATE = BigInt(RunstateUpdate.XEN_RUNSTATE_UPDATE);
 export interface RunstateHost {
   /** System time now (ns). */
   now(): bigint;
-  /** The vCPU's memory through its kernel page tables (Xen writes the areas there); none before it has any. */
-  readonly memory: GuestMemory | undefined;
+  /** The vCPU's memory through its kernel page tables (Xen writes the areas there; before it has any, every write faults). */
+  readonly memory: GuestMemory;
   /** VMASST_TYPE_runstate_update_flag is on. */
   readonly updateFlag: boolean;
 }
@@ -82,7 +82,7 @@ export class VcpuRunstate {
 
   /** Writes the second copy of vcpu_time_info, after vcpu_info's was (whole, its version even). */
   publishTime(vcpuInfo: DataView, via = this.host.memory): void {
-    if (this.timeArea === undefined || via === undefined) return;
+    if (this.timeArea === undefined) return;
     const t = new Uint8Array(vcpuInfo.buffer, vcpuInfo.byteOffset + VcpuInfo.OFFSETS.time, VcpuTimeInfo.SIZE);
     this.write(via, this.timeArea, t.slice());
   }
@@ -97,7 +97,7 @@ export class VcpuRunstate {
   /** Rewrites the guest's copy: with the update flag, state_entry_time carries XEN_RUNSTATE_UPDATE while the rest changes. */
   private publish(via = this.host.memory): void {
     const at = this.area;
-    if (at === undefined || via === undefined) return;
+    if (at === undefined) return;
     this.fill(0n);
     if (!this.host.updateFlag) {
       this.write(via, at, this.bytes);

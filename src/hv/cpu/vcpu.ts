@@ -144,8 +144,7 @@ export class PvVcpu implements ExitTarget {
     const runstateUpdate = 1n << BigInt(VmAssist.VMASST_TYPE_runstate_update_flag);
     this.runstate = new VcpuRunstate({
       now: () => host.clock.now(),
-      // Nothing before the vCPU has tables of its own (initialise gives them): no copy is written.
-      get memory() { return v.initialised ? space.kernelMemory : undefined; },
+      get memory() { return space.kernelMemory; },
       get updateFlag() { return (host.vmAssist & runstateUpdate) !== 0n; },
     });
     this.info.timeUpdated = (view) => this.runstate.publishTime(view);

@@ -66,6 +66,14 @@ export class GuestMemory {
     this.hit = frames.chunkOf(0);
   }
 
+  /**
+   * A view with no page tables (a vCPU not yet given any): every access
+   * faults, as its root is past machine memory.
+   */
+  static none(frames: FrameTable): GuestMemory {
+    return new GuestMemory(frames, BigInt(frames.count) << 12n);
+  }
+
   /** Machine address of `va`, checking the walk for an access of this kind. */
   translate(va: bigint, write: boolean): number {
     if (!guestRangeOk(va, 1)) throw new GuestFault(va, 'not a guest address (non-canonical or in the hypervisor area)');
