@@ -24,6 +24,8 @@ export interface RunstateHost {
   readonly memory: GuestMemory;
   /** VMASST_TYPE_runstate_update_flag is on. */
   readonly updateFlag: boolean;
+  /** The vCPU's vcpu_info (the time area copies its vcpu_time_info). */
+  readonly vcpuInfo: DataView;
 }
 
 export class VcpuRunstate {
@@ -72,18 +74,19 @@ export class VcpuRunstate {
     return true;
   }
 
-  /** VCPUOP_register_vcpu_time_memory_area, as register; `vcpuInfo` is the vCPU's vcpu_info. */
-  registerTime(va: bigint, vcpuInfo: DataView, caller: GuestMemory): boolean {
+  /** VCPUOP_register_vcpu_time_memory_area, as register. */
+  registerTime(va: bigint, caller: GuestMemory): boolean {
     if (va !== 0n && !guestRangeOk(va, VcpuTimeInfo.SIZE)) return false;
     this.timeArea = va === 0n ? undefined : va;
-    this.publishTime(vcpuInfo, caller);
+    this.publishTime(caller);
     return true;
   }
 
   /** Writes the second copy of vcpu_time_info, after vcpu_info's was (whole, its version even). */
-  publishTime(vcpuInfo: DataView, via = this.host.memory): void {
+  publishTime(via = this.host.memory): void {
     if (this.timeArea === undefined) return;
-    const t = new Uint8Array(vcpuInfo.buffer, vcpuInfo.byteOffset + VcpuInfo.OFFSETS.time, VcpuTimeInfo.SIZE);
+    const info = this.host.vcpuInfo;
+    const t = new Uint8Array(info.buffer, info.byteOffset + VcpuInfo.OFFSETS.time, VcpuTimeInfo.SIZE);
     this.write(via, this.timeArea, t.slice());
   }
 

@@ -63,13 +63,13 @@ export class VcpuInfoArea {
   }
 
   /** Told of each update of vcpu_info.time (the guest's second copy follows it: runstate.ts). */
-  timeUpdated: ((view: DataView) => void) | undefined;
+  timeUpdated: (() => void) | undefined;
 
   /** Writes vcpu_info.time from the guest TSC now (at start, and when vcpu_info moves). */
   updateTime(): void {
     const { tsc, hostNs } = this.engine.tscNow();
     writeVcpuTime(this.view, tsc, this.clock.fromHost(hostNs), this.engine.tscKhz());
-    this.timeUpdated?.(this.view);
+    this.timeUpdated?.();
   }
 
   /**

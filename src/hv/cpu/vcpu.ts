@@ -146,8 +146,9 @@ export class PvVcpu implements ExitTarget {
       now: () => host.clock.now(),
       get memory() { return space.kernelMemory; },
       get updateFlag() { return (host.vmAssist & runstateUpdate) !== 0n; },
+      get vcpuInfo() { return v.info.view; },
     });
-    this.info.timeUpdated = (view) => this.runstate.publishTime(view);
+    this.info.timeUpdated = () => this.runstate.publishTime();
     this.mm = {
       pt: host.pageTypes,
       get cr3() { return space.cr3Mfn; },

@@ -391,14 +391,7 @@ export class Domain implements VcpuHost {
         return 0n;
       },
       isUp: (i) => vcpus[i]!.online,
-      runstate: (i) => {
-        const v = vcpus[i]!;
-        return {
-          snapshot: () => v.runstate.snapshot(),
-          register: (va, caller) => v.runstate.register(va, caller),
-          registerTime: (va, caller) => v.runstate.registerTime(va, v.info.view, caller),
-        };
-      },
+      runstate: (i) => vcpus[i]!.runstate,
     };
   }
 
