@@ -25,7 +25,7 @@ import { Hypervisor } from '../hv/hypervisor.js';
 import { DomainTranslations, TranslationMarks } from '../hv/mm/tlb.js';
 import { PageTypes } from '../hv/mm/page-types.js';
 import { median } from './stats.js';
-import { builtGuest, MIB } from './guests.js';
+import { builtGuest, MIB, runBenchGuest } from './guests.js';
 
 const SIZES = [1, 64, 512, 2048] as const;
 /** Guest columns per round: the four sizes, then 512 with a flush. */
@@ -47,18 +47,7 @@ export interface MmuBenchResult {
 
 /** One guest run: per column, the µs of each call, and of the null hypercall after it. */
 function guestRun(hv: Hypervisor, file: Uint8Array): { calls: number[][]; nulls: number[] } {
-  const out: Uint8Array[] = [];
-  const d = hv.createDomain(file, { memoryBytes: 32 * MIB, console: (b) => out.push(b.slice()) });
-  const khz = d.vcpus[0]!.engine.tscKhz();
-  d.start();
-  const v = d.vcpus[0]!;
-  try {
-    while (v.handleExit(v.run()) || d.running);
-  } finally {
-    if (d.state !== 'dead') hv.destroyDomain(d);
-  }
-  if (d.end?.kind !== 'shutdown' || d.end.reason !== 0) throw new Error(`mmubench guest ended badly: ${JSON.stringify(d.end)}: ${Buffer.concat(out).toString('latin1').slice(0, 200)}`);
-  const words = Buffer.concat(out);
+  const { out: words, khz } = runBenchGuest(hv, file, 'mmubench', { memoryBytes: 32 * MIB });
   const rounds = Number(words.readBigUInt64LE(0));
   const columns = Number(words.readBigUInt64LE(8));
   if (columns !== 2 * COLUMNS || words.length !== 16 + rounds * columns * 8) throw new Error(`mmubench wrote ${words.length} bytes for ${rounds} rounds of ${columns}`);

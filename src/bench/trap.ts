@@ -17,7 +17,7 @@
 import { selectEngine } from '../engine/select.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { median } from './stats.js';
-import { builtGuest, MIB } from './guests.js';
+import { builtGuest, MIB, runBenchGuest } from './guests.js';
 import { referenceExitLoop } from './exit.js';
 
 const KINDS = [
@@ -41,20 +41,7 @@ export interface TrapBenchResult {
 
 /** One run of the trapbench guest: ns per operation of each kind, from its TSC deltas. */
 function trapRound(hv: Hypervisor, file: Uint8Array, ops: number): Record<Kind, number> {
-  const out: Uint8Array[] = [];
-  const d = hv.createDomain(file, { memoryBytes: 8 * MIB, console: (b) => out.push(b.slice()) });
-  const v = d.vcpus[0]!;
-  v.engine.regs.rbx = BigInt(ops);
-  const khz = v.engine.tscKhz();
-  d.start();
-  try {
-    while (v.handleExit(v.run()) || d.running);
-  } finally {
-    hv.destroyDomain(d);
-  }
-  const end = d.end;
-  if (end?.kind !== 'shutdown' || end.reason !== 0) throw new Error(`trapbench guest ended badly: ${JSON.stringify(end)}`);
-  const words = Buffer.concat(out);
+  const { out: words, khz } = runBenchGuest(hv, file, 'trapbench', { memoryBytes: 8 * MIB, rbx: BigInt(ops) });
   if (words.length !== 40 || words.readBigUInt64LE(32) !== BigInt(ops)) throw new Error(`trapbench guest wrote ${words.length} bytes, not its 5 words`);
   const r = {} as Record<Kind, number>;
   KINDS.forEach((k, i) => { r[k.key] = (Number(words.readBigUInt64LE(i * 8)) / khz) * 1e6 / ops; });
