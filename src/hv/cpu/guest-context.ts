@@ -16,13 +16,11 @@ import { guestRangeOk, isCanonical } from '../mm/guest-access.js';
 import { PageType } from '../mm/frames.js';
 import { PageTypeError, type PageTypes } from '../mm/page-types.js';
 import { MSR } from '../mm/xen-space.js';
+import { FIRST_RESERVED_GDT_ENTRY, MAX_LDT_ENTRIES } from '../mm/descriptors.js';
 import { RFLAGS } from './rflags.js';
 import { guestRflags } from './virtual-traps.js';
 import type { PvVcpu } from './vcpu.js';
 
-/** The GDT's entries a guest may use (Xen: 14 frames of 512 before its own). */
-const MAX_GDT_ENTRIES = 14 * 512;
-const MAX_LDT_ENTRIES = 8192;
 const CR0_TS = 8n;
 /** What Xen leaves of a guest's CR4 for a PV vCPU (pv_fixup_guest_cr4): TSD and DE (FSGSBASE and OSXSAVE are never offered here). */
 const CR4_GUEST = 0x4n | 0x8n;
@@ -49,7 +47,7 @@ export function initialiseVcpu(v: PvVcpu, c: VcpuGuestContext, pt: PageTypes, do
   if (!canonical.every(isCanonical)) return EINVAL;
   for (let i = 0; i < 256; i++) if (!isCanonical(c.trap_ctxt_at(i).address)) return EINVAL;
   if (!addrOk(c.ldt_base) || c.ldt_base & 0xfffn || ldtEnts > BigInt(MAX_LDT_ENTRIES)) return EINVAL;
-  if (c.gdt_ents > BigInt(MAX_GDT_ENTRIES)) return EINVAL;
+  if (c.gdt_ents > BigInt(FIRST_RESERVED_GDT_ENTRY)) return EINVAL; // also bounds the frames read below to 14
   const inKernel = (flags & BigInt(Vgcf.VGCF_in_kernel)) !== 0n;
   if (!inKernel && c.ctrlreg_at(1) === 0n) return EINVAL; // user mode needs user page tables
   // A saved FPU image: the engines cannot load one (refused rather than dropped).

@@ -15,6 +15,7 @@ import { errno, type HypercallArgs, type HypercallContext, type MmContext } from
 import { NOT_STALE, PageTypeError } from '../mm/page-types.js';
 import { l1For, modEntry, ptUpdate, recordStale } from '../mm/pt-update.js';
 import { hex } from '../format.js';
+import { MAX_LDT_ENTRIES } from '../mm/descriptors.js';
 import type { HypercallTable } from './table.js';
 
 /** Bit 31 of the count marks a continued mmu_update / mmuext_op. */
@@ -31,7 +32,6 @@ export const MULTICALL_CHUNK = 256;
  * Xen can also stop inside one, with partially validated tables).
  */
 export const WORK_BUDGET = 1 << 18;
-const MAX_LDT_ENTRIES = 8192;
 function toErrno(e: unknown): bigint {
   if (e instanceof PageTypeError) return -BigInt(e.errno);
   if (e instanceof GuestFault) return errno('XEN_EFAULT');

@@ -19,6 +19,8 @@
 
 /** The first GDT entry the hypervisor keeps for itself (Xen's FIRST_RESERVED_GDT_ENTRY): guests have entries 0-7167. */
 export const FIRST_RESERVED_GDT_ENTRY = 7168;
+/** The most entries an LDT may have (MMUEXT_SET_LDT, a vCPU context's ldt_ents). */
+export const MAX_LDT_ENTRIES = 8192;
 /** Xen's flat 64-bit kernel code selector (FLAT_RING3_CS64), a call gate's allowed target outside the guest's GDT. */
 const FLAT_KERNEL_CS = 0xe033;
 
