@@ -222,6 +222,23 @@ export class ScriptedCpu {
    * the IDT gate's target (which runs until it exits).
    */
   raise(vector: number, errorCode = 0n, cr2?: bigint): Exit {
+    this.deliver(vector, errorCode, cr2);
+    return this.execute();
+  }
+
+  /**
+   * As raise, but a kick stops the vCPU at the instruction boundary after
+   * the CPU delivered the exception and before the gate's first
+   * instruction: the run ends 'interrupted' with the frame pushed and rip
+   * at the stub, which runs when the vCPU next resumes.
+   */
+  raiseThenInterrupted(vector: number, errorCode = 0n, cr2?: bigint): Exit {
+    this.deliver(vector, errorCode, cr2);
+    return { kind: 'interrupted' };
+  }
+
+  /** What the CPU does to take exception `vector`: the frame on rsp0, cr2, and ring 0 at the IDT gate's target. */
+  private deliver(vector: number, errorCode: bigint, cr2: bigint | undefined): void {
     const s = this.v.special;
     const r = this.regs;
     if (vector === 14) s.cr2 = cr2 ?? 0n;
@@ -243,7 +260,6 @@ export class ScriptedCpu {
     s.ss = { ...s.ss, selector: 0, dpl: sel & 3 };
     r.rip = target;
     this.codePages.add(target & PAGE);
-    return this.execute();
   }
 
   // --- The CPU's own code.

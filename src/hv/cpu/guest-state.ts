@@ -44,6 +44,15 @@ export const inSyscallStubs = (rip: bigint): boolean => rip >= LSTAR_VIRT && rip
 /** Whether `rip` is inside the ring-0 exception stubs (the vCPU is halted there, about to iretq). */
 export const inExceptionStubs = (rip: bigint): boolean => rip >= STUBS_VIRT && rip < STUBS_VIRT + 256n * BigInt(STUB_SIZE);
 
+/**
+ * Whether `rip` is the first byte (the hlt) of an exception stub: the CPU
+ * has pushed an exception's frame that the core has not handled yet (a
+ * kick stopped the vCPU before the hlt). Nothing may be written into that
+ * frame before the hlt's exit has handled it.
+ */
+export const atUnhandledException = (rip: bigint): boolean =>
+  inExceptionStubs(rip) && (rip - STUBS_VIRT) % BigInt(STUB_SIZE) === 0n;
+
 /** A vCPU's ring-0 stack page (viewed once), where the CPU pushes the exception frames the stubs halt on. */
 export class Ring0Stack {
   constructor(readonly view: DataView, private readonly top: bigint) {}
@@ -55,14 +64,17 @@ export class Ring0Stack {
   }
 
   /**
-   * The ring-0 exception frame the vCPU will iretq to, if it is halted in
-   * an exception stub (rip inside the stubs, rsp on this stack).
+   * The ring-0 exception frame the vCPU will iretq to, if it is in an
+   * exception stub past its hlt (rip inside the stubs, rsp on this stack).
+   * Before the hlt the frame is an exception not yet handled
+   * (atUnhandledException): asking for it then is a bug in paravane.
    */
   stubFrame(rip: bigint, rsp: bigint): FrameState | undefined {
     if (!inExceptionStubs(rip)) return undefined;
     const offset = rip - STUBS_VIRT;
     const start = Number(offset % BigInt(STUB_SIZE));
     const vector = Number(offset / BigInt(STUB_SIZE));
+    if (start === 0) throw new Error(`the frame of exception ${vector} is not handled yet (rip 0x${rip.toString(16)}, before the stub's hlt)`);
     // After the hlt (byte 1) rsp points at the error code, if the vector has one; after the add, at rip.
     const ripAt = hasErrorCode(vector) && start === 1 ? 8 : 0;
     const at = this.offset(rsp + BigInt(ripAt), 40);

@@ -26,7 +26,7 @@ import { VcpuAddressSpace } from './address-space.js';
 import { VcpuBlocking, type VcpuState } from './blocking.js';
 import { EXIT, type ExitCounts } from './exit-counts.js';
 import { handleExit, type ExitTarget } from './exit.js';
-import { RegsState, Ring0Stack } from './guest-state.js';
+import { atUnhandledException, RegsState, Ring0Stack } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
@@ -267,9 +267,16 @@ export class PvVcpu implements ExitTarget {
 
   private enter(): void {
     // The upcall goes into the state the vCPU resumes: the ring-0 frame it is about to iretq to, or its registers.
+    // Not while the vCPU stands at an exception stub's hlt: that frame is an exception the hlt's exit has
+    // yet to bounce (an upcall written into it would become the exception's rip and mode, as Linux's
+    // "supervisor instruction fetch at xen_asm_exc_xen_hypervisor_callback" oops showed). The hlt exits
+    // at once, and the upcall goes on top of the bounce at the next entry, as Xen checks for events on
+    // its return to the guest after the bounce.
     const r = this.engine.regs;
-    const problem = this.traps.deliverUpcall(this.stack.stubFrame(r.rip, r.rsp) ?? this.regsState);
-    if (problem) this.host.crash(problem);
+    if (!atUnhandledException(r.rip)) {
+      const problem = this.traps.deliverUpcall(this.stack.stubFrame(r.rip, r.rsp) ?? this.regsState);
+      if (problem) this.host.crash(problem);
+    }
     this.space.load();
     this.blocking.enterWait();
   }

@@ -202,4 +202,77 @@ describe('guest user mode', () => {
     );
     expect(g.d.running).toBe(true);
   });
+
+  // The race behind Linux's oops "supervisor instruction fetch at xen_asm_exc_xen_hypervisor_callback"
+  // with a user CR2: a kick (for an event) lands after the CPU has pushed a user fault's frame on the
+  // ring-0 stack and before the exception stub's hlt. That frame is not yet handled, so the upcall
+  // must not be written into it: the fault is bounced first, with the user's rip, and the upcall
+  // nests on top of it, or waits while the fault's trap masks events.
+  describe('an event that arrives between a user fault and its exception stub', () => {
+    const userPage = 0x7f1234567000n;
+    /** User mode with VIRQ_TIMER bound and the #PF trap masking events (`pfFlags` 4) or not (0); then the race. */
+    function race(pfFlags: number, kstack: bigint) {
+      return [
+        trapTable(g, [[14, pfFlags, HANDLER_PF]]),
+        (c: ScriptedCpu) => {
+          c.write(ARG(g), Uint8Array.of(Virq.VIRQ_TIMER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+          return c.hypercall(Hypercall.HYPERVISOR_event_channel_op, [BigInt(EventChannelOp.EVTCHNOP_bind_virq), ARG(g)]);
+        },
+        ...toUserMode(g, kstack, g.d.layout.stackTop - 0xc00n),
+        (c: ScriptedCpu) => {
+          expect(g.vcpu.info.masked).toBe(false);
+          g.d.events.raiseVirq(Virq.VIRQ_TIMER, 0);
+          // An instruction fetch from a user page not yet mapped (error code: U | I), as a new process's first touch of its text.
+          c.regs.rip = userPage;
+          return c.raiseThenInterrupted(14, 0x14n, userPage);
+        },
+      ];
+    }
+
+    it('bounces the fault first, with the user rip and U, and keeps the upcall for when events are unmasked', () => {
+      g = scriptedGuest();
+      const kstack = g.d.layout.stackTop - 0x600n;
+      g.play(
+        ...race(4, kstack),
+        (c) => {
+          // Rule: the #PF handler runs with Xen's frame for a user fault: the user's rip, cs RPL 3, error code U | I.
+          expect(c.regs.rip).toBe(HANDLER_PF);
+          expect(c.regs.rsp).toBe(kstack - 8n * 8n);
+          expect(c.readU64(c.regs.rsp + 16n)).toBe(0x14n);
+          expect(c.readU64(c.regs.rsp + 24n)).toBe(userPage);
+          expect(c.readU64(c.regs.rsp + 32n) & 3n).toBe(3n);
+          expect(g.vcpu.space.userMode).toBe(false);
+          // The trap masked events: the upcall is still pending, not delivered.
+          expect(g.vcpu.info.masked).toBe(true);
+          expect(g.vcpu.info.upcallPending).toBe(true);
+          return stop();
+        },
+      );
+      expect(g.vcpu.info.view.getBigUint64(VcpuInfo.OFFSETS.arch, true)).toBe(userPage);
+      expect(g.d.exitCounts.get('event upcall') ?? 0).toBe(0);
+      expect(g.d.running).toBe(true);
+    });
+
+    it('with events left unmasked by the trap, nests the upcall on the fault\'s frame, as Xen does on its return to the guest', () => {
+      g = scriptedGuest();
+      const kstack = g.d.layout.stackTop - 0x600n;
+      g.play(
+        ...race(0, kstack),
+        (c) => {
+          // Rule: the event callback runs first, interrupting the #PF handler at its first instruction (kernel mode, RPL 0) ...
+          expect(c.regs.rip).toBe(EVENT_CB);
+          const pfFrame = kstack - 8n * 8n;
+          expect(c.regs.rsp).toBe(pfFrame - 7n * 8n);
+          expect(c.readU64(c.regs.rsp + 16n)).toBe(HANDLER_PF);
+          expect(c.readU64(c.regs.rsp + 24n) & 3n).toBe(0n);
+          // ... and the fault's frame beneath it still holds the user's rip and error code.
+          expect(c.readU64(pfFrame + 16n)).toBe(0x14n);
+          expect(c.readU64(pfFrame + 24n)).toBe(userPage);
+          return stop();
+        },
+      );
+      expect(g.d.exitCounts.get('event upcall')).toBe(1);
+      expect(g.d.exitCounts.get('exception delivered')).toBe(1);
+    });
+  });
 });
