@@ -23,6 +23,7 @@ import { M2P_VIRT_START, MSR } from '../mm/xen-space.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { StoreFrame } from '../mm/ptwr.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
+import type { LegacyPorts } from '../devices/legacy-ports.js';
 
 /** Xen's forced-emulation prefix: ud2a, then "xen". */
 const FORCED_PREFIX = [0x0f, 0x0b, 0x78, 0x65, 0x6e];
@@ -65,6 +66,8 @@ export interface EmulationTarget {
   readonly m2pReadsEmulated: boolean;
   /** The vCPU's debug registers (mov to and from DRn). */
   readonly debug: VcpuDebugRegisters;
+  /** The domain's I/O ports (in, out). */
+  readonly ports: LegacyPorts;
 }
 
 /**
@@ -232,23 +235,33 @@ function ioplAdmits(t: EmulationTarget): boolean {
   return cpl <= t.iopl;
 }
 
-/** All ones, as absent hardware answers a port read. */
-const ALL_ONES = { 1: 0xffn, 2: 0xffffn, 4: 0xffffffffn } as const;
+/** The bits of rax an access of 1, 2 or 4 bytes reads or writes. */
+const WIDTH_MASK = { 1: 0xffn, 2: 0xffffn, 4: 0xffffffffn } as const;
 const ACC: Partial<Record<number, { reg: 'rax'; size: 1 | 2 | 4 }>> = {
   [Register.AL]: { reg: 'rax', size: 1 }, [Register.AX]: { reg: 'rax', size: 2 }, [Register.EAX]: { reg: 'rax', size: 4 },
 };
 
+/** The port of an in or out: its immediate, or DX. */
+function ioPort(t: EmulationTarget, insn: Instruction, operand: 0 | 1): number | undefined {
+  const kind = operand === 0 ? insn.op0Kind : insn.op1Kind;
+  if (kind === OpKind.Immediate8) return insn.immediate8;
+  return (operand === 0 ? insn.op0Register : insn.op1Register) === Register.DX ? Number(t.engine.regs.rdx & 0xffffn) : undefined;
+}
+
 /**
  * cli, sti, and in/out to an immediate or DX port (not the string forms):
  * under the virtual IOPL, cli and sti set and clear the event mask, and
- * ports answer as absent hardware (reads all ones, writes dropped); a mode
- * the IOPL does not admit gets #GP(0). Undefined: not one of these.
+ * ports answer as Xen answers a domain without physical ports
+ * (devices/legacy-ports.ts: the PIT's counter 2, the RTC index, PCI's
+ * CONFIG_ADDRESS; all else absent hardware); a mode the IOPL does not
+ * admit gets #GP(0). Undefined: not one of these.
  */
 function ioplInstruction(t: EmulationTarget, insn: Instruction): Emulated {
   const m = insn.mnemonic;
   if (m !== Mnemonic.Cli && m !== Mnemonic.Sti && m !== Mnemonic.In && m !== Mnemonic.Out) return undefined;
   const acc = ACC[m === Mnemonic.In ? insn.op0Register : insn.op1Register];
-  if ((m === Mnemonic.In || m === Mnemonic.Out) && !acc) return undefined;
+  const port = m === Mnemonic.In ? ioPort(t, insn, 1) : m === Mnemonic.Out ? ioPort(t, insn, 0) : 0;
+  if ((m === Mnemonic.In || m === Mnemonic.Out) && (!acc || port === undefined)) return undefined;
   if (!ioplAdmits(t)) return GP0;
   const r = t.engine.regs;
   switch (m) {
@@ -258,12 +271,16 @@ function ioplInstruction(t: EmulationTarget, insn: Instruction): Emulated {
     case Mnemonic.Sti:
       t.eventsMasked = false; // a pending upcall is delivered as the vCPU resumes
       break;
-    case Mnemonic.In:
+    case Mnemonic.In: {
       // A 32-bit read zero-extends into rax; 8 and 16 bits keep the rest.
-      r.rax = acc!.size === 4 ? ALL_ONES[4] : (r.rax & ~ALL_ONES[acc!.size]) | ALL_ONES[acc!.size];
+      const mask = WIDTH_MASK[acc!.size];
+      const v = BigInt(t.ports.read(port!, acc!.size));
+      r.rax = acc!.size === 4 ? v : (r.rax & ~mask) | v;
       break;
+    }
     default:
-      break; // out: no device, nothing happens
+      t.ports.write(port!, acc!.size, Number(r.rax & WIDTH_MASK[acc!.size]));
+      break;
   }
   return 'done';
 }

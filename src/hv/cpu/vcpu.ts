@@ -26,6 +26,7 @@ import { VcpuAddressSpace } from './address-space.js';
 import { VcpuBlocking, type VcpuState } from './blocking.js';
 import { EXIT, type ExitCounts } from './exit-counts.js';
 import { handleExit, type ExitTarget } from './exit.js';
+import type { LegacyPorts } from '../devices/legacy-ports.js';
 import { atUnhandledException, RegsState, Ring0Stack } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
@@ -72,6 +73,8 @@ export interface VcpuHost {
   readonly vmAssist: bigint;
   /** Where the guest can read the M2P: Xen's address, or the second mapping where the host cannot use slot 256. */
   readonly m2pVirt: bigint;
+  /** The domain's I/O ports (emulated in and out). */
+  readonly ports: LegacyPorts;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -177,6 +180,7 @@ export class PvVcpu implements ExitTarget {
       get eventsMasked() { return info.masked; }, set eventsMasked(x) { info.masked = x; },
       m2pReadsEmulated: host.m2pVirt !== M2P_VIRT_START,
       debug: this.debug,
+      ports: host.ports,
     };
     // `guest` must stay a getter (Object.assign would copy its value once): the view follows the
     // vCPU's roots and mode, which hypercalls and VCPUOP_initialise change.

@@ -21,6 +21,7 @@ import { errno, type HypercallContext, type VcpuControl } from '../hypercalls/co
 import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
 import { ExitCounts } from '../cpu/exit-counts.js';
 import { PvVcpu, type VcpuHost } from '../cpu/vcpu.js';
+import { LegacyPorts } from '../devices/legacy-ports.js';
 import { initialiseVcpu } from '../cpu/guest-context.js';
 import type { PerDomainSpace } from '../mm/xen-space.js';
 import type { BootLayout } from './builder.js';
@@ -126,6 +127,8 @@ export class Domain implements VcpuHost {
   readonly grantMaps = new GrantMaps();
   private readonly grantWorld: GrantWorld;
   readonly clock: SystemClock;
+  /** The I/O ports its in and out reach: the PIT's counter 2 and the rest as Xen gives a domU. */
+  readonly ports: LegacyPorts;
   readonly cpuid: PvCpuidPolicy;
   readonly sharedInfoMfn: number;
   /** The PV console ring's backend (start_info.console.domU). */
@@ -160,6 +163,7 @@ export class Domain implements VcpuHost {
       vcpuInfo: (vcpu) => this.vcpus[vcpu]!.info.words,
     });
     this.clock = p.clock;
+    this.ports = new LegacyPorts(() => p.clock.now());
     this.grantWorld = p.grantWorld;
     this.grants = new GrantTable({ domid: p.id, ft: p.frames, holdWritable: (m) => this.holdWritable(m), releaseHeld: (m) => this.releaseHeld(m) });
     this.cpuid = p.cpuid;

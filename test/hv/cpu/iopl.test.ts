@@ -2,14 +2,17 @@
 // checks it: cli, sti, in and out fault (#GP(0)) unless the virtual IOPL
 // admits the mode; the kernel is virtual CPL 1 (0 with
 // VMASST_TYPE_architectural_iopl), user mode 3. Admitted, cli and sti are
-// the event mask and ports answer as absent hardware.
+// the event mask and ports answer as Xen answers a domU (the PIT's counter
+// 2 counts; the rest is absent hardware).
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hypercall, VmAssist } from '../../../src/abi/generated/xen.js';
 import { PhysdevOp } from '../../../src/abi/generated/physdev.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
 import { SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
+import { scriptedDomain, scriptedGuest, scriptedMachine, trapTable, type ScriptedGuest } from '../../support/scripted.js';
+import { VirtualClock } from '../../../src/hv/sched/host-clock.js';
+import { PIT_HZ } from '../../../src/hv/devices/pit.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -83,7 +86,7 @@ describe('the virtual IOPL (PHYSDEVOP_set_iopl)', () => {
     expect(g.d.running).toBe(true);
   });
 
-  it('makes cli and sti the event mask, and port reads answer all ones', () => {
+  it('makes cli and sti the event mask, and reads of absent ports answer all ones', () => {
     g = scriptedGuest();
     setup(g);
     setIopl(g, 1);
@@ -97,6 +100,36 @@ describe('the virtual IOPL (PHYSDEVOP_set_iopl)', () => {
     expect(al).toBe(0x1234_56ffn); // 8 bits read, the rest kept
     g.play((c) => { c.regs.rax = 0xdead_0000_0000_0000n; return c.faulting(IN_DX_EAX, 13); }, (c) => { eax = c.regs.rax; return stop(); });
     expect(eax).toBe(0xffff_ffffn); // 32 bits read, zero-extended
+  });
+});
+
+describe('ports under the virtual IOPL', () => {
+  it('drives the PIT\'s counter 2 with emulated in and out, on the domain\'s clock', () => {
+    const clock = new VirtualClock();
+    const { engine, hv } = scriptedMachine(1, clock);
+    g = scriptedDomain(engine, hv);
+    setup(g);
+    setIopl(g, 1);
+    const out = (port: number, v: number) => expect(attempt(g, [0xe6, port], { rax: BigInt(v) })).toBe('ok');
+    const inb = (port: number) => {
+      let al = 0n;
+      g.play((c) => c.faulting([0xe4, port], 13), (c) => { al = c.regs.rax & 0xffn; return stop(); });
+      return Number(al);
+    };
+    out(0x61, 0x01);
+    out(0x43, 0xb0);
+    out(0x42, 0xff);
+    out(0x42, 0xff);
+    inb(0x42);
+    expect(inb(0x42)).toBe(0xff);
+    clock.advance((256n * 1_000_000_000n) / PIT_HZ + 1n);
+    inb(0x42);
+    expect(inb(0x42)).toBe(0xfe);
+    // Through DX too, and the same device state: port 0x61 reads the gate back.
+    let al = 0n;
+    g.play((c) => { c.regs.rdx = 0x61n; return c.faulting([0xec], 13); }, (c) => { al = c.regs.rax & 0x1n; return stop(); });
+    expect(al).toBe(1n);
+    expect(g.d.ports.counts).toEqual({ reads: 5, writes: 4 });
   });
 });
 
