@@ -15,7 +15,8 @@ import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
 import { EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
-import { onOutputError, outputStop, watchStops } from './stop.js';
+import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
+import { ConsoleInput, ConsoleOutput, type ConsoleSink } from './consoles.js';
 import { UsageError } from './usage-error.js';
 
 export { UsageError };
@@ -158,11 +159,13 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
   try {
     if (hv.peekNextDomid() !== FIRST_DOMID) throw new Error(`a new hypervisor's first domain id is ${hv.peekNextDomid()}, not ${FIRST_DOMID}`);
     // Every domain is built before any runs, so that command lines can name the others' ids.
-    const consoles: Array<ReturnType<typeof prefixedLines> | undefined> = [];
+    // Several domains share the terminal: each line after its domain's name (consoles.ts).
+    const output = plan.domains.length > 1 ? new ConsoleOutput(io.out) : undefined;
+    const consoles: Array<ConsoleSink | undefined> = [];
     const logs: Array<ReturnType<typeof prefixedLines> | undefined> = [];
     const domains: Domain[] = [];
     for (const x of plan.domains) {
-      const con = plan.domains.length > 1 ? prefixedLines(`[${x.spec.name}] `, io.out) : undefined;
+      const con = output?.source(`[${x.spec.name}] `);
       consoles.push(con);
       // The hypervisor's log: every console_io write, each line after its domain's id, as Xen's log has it.
       const log = logFd === undefined ? undefined : prefixedLines(`(d${x.id}) `, (b) => fs.writeSync(logFd, b));
@@ -191,13 +194,34 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     };
     cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
 
-    // Host input goes to the first domain: its console ring, or console_io reads.
-    const first = domains[0]!;
-    const onInput = (b: Buffer) => { if (first.running) first.consoleInput(b); };
+    // Host input goes to one domain at a time (its console ring, or console_io reads), the first at
+    // the start; Ctrl-] commands move it, print the XenStore tree or stop the run (consoles.ts).
     const stdin = opts.stdin ?? process.stdin;
+    const tty = stdin === process.stdin && process.stdin.isTTY === true;
+    const input = new ConsoleInput(domains.map((d) => ({
+      name: d.name, id: d.id, get running() { return d.running; }, input: (b: Uint8Array) => d.consoleInput(b),
+    })), {
+      say: (line) => io.err(`${line}\n`),
+      xenstore: () => hv.xenstore.store.dump('/'),
+      stop: () => stopRun(CONSOLE_QUIT),
+      focused: (i) => output?.setLive(i),
+    });
+    // The domain typed to shows its text as it comes (a prompt has no newline): on a terminal from
+    // the start, otherwise once input arrives.
+    if (tty) output?.setLive(0);
+    const onInput = (b: Buffer) => {
+      output?.setLive(input.focused);
+      input.feed(b);
+    };
     stdin.on('data', onInput);
+    if (tty) {
+      // Keystrokes go to the guest as typed (its shell echoes and edits; Ctrl-C is the guest's).
+      process.stdin.setRawMode(true);
+      io.err(`paravane: typing goes to domain ${domains[0]!.id} (${domains[0]!.name}); Ctrl-] h lists the console commands, Ctrl-] q stops\n`);
+    }
     cleanups.push(() => {
       stdin.off('data', onInput);
+      if (tty) process.stdin.setRawMode(false);
       stdin.pause();
     });
 

@@ -16,8 +16,14 @@ export const PARENT_POLL_MS = 500;
 export const STOP_HELP = `
 Signals: SIGINT, SIGTERM or SIGHUP ends every domain (a second one ends
 paravane at once); so does the parent process going away, or stdout closing.
+
+Console: typing goes to the first domain. Ctrl-] then 1-9 types to another,
+x prints the XenStore tree, q stops the run, h lists these. On a terminal
+keys go to the guest as typed (Ctrl-C is the guest's: use Ctrl-] q).
 `;
 
+/** Ctrl-] q on the console: as Ctrl-C would be, were the terminal's Ctrl-C not the guest's. */
+export const CONSOLE_QUIT: Stop = { signal: 'SIGINT', message: 'stopped from the console (Ctrl-] q)' };
 export const PARENT_GONE: Stop = { signal: 'SIGHUP', message: 'the parent process went away' };
 export const STDOUT_CLOSED: Stop = { signal: 'SIGPIPE', message: 'standard output was closed', quiet: true };
 
