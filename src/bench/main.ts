@@ -9,6 +9,7 @@ import { formatMmuBench, formatMmuInProcess, runMmuBench, runMmuInProcess } from
 import { formatTimeBench, runTimeBench } from './time.js';
 import { formatTrapBench, runTrapBench } from './trap.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
+import { formatLinuxBench, runLinuxBench } from './linux.js';
 import { EngineUnavailableError } from '../engine/errors.js';
 
 const program = new Command()
@@ -105,6 +106,21 @@ program
     if (o.wait !== 'poll' && o.wait !== 'block') program.error(`--wait: poll or block, not "${o.wait}"`);
     const r = await runPingpongBench({ wait: o.wait as PingpongWait, rounds: o.rounds, warmup: o.warmup, parts: !!o.parts });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatPingpong(r));
+  });
+
+program
+  .command('linux')
+  .description('Debian\'s stock kernel to /init\'s first line and to poweroff: paravane against QEMU TCG and QEMU KVM (scripts/fetch-linux.sh first)')
+  .option('--kernel <file>', 'the kernel (default: build/linux/vmlinuz-*)')
+  .option('--initrd <file>', 'the initramfs (default: build/linux/initramfs.cpio.gz)')
+  .option('--memory <MiB>', 'memory of each guest', positive, 256)
+  .option('--runs <n>', 'boots of each system, alternating (medians reported)', positive, 3)
+  .option('--limit <seconds>', 'time limit of one boot', positive, 60)
+  .option('--kvm <path>', 'KVM device', '/dev/kvm')
+  .option('--json', 'print JSON')
+  .action(async (o: { kernel?: string; initrd?: string; memory: number; runs: number; limit: number; kvm: string; json?: boolean }) => {
+    const r = await runLinuxBench({ kernel: o.kernel, initrd: o.initrd, memoryMiB: o.memory, runs: o.runs, limitSeconds: o.limit, kvm: o.kvm });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatLinuxBench(r));
   });
 
 try {
