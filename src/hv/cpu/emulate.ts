@@ -23,13 +23,12 @@ import { M2P_VIRT_START, MSR } from '../mm/xen-space.js';
 import type { PvCpuidPolicy } from './cpuid-policy.js';
 import type { StoreFrame } from '../mm/ptwr.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
+import { fixupGuestCr4 } from './cr4.js';
 import type { LegacyPorts } from '../devices/legacy-ports.js';
 
 /** Xen's forced-emulation prefix: ud2a, then "xen". */
 const FORCED_PREFIX = [0x0f, 0x0b, 0x78, 0x65, 0x6e];
 const CR0_TS = 8n;
-/** CR4 bits a PV kernel may set in its virtual CR4 (Xen keeps the rest its own): TSD, DE, PCE, OSFXSR, OSXMMEXCPT. */
-const CR4_GUEST = 0x4n | 0x8n | 0x100n | 0x200n | 0x400n;
 const MSR_EFER = 0xc0000080;
 /** MSRs a PV domU reads as zero (Xen: platform and power-management state it does not expose). */
 const READ_AS_ZERO = new Set([0x17 /* IA32_PLATFORM_ID */, 0x8b /* IA32_BIOS_SIGN_ID */, 0xce /* PLATFORM_INFO */, 0x140 /* MISC_FEATURES_ENABLES */]);
@@ -384,8 +383,7 @@ function writeCr(t: EmulationTarget, n: number, v: bigint): Emulated {
       }
       return 'done';
     default:
-      if (v & ~CR4_GUEST & ~0x620n) return GP0; // bits outside the guest's and what the hypervisor keeps set
-      t.cr4 = v;
+      t.cr4 = fixupGuestCr4(v); // never a fault: bits the guest may not choose are dropped, as Xen drops them
       return 'done';
   }
 }

@@ -19,11 +19,10 @@ import { MSR } from '../mm/xen-space.js';
 import { FIRST_RESERVED_GDT_ENTRY, MAX_LDT_ENTRIES } from '../mm/descriptors.js';
 import { RFLAGS } from './rflags.js';
 import { guestRflags } from './virtual-traps.js';
+import { fixupGuestCr4 } from './cr4.js';
 import type { PvVcpu } from './vcpu.js';
 
 const CR0_TS = 8n;
-/** What Xen leaves of a guest's CR4 for a PV vCPU (pv_fixup_guest_cr4): TSD and DE (FSGSBASE and OSXSAVE are never offered here). */
-const CR4_GUEST = 0x4n | 0x8n;
 const IOPL_SHIFT = 12n;
 
 /** Xen's __addr_ok: an address below the hypervisor's hole or above its area. */
@@ -86,7 +85,7 @@ export function initialiseVcpu(v: PvVcpu, c: VcpuGuestContext, pt: PageTypes, do
   v.ldt = { base: ldtEnts ? c.ldt_base : 0n, entries: Number(ldtEnts) };
   v.traps.setKernelStack(c.kernel_sp);
   v.traps.setTaskSwitched((c.ctrlreg_at(0) & CR0_TS) !== 0n);
-  v.traps.cr4 = (v.traps.cr4 & ~CR4_GUEST) | (c.ctrlreg_at(4) & CR4_GUEST);
+  v.traps.cr4 = fixupGuestCr4(c.ctrlreg_at(4));
   // As Xen: each debug register as set_debugreg would set it, a value it refuses left at reset.
   for (const i of [0, 1, 2, 3, 6, 7]) v.debug.set(i, c.debugreg_at(i));
   const masks = (bit: number): boolean => (flags & BigInt(bit)) !== 0n;

@@ -103,6 +103,19 @@ describe('control registers', () => {
     expect(g.d.exitCounts.get('privileged instruction')).toBe(5);
   });
 
+  it('writes CR4 as Xen\'s pv_fixup_guest_cr4: TSD and DE taken, hardware bits kept, the rest dropped, never a #GP', () => {
+    g = scriptedGuest();
+    g.play(gpHandler(g), stop);
+    // What Linux's cr4_set_bits may write at boot: PGE, MCE, PCE, OSXSAVE, FSGSBASE beside DE and TSD.
+    const MOV_RAX_CR4 = [0x0f, 0x22, 0xe0];
+    run(g, MOV_RAX_CR4, 13, { rax: 0x620n | 0x80n | 0x40n | 0x100n | 0x40000n | 0x10000n | 0x8n | 0x4n }, (c, rip) => expect(c.regs.rip).toBe(rip + 3n));
+    run(g, MOV_CR4_RAX, 13, {}, (c) => expect(c.regs.rax).toBe(0x620n | 0x8n | 0x4n));
+    // Clearing what the hypervisor keeps set (PAE, OSFXSR) changes nothing of it; DE and TSD go.
+    run(g, MOV_RAX_CR4, 13, { rax: 0n }, () => {});
+    run(g, MOV_CR4_RAX, 13, {}, (c) => expect(c.regs.rax).toBe(0x620n));
+    expect(g.d.running).toBe(true);
+  });
+
   it('writes CR0.TS as fpu_taskswitch does, and gives #GP for any other CR0 change', () => {
     g = scriptedGuest();
     g.play(gpHandler(g), stop);
