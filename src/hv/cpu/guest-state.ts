@@ -43,15 +43,8 @@ export class RegsState implements GuestState {
 export const inSyscallStubs = (rip: bigint): boolean => rip >= LSTAR_VIRT && rip < LSTAR_VIRT + 4096n;
 /** Whether `rip` is inside the ring-0 exception stubs (the vCPU is halted there, about to iretq). */
 export const inExceptionStubs = (rip: bigint): boolean => rip >= STUBS_VIRT && rip < STUBS_VIRT + 256n * BigInt(STUB_SIZE);
-
-/**
- * Whether `rip` is the first byte (the hlt) of an exception stub: the CPU
- * has pushed an exception's frame that the core has not handled yet (a
- * kick stopped the vCPU before the hlt). Nothing may be written into that
- * frame before the hlt's exit has handled it.
- */
-export const atUnhandledException = (rip: bigint): boolean =>
-  inExceptionStubs(rip) && (rip - STUBS_VIRT) % BigInt(STUB_SIZE) === 0n;
+/** Whether `rip` is in the pages of the hypervisor's own code that can run at CPL 0: the exception stubs and the syscall stubs. */
+export const inRing0Code = (rip: bigint): boolean => rip >= STUBS_VIRT && rip < LSTAR_VIRT + 4096n;
 
 /** A vCPU's ring-0 stack page (viewed once), where the CPU pushes the exception frames the stubs halt on. */
 export class Ring0Stack {
@@ -64,17 +57,20 @@ export class Ring0Stack {
   }
 
   /**
-   * The ring-0 exception frame the vCPU will iretq to, if it is in an
-   * exception stub past its hlt (rip inside the stubs, rsp on this stack).
-   * Before the hlt the frame is an exception not yet handled
-   * (atUnhandledException): asking for it then is a bug in paravane.
+   * The ring-0 exception frame the vCPU will iretq to, for a vCPU stopped
+   * at CPL 0 (which only the hypervisor's stubs run) past an exception
+   * stub's hlt. Undefined anywhere else: at a stub's first byte (the CPU
+   * has pushed an exception the core has not handled yet: a kick stopped
+   * the vCPU before the hlt, whose exit comes next), or in the syscall
+   * stub page (a syscall being refused). A stub at CPL 0 off this stack
+   * is a bug in paravane.
    */
   stubFrame(rip: bigint, rsp: bigint): FrameState | undefined {
     if (!inExceptionStubs(rip)) return undefined;
     const offset = rip - STUBS_VIRT;
     const start = Number(offset % BigInt(STUB_SIZE));
     const vector = Number(offset / BigInt(STUB_SIZE));
-    if (start === 0) throw new Error(`the frame of exception ${vector} is not handled yet (rip 0x${rip.toString(16)}, before the stub's hlt)`);
+    if (start === 0) return undefined;
     // After the hlt (byte 1) rsp points at the error code, if the vector has one; after the add, at rip.
     const ripAt = hasErrorCode(vector) && start === 1 ? 8 : 0;
     const at = this.offset(rsp + BigInt(ripAt), 40);

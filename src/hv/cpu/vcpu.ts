@@ -27,7 +27,7 @@ import { VcpuBlocking, type VcpuState } from './blocking.js';
 import { EXIT, type ExitCounts } from './exit-counts.js';
 import { handleExit, type ExitTarget } from './exit.js';
 import type { LegacyPorts } from '../devices/legacy-ports.js';
-import { atUnhandledException, RegsState, Ring0Stack } from './guest-state.js';
+import { inRing0Code, RegsState, Ring0Stack } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
@@ -114,6 +114,8 @@ export class PvVcpu implements ExitTarget {
   initialised: boolean;
   /** Time the core spent running this vCPU (ns). */
   cpuNs = 0n;
+  /** Its last run stopped at CPL 0, in the hypervisor's ring-0 stubs (stoppedAtRing0). */
+  private atRing0 = false;
   /** Set while the vCPU is blocked and its run loop sleeps: wakes it. */
   wake: (() => void) | undefined;
 
@@ -248,7 +250,9 @@ export class PvVcpu implements ExitTarget {
   run(): Exit {
     if (this.state.kind === 'on-cpu') this.state = RUNNABLE;
     else this.enter();
-    return this.engine.run();
+    const exit = this.engine.run();
+    this.atRing0 = stoppedAtRing0(this.engine, exit);
+    return exit;
   }
 
   /**
@@ -270,15 +274,18 @@ export class PvVcpu implements ExitTarget {
   }
 
   private enter(): void {
-    // The upcall goes into the state the vCPU resumes: the ring-0 frame it is about to iretq to, or its registers.
-    // Not while the vCPU stands at an exception stub's hlt: that frame is an exception the hlt's exit has
-    // yet to bounce (an upcall written into it would become the exception's rip and mode, as Linux's
-    // "supervisor instruction fetch at xen_asm_exc_xen_hypervisor_callback" oops showed). The hlt exits
-    // at once, and the upcall goes on top of the bounce at the next entry, as Xen checks for events on
-    // its return to the guest after the bounce.
+    // The upcall goes into the state the vCPU resumes: at CPL 3 its registers; at CPL 0 (in a stub) the
+    // ring-0 frame it is about to iretq to, and nothing when there is none to write: at an exception
+    // stub's hlt the frame is an exception the hlt's exit has yet to bounce (an upcall written into it
+    // would become the exception's rip and mode, as Linux's "supervisor instruction fetch at
+    // xen_asm_exc_xen_hypervisor_callback" oops showed), and in the syscall stubs a syscall is being
+    // refused. The hlt exits at once, and the upcall goes on top of the bounce at the next entry, as
+    // Xen checks for events on its return to the guest. A rip the guest put in the stubs itself (by
+    // iret) is at CPL 3: the registers, where its fetch then faults.
     const r = this.engine.regs;
-    if (!atUnhandledException(r.rip)) {
-      const problem = this.traps.deliverUpcall(this.stack.stubFrame(r.rip, r.rsp) ?? this.regsState);
+    const state = this.atRing0 ? this.stack.stubFrame(r.rip, r.rsp) : this.regsState;
+    if (state) {
+      const problem = this.traps.deliverUpcall(state);
       if (problem) this.host.crash(problem);
     }
     this.space.load();
@@ -299,4 +306,17 @@ export class PvVcpu implements ExitTarget {
     }
     this.wake?.();
   }
+}
+
+/**
+ * Whether a run stopped with the vCPU at CPL 0, which only the
+ * hypervisor's stubs run: every hlt exit (at CPL 3 hlt raises #GP, which a
+ * stub takes and halts on), and an interrupted run whose rip is in their
+ * pages and whose CS says ring 0 (one read of the special registers, only
+ * there: a guest may iret to a rip in those pages itself, at CPL 3).
+ */
+function stoppedAtRing0(engine: Vcpu, exit: Exit): boolean {
+  if (exit.kind === 'halt') return true;
+  if (exit.kind !== 'interrupted' || !inRing0Code(engine.regs.rip)) return false;
+  return (engine.getSpecialRegisters().cs.selector & 3) === 0;
 }

@@ -8,8 +8,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hypercall, MmuextCmd, VcpuInfo, Virq } from '../../../src/abi/generated/xen.js';
 import { EventChannelOp } from '../../../src/abi/generated/event-channel.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
-import { SEL } from '../../../src/hv/mm/xen-space.js';
-import { scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
+import { LSTAR_VIRT, SEL, STUBS_VIRT } from '../../../src/hv/mm/xen-space.js';
+import { ScriptedEngine } from '../../../src/engine/scripted/scripted-engine.js';
+import { Hypervisor, machineBytesFor } from '../../../src/hv/hypervisor.js';
+import { scriptedDomain, scriptedGuest, trapTable, type ScriptedGuest } from '../../support/scripted.js';
 
 let g: ScriptedGuest;
 afterEach(() => g?.hv.close());
@@ -146,6 +148,60 @@ describe('event upcalls', () => {
       },
     );
     expect(g.d.exitCounts.get('event upcall')).toBe(1);
+  });
+});
+
+describe('an upcall and the hypervisor\'s own stubs', () => {
+  /** Callbacks set, VIRQ_TIMER bound, events unmasked. */
+  const ready = (g: ScriptedGuest) => [
+    (c: ScriptedCpu) => c.hypercall(Hypercall.HYPERVISOR_set_callbacks, [EVENT_CB, FAILSAFE, SYSCALL_CB]),
+    (c: ScriptedCpu) => {
+      c.write(ARG(g), Uint8Array.of(Virq.VIRQ_TIMER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+      return c.hypercall(Hypercall.HYPERVISOR_event_channel_op, [BigInt(EventChannelOp.EVTCHNOP_bind_virq), ARG(g)]);
+    },
+    (c: ScriptedCpu) => { g.vcpu.info.masked = false; return stop(); },
+  ];
+
+  it('takes a rip the guest put in the stubs itself (by iret, at CPL 3) as the guest\'s: the upcall goes into its registers', () => {
+    g = scriptedGuest();
+    const forged = STUBS_VIRT + 1n;
+    g.play(
+      ...ready(g),
+      (c) => {
+        g.d.events.raiseVirq(Virq.VIRQ_TIMER, 0);
+        for (const w of [BigInt(SEL.DS), c.regs.rsp, 0x202n, BigInt(SEL.CS64 & ~3), forged, 0n]) c.push(w);
+        return c.jumpTo(c.hypercallPage + 32n * BigInt(Hypercall.HYPERVISOR_iret));
+      },
+      (c) => {
+        // Rule: a hostile rip makes nothing throw in the core; the callback's frame holds it (its fetch would fault).
+        expect(c.regs.rip).toBe(EVENT_CB);
+        expect(c.readU64(c.regs.rsp + 16n)).toBe(forged);
+        return stop();
+      },
+    );
+    expect(g.d.running).toBe(true);
+    expect(g.d.exitCounts.get('event upcall')).toBe(1);
+  });
+
+  it('puts no upcall into a vCPU stopped at CPL 0 in the syscall stub (where syscall enters ring 0): the refusal comes first', () => {
+    const engine = new ScriptedEngine();
+    const hv = new Hypervisor(engine, { memoryBytes: machineBytesFor(4 << 20), syscallAtCpl3: false, slot256Usable: false });
+    g = scriptedDomain(engine, hv);
+    g.play(
+      ...ready(g),
+      (c) => {
+        g.d.events.raiseVirq(Virq.VIRQ_TIMER, 0);
+        // A syscall took the vCPU into ring 0 at LSTAR, and a kick stopped it before the stub's hlt.
+        g.ev.special.cs = { ...g.ev.special.cs, selector: SEL.CS64 & ~3, dpl: 0 };
+        c.regs.rcx = c.regs.rip + 2n;
+        c.regs.rip = LSTAR_VIRT;
+        return stop();
+      },
+      () => { throw new Error('the guest ran on past a refused syscall'); },
+    );
+    // Rule: the event callback never ran at CPL 0; the refused syscall crashed the domain, alone.
+    expect(g.d.end).toEqual({ kind: 'crashed', reason: expect.stringMatching(/syscall is refused/) });
+    expect(g.d.exitCounts.get('event upcall') ?? 0).toBe(0);
   });
 });
 
