@@ -113,8 +113,13 @@ export function timeBoot(cmd: string, args: readonly string[], limitMs: number):
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (!problem && timing.firstLineMs !== undefined) timing.poweroffMs = ms();
-      else problem ??= `${path.basename(cmd)} ended (${signal ?? `status ${code}`}) before /init's first line: ${stderr.trim().split('\n').slice(-2).join(' / ')}`;
+      const how = signal ?? `status ${code}`;
+      const lastWords = stderr.trim().split('\n').slice(-2).join(' / ');
+      // A poweroff is the process ending by itself with status 0 (paravane: every domain powered off;
+      // QEMU: the guest powered the machine off); anything else after the first line is a failure too.
+      if (!problem && timing.firstLineMs !== undefined && code === 0) timing.poweroffMs = ms();
+      else if (timing.firstLineMs !== undefined) problem ??= `${path.basename(cmd)} ended (${how}) after /init's first line, not by poweroff: ${lastWords}`;
+      else problem ??= `${path.basename(cmd)} ended (${how}) before /init's first line: ${lastWords}`;
       resolve({ ...timing, problem, stderr });
     });
   });

@@ -84,6 +84,11 @@ export class ConsoleOutput {
     this.emit(out);
   }
 
+  /** Ends the line open on the output, if any, so that a message of paravane's starts a line of its own. */
+  breakLine(): void {
+    this.endOpenLine();
+  }
+
   private endOpenLine(): void {
     if (this.open === undefined) return;
     this.open = undefined;

@@ -187,9 +187,13 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     // One stop (signal, parent gone, stdout closed) ends every domain still running.
     let stop: Stop | undefined;
     const abort = new AbortController();
+    // The terminal's own mode comes back at the first stop: a second signal ends paravane at once,
+    // with no chance to restore it after.
+    let restoreTerminal = (): void => {};
     const stopRun = (s: Stop): void => {
       if (stop) return;
       stop = s;
+      restoreTerminal();
       abort.abort(s.message);
     };
     cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
@@ -201,7 +205,10 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     const input = new ConsoleInput(domains.map((d) => ({
       name: d.name, id: d.id, get running() { return d.running; }, input: (b: Uint8Array) => d.consoleInput(b),
     })), {
-      say: (line) => io.err(`${line}\n`),
+      say: (line) => {
+        output?.breakLine(); // a prompt open on the terminal is ended first
+        io.err(`${line}\n`);
+      },
       xenstore: () => hv.xenstore.store.dump('/'),
       stop: () => stopRun(CONSOLE_QUIT),
       focused: (i) => output?.setLive(i),
@@ -217,11 +224,15 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     if (tty) {
       // Keystrokes go to the guest as typed (its shell echoes and edits; Ctrl-C is the guest's).
       process.stdin.setRawMode(true);
+      restoreTerminal = () => {
+        restoreTerminal = () => {};
+        process.stdin.setRawMode(false);
+      };
       io.err(`paravane: typing goes to domain ${domains[0]!.id} (${domains[0]!.name}); Ctrl-] h lists the console commands, Ctrl-] q stops\n`);
     }
     cleanups.push(() => {
       stdin.off('data', onInput);
-      if (tty) process.stdin.setRawMode(false);
+      restoreTerminal();
       stdin.pause();
     });
 
@@ -238,6 +249,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       consoles[i]?.flush();
       logs[i]?.flush();
       const outcome = outcomeOf(end, stop);
+      output?.breakLine(); // another domain's open prompt ends before the messages below
       if (opts.stats) io.err(formatStats(d, ranNs));
       const message = endMessage(d, end, outcome);
       if (message) io.err(`paravane: ${message}\n`);

@@ -40,6 +40,14 @@ describe('timeBoot', () => {
     expect(t.problem).toMatch(/ended \(status 3\) before \/init's first line: paravane: domain 1 \(linux\) crashed: triple fault/);
   });
 
+  it('does not count a crash after the first line as a poweroff', async () => {
+    const crashes = BOOTS.replace("process.exit(0)", "console.error('paravane: domain 1 (linux) crashed: oops'); process.exit(3)");
+    const t = await timeBoot(node, ['-e', crashes], 30_000);
+    expect(t.firstLineMs).toBeGreaterThan(0);
+    expect(t.poweroffMs).toBeUndefined();
+    expect(t.problem).toMatch(/ended \(status 3\) after \/init's first line, not by poweroff: paravane: domain 1 \(linux\) crashed: oops/);
+  });
+
   it('says what cannot be started', async () => {
     const t = await timeBoot('/nonexistent/qemu', [], 30_000);
     expect(t.problem).toMatch(/could not be started/);

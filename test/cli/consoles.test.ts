@@ -44,6 +44,17 @@ describe('console output of several domains', () => {
     expect(t.text().endsWith('[a] ls\n')).toBe(true);
   });
 
+  it('ends an open prompt before a message of paravane\'s', () => {
+    const t = terminal();
+    const a = t.out.source('[a] ');
+    t.out.source('[b] ');
+    t.out.setLive(0);
+    a.write(bytes('/ # '));
+    t.out.breakLine();
+    t.out.breakLine(); // nothing open: nothing written
+    expect(t.text()).toBe('[a] / # \n');
+  });
+
   it('gives the live role to another domain: the first one\'s lines are whole again', () => {
     const t = terminal();
     const a = t.out.source('[a] '), b = t.out.source('[b] ');
