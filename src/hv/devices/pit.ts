@@ -1,20 +1,24 @@
-// The i8254 programmable interval timer's counter 2 and its control port,
-// as Xen gives every PV domain (ports 0x42 and 0x43, with the gate on bit
-// 0 of port 0x61). Linux calibrates its CPU clock against it at boot
-// (quick_pit_calibrate, pit_calibrate_tsc): against ports that answer all
-// ones, its loops run to their iteration limits, 100k reads where each
-// read is an exit; against a counter that counts, they end in the tens of
-// milliseconds of PIT time they are written for. Counters 0 and 1 are not
-// a PV domain's (their ports answer as absent hardware).
+// The i8254 programmable interval timer's counter 2 and its control port
+// (ports 0x42 and 0x43, with the gate on bit 0 of port 0x61 and OUT on bit
+// 5). Linux calibrates its CPU clock against it at boot, even as a PV
+// guest (quick_pit_calibrate, pit_calibrate_tsc). Xen emulates this
+// counter for its hardware domain (and, before Xen 4.7, for every PV
+// domain); a domU of today's Xen reads all ones there, and Linux's loops
+// then run to their iteration limits, about 100k port reads: cheap on Xen,
+// seconds here, where each read is an exit. So paravane gives every domain
+// the counter, and those loops end after the tens of milliseconds of PIT
+// time they are written for. Counters 0 and 1 are not modelled (their
+// ports answer as absent hardware).
 //
-// The counter is computed from the domain's clock at each read (1193182
-// ticks per second from the last load), as Xen's model does: modes 0-5,
-// binary counting (a BCD count is counted in binary, as Xen), LSB, MSB and
-// word access, the counter-latch and read-back commands, the status byte
-// (null count while a control word waits for its count).
-// The gate restarts modes 1, 2, 3 and 5 on a rising edge and does not
-// pause counting while low (as Xen's model). Inputs: the guest's port
-// writes (hostile, any byte value).
+// Computed from the domain's clock at each read, 1193182 ticks per second,
+// as the 8254 data sheet describes it: modes 0-5; LSB, MSB and word
+// access; the counter-latch and read-back commands; the status byte (null
+// count while a control word waits for its count); the gate: low, it
+// stops counting in modes 0, 2, 3 and 4 (and holds OUT high in 2 and 3),
+// and a rising edge restarts modes 2 and 3 and starts (or restarts) the
+// one-shots of modes 1 and 5, which wait for it after a load. A BCD count is counted
+// in binary (as Xen's model does). Inputs: the guest's port writes
+// (hostile, any byte value).
 
 /** The PIT's input clock, Hz. */
 export const PIT_HZ = 1_193_182n;
@@ -30,8 +34,10 @@ class Counter {
   bcd = false;
   /** The count loaded (1-0x10000; 0 written means 0x10000). */
   count = 0x10000;
-  /** Clock time of the last load (or gate restart), ns. */
-  loadedAt = 0n;
+  /** Ticks counted up to `since` (modes 0, 2, 3, 4 stop while the gate is low). */
+  counted = 0n;
+  /** Clock time from which ticks are being counted, ns; undefined while the gate holds counting. */
+  since: bigint | undefined = 0n;
   /** A word write has its LSB and waits for the MSB. */
   lsbWritten: number | undefined;
   /** In word access, whether the next live read is the MSB. */
@@ -42,6 +48,8 @@ class Counter {
   status: number | undefined;
   /** A count was written since the control word (until then OUT and the count are as the mode's initial state). */
   loaded = false;
+  /** Modes 1 and 5: loaded, and waiting for the gate's rising edge to start (OUT high meanwhile). */
+  waiting = false;
 }
 
 export class Pit2 {
@@ -50,19 +58,26 @@ export class Pit2 {
 
   /** `now`: the domain's clock, ns. */
   constructor(private readonly now: () => bigint) {
-    this.c.loadedAt = now();
+    this.c.since = undefined; // the gate starts low (port 0x61 bit 0 clear)
   }
 
-  /** PIT ticks since the counter was loaded. */
+  /** Whether the gate stops counting in the current mode while low. */
+  private gated(): boolean {
+    return this.c.mode === 0 || this.c.mode === 2 || this.c.mode === 3 || this.c.mode === 4;
+  }
+
+  /** PIT ticks counted since the counter was loaded (or restarted by the gate). */
   private ticks(): bigint {
-    const d = this.now() - this.c.loadedAt;
-    return d <= 0n ? 0n : (d * PIT_HZ) / NS_PER_S;
+    const c = this.c;
+    if (c.since === undefined) return c.counted;
+    const d = this.now() - c.since;
+    return c.counted + (d <= 0n ? 0n : (d * PIT_HZ) / NS_PER_S);
   }
 
   /** The counter's current value (what a live read or a latch sees), 0-0xffff. */
   private current(): number {
     const c = this.c;
-    if (!c.loaded) return c.count & 0xffff;
+    if (!c.loaded || c.waiting) return c.count & 0xffff;
     const d = this.ticks();
     const n = BigInt(c.count);
     switch (c.mode) {
@@ -76,6 +91,8 @@ export class Pit2 {
   out(): boolean {
     const c = this.c;
     if (!c.loaded) return c.mode !== 0; // mode 0 sets OUT low at the control word; the others high
+    if (c.waiting) return true; // modes 1 and 5 before their trigger
+    if (!this.gate && (c.mode === 2 || c.mode === 3)) return true; // a low gate holds OUT high
     const d = this.ticks();
     const n = BigInt(c.count);
     switch (c.mode) {
@@ -114,6 +131,7 @@ export class Pit2 {
     c.latched = undefined;
     c.status = undefined;
     c.loaded = false;
+    c.waiting = false;
   }
 
   /** A byte written to port 0x42: the count, in the access mode the control word chose. */
@@ -163,9 +181,26 @@ export class Pit2 {
     }
   }
 
-  /** Port 0x61 bit 0: counter 2's gate. A rising edge restarts the count in modes 1, 2, 3 and 5. */
+  /**
+   * Port 0x61 bit 0: counter 2's gate. Low stops counting in modes 0, 2, 3
+   * and 4; a rising edge restarts the count in modes 1, 2, 3 and 5, and
+   * lets modes 0 and 4 count on.
+   */
   setGate(on: boolean): void {
-    if (on && !this.gate && [1, 2, 3, 5].includes(this.c.mode)) this.c.loadedAt = this.now();
+    if (on === this.gate) return;
+    const c = this.c;
+    if (!on) {
+      if (this.gated()) {
+        c.counted = this.ticks();
+        c.since = undefined;
+      }
+    } else if (c.mode === 0 || c.mode === 4) {
+      c.since = this.now();
+    } else {
+      c.counted = 0n;
+      c.since = this.now();
+      c.waiting = false; // modes 1 and 5 start; 2 and 3 start over
+    }
     this.gate = on;
   }
 
@@ -176,7 +211,10 @@ export class Pit2 {
   private load(count: number): void {
     const c = this.c;
     c.count = count === 0 ? 0x10000 : count;
-    c.loadedAt = this.now();
+    c.counted = 0n;
+    // Modes 0, 2, 3, 4 count from now while the gate is high; 1 and 5 wait for its rising edge.
+    c.waiting = !this.gated();
+    c.since = this.gate && this.gated() ? this.now() : undefined;
     c.loaded = true;
   }
 

@@ -2,7 +2,7 @@
 // counter 2 as Linux's boot calibration drives it (quick_pit_calibrate's
 // MSB steps, pit_calibrate_tsc's terminal count on port 0x61), the
 // counter-latch and read-back commands, the modes that repeat, the gate;
-// and the ports Xen answers for a domU without physical ports.
+// and the other ports as Xen answers a domU without physical ports.
 
 import { describe, expect, it } from 'vitest';
 import { LegacyPorts } from '../../../src/hv/devices/legacy-ports.js';
@@ -55,6 +55,7 @@ describe('PIT counter 2 (ports 0x42, 0x43, gate on 0x61)', () => {
 
   it('holds a latched count while time passes, then reads live again', () => {
     const { in8, out8, ticks } = ports();
+    out8(0x61, 0x01);
     out8(0x43, 0xb4); // mode 2, word
     out8(0x42, 0x00);
     out8(0x42, 0x10); // 0x1000
@@ -101,8 +102,49 @@ describe('PIT counter 2 (ports 0x42, 0x43, gate on 0x61)', () => {
     expect(in8(0x61) & 0x20).toBe(0x20);
   });
 
+  it('stops counting in mode 0 while the gate is low, and holds OUT high in mode 2', () => {
+    const { in8, out8, ticks } = ports();
+    const read = () => in8(0x42) | (in8(0x42) << 8);
+    out8(0x43, 0xb0); // mode 0, gate low from reset: loaded, not counting
+    out8(0x42, 0x00);
+    out8(0x42, 0x10);
+    ticks(0x100);
+    expect(read()).toBe(0x1000);
+    out8(0x61, 0x01);
+    ticks(0x10);
+    out8(0x61, 0x00); // counting stops here ...
+    ticks(0x100);
+    expect(read()).toBe(0x1000 - 0x10);
+    out8(0x61, 0x01); // ... and goes on from where it was
+    ticks(0x10);
+    expect(read()).toBe(0x1000 - 0x20);
+    out8(0x43, 0xb4); // mode 2, count 4: OUT low one tick in four while the gate is high
+    out8(0x42, 4);
+    out8(0x42, 0);
+    const outs = () => Array.from({ length: 8 }, () => { const o = (in8(0x61) >> 5) & 1; ticks(1); return o; }).join('');
+    expect(outs()).toBe('11101110');
+    out8(0x61, 0x00);
+    expect(outs()).toBe('11111111');
+  });
+
+  it('starts the one-shot of mode 1 at the gate\'s rising edge, OUT low until terminal count', () => {
+    const { in8, out8, ticks } = ports();
+    const out = () => (in8(0x61) >> 5) & 1;
+    out8(0x43, 0xb2); // mode 1
+    out8(0x42, 10);
+    out8(0x42, 0);
+    ticks(50);
+    expect(out()).toBe(1); // waiting for its trigger
+    out8(0x61, 0x01);
+    ticks(9);
+    expect(out()).toBe(0);
+    ticks(1);
+    expect(out()).toBe(1);
+  });
+
   it('treats a count of 0 as 0x10000, and MSB-only access as the high byte', () => {
     const { in8, out8, ticks } = ports();
+    out8(0x61, 0x01);
     out8(0x43, 0xb0);
     out8(0x42, 0);
     out8(0x42, 0);
@@ -130,13 +172,14 @@ describe('the other ports, as Xen answers a domU without physical ports', () => 
   it('reads back the RTC index, all ones for RTC data, counters 0 and 1 and anything unknown', () => {
     const { in8, out8 } = ports();
     out8(0x70, 0x8a);
-    expect(in8(0x70)).toBe(0x8a);
+    expect(in8(0x70)).toBe(0x0a); // the index, without the NMI-mask bit
     expect(in8(0x71)).toBe(0xff);
     for (const port of [0x40, 0x41, 0x20, 0x21, 0x60, 0x64, 0x3f8, 0x3fd, 0x80]) expect(in8(port)).toBe(0xff);
   });
 
   it('keeps a 32-bit CONFIG_ADDRESS and answers CONFIG_DATA with all ones (no PCI devices)', () => {
     const { p } = ports();
+    expect(p.read(0xcf8, 4)).toBe(0);
     p.write(0xcf8, 4, 0x8000_0000);
     expect(p.read(0xcf8, 4)).toBe(0x8000_0000);
     expect(p.read(0xcfc, 4)).toBe(0xffff_ffff);
@@ -149,6 +192,7 @@ describe('the other ports, as Xen answers a domU without physical ports', () => 
     p.write(0x70, 2, 0x3412); // 0x12 to 0x70, 0x34 to 0x71 (dropped)
     expect(p.read(0x70, 1)).toBe(0x12);
     expect(p.read(0x70, 2)).toBe(0xff12); // 0x70, then 0x71
+    expect(p.read(0x42, 2) >> 8).toBe(0); // 0x42, then 0x43 (write-only: 0)
     expect(p.read(0xfffe, 4)).toBe(0xffff_ffff); // wraps at the top of the port space
   });
 });
