@@ -55,6 +55,12 @@ export class PvCpuidPolicy {
   private readonly maxExt: number;
 
   /** `host(leaf, subleaf)` is the engine's raw CPUID. */
+  /** The CPU's vendor, as leaf 0 names it: GenuineIntel is Intel. */
+  get intel(): boolean {
+    const [, b, c, d] = this.host(0, 0);
+    return b === 0x756e6547 && d === 0x49656e69 && c === 0x6c65746e; // "Genu" "ineI" "ntel"
+  }
+
   constructor(private readonly host: (leaf: number, subleaf: number) => CpuidResult) {
     this.maxBasic = Math.min(host(0, 0)[0], 0xd);
     this.maxExt = Math.min(host(0x80000000, 0)[0], 0x80000008);

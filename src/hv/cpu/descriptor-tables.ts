@@ -86,6 +86,22 @@ export class VcpuDescriptorTables {
     return type & 2 ? 'data' : undefined; // data: writable
   }
 
+  /**
+   * The base a load of data selector `sel` into a segment register would
+   * give, or undefined where that load would fault (not a present writable
+   * DPL 3 data segment). Xen's flat selectors have base 0.
+   */
+  dataBase(sel: number): bigint | undefined {
+    if (this.selectorKind(sel) !== 'data') return undefined;
+    const s = sel | 3;
+    if (s === SEL.DS) return 0n;
+    const index = sel >> 3;
+    const page = this.pt.ft.bytes(this.frames[Math.floor(index / ENTRIES_PER_PAGE)]!);
+    const view = new DataView(page.buffer, page.byteOffset);
+    const lo = view.getUint32((index % ENTRIES_PER_PAGE) * 8, true), hi = view.getUint32((index % ENTRIES_PER_PAGE) * 8 + 4, true);
+    return BigInt(((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0);
+  }
+
   /** Lets go of the guest's GDT (set_gdt with new frames, or the domain's end), leaving the hypervisor's entries. */
   release(): void {
     for (const m of this.frames.splice(0)) this.pt.putPageAndType(m);

@@ -30,6 +30,8 @@ import type { LegacyPorts } from '../devices/legacy-ports.js';
 const FORCED_PREFIX = [0x0f, 0x0b, 0x78, 0x65, 0x6e];
 const CR0_TS = 8n;
 const MSR_EFER = 0xc0000080;
+/** IA32_BIOS_SIGN_ID: the microcode revision (read as zero: READ_AS_ZERO). */
+const MSR_UCODE_REV = 0x8b;
 /** MSRs a PV domU reads as zero (Xen: platform and power-management state it does not expose). */
 const READ_AS_ZERO = new Set([0x17 /* IA32_PLATFORM_ID */, 0x8b /* IA32_BIOS_SIGN_ID */, 0xce /* PLATFORM_INFO */, 0x140 /* MISC_FEATURES_ENABLES */]);
 
@@ -403,7 +405,7 @@ function readMsr(t: EmulationTarget, msr: number): bigint | undefined {
   }
 }
 
-/** wrmsr: FS, GS and kernel GS bases (canonical, else #GP); EFER unchanged only; the rest #GP. */
+/** wrmsr: FS, GS and kernel GS bases (canonical, else #GP); EFER unchanged only; 0 to the microcode revision on Intel; the rest #GP. */
 function writeMsr(t: EmulationTarget, msr: number, v: bigint): Emulated {
   switch (msr) {
     case MSR.FS_BASE:
@@ -414,6 +416,10 @@ function writeMsr(t: EmulationTarget, msr: number, v: bigint): Emulated {
       return 'done';
     case MSR_EFER:
       return v === readMsr(t, MSR_EFER) ? 'done' : GP0;
+    case MSR_UCODE_REV:
+      // As Xen: on Intel a write of 0 is the architectural step before reading the microcode
+      // revision (Linux's early_init_intel does it), taken and ignored; anything else is #GP.
+      return v === 0n && t.cpuid.intel ? 'done' : GP0;
     default:
       return GP0;
   }

@@ -148,11 +148,16 @@ export class VirtualTraps implements CpuContext {
         this.v.engine.setMsrs([[msr, base]]);
         return 0n;
       }
-      case Segbase.SEGBASE_GS_USER_SEL:
-        // Loading a user GS selector: only the null selector exists for guests here (no LDT, Xen's GDT is flat).
-        if ((base & 0xfffcn) !== 0n) return errno('XEN_EINVAL');
-        this.v.engine.setMsrs([[MSR.KERNEL_GS_BASE, 0n]]);
+      case Segbase.SEGBASE_GS_USER_SEL: {
+        // Loading a user GS selector (RPL forced to 3), as Xen: the user GS base becomes its
+        // descriptor's (Xen's flat selectors and the guest's GDT; no LDT is loaded here), and a
+        // selector whose load would fault becomes the null one (base 0). It never fails: Linux
+        // BUG()s if it does, and loads __USER_DS this way at every context switch on AMD hosts.
+        const sel = Number(base & 0xffffn);
+        const gsBase = (sel & ~3) !== 0 ? this.v.descriptors.dataBase(sel) ?? 0n : 0n;
+        this.v.engine.setMsrs([[MSR.KERNEL_GS_BASE, gsBase]]);
         return 0n;
+      }
       default:
         return errno('XEN_EINVAL');
     }

@@ -41,6 +41,35 @@ const setGdt = (g: ScriptedGuest, frames: number[], entries: number) =>
   call(g, Hypercall.HYPERVISOR_set_gdt, [ARG(g), BigInt(entries)], (c) => c.write(ARG(g), Uint8Array.from(Buffer.from(BigUint64Array.from(frames.map(BigInt)).buffer))));
 const desc = (g: ScriptedGuest, mfn: number, i: number) => g.hv.frames.words(mfn)[i]!;
 
+describe('set_segment_base(SEGBASE_GS_USER_SEL)', () => {
+  it('loads any selector as Xen does, never failing: its descriptor\'s base, or null (base 0) where the load would fault', () => {
+    g = scriptedGuest();
+    const p = dataPage(g);
+    // Entry 5 (0x2b, Linux's __USER_DS): a DPL 3 writable data segment with base 0x12345678; entry 6: DPL 0 data.
+    g.hv.frames.words(p.mfn)[5] = 0x12cff200_5678ffffn | (0x34n << 32n);
+    g.hv.frames.words(p.mfn)[6] = 0x00cf9200_0000ffffn;
+    expect(remap(g, p.va, p.mfn)).toBe(0n);
+    expect(setGdt(g, [p.mfn], 16)).toBe(0n);
+    const userGsBase = () => g.ev.getMsrs([0xc0000102])[0];
+    const SEGBASE_GS_USER_SEL = 3n;
+    g.ev.setMsrs([[0xc0000102, 0xdeadn]]);
+    expect(call(g, Hypercall.HYPERVISOR_set_segment_base, [SEGBASE_GS_USER_SEL, 0x2bn])).toBe(0n);
+    expect(userGsBase()).toBe(0x12345678n);
+    // Rule: a selector whose load would fault (DPL 0 after RPL 3, beyond the GDT, the LDT) becomes null: base 0, still 0 returned.
+    for (const sel of [0x33n, 0x7f8n, 0x2cn | 4n]) {
+      g.ev.setMsrs([[0xc0000102, 0xdeadn]]);
+      expect(call(g, Hypercall.HYPERVISOR_set_segment_base, [SEGBASE_GS_USER_SEL, sel])).toBe(0n);
+      expect(userGsBase()).toBe(0n);
+    }
+    // Xen's flat user data selector, and null.
+    for (const sel of [0xe02bn, 0n]) {
+      g.ev.setMsrs([[0xc0000102, 0xdeadn]]);
+      expect(call(g, Hypercall.HYPERVISOR_set_segment_base, [SEGBASE_GS_USER_SEL, sel])).toBe(0n);
+      expect(userGsBase()).toBe(0n);
+    }
+  });
+});
+
 describe('set_gdt', () => {
   it('installs a read-only page of the domain as the vCPU\'s GDT, fixing DPL 0 code to DPL 3', () => {
     g = scriptedGuest();

@@ -6,6 +6,7 @@
 // points, a privileged instruction from guest user mode) is not.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CPUID } from '../../../src/engine/scripted/scripted-engine.js';
 import { Hypercall } from '../../../src/abi/generated/xen.js';
 import type { ScriptedCpu } from '../../../src/engine/scripted/scripted-cpu.js';
 import { MSR } from '../../../src/hv/mm/xen-space.js';
@@ -164,6 +165,17 @@ describe('MSRs', () => {
     expect(g.ev.getMsrs([MSR.LSTAR])[0]).toBe(lstar);
     run(g, RDMSR, 13, { rcx: 0x1234n }, (c) => expect(c.regs.rip).toBe(GP_HANDLER));
     run(g, RDMSR, 13, { rcx: 0xc0000080n }, (c) => expect(c.regs.rax & 0x500n).toBe(0x500n)); // EFER: LME, LMA
+  });
+
+  it('takes a write of 0 to the microcode revision (0x8b) on Intel, as Xen: Linux\'s early_init_intel makes it', () => {
+    g = scriptedGuest();
+    g.play(gpHandler(g), stop);
+    // AMD (the scripted CPU's default): #GP.
+    run(g, WRMSR, 13, { rcx: 0x8bn, rax: 0n, rdx: 0n }, (c) => expect(c.regs.rip).toBe(GP_HANDLER));
+    g.engine.cpuidTable = new Map([...DEFAULT_CPUID, ['0:0', [0xd, 0x756e6547, 0x6c65746e, 0x49656e69]]]); // "GenuineIntel"
+    run(g, WRMSR, 13, { rcx: 0x8bn, rax: 0n, rdx: 0n }, (c, rip) => expect(c.regs.rip).toBe(rip + 2n));
+    run(g, WRMSR, 13, { rcx: 0x8bn, rax: 1n, rdx: 0n }, (c) => expect(c.regs.rip).toBe(GP_HANDLER));
+    run(g, RDMSR, 13, { rcx: 0x8bn, rax: 7n, rdx: 7n }, (c) => expect([c.regs.rdx, c.regs.rax]).toEqual([0n, 0n]));
   });
 
   it('emulates nothing from guest user mode: the kernel gets the #GP', () => {
