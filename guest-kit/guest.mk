@@ -6,10 +6,15 @@
 #   SRCS       the guest's own .c and .S files (required)
 #   OUT        output directory (default: build)
 #   HYPERCALL  transport: page (default), vmcall or syscall
+#   PLATFORM   pv (default): a Xen PV kernel; native: a plain kernel with
+#              Xen's PVH entry (QEMU's -kernel boots it), $(NAME)-native.elf,
+#              for guests written only against the kit's console, string and
+#              start contract (see docs/guest-kit.md)
 #   EXTRA_CFLAGS, EXTRA_ASFLAGS, EXTRA_LDFLAGS  the guest's own additions
 #
-# Objects go to $(OUT)/obj-$(HYPERCALL)/: the kit's library under lib/, the
-# guest's under $(NAME)/, so transports never share an object. Guests built
+# Objects go to $(OUT)/obj-$(HYPERCALL)/ (obj-native/ for native): the kit's
+# library under lib/ and native/, the guest's under $(NAME)/, so transports
+# never share an object. Guests built
 # into one OUT share the library objects: build them one after another.
 # Warnings are errors. `make V=1` shows the commands, `make -s` nothing.
 
@@ -42,14 +47,30 @@ GUEST_CFLAGS := -ffreestanding -fno-pic -fno-pie -mcmodel=kernel -mno-red-zone \
 	-fno-asynchronous-unwind-tables -fno-unwind-tables -fno-common \
 	-nostdlib -static -O2 -g -Wall -Wextra -Werror -std=gnu11 -Wa,--fatal-warnings -MMD -MP
 GUEST_ASFLAGS := -D__ASSEMBLY__ -g -Wall -Wextra -Werror -Wa,--fatal-warnings -MMD -MP
-GUEST_LDFLAGS := -nostdlib -static -no-pie -T $(GUEST_KIT)/lib/guest.lds \
+PLATFORM ?= pv
+ifeq ($(PLATFORM),native)
+override NAME := $(NAME)-native
+GUEST_LDS := $(GUEST_KIT)/native/native.lds
+GUEST_CPPFLAGS += -DGUEST_NATIVE
+else ifeq ($(PLATFORM),pv)
+GUEST_LDS := $(GUEST_KIT)/lib/guest.lds
+else
+$(error PLATFORM=$(PLATFORM): use pv or native)
+endif
+GUEST_LDFLAGS := -nostdlib -static -no-pie -T $(GUEST_LDS) \
 	-z noexecstack -z max-page-size=4096 --no-warn-rwx-segments --build-id=none \
 	--fatal-warnings
 
-GUEST_LIB_SRCS := entry.S start.c shutdown.c hypercall.c console.c printf.c string.c mmu.c check.c \
-	traps.c traps-entry.S events.c time.c user.c
+ifeq ($(PLATFORM),native)
+# The plain kernel's platform (PVH entry, serial console, isa-debug-exit) and the kit's formatter and strings.
+GUEST_LIB_SRCS := native/entry-pvh.S native/platform.c lib/printf.c lib/string.c
+GUEST_OBJ := $(OUT)/obj-native
+else
+GUEST_LIB_SRCS := $(addprefix lib/,entry.S start.c shutdown.c hypercall.c console.c printf.c string.c mmu.c check.c \
+	traps.c traps-entry.S events.c time.c user.c)
 GUEST_OBJ := $(OUT)/obj-$(HYPERCALL)
-GUEST_LIB_OBJS := $(GUEST_LIB_SRCS:%=$(GUEST_OBJ)/lib/%.o)
+endif
+GUEST_LIB_OBJS := $(GUEST_LIB_SRCS:%=$(GUEST_OBJ)/%.o)
 GUEST_OBJS := $(SRCS:%=$(GUEST_OBJ)/$(NAME)/%.o)
 
 # One line per step; V=1 shows commands instead, make -s shows nothing.
@@ -67,7 +88,7 @@ endif
 all: $(OUT)/$(NAME).elf
 
 # The kit's objects come first: entry.S must be the first thing in .text.
-$(OUT)/$(NAME).elf: $(GUEST_LIB_OBJS) $(GUEST_OBJS) $(GUEST_KIT)/lib/guest.lds
+$(OUT)/$(NAME).elf: $(GUEST_LIB_OBJS) $(GUEST_OBJS) $(GUEST_LDS)
 	$(SAY) "  LD      $@"
 	$(Q)$(GUEST_LD) $(GUEST_LDFLAGS) $(EXTRA_LDFLAGS) -o $@ $(GUEST_LIB_OBJS) $(GUEST_OBJS)
 
@@ -77,6 +98,16 @@ $(GUEST_OBJ)/lib/%.c.o: $(GUEST_KIT)/lib/%.c
 	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -c -o $@ $<
 
 $(GUEST_OBJ)/lib/%.S.o: $(GUEST_KIT)/lib/%.S
+	@mkdir -p $(dir $@)
+	$(SAY) "  AS      $@"
+	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -c -o $@ $<
+
+$(GUEST_OBJ)/native/%.c.o: $(GUEST_KIT)/native/%.c
+	@mkdir -p $(dir $@)
+	$(SAY) "  CC      $@"
+	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_OBJ)/native/%.S.o: $(GUEST_KIT)/native/%.S
 	@mkdir -p $(dir $@)
 	$(SAY) "  AS      $@"
 	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -c -o $@ $<

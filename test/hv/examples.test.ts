@@ -10,6 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
+import { COMPUTE_ANSWER } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -64,6 +65,12 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(out).toContain('hypercall transport: page\n');
     expect(out).toMatch(/^page tables: pt_base=0xffffffff8[0-9a-f]+ nr_pt_frames=5$/m);
     expect(out.endsWith('Goodbye.\n')).toBe(true);
+  });
+
+  it('compute, the workload that also builds as a plain kernel, prints the answer the plain one prints under QEMU', async () => {
+    const { end, out } = await run('compute');
+    expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toContain(COMPUTE_ANSWER);
   });
 
   it('hello sees an initrd', async () => {

@@ -1,0 +1,121 @@
+/*
+ * The plain kernel's boot code: Xen's PVH entry, as QEMU's -kernel and
+ * paravane's full-virtualization modes enter a kernel (the x86 boot
+ * protocol of an ELF with a XEN_ELFNOTE_PHYS32_ENTRY note): 32-bit
+ * protected mode, paging off, flat segments, ebx = the physical address of
+ * struct hvm_start_info. From there to the kit's C code in long mode at
+ * VIRT_BASE: page tables mapping the first GiB twice (identity, and at
+ * VIRT_BASE, with 2 MiB pages), PAE, EFER.LME and NXE, paging, a GDT of
+ * its own, and a jump to the high mapping with a stack of its own.
+ */
+#include <xen/elfnote.h>
+#include <paravane/elfnote-asm.h>
+
+#define VIRT_BASE 0xffffffff80000000
+#define PHYS(x) ((x) - VIRT_BASE)
+#define STACK_SIZE (4 * 4096)
+
+ELFNOTE(XEN_ELFNOTE_GUEST_OS,       .asciz, "paravane-guest-kit-native")
+ELFNOTE(XEN_ELFNOTE_PHYS32_ENTRY,   .quad,  PHYS(pvh_start32))
+
+        .code32
+        .section .text.boot32, "ax", @progbits
+        .globl pvh_start32
+        .type pvh_start32, @function
+pvh_start32:
+        cli
+        cld
+        movl %ebx, %esi                         /* hvm_start_info, kept for C */
+        /* The PD: 512 entries of 2 MiB (P | RW | PS), physical 0 to 1 GiB. */
+        movl $PHYS(boot_pd), %edi
+        xorl %ecx, %ecx
+1:      movl %ecx, %eax
+        shll $21, %eax
+        orl $0x83, %eax
+        movl %eax, (%edi,%ecx,8)
+        movl $0, 4(%edi,%ecx,8)
+        incl %ecx
+        cmpl $512, %ecx
+        jb 1b
+        /* The PDPT's entries 0 (identity) and 510 (VIRT_BASE) point at it; the PML4's 0 and 511 at the PDPT. */
+        movl $PHYS(boot_pd) + 3, %eax
+        movl %eax, PHYS(boot_pdpt)
+        movl %eax, PHYS(boot_pdpt) + 510 * 8
+        movl $PHYS(boot_pdpt) + 3, %eax
+        movl %eax, PHYS(boot_pml4)
+        movl %eax, PHYS(boot_pml4) + 511 * 8
+        /* PAE, the tables, long mode and NX, then paging. */
+        movl %cr4, %eax
+        orl $0x20, %eax
+        movl %eax, %cr4
+        movl $PHYS(boot_pml4), %eax
+        movl %eax, %cr3
+        movl $0xc0000080, %ecx
+        rdmsr
+        orl $0x900, %eax
+        wrmsr
+        movl %cr0, %eax
+        orl $0x80000001, %eax
+        movl %eax, %cr0
+        lgdt PHYS(boot_gdt_desc)
+        ljmp $0x08, $PHYS(start64_low)
+
+        .code64
+start64_low:
+        movl $0x10, %eax
+        movl %eax, %ds
+        movl %eax, %es
+        movl %eax, %ss
+        xorl %eax, %eax
+        movl %eax, %fs
+        movl %eax, %gs
+        movabsq $start64, %rax
+        jmp *%rax
+        .size pvh_start32, . - pvh_start32
+
+        .text
+        .type start64, @function
+start64:
+        leaq boot_stack_top(%rip), %rsp
+        xorl %ebp, %ebp
+        /* .bss (the loader zero-fills it too; a kernel does not rely on that). */
+        leaq __bss_start(%rip), %rdi
+        leaq __bss_end(%rip), %rcx
+        subq %rdi, %rcx
+        xorl %eax, %eax
+        rep stosb
+        movl %esi, %edi
+        call native_start
+2:      hlt
+        jmp 2b
+        .size start64, . - start64
+
+        .section .rodata
+        .balign 16
+boot_gdt:
+        .quad 0
+        .quad 0x00af9a000000ffff                /* 0x08: 64-bit code, DPL 0 */
+        .quad 0x00cf92000000ffff                /* 0x10: data, DPL 0 */
+boot_gdt_end:
+boot_gdt_desc:
+        .word boot_gdt_end - boot_gdt - 1
+        .long PHYS(boot_gdt)
+
+        .section .data.pagetables, "aw", @progbits
+        .balign 4096
+        .globl boot_pml4
+boot_pml4:
+        .fill 512, 8, 0
+boot_pdpt:
+        .fill 512, 8, 0
+        .globl boot_pd
+boot_pd:
+        .fill 512, 8, 0
+
+        .section .bss.boot_stack, "aw", @nobits
+        .balign 16
+boot_stack:
+        .skip STACK_SIZE
+boot_stack_top:
+
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,114 @@
+/*
+ * The kit's platform for a plain (native) kernel, in place of the PV one
+ * (lib/entry.S, start.c, shutdown.c, console.c): the console is the first
+ * serial port (a 16550 at 0x3f8, polled), the end is QEMU's isa-debug-exit
+ * device (port 0xf4: QEMU exits with status 2 * value + 1), then the ACPI
+ * and keyboard-controller power-off and reset a PC answers, then hlt. No
+ * start_info: main() gets NULL. Inputs: none (the boot loader's
+ * hvm_start_info is not read).
+ */
+#include <paravane/guest.h>
+
+#define COM1 0x3f8
+#define DEBUG_EXIT 0xf4
+
+start_info_t *start_info;
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+    asm volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline void outw(uint16_t port, uint16_t v)
+{
+    asm volatile("outw %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+
+    asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static void serial_init(void)
+{
+    outb(COM1 + 1, 0x00);   /* no interrupts */
+    outb(COM1 + 3, 0x80);   /* DLAB: set the divisor */
+    outb(COM1 + 0, 0x01);   /* 115200 baud */
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 3, 0x03);   /* 8N1 */
+    outb(COM1 + 2, 0xc7);   /* FIFOs on, cleared */
+}
+
+static void serial_put(char c)
+{
+    /* Wait for the transmit holding register; give up after a while (no UART there). */
+    for (int spin = 0; spin < 100000 && !(inb(COM1 + 5) & 0x20); spin++)
+        ;
+    outb(COM1, (uint8_t)c);
+}
+
+void console_write(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\n')
+            serial_put('\r');
+        serial_put(s[i]);
+    }
+}
+
+void console_flush(void)
+{
+}
+
+static void put_console(void *ctx, char c)
+{
+    (void)ctx;
+    console_write(&c, 1);
+}
+
+int vprintk(const char *fmt, va_list ap)
+{
+    return vformat(put_console, NULL, fmt, ap);
+}
+
+int printk(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vprintk(fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int printf(const char *fmt, ...) __attribute__((alias("printk")));
+
+void shutdown(unsigned int reason)
+{
+    /* isa-debug-exit: QEMU ends with 2 * value + 1 (1 for a poweroff, 3 for a crash). */
+    outb(DEBUG_EXIT, reason == SHUTDOWN_poweroff ? 0 : 1);
+    /* A PC without it: ACPI S5 at QEMU's PIIX4 and ICH9 PM1a control ports, then a reset. */
+    outw(0x604, 0x2000);
+    outw(0xb004, 0x2000);
+    outb(0x64, 0xfe);
+    for (;;)
+        asm volatile("cli; hlt");
+}
+
+void native_start(uint32_t hvm_start_info)
+{
+    int rc;
+
+    (void)hvm_start_info;
+    serial_init();
+    rc = main(NULL);
+    if (rc != 0) {
+        printk("main returned %d: shutting down with SHUTDOWN_crash\n", rc);
+        shutdown(SHUTDOWN_crash);
+    }
+    shutdown(SHUTDOWN_poweroff);
+}

@@ -1,0 +1,5 @@
+// What the guest kit's workloads print in every mode (PV under paravane,
+// plain kernels under QEMU): the answers tests compare across modes.
+
+/** compute's first line: the sieve's prime count below 2,000,000 and its checksum (computed in JS). */
+export const COMPUTE_ANSWER = 'compute: primes below 2000000: 148933, checksum 0x28eab8f4a96ef7be';
