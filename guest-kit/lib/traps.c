@@ -27,26 +27,6 @@ static unsigned int return_mode = TRAP_RETURN_IRET_HYPERCALL;
 /* The virtual IDT: one entry per vector, then the terminator (address 0). */
 static trap_info_t trap_table[TRAP_VECTORS + 1];
 
-static const char *const names[TRAP_VECTORS] = {
-    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-    "#BR bound range", "#UD invalid opcode", "#NM device not available",
-    "#DF double fault", "coprocessor segment overrun", "#TS invalid TSS",
-    "#NP segment not present", "#SS stack fault", "#GP general protection",
-    "#PF page fault", "reserved vector", "#MF x87 error", "#AC alignment check",
-    "#MC machine check", "#XM SIMD error", "#VE virtualization exception",
-    "#CP control protection", "reserved vector", "reserved vector",
-    "reserved vector", "reserved vector", "reserved vector", "reserved vector",
-    "#HV hypervisor injection", "#VC VMM communication", "#SX security exception",
-    "reserved vector",
-};
-
-const char *trap_name(unsigned int vector)
-{
-    if (vector == TRAP_EVENT_UPCALL)
-        return "event upcall";
-    return vector < TRAP_VECTORS ? names[vector] : "not an exception";
-}
-
 /* Maps the shared_info frame (start_info->shared_info is its machine address) read-write. */
 void shared_info_map(void)
 {
@@ -107,23 +87,6 @@ unsigned long trap_cr2(void)
     if (HYPERVISOR_shared_info == NULL)
         return 0;
     return *(volatile unsigned long *)&HYPERVISOR_shared_info->vcpu_info[0].arch.cr2;
-}
-
-void trap_default_handler(struct trap_frame *f)
-{
-    printk("trap: %s (vector %lu), error code %#lx, at rip %#lx", trap_name(f->vector),
-           f->vector, f->error_code, f->rip);
-    if (f->vector == TRAP_PF)
-        printk(", cr2 %#lx", trap_cr2());
-    printk("\n");
-    printk("trap: rax %016lx rbx %016lx rcx %016lx rdx %016lx\n", f->rax, f->rbx, f->rcx, f->rdx);
-    printk("trap: rsi %016lx rdi %016lx rbp %016lx rsp %016lx\n", f->rsi, f->rdi, f->rbp, f->rsp);
-    printk("trap: r8  %016lx r9  %016lx r10 %016lx r11 %016lx\n", f->r8, f->r9, f->r10, f->r11);
-    printk("trap: r12 %016lx r13 %016lx r14 %016lx r15 %016lx\n", f->r12, f->r13, f->r14, f->r15);
-    printk("trap: cs %#x (saved event mask %u) ss %#lx rflags %#lx\n", TRAP_CS_SELECTOR(f->cs),
-           TRAP_CS_SAVED_MASK(f->cs), f->ss, f->rflags);
-    printk("trap: no handler for vector %lu: shutting down with SHUTDOWN_crash\n", f->vector);
-    shutdown(SHUTDOWN_crash);
 }
 
 /* How traps-entry.S resumes f: TRAP_RETURN_IRETQ only for a frame from guest kernel mode (cs RPL 0). */

@@ -8,6 +8,7 @@
  * hvm_start_info is not read).
  */
 #include <paravane/guest.h>
+#include <paravane/platform.h>
 
 #define COM1 0x3f8
 #define DEBUG_EXIT 0xf4
@@ -111,4 +112,14 @@ void native_start(uint32_t hvm_start_info)
         shutdown(SHUTDOWN_crash);
     }
     shutdown(SHUTDOWN_poweroff);
+}
+
+const char *platform_name(void)
+{
+    return "native";
+}
+
+long platform_io_init(void)
+{
+    return 0;
 }

@@ -1,9 +1,8 @@
-// One workload source, two kernels: the guest kit's compute example builds
-// as a Xen PV kernel (compute.elf) and as a plain kernel with Xen's PVH
-// entry (compute-native.elf, PLATFORM=native). The plain one boots under
-// QEMU's emulator, as QEMU's -kernel boots a PVH kernel, and prints the
-// answer the PV one prints under paravane (test/hv/examples.test.ts, on
-// KVM). Needs qemu-system-x86_64 (Debian's qemu-system-x86, which .ci/run
+// One workload source, two kernels: the guest kit's compute and nano
+// examples build as Xen PV kernels and as plain kernels with Xen's PVH
+// entry (*-native.elf, PLATFORM=native). The plain ones boot under QEMU's
+// emulator, as QEMU's -kernel boots a PVH kernel, and print the answers
+// the PV ones print under paravane (test/hv/examples.test.ts, on KVM). Needs qemu-system-x86_64 (Debian's qemu-system-x86, which .ci/run
 // installs); skipped with the reason where it is missing, failing in CI.
 
 import { describe, expect, it } from 'vitest';
@@ -11,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { COMPUTE_ANSWER } from '../support/workloads.js';
+import { COMPUTE_ANSWER, NANO_HANDLED } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -43,14 +42,27 @@ describe('the guest kit\'s plain-kernel build', () => {
     for (const o of loads) expect(Number(elf.readBigUInt64LE(o + 24))).toBeGreaterThanOrEqual(0x100000); // p_paddr
   });
 
-  it.skipIf(!haveQemu)('boots under QEMU\'s emulator with -kernel, prints the answer, and powers off', () => {
-    built('compute-native.elf');
-    const r = spawnSync(QEMU, ['-accel', 'tcg', '-m', '64', '-nographic', '-no-reboot', '-kernel', path.join(GUESTS, 'compute-native.elf'),
+  /** Boots a plain kernel under QEMU's emulator; its console and exit status (isa-debug-exit: 2 * value + 1, the kit writes 0 for a poweroff). */
+  function qemu(name: string): { out: string; status: number | null } {
+    built(name);
+    const r = spawnSync(QEMU, ['-accel', 'tcg', '-m', '64', '-nographic', '-no-reboot', '-kernel', path.join(GUESTS, name),
       '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04'], { encoding: 'latin1', timeout: 120_000, input: '' });
     expect(r.error).toBeUndefined();
-    expect(r.stdout).toContain(COMPUTE_ANSWER);
-    expect(r.stdout).toMatch(/compute: \d+ cycles/);
-    // isa-debug-exit: QEMU's status is 2 * value + 1; the kit writes 0 for a poweroff.
-    expect(r.status, r.stdout.slice(-2000)).toBe(1);
+    return { out: r.stdout, status: r.status };
+  }
+
+  it.skipIf(!haveQemu)('boots compute under QEMU\'s emulator with -kernel: the answer, and a poweroff', () => {
+    const { out, status } = qemu('compute-native.elf');
+    expect(out).toContain(COMPUTE_ANSWER);
+    expect(out).toMatch(/compute: \d+ cycles/);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots nano: its own IDT takes every divide error and int3, port reads and calls are timed', () => {
+    const { out, status } = qemu('nano-native.elf');
+    expect(out).toContain('nano: platform native');
+    for (const op of ['call/ret', 'in', 'divide error', 'int3']) expect(out).toMatch(new RegExp(`nano: ${op.replace('/', '\\/')} \\d+ cycles per op \\(2000 ops\\)`));
+    expect(out).toContain(NANO_HANDLED);
+    expect(status, out.slice(-2000)).toBe(1);
   });
 });

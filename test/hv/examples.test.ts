@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { COMPUTE_ANSWER } from '../support/workloads.js';
+import { COMPUTE_ANSWER, NANO_HANDLED } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -71,6 +71,13 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     const { end, out } = await run('compute');
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain(COMPUTE_ANSWER);
+  });
+
+  it('nano, built for both kernels, takes every divide error and int3 in its handlers and reads ports under the virtual IOPL', async () => {
+    const { end, out } = await run('nano');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toContain('nano: platform pv');
+    expect(out).toContain(NANO_HANDLED);
   });
 
   it('hello sees an initrd', async () => {

@@ -3,3 +3,6 @@
 
 /** compute's first line: the sieve's prime count below 2,000,000 and its checksum (computed in JS). */
 export const COMPUTE_ANSWER = 'compute: primes below 2000000: 148933, checksum 0x28eab8f4a96ef7be';
+
+/** nano's check that every divide error and int3 (2000 of each) reached the kernel's handler. */
+export const NANO_HANDLED = 'nano: 4000 faults handled';

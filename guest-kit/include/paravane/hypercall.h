@@ -203,6 +203,12 @@ __hc_inline long HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type)
     return _hypercall2(__HYPERVISOR_vm_assist, cmd, type);
 }
 
+/* physdev_op: PHYSDEVOP_* sub-command; arg is its structure (set_iopl: the virtual IOPL). */
+__hc_inline long HYPERVISOR_physdev_op(unsigned int cmd, void *arg)
+{
+    return _hypercall2(__HYPERVISOR_physdev_op, cmd, (unsigned long)arg);
+}
+
 /* memory_op: XENMEM_* sub-command; arg is its IN/OUT structure. */
 __hc_inline long HYPERVISOR_memory_op(unsigned int cmd, void *arg)
 {
