@@ -10,6 +10,8 @@ import { formatTimeBench, runTimeBench } from './time.js';
 import { formatTrapBench, runTrapBench } from './trap.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
 import { formatLinuxBench, runLinuxBench } from './linux.js';
+import { formatPvfv, pvfvModes, runPvfvBench } from './pvfv.js';
+import { spawnSync } from 'node:child_process';
 import { EngineUnavailableError } from '../engine/errors.js';
 
 const program = new Command()
@@ -121,6 +123,19 @@ program
   .action(async (o: { kernel?: string; initrd?: string; memory: number; runs: number; limit: number; kvm: string; json?: boolean }) => {
     const r = await runLinuxBench({ kernel: o.kernel, initrd: o.initrd, memoryMiB: o.memory, runs: o.runs, limitSeconds: o.limit, kvm: o.kvm });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatLinuxBench(r));
+  });
+
+program
+  .command('pvfv')
+  .description('the guest kit\'s workloads (compute, nano) as a PV kernel under paravane and as a plain kernel under QEMU TCG and QEMU KVM, side by side')
+  .option('--runs <n>', 'runs of each workload in each mode, alternating (medians reported)', positive, 3)
+  .option('--limit <seconds>', 'time limit of one run', positive, 60)
+  .option('--kvm <path>', 'KVM device', '/dev/kvm')
+  .option('--json', 'print JSON')
+  .action(async (o: { runs: number; limit: number; kvm: string; json?: boolean }) => {
+    const haveQemu = spawnSync('sh', ['-c', 'command -v qemu-system-x86_64']).status === 0;
+    const r = await runPvfvBench({ runs: o.runs, limitSeconds: o.limit, kvm: o.kvm }, pvfvModes(o, haveQemu));
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatPvfv(r));
   });
 
 try {

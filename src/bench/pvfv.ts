@@ -1,0 +1,168 @@
+// `npm run bench -- pvfv`: the guest kit's workloads that build as both a
+// PV kernel and a plain one (compute, nano: docs/guest-kit.md), run in
+// every mode this host offers: the PV kernel under paravane (`paravane
+// run`, on KVM), and the plain kernel under QEMU's emulator (TCG) and QEMU
+// with KVM, where qemu-system-x86_64 is installed. Each workload times
+// itself with the TSC and prints its figures; each mode runs each
+// workload `runs` times, alternating, and the medians are printed side by
+// side with their ratio to PV. A mode that cannot run here says why.
+
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median } from './stats.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const GUESTS = path.join(ROOT, 'build/guests');
+const CLI = path.join(ROOT, 'dist/cli/main.js');
+const QEMU = 'qemu-system-x86_64';
+
+/** The workloads, by the name of their kit example (PV: <name>.elf; plain: <name>-native.elf). */
+export const PVFV_WORKLOADS = ['compute', 'nano'] as const;
+
+export interface PvfvOptions {
+  runs: number;
+  /** The limit for one run, seconds. */
+  limitSeconds: number;
+  kvm: string;
+}
+
+/** One way to run a workload: a command, and the exit status that means it powered off. */
+export interface Mode {
+  name: string;
+  /** What it is, for the table's legend. */
+  what: string;
+  command: (workload: string) => [string, string[]];
+  poweroffStatus: number;
+  skipped?: string;
+}
+
+export interface ModeResult {
+  name: string;
+  what: string;
+  skipped?: string;
+  /** Why a run failed (the mode's remaining runs are not made). */
+  problem?: string;
+  /** Median cycles by measure ("compute", "nano divide error", ...). */
+  cycles: Record<string, number>;
+  runs: number;
+}
+
+export interface PvfvResult {
+  runs: number;
+  modes: ModeResult[];
+}
+
+/**
+ * The figures a workload printed: "compute: N cycles" and "nano: <op> N
+ * cycles per op", by measure. Console noise before the workload's own text
+ * on a line (firmware output on a serial console) and \r are ignored.
+ */
+export function parseCycles(out: string): Record<string, number> {
+  const found: Record<string, number> = {};
+  for (const raw of out.split('\n')) {
+    const line = raw.replace(/\r$/, '');
+    const at = Math.max(line.indexOf('compute: '), line.indexOf('nano: '));
+    if (at < 0) continue;
+    const text = line.slice(at);
+    let m = /^compute: (\d+) cycles$/.exec(text);
+    if (m) found.compute = Number(m[1]);
+    m = /^nano: (.+?) (\d+) cycles per op/.exec(text);
+    if (m) found[`nano ${m[1]}`] = Number(m[2]);
+  }
+  return found;
+}
+
+export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[] {
+  const haveKvm = fs.existsSync(o.kvm);
+  const noQemu = `${QEMU} is not installed (Debian: qemu-system-x86)`;
+  const qemu = (accel: string) => (w: string): [string, string[]] => [QEMU, ['-accel', accel, '-m', '64', '-nographic', '-no-reboot',
+    '-kernel', path.join(GUESTS, `${w}-native.elf`), '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', ...(accel === 'kvm' ? ['-cpu', 'host'] : [])]];
+  return [
+    {
+      name: 'pv', what: 'the PV kernel under paravane (KVM, guest kernel at CPL 3, hypercalls)',
+      command: (w) => [process.execPath, [CLI, 'run', path.join(GUESTS, `${w}.elf`), '--kvm', o.kvm]], poweroffStatus: 0,
+      skipped: haveKvm ? undefined : `no ${o.kvm}`,
+    },
+    {
+      name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), poweroffStatus: 1,
+      skipped: haveQemu ? undefined : noQemu,
+    },
+    {
+      name: 'qemu-kvm', what: 'the plain kernel under QEMU with KVM (hardware-assisted full virtualization)', command: qemu('kvm'), poweroffStatus: 1,
+      skipped: !haveQemu ? noQemu : haveKvm ? undefined : `no ${o.kvm}`,
+    },
+  ];
+}
+
+/** Runs one command to its end (killed at the limit); its output and status, or why it failed. */
+function runOnce(cmd: string, args: string[], limitMs: number): Promise<{ out: string; status: number | null; error?: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: limitMs, killSignal: 'SIGKILL', encoding: 'latin1', maxBuffer: 16 << 20 }, (e, stdout, stderr) => {
+      const err = e as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean }) | null;
+      if (err && typeof err.code !== 'number' && !err.killed) {
+        resolve({ out: stdout, status: null, error: `${path.basename(cmd)} could not be run: ${err.message}` });
+        return;
+      }
+      if (err?.killed) {
+        resolve({ out: stdout, status: null, error: `no end within ${limitMs / 1000} s` });
+        return;
+      }
+      resolve({ out: stdout + stderr, status: err ? Number(err.code) : 0 });
+    });
+  });
+}
+
+export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvResult> {
+  for (const w of PVFV_WORKLOADS) {
+    for (const f of [`${w}.elf`, `${w}-native.elf`]) {
+      if (!fs.existsSync(path.join(GUESTS, f))) throw new Error(`${path.join(GUESTS, f)} is missing: run \`npm run build\``);
+    }
+  }
+  const samples = modes.map(() => new Map<string, number[]>());
+  const problems: Array<string | undefined> = modes.map(() => undefined);
+  for (let run = 0; run < o.runs; run++) {
+    for (const [i, mode] of modes.entries()) {
+      if (mode.skipped || problems[i]) continue;
+      for (const w of PVFV_WORKLOADS) {
+        const [cmd, args] = mode.command(w);
+        const r = await runOnce(cmd, args, o.limitSeconds * 1000);
+        const figures = parseCycles(r.out);
+        if (r.error || r.status !== mode.poweroffStatus || Object.keys(figures).length === 0) {
+          problems[i] = `${w}: ${r.error ?? `ended with status ${r.status}, not a poweroff`}: ${r.out.trim().split('\n').slice(-1)[0] ?? ''}`;
+          break;
+        }
+        for (const [k, v] of Object.entries(figures)) samples[i]!.set(k, [...(samples[i]!.get(k) ?? []), v]);
+      }
+    }
+  }
+  return {
+    runs: o.runs,
+    modes: modes.map((m, i) => ({
+      name: m.name, what: m.what, skipped: m.skipped, problem: problems[i], runs: o.runs,
+      cycles: problems[i] ? {} : Object.fromEntries([...samples[i]!].map(([k, v]) => [k, median(v)])),
+    })),
+  };
+}
+
+export function formatPvfv(r: PvfvResult): string {
+  const measures = [...new Set(r.modes.flatMap((m) => Object.keys(m.cycles)))];
+  const pv = r.modes.find((m) => m.name === 'pv');
+  const ran = r.modes.filter((m) => !m.skipped && !m.problem);
+  const lines = [`PV against full virtualization: the guest kit's workloads, TSC cycles (medians of ${r.runs} runs; x: against pv)`];
+  for (const m of r.modes) lines.push(`  ${m.name.padEnd(9)} ${m.what}${m.skipped ? `: not run (${m.skipped})` : m.problem ? `: failed (${m.problem})` : ''}`);
+  lines.push(`  ${'measure'.padEnd(22)}${ran.map((m) => m.name.padStart(22)).join('')}`);
+  for (const k of measures) {
+    const cells = ran.map((m) => {
+      const v = m.cycles[k];
+      if (v === undefined) return '-'.padStart(22);
+      const base = pv?.cycles[k];
+      const ratio = m !== pv && base ? ` (${(v / base).toFixed(2)}x)` : '';
+      return `${v}${ratio}`.padStart(22);
+    });
+    lines.push(`  ${k.padEnd(22)}${cells.join('')}`);
+  }
+  if (!measures.length) lines.push('  (no mode ran here)');
+  return lines.join('\n') + '\n';
+}

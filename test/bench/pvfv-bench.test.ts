@@ -1,0 +1,40 @@
+// The PV-against-full-virtualization benchmark's harness (src/bench/pvfv.ts)
+// on stand-in modes (node scripts printing what the workloads print): the
+// figures parsed from a console with firmware noise, medians per mode,
+// ratios against PV, and the modes that cannot run or fail saying why. No
+// timing is asserted.
+
+import { describe, expect, it } from 'vitest';
+import { formatPvfv, parseCycles, runPvfvBench, type Mode } from '../../src/bench/pvfv.js';
+
+describe('parseCycles', () => {
+  it('takes the workloads\' figures from a serial console, firmware text and \\r included', () => {
+    const out = 'SeaBIOS\r\nBooting from ROM..compute: primes below 2000000: 148933, checksum 0x1\r\ncompute: 58652412 cycles\r\n'
+      + 'nano: platform native\r\nnano: call/ret 49 cycles per op (2000 ops)\r\nnano: divide error 1249 cycles per op (2000 ops)\r\nnano: 4000 faults handled\r\n';
+    expect(parseCycles(out)).toEqual({ compute: 58652412, 'nano call/ret': 49, 'nano divide error': 1249 });
+  });
+});
+
+describe('runPvfvBench', () => {
+  /** A stand-in mode: prints figures scaled by `k` for each workload and exits with `status`. */
+  const standIn = (name: string, k: number, status = 0, skipped?: string): Mode => ({
+    name, what: `stand-in ${name}`, poweroffStatus: 0, skipped,
+    command: (w) => [process.execPath, ['-e', w === 'compute'
+      ? `console.log('compute: ${100 * k} cycles'); process.exit(${status})`
+      : `console.log('nano: call/ret ${10 * k} cycles per op (2000 ops)'); process.exit(${status})`]],
+  });
+
+  it('runs every workload in every mode that can run, and prints medians with their ratio to PV', async () => {
+    const r = await runPvfvBench({ runs: 2, limitSeconds: 30, kvm: '/dev/kvm' },
+      [standIn('pv', 1), standIn('qemu-tcg', 3), standIn('qemu-kvm', 2, 0, 'no /dev/kvm'), standIn('broken', 1, 3)]);
+    expect(r.modes[0]!.cycles).toEqual({ compute: 100, 'nano call/ret': 10 });
+    expect(r.modes[1]!.cycles).toEqual({ compute: 300, 'nano call/ret': 30 });
+    expect(r.modes[2]!.skipped).toBe('no /dev/kvm');
+    expect(r.modes[3]!.problem).toMatch(/^compute: ended with status 3, not a poweroff/);
+    const text = formatPvfv(r);
+    expect(text).toMatch(/compute +100 +300 \(3\.00x\)/);
+    expect(text).toMatch(/nano call\/ret +10 +30 \(3\.00x\)/);
+    expect(text).toContain('qemu-kvm  stand-in qemu-kvm: not run (no /dev/kvm)');
+    expect(text).toContain('broken    stand-in broken: failed (compute: ended with status 3, not a poweroff');
+  });
+});
