@@ -123,3 +123,43 @@ long platform_io_init(void)
 {
     return 0;
 }
+
+/* The boot page directory (entry-pvh.S): 2 MiB pages over the first GiB, at identity and at VIRT_BASE. */
+extern uint64_t boot_pd[512];
+static uint64_t region_pt[512] __attribute__((aligned(4096)));
+
+#define NATIVE_VIRT_BASE 0xffffffff80000000UL
+#define NATIVE_PHYS(va) ((uint64_t)(unsigned long)(va) - NATIVE_VIRT_BASE)
+
+long platform_region_init(void)
+{
+    /* The region's 2 MiB in the boot page directory becomes a page table of its own (P | RW). */
+    boot_pd[(PLATFORM_REGION_VA >> 21) & 511] = NATIVE_PHYS(region_pt) | 3;
+    asm volatile("invlpg (%0)" : : "r"(PLATFORM_REGION_VA) : "memory");
+    return 0;
+}
+
+uint64_t platform_pte(const void *va, int writable)
+{
+    /* P | A (| RW | D), NX. */
+    return (NATIVE_PHYS(va) & ~0xfffULL) | (writable ? 0x63ULL : 0x21ULL) | (1ULL << 63);
+}
+
+long platform_region_set(unsigned int i, uint64_t pte)
+{
+    unsigned long va = PLATFORM_REGION_VA + ((unsigned long)i << 12);
+
+    *(volatile uint64_t *)&region_pt[i] = pte;
+    asm volatile("invlpg (%0)" : : "r"(va) : "memory");
+    return 0;
+}
+
+long platform_region_set_all(const uint64_t *ptes, unsigned int n)
+{
+    unsigned long cr3;
+
+    for (unsigned int i = 0; i < n; i++)
+        *(volatile uint64_t *)&region_pt[i] = ptes[i];
+    asm volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+    return 0;
+}

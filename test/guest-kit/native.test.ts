@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { COMPUTE_ANSWER, NANO_HANDLED } from '../support/workloads.js';
+import { COMPUTE_ANSWER, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -63,6 +63,15 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(out).toContain('nano: platform native');
     for (const op of ['call/ret', 'in', 'divide error', 'int3']) expect(out).toMatch(new RegExp(`nano: ${op.replace('/', '\\/')} \\d+ cycles per op \\(2000 ops\\)`));
     expect(out).toContain(NANO_HANDLED);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots ptemod: a page table of its own rewritten singly and batched, every update seen through it', () => {
+    const { out, status } = qemu('ptemod-native.elf');
+    expect(out).toContain('ptemod: platform native');
+    expect(out).toMatch(/ptemod: single \d+ cycles per entry \(4096 entries\)/);
+    expect(out).toMatch(/ptemod: batch \d+ cycles per entry \(4096 entries\)/);
+    expect(out).toContain(PTEMOD_CHECKSUM);
     expect(status, out.slice(-2000)).toBe(1);
   });
 });

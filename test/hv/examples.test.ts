@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { COMPUTE_ANSWER, NANO_HANDLED } from '../support/workloads.js';
+import { COMPUTE_ANSWER, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -78,6 +78,13 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('nano: platform pv');
     expect(out).toContain(NANO_HANDLED);
+  });
+
+  it('ptemod, built for both kernels, rewrites a page table of its own by update_va_mapping and by one batched mmu_update', async () => {
+    const { end, out } = await run('ptemod');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toContain('ptemod: platform pv');
+    expect(out).toContain(PTEMOD_CHECKSUM);
   });
 
   it('hello sees an initrd', async () => {

@@ -35,4 +35,27 @@ static inline uint8_t platform_inb(uint16_t port)
     return v;
 }
 
+/*
+ * A region of 512 page slots (2 MiB at PLATFORM_REGION_VA, unmapped at
+ * boot) in a page table of its own, whose entries a workload rewrites:
+ * the page-table updates each mode makes cost differently. PV: an L1 of
+ * the kit's pages, hooked into the bootstrap L2 by mmu_update (the
+ * hypervisor validates every entry); native: a page table of its own in
+ * the boot page directory, written with plain stores.
+ */
+#define PLATFORM_REGION_VA (0xffffffff80000000UL + (512UL << 20))
+#define PLATFORM_REGION_SLOTS 512u
+
+/* Sets the region up (once). 0, or the hypercall's error. */
+long platform_region_init(void);
+
+/* The entry that maps the kernel's page at va, read-only or read-write (never executable). */
+uint64_t platform_pte(const void *va, int writable);
+
+/* Writes slot i's entry and drops its old translation: PV one update_va_mapping with INVLPG; native a store and invlpg. */
+long platform_region_set(unsigned int i, uint64_t pte);
+
+/* Writes slots 0 to n-1, then drops the old translations: PV one batched mmu_update and one TLB flush; native n stores and a CR3 reload. */
+long platform_region_set_all(const uint64_t *ptes, unsigned int n);
+
 #endif /* __PARAVANE_PLATFORM_H__ */
