@@ -11,6 +11,8 @@ import { formatTrapBench, runTrapBench } from './trap.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
 import { formatLinuxBench, runLinuxBench } from './linux.js';
 import { formatPvfv, pvfvModes, runPvfvBench } from './pvfv.js';
+import { describeHost, pvfvReport } from './pvfv-report.js';
+import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { EngineUnavailableError } from '../engine/errors.js';
 
@@ -131,11 +133,16 @@ program
   .option('--runs <n>', 'runs of each workload in each mode, alternating (medians reported)', positive, 3)
   .option('--limit <seconds>', 'time limit of one run', positive, 60)
   .option('--kvm <path>', 'KVM device', '/dev/kvm')
+  .option('--report <file>', 'also write the results as a self-contained HTML page with a chart per workload')
   .option('--json', 'print JSON')
-  .action(async (o: { runs: number; limit: number; kvm: string; json?: boolean }) => {
+  .action(async (o: { runs: number; limit: number; kvm: string; report?: string; json?: boolean }) => {
     const haveQemu = spawnSync('sh', ['-c', 'command -v qemu-system-x86_64']).status === 0;
     const r = await runPvfvBench({ runs: o.runs, limitSeconds: o.limit, kvm: o.kvm }, pvfvModes(o, haveQemu));
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatPvfv(r));
+    if (o.report) {
+      fs.writeFileSync(o.report, pvfvReport(r, describeHost(fs.existsSync(o.kvm) ? o.kvm : 'none (no /dev/kvm)')));
+      process.stderr.write(`paravane bench: the report is in ${o.report}\n`);
+    }
   });
 
 try {
