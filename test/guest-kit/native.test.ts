@@ -66,11 +66,12 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(status, out.slice(-2000)).toBe(1);
   });
 
-  it.skipIf(!haveQemu)('boots ptemod: a page table of its own rewritten singly and batched, every update seen through it', () => {
+  it.skipIf(!haveQemu)('boots ptemod: a page table of its own rewritten singly and batched, then filled by demand faults, every update seen through it', () => {
     const { out, status } = qemu('ptemod-native.elf');
     expect(out).toContain('ptemod: platform native');
     expect(out).toMatch(/ptemod: single \d+ cycles per entry \(4096 entries\)/);
     expect(out).toMatch(/ptemod: batch \d+ cycles per entry \(4096 entries\)/);
+    expect(out).toMatch(/ptemod: demand fault \d+ cycles per entry \(512 entries\)/);
     expect(out).toContain(PTEMOD_CHECKSUM);
     expect(status, out.slice(-2000)).toBe(1);
   });

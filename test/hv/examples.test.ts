@@ -80,7 +80,7 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(out).toContain(NANO_HANDLED);
   });
 
-  it('ptemod, built for both kernels, rewrites a page table of its own by update_va_mapping and by one batched mmu_update', async () => {
+  it('ptemod, built for both kernels, rewrites a page table of its own by update_va_mapping and by one batched mmu_update, then by demand faults', async () => {
     const { end, out } = await run('ptemod');
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('ptemod: platform pv');
