@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { COMPUTE_ANSWER, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -73,6 +73,13 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(out).toMatch(/ptemod: batch \d+ cycles per entry \(4096 entries\)/);
     expect(out).toMatch(/ptemod: demand fault \d+ cycles per entry \(512 entries\)/);
     expect(out).toContain(PTEMOD_CHECKSUM);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots conio: its 64 lines reach the serial console whole, and the cost per character', () => {
+    const { out, status } = qemu('conio-native.elf');
+    expect(out.split(CONIO_LINE).length - 1).toBe(64);
+    expect(out).toMatch(/conio: \d+ cycles per char \(4096 chars\)/);
     expect(status, out.slice(-2000)).toBe(1);
   });
 });

@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { COMPUTE_ANSWER, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -85,6 +85,13 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('ptemod: platform pv');
     expect(out).toContain(PTEMOD_CHECKSUM);
+  });
+
+  it('conio, built for both kernels, writes its 64 lines whole through console_io', async () => {
+    const { end, out } = await run('conio');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out.split(`${CONIO_LINE}\n`).length - 1).toBe(64);
+    expect(out).toMatch(/conio: \d+ cycles per char \(4096 chars\)/);
   });
 
   it('hello sees an initrd', async () => {

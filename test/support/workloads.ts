@@ -9,3 +9,6 @@ export const NANO_HANDLED = 'nano: 4000 faults handled';
 
 /** ptemod's check: 17 reads of the 512 slots (8 rounds of single and of batched updates, then demand faults), each 256 x 1 + 256 x 2. */
 export const PTEMOD_CHECKSUM = 'ptemod: checksum 13056';
+
+/** Each of conio's 64 lines: 63 letters of the alphabet, round and round. */
+export const CONIO_LINE = 'abcdefghijklmnopqrstuvwxyz'.repeat(3).slice(0, 63);
