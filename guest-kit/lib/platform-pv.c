@@ -69,3 +69,65 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
         mmu_flush(NULL);
     return rc == 0 ? mmu_tlb_flush() : rc;
 }
+
+/* The address space's tables (pages of the kit's, allocated once) and the base pointer to go back to. */
+static uint64_t *as_l4, *as_l3, *as_l2, *as_l1;
+static xen_pfn_t as_home;
+
+long platform_aspace_create(const void *const *pages, unsigned int n)
+{
+    uint64_t *boot_l4 = (uint64_t *)start_info->pt_base;
+    long rc;
+
+    if (as_l4 == NULL) {
+        as_l4 = mmu_alloc_page();
+        as_l3 = mmu_alloc_page();
+        as_l2 = mmu_alloc_page();
+        as_l1 = mmu_alloc_page();
+        if (as_l4 == NULL || as_l3 == NULL || as_l2 == NULL || as_l1 == NULL)
+            return -XEN_ENOMEM;
+    }
+    for (unsigned int i = 0; i < PAGETABLE_ENTRIES; i++) {
+        /* The hypervisor fills its own slots when the L4 is validated. */
+        as_l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
+        as_l3[i] = as_l2[i] = 0;
+        as_l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
+    }
+    as_l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(as_l3), PTE_TABLE);
+    as_l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(as_l2), PTE_TABLE);
+    as_l2[pt_index(PLATFORM_WINDOW_VA, 2)] = pte_make(virt_to_mfn(as_l1), PTE_TABLE);
+    rc = mmu_set_readonly(as_l1);
+    if (rc == 0)
+        rc = mmu_set_readonly(as_l2);
+    if (rc == 0)
+        rc = mmu_set_readonly(as_l3);
+    if (rc == 0)
+        rc = mmu_set_readonly(as_l4);
+    return rc == 0 ? mmu_pin(4, virt_to_mfn(as_l4)) : rc;
+}
+
+long platform_aspace_enter(void)
+{
+    as_home = mmu_current_base();
+    return mmu_new_baseptr(virt_to_mfn(as_l4));
+}
+
+long platform_aspace_leave(void)
+{
+    return mmu_new_baseptr(as_home);
+}
+
+long platform_aspace_destroy(void)
+{
+    long rc = mmu_unpin(virt_to_mfn(as_l4));
+
+    if (rc == 0)
+        rc = mmu_set_writable(as_l4);
+    if (rc == 0)
+        rc = mmu_set_writable(as_l3);
+    if (rc == 0)
+        rc = mmu_set_writable(as_l2);
+    if (rc == 0)
+        rc = mmu_set_writable(as_l1);
+    return rc;
+}

@@ -12,8 +12,10 @@ describe('parseCycles', () => {
     const out = 'SeaBIOS\r\nBooting from ROM..compute: primes below 2000000: 148933, checksum 0x1\r\ncompute: 58652412 cycles\r\n'
       + 'nano: platform native\r\nnano: call/ret 49 cycles per op (2000 ops)\r\nnano: divide error 1249 cycles per op (2000 ops)\r\nnano: 4000 faults handled\r\n'
       + 'ptemod: single 290 cycles per entry (4096 entries)\r\nptemod: batch 52 cycles per entry (4096 entries)\r\nptemod: checksum 12288\r\n'
-      + 'conio: platform native\r\nabcdefghijklmnopqrstuvwxyzabcdefghijk\r\nconio: 17970 cycles per char (4096 chars)\r\n';
-    expect(parseCycles(out)).toEqual({ compute: 58652412, 'nano call/ret': 49, 'nano divide error': 1249, 'ptemod single': 290, 'ptemod batch': 52, conio: 17970 });
+      + 'conio: platform native\r\nabcdefghijklmnopqrstuvwxyzabcdefghijk\r\nconio: 17970 cycles per char (4096 chars)\r\n'
+      + 'aspace: create-enter-destroy 21748 cycles per round (64 rounds)\r\naspace: checksum 73984\r\n';
+    expect(parseCycles(out)).toEqual({ compute: 58652412, 'nano call/ret': 49, 'nano divide error': 1249, 'ptemod single': 290, 'ptemod batch': 52,
+      conio: 17970, 'aspace create-enter-destroy': 21748 });
   });
 });
 

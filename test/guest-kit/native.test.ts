@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -73,6 +73,13 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(out).toMatch(/ptemod: batch \d+ cycles per entry \(4096 entries\)/);
     expect(out).toMatch(/ptemod: demand fault \d+ cycles per entry \(512 entries\)/);
     expect(out).toContain(PTEMOD_CHECKSUM);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots aspace: 64 address spaces built, entered, read through and taken apart', () => {
+    const { out, status } = qemu('aspace-native.elf');
+    expect(out).toMatch(/aspace: create-enter-destroy \d+ cycles per round \(64 rounds\)/);
+    expect(out).toContain(ASPACE_CHECKSUM);
     expect(status, out.slice(-2000)).toBe(1);
   });
 

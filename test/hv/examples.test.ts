@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -92,6 +92,13 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out.split(`${CONIO_LINE}\n`).length - 1).toBe(64);
     expect(out).toMatch(/conio: \d+ cycles per char \(4096 chars\)/);
+  });
+
+  it('aspace, built for both kernels, builds, pins, enters, leaves and unpins 64 address spaces', async () => {
+    const { end, out } = await run('aspace');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toContain('aspace: platform pv');
+    expect(out).toContain(ASPACE_CHECKSUM);
   });
 
   it('hello sees an initrd', async () => {

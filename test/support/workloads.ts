@@ -12,3 +12,6 @@ export const PTEMOD_CHECKSUM = 'ptemod: checksum 13056';
 
 /** Each of conio's 64 lines: 63 letters of the alphabet, round and round. */
 export const CONIO_LINE = 'abcdefghijklmnopqrstuvwxyz'.repeat(3).slice(0, 63);
+
+/** aspace's check: 64 rounds reading 16 pages through the window, page k of round r being (k + r) mod 16 + 1, weighted by k + 1. */
+export const ASPACE_CHECKSUM = 'aspace: checksum 73984';

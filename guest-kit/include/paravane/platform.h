@@ -58,4 +58,22 @@ long platform_region_set(unsigned int i, uint64_t pte);
 /* Writes slots 0 to n-1, then drops the old translations: PV one batched mmu_update and one TLB flush; native n stores and a CR3 reload. */
 long platform_region_set_all(const uint64_t *ptes, unsigned int n);
 
+/*
+ * An address space of the workload's own, as a fork builds one: the
+ * kernel's mappings, and a window at PLATFORM_WINDOW_VA mapping up to 512
+ * of the kernel's pages read-only. PV: four of the kit's pages filled with
+ * stores, made read-only and pinned (the hypervisor validates them), the
+ * base pointer switched by mmuext_op, and unpinned and made writable again
+ * to destroy; native: four page tables written with stores and CR3 loads.
+ */
+#define PLATFORM_WINDOW_VA 0x0000100000000000UL
+
+/* Builds it over pages[0..n-1] (n <= 512). 0, or the hypercall's error. */
+long platform_aspace_create(const void *const *pages, unsigned int n);
+/* Switches to it, and back to the boot tables. */
+long platform_aspace_enter(void);
+long platform_aspace_leave(void);
+/* Takes it apart (after leave), so that it can be built again. */
+long platform_aspace_destroy(void);
+
 #endif /* __PARAVANE_PLATFORM_H__ */
