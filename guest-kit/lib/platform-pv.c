@@ -70,64 +70,75 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
     return rc == 0 ? mmu_tlb_flush() : rc;
 }
 
-/* The address space's tables (pages of the kit's, allocated once) and the base pointer to go back to. */
-static uint64_t *as_l4, *as_l3, *as_l2, *as_l1;
+/* Each address space's tables (pages of the kit's, allocated once), and the base pointer to go back to. */
+static struct { uint64_t *l4, *l3, *l2, *l1; } as[PLATFORM_ASPACES];
 static xen_pfn_t as_home;
 
-long platform_aspace_create(const void *const *pages, unsigned int n)
+long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n)
 {
     uint64_t *boot_l4 = (uint64_t *)start_info->pt_base;
     long rc;
 
-    if (as_l4 == NULL) {
-        as_l4 = mmu_alloc_page();
-        as_l3 = mmu_alloc_page();
-        as_l2 = mmu_alloc_page();
-        as_l1 = mmu_alloc_page();
-        if (as_l4 == NULL || as_l3 == NULL || as_l2 == NULL || as_l1 == NULL)
+    if (id >= PLATFORM_ASPACES || n > PAGETABLE_ENTRIES)
+        return -XEN_EINVAL;
+    if (as[id].l4 == NULL) {
+        as[id].l4 = mmu_alloc_page();
+        as[id].l3 = mmu_alloc_page();
+        as[id].l2 = mmu_alloc_page();
+        as[id].l1 = mmu_alloc_page();
+        if (as[id].l4 == NULL || as[id].l3 == NULL || as[id].l2 == NULL || as[id].l1 == NULL)
             return -XEN_ENOMEM;
     }
     for (unsigned int i = 0; i < PAGETABLE_ENTRIES; i++) {
         /* The hypervisor fills its own slots when the L4 is validated. */
-        as_l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
-        as_l3[i] = as_l2[i] = 0;
-        as_l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
+        as[id].l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
+        as[id].l3[i] = as[id].l2[i] = 0;
+        as[id].l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
     }
-    as_l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(as_l3), PTE_TABLE);
-    as_l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(as_l2), PTE_TABLE);
-    as_l2[pt_index(PLATFORM_WINDOW_VA, 2)] = pte_make(virt_to_mfn(as_l1), PTE_TABLE);
-    rc = mmu_set_readonly(as_l1);
+    as[id].l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(as[id].l3), PTE_TABLE);
+    as[id].l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(as[id].l2), PTE_TABLE);
+    as[id].l2[pt_index(PLATFORM_WINDOW_VA, 2)] = pte_make(virt_to_mfn(as[id].l1), PTE_TABLE);
+    rc = mmu_set_readonly(as[id].l1);
     if (rc == 0)
-        rc = mmu_set_readonly(as_l2);
+        rc = mmu_set_readonly(as[id].l2);
     if (rc == 0)
-        rc = mmu_set_readonly(as_l3);
+        rc = mmu_set_readonly(as[id].l3);
     if (rc == 0)
-        rc = mmu_set_readonly(as_l4);
-    return rc == 0 ? mmu_pin(4, virt_to_mfn(as_l4)) : rc;
+        rc = mmu_set_readonly(as[id].l4);
+    return rc == 0 ? mmu_pin(4, virt_to_mfn(as[id].l4)) : rc;
 }
 
-long platform_aspace_enter(void)
+long platform_aspace_enter(unsigned int id)
 {
-    as_home = mmu_current_base();
-    return mmu_new_baseptr(virt_to_mfn(as_l4));
+    if (id >= PLATFORM_ASPACES || as[id].l4 == NULL)
+        return -XEN_EINVAL;
+    if (as_home == 0)
+        as_home = mmu_current_base();
+    return mmu_new_baseptr(virt_to_mfn(as[id].l4));
 }
 
 long platform_aspace_leave(void)
 {
-    return mmu_new_baseptr(as_home);
+    long rc = as_home ? mmu_new_baseptr(as_home) : 0;
+
+    as_home = 0;
+    return rc;
 }
 
-long platform_aspace_destroy(void)
+long platform_aspace_destroy(unsigned int id)
 {
-    long rc = mmu_unpin(virt_to_mfn(as_l4));
+    long rc;
 
+    if (id >= PLATFORM_ASPACES || as[id].l4 == NULL)
+        return -XEN_EINVAL;
+    rc = mmu_unpin(virt_to_mfn(as[id].l4));
     if (rc == 0)
-        rc = mmu_set_writable(as_l4);
+        rc = mmu_set_writable(as[id].l4);
     if (rc == 0)
-        rc = mmu_set_writable(as_l3);
+        rc = mmu_set_writable(as[id].l3);
     if (rc == 0)
-        rc = mmu_set_writable(as_l2);
+        rc = mmu_set_writable(as[id].l2);
     if (rc == 0)
-        rc = mmu_set_writable(as_l1);
+        rc = mmu_set_writable(as[id].l1);
     return rc;
 }

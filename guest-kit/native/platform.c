@@ -164,35 +164,38 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
     return 0;
 }
 
-/* The boot PML4 (entry-pvh.S), and the address space's own tables. */
+/* The boot PML4 (entry-pvh.S), and each address space's own tables. */
 extern uint64_t boot_pml4[512];
-static uint64_t as_l4[512] __attribute__((aligned(4096)));
-static uint64_t as_l3[512] __attribute__((aligned(4096)));
-static uint64_t as_l2[512] __attribute__((aligned(4096)));
-static uint64_t as_l1[512] __attribute__((aligned(4096)));
+static struct {
+    uint64_t l4[512], l3[512], l2[512], l1[512];
+} as[PLATFORM_ASPACES] __attribute__((aligned(4096)));
 
 static inline void load_cr3(uint64_t phys)
 {
     asm volatile("mov %0, %%cr3" : : "r"(phys) : "memory");
 }
 
-long platform_aspace_create(const void *const *pages, unsigned int n)
+long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n)
 {
+    if (id >= PLATFORM_ASPACES || n > 512)
+        return -1;
     for (unsigned int i = 0; i < 512; i++) {
-        as_l4[i] = boot_pml4[i];
-        as_l3[i] = as_l2[i] = 0;
+        as[id].l4[i] = boot_pml4[i];
+        as[id].l3[i] = as[id].l2[i] = 0;
         /* P | A, NX: read-only. */
-        as_l1[i] = i < n ? (NATIVE_PHYS(pages[i]) & ~0xfffULL) | 0x21ULL | (1ULL << 63) : 0;
+        as[id].l1[i] = i < n ? (NATIVE_PHYS(pages[i]) & ~0xfffULL) | 0x21ULL | (1ULL << 63) : 0;
     }
-    as_l4[(PLATFORM_WINDOW_VA >> 39) & 511] = NATIVE_PHYS(as_l3) | 3;
-    as_l3[(PLATFORM_WINDOW_VA >> 30) & 511] = NATIVE_PHYS(as_l2) | 3;
-    as_l2[(PLATFORM_WINDOW_VA >> 21) & 511] = NATIVE_PHYS(as_l1) | 3;
+    as[id].l4[(PLATFORM_WINDOW_VA >> 39) & 511] = NATIVE_PHYS(as[id].l3) | 3;
+    as[id].l3[(PLATFORM_WINDOW_VA >> 30) & 511] = NATIVE_PHYS(as[id].l2) | 3;
+    as[id].l2[(PLATFORM_WINDOW_VA >> 21) & 511] = NATIVE_PHYS(as[id].l1) | 3;
     return 0;
 }
 
-long platform_aspace_enter(void)
+long platform_aspace_enter(unsigned int id)
 {
-    load_cr3(NATIVE_PHYS(as_l4));
+    if (id >= PLATFORM_ASPACES)
+        return -1;
+    load_cr3(NATIVE_PHYS(as[id].l4));
     return 0;
 }
 
@@ -203,7 +206,7 @@ long platform_aspace_leave(void)
 }
 
 /* Nothing to give back: the tables are the kernel's own memory, rebuilt by the next create. */
-long platform_aspace_destroy(void)
+long platform_aspace_destroy(unsigned int id)
 {
-    return 0;
+    return id < PLATFORM_ASPACES ? 0 : -1;
 }

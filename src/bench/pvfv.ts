@@ -1,5 +1,5 @@
 // `npm run bench -- pvfv`: the guest kit's workloads that build as both a
-// PV kernel and a plain one (compute, nano, ptemod, conio, aspace:
+// PV kernel and a plain one (compute, nano, ptemod, conio, aspace, ctxsw:
 // docs/guest-kit.md), run in
 // every mode this host offers: the PV kernel under paravane (`paravane
 // run`, on KVM), and the plain kernel under QEMU's emulator (TCG) and QEMU
@@ -20,7 +20,7 @@ const CLI = path.join(ROOT, 'dist/cli/main.js');
 const QEMU = 'qemu-system-x86_64';
 
 /** The workloads, by the name of their kit example (PV: <name>.elf; plain: <name>-native.elf). */
-export const PVFV_WORKLOADS = ['compute', 'nano', 'ptemod', 'conio', 'aspace'] as const;
+export const PVFV_WORKLOADS = ['compute', 'nano', 'ptemod', 'conio', 'aspace', 'ctxsw'] as const;
 
 export interface PvfvOptions {
   runs: number;
@@ -58,21 +58,22 @@ export interface PvfvResult {
 /**
  * The figures a workload printed: "compute: N cycles", "nano: <op> N
  * cycles per op", "ptemod: <how> N cycles per entry", "conio: N cycles
- * per char" and "aspace: <what> N cycles per round", by measure. Console noise before the workload's own text
+ * per char", "aspace: <what> N cycles per round" and "ctxsw: switch N
+ * cycles per switch", by measure. Console noise before the workload's own text
  * on a line (firmware output on a serial console) and \r are ignored.
  */
 export function parseCycles(out: string): Record<string, number> {
   const found: Record<string, number> = {};
   for (const raw of out.split('\n')) {
     const line = raw.replace(/\r$/, '');
-    const at = Math.max(...['compute: ', 'nano: ', 'ptemod: ', 'conio: ', 'aspace: '].map((w) => line.indexOf(w)));
+    const at = Math.max(...['compute: ', 'nano: ', 'ptemod: ', 'conio: ', 'aspace: ', 'ctxsw: '].map((w) => line.indexOf(w)));
     if (at < 0) continue;
     const text = line.slice(at);
     let m = /^compute: (\d+) cycles$/.exec(text);
     if (m) found.compute = Number(m[1]);
     m = /^conio: (\d+) cycles per char/.exec(text);
     if (m) found.conio = Number(m[1]);
-    m = /^(nano|ptemod|aspace): (.+?) (\d+) cycles per (?:op|entry|round)/.exec(text);
+    m = /^(nano|ptemod|aspace|ctxsw): (.+?) (\d+) cycles per (?:op|entry|round|switch)/.exec(text);
     if (m) found[`${m[1]} ${m[2]}`] = Number(m[3]);
   }
   return found;

@@ -13,9 +13,10 @@ describe('parseCycles', () => {
       + 'nano: platform native\r\nnano: call/ret 49 cycles per op (2000 ops)\r\nnano: divide error 1249 cycles per op (2000 ops)\r\nnano: 4000 faults handled\r\n'
       + 'ptemod: single 290 cycles per entry (4096 entries)\r\nptemod: batch 52 cycles per entry (4096 entries)\r\nptemod: checksum 12288\r\n'
       + 'conio: platform native\r\nabcdefghijklmnopqrstuvwxyzabcdefghijk\r\nconio: 17970 cycles per char (4096 chars)\r\n'
-      + 'aspace: create-enter-destroy 21748 cycles per round (64 rounds)\r\naspace: checksum 73984\r\n';
+      + 'aspace: create-enter-destroy 21748 cycles per round (64 rounds)\r\naspace: checksum 73984\r\n'
+      + 'ctxsw: switch 6233 cycles per switch (1000 switches)\r\n';
     expect(parseCycles(out)).toEqual({ compute: 58652412, 'nano call/ret': 49, 'nano divide error': 1249, 'ptemod single': 290, 'ptemod batch': 52,
-      conio: 17970, 'aspace create-enter-destroy': 21748 });
+      conio: 17970, 'aspace create-enter-destroy': 21748, 'ctxsw switch': 6233 });
   });
 });
 

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -80,6 +80,13 @@ describe('the guest kit\'s plain-kernel build', () => {
     const { out, status } = qemu('aspace-native.elf');
     expect(out).toMatch(/aspace: create-enter-destroy \d+ cycles per round \(64 rounds\)/);
     expect(out).toContain(ASPACE_CHECKSUM);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots ctxsw: 1000 switches between two address spaces, each window read after its switch', () => {
+    const { out, status } = qemu('ctxsw-native.elf');
+    expect(out).toMatch(/ctxsw: switch \d+ cycles per switch \(1000 switches\)/);
+    expect(out).toContain(CTXSW_CHECKSUM);
     expect(status, out.slice(-2000)).toBe(1);
   });
 

@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -99,6 +99,12 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('aspace: platform pv');
     expect(out).toContain(ASPACE_CHECKSUM);
+  });
+
+  it('ctxsw, built for both kernels, switches base pointers between two pinned address spaces 1000 times', async () => {
+    const { end, out } = await run('ctxsw');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toContain(CTXSW_CHECKSUM);
   });
 
   it('hello sees an initrd', async () => {

@@ -38,16 +38,16 @@ int main(start_info_t *si)
 
         for (unsigned int i = 0; i < PAGES; i++)
             rotated[i] = list[(i + r) % PAGES];
-        rc = platform_aspace_create(rotated, PAGES);
+        rc = platform_aspace_create(0, rotated, PAGES);
         if (rc == 0)
-            rc = platform_aspace_enter();
+            rc = platform_aspace_enter(0);
         if (rc == 0) {
             for (unsigned int i = 0; i < PAGES; i++)
                 sum += (i + 1) * *(volatile uint8_t *)(PLATFORM_WINDOW_VA + ((unsigned long)i << 12));
             rc = platform_aspace_leave();
         }
         if (rc == 0)
-            rc = platform_aspace_destroy();
+            rc = platform_aspace_destroy(0);
     }
     t = platform_cycles() - t;
     if (rc != 0) {

@@ -59,21 +59,24 @@ long platform_region_set(unsigned int i, uint64_t pte);
 long platform_region_set_all(const uint64_t *ptes, unsigned int n);
 
 /*
- * An address space of the workload's own, as a fork builds one: the
- * kernel's mappings, and a window at PLATFORM_WINDOW_VA mapping up to 512
- * of the kernel's pages read-only. PV: four of the kit's pages filled with
- * stores, made read-only and pinned (the hypervisor validates them), the
- * base pointer switched by mmuext_op, and unpinned and made writable again
- * to destroy; native: four page tables written with stores and CR3 loads.
+ * Address spaces of the workload's own (PLATFORM_ASPACES of them), as a
+ * fork builds one: the kernel's mappings, and a window at
+ * PLATFORM_WINDOW_VA mapping up to 512 of the kernel's pages read-only.
+ * PV: four of the kit's pages each, filled with stores, made read-only and
+ * pinned (the hypervisor validates them), the base pointer switched by
+ * mmuext_op, and unpinned and made writable again to destroy; native: four
+ * page tables each, written with stores, and CR3 loads.
  */
 #define PLATFORM_WINDOW_VA 0x0000100000000000UL
+#define PLATFORM_ASPACES 2u
 
-/* Builds it over pages[0..n-1] (n <= 512). 0, or the hypercall's error. */
-long platform_aspace_create(const void *const *pages, unsigned int n);
-/* Switches to it, and back to the boot tables. */
-long platform_aspace_enter(void);
+/* Builds address space `id` over pages[0..n-1] (n <= 512). 0, or the hypercall's error. */
+long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n);
+/* Switches to address space `id` (from the boot tables or another of these). */
+long platform_aspace_enter(unsigned int id);
+/* Back to the boot tables. */
 long platform_aspace_leave(void);
-/* Takes it apart (after leave), so that it can be built again. */
-long platform_aspace_destroy(void);
+/* Takes address space `id` apart (not while it is entered), so that it can be built again. */
+long platform_aspace_destroy(unsigned int id);
 
 #endif /* __PARAVANE_PLATFORM_H__ */
