@@ -87,7 +87,8 @@ endif
 
 all: $(OUT)/$(NAME).elf
 
-# The kit's objects come first: entry.S must be the first thing in .text.
+# The kit's objects come first: under PV entry.S must be the first thing in .text
+# (natively native.lds places entry-pvh.S's .text.boot32 first whatever the order).
 $(OUT)/$(NAME).elf: $(GUEST_LIB_OBJS) $(GUEST_OBJS) $(GUEST_LDS)
 	$(SAY) "  LD      $@"
 	$(Q)$(GUEST_LD) $(GUEST_LDFLAGS) $(EXTRA_LDFLAGS) -o $@ $(GUEST_LIB_OBJS) $(GUEST_OBJS)

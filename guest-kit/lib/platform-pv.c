@@ -17,33 +17,37 @@ long platform_io_init(void)
     return HYPERVISOR_physdev_op(PHYSDEVOP_set_iopl, &iopl);
 }
 
-/* The region's L1 (a page of the kit's, made a table). */
+/* The region's L1 (a page of the kit's, made a table), set once it is hooked in. */
 static uint64_t *region_l1;
 
-/* The table at level `level` - 1 that entry `e` of a bootstrap table names, by its address in the initial mapping. */
+/* The table an entry of a bootstrap table names, by its address in the initial mapping; NULL if absent. */
 static uint64_t *next_table(uint64_t e)
 {
-    return (uint64_t *)pfn_to_virt(mfn_to_pfn(pte_mfn(e)));
+    return (e & _PAGE_PRESENT) ? (uint64_t *)pfn_to_virt(mfn_to_pfn(pte_mfn(e))) : NULL;
 }
 
 long platform_region_init(void)
 {
-    uint64_t *l4 = (uint64_t *)start_info->pt_base, *l3, *l2;
+    uint64_t *l4 = (uint64_t *)start_info->pt_base, *l3, *l2, *l1;
     long rc;
 
     if (region_l1 != NULL)
         return 0;
     /* The bootstrap tables map VIRT_BASE through L4 slot 511 and L3 slot 510; the region is in that L2. */
     l3 = next_table(l4[pt_index(PLATFORM_REGION_VA, 4)]);
-    l2 = next_table(l3[pt_index(PLATFORM_REGION_VA, 3)]);
-    region_l1 = mmu_alloc_page();
-    if (region_l1 == NULL)
+    l2 = l3 ? next_table(l3[pt_index(PLATFORM_REGION_VA, 3)]) : NULL;
+    if (l2 == NULL)
+        return -XEN_ENOENT;
+    l1 = mmu_alloc_page();
+    if (l1 == NULL)
         return -XEN_ENOMEM;
-    rc = mmu_set_readonly(region_l1);
+    rc = mmu_set_readonly(l1);
     if (rc == 0)
-        rc = mmu_queue_pte(virt_to_maddr(&l2[pt_index(PLATFORM_REGION_VA, 2)]), pte_make(virt_to_mfn(region_l1), PTE_TABLE));
+        rc = mmu_queue_pte(virt_to_maddr(&l2[pt_index(PLATFORM_REGION_VA, 2)]), pte_make(virt_to_mfn(l1), PTE_TABLE));
     if (rc == 0)
         rc = mmu_flush(NULL);
+    if (rc == 0)
+        region_l1 = l1;
     return rc;
 }
 
@@ -54,6 +58,8 @@ uint64_t platform_pte(const void *va, int writable)
 
 long platform_region_set(unsigned int i, uint64_t pte)
 {
+    if (region_l1 == NULL || i >= PLATFORM_REGION_SLOTS)
+        return -XEN_EINVAL;
     return HYPERVISOR_update_va_mapping(PLATFORM_REGION_VA + ((unsigned long)i << PAGE_SHIFT), pte, UVMF_INVLPG);
 }
 
@@ -61,6 +67,8 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
 {
     long rc = 0;
 
+    if (region_l1 == NULL || n > PLATFORM_REGION_SLOTS)
+        return -XEN_EINVAL;
     for (unsigned int i = 0; i < n && rc == 0; i++)
         rc = mmu_queue_pte(virt_to_maddr(&region_l1[i]), ptes[i]);
     if (rc == 0)
@@ -70,51 +78,63 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
     return rc == 0 ? mmu_tlb_flush() : rc;
 }
 
-/* Each address space's tables (pages of the kit's, allocated once), and the base pointer to go back to. */
-static struct { uint64_t *l4, *l3, *l2, *l1; } as[PLATFORM_ASPACES];
+/* Each address space's tables (pages of the kit's, allocated once), whether it is built, and the base pointer to go back to. */
+static struct { uint64_t *t[4]; int built; } as[PLATFORM_ASPACES];
 static xen_pfn_t as_home;
+
+/* Makes the tables of address space `id` writable again (after an unpin, or a pin that failed). */
+static long aspace_writable(unsigned int id)
+{
+    long rc = 0;
+
+    for (unsigned int k = 0; k < 4 && rc == 0; k++)
+        rc = mmu_set_writable(as[id].t[k]);
+    return rc;
+}
 
 long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n)
 {
-    uint64_t *boot_l4 = (uint64_t *)start_info->pt_base;
-    long rc;
+    uint64_t *boot_l4 = (uint64_t *)start_info->pt_base, *l4, *l3, *l2, *l1;
+    long rc = 0;
 
-    if (id >= PLATFORM_ASPACES || n > PAGETABLE_ENTRIES)
+    if (id >= PLATFORM_ASPACES || n > PAGETABLE_ENTRIES || as[id].built)
         return -XEN_EINVAL;
-    if (as[id].l4 == NULL) {
-        as[id].l4 = mmu_alloc_page();
-        as[id].l3 = mmu_alloc_page();
-        as[id].l2 = mmu_alloc_page();
-        as[id].l1 = mmu_alloc_page();
-        if (as[id].l4 == NULL || as[id].l3 == NULL || as[id].l2 == NULL || as[id].l1 == NULL)
+    for (unsigned int k = 0; k < 4; k++) {
+        if (as[id].t[k] == NULL)
+            as[id].t[k] = mmu_alloc_page();
+        if (as[id].t[k] == NULL)
             return -XEN_ENOMEM;
     }
+    l4 = as[id].t[0], l3 = as[id].t[1], l2 = as[id].t[2], l1 = as[id].t[3];
     for (unsigned int i = 0; i < PAGETABLE_ENTRIES; i++) {
         /* The hypervisor fills its own slots when the L4 is validated. */
-        as[id].l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
-        as[id].l3[i] = as[id].l2[i] = 0;
-        as[id].l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
+        l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
+        l3[i] = l2[i] = 0;
+        l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
     }
-    as[id].l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(as[id].l3), PTE_TABLE);
-    as[id].l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(as[id].l2), PTE_TABLE);
-    as[id].l2[pt_index(PLATFORM_WINDOW_VA, 2)] = pte_make(virt_to_mfn(as[id].l1), PTE_TABLE);
-    rc = mmu_set_readonly(as[id].l1);
+    l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(l3), PTE_TABLE);
+    l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(l2), PTE_TABLE);
+    l2[pt_index(PLATFORM_WINDOW_VA, 2)] = pte_make(virt_to_mfn(l1), PTE_TABLE);
+    /* Read-only from the leaves up, then the pin validates the tree. */
+    for (int k = 3; k >= 0 && rc == 0; k--)
+        rc = mmu_set_readonly(as[id].t[k]);
     if (rc == 0)
-        rc = mmu_set_readonly(as[id].l2);
-    if (rc == 0)
-        rc = mmu_set_readonly(as[id].l3);
-    if (rc == 0)
-        rc = mmu_set_readonly(as[id].l4);
-    return rc == 0 ? mmu_pin(4, virt_to_mfn(as[id].l4)) : rc;
+        rc = mmu_pin(4, virt_to_mfn(l4));
+    if (rc != 0) {
+        aspace_writable(id); /* so that the next create can write them */
+        return rc;
+    }
+    as[id].built = 1;
+    return 0;
 }
 
 long platform_aspace_enter(unsigned int id)
 {
-    if (id >= PLATFORM_ASPACES || as[id].l4 == NULL)
+    if (id >= PLATFORM_ASPACES || !as[id].built)
         return -XEN_EINVAL;
     if (as_home == 0)
         as_home = mmu_current_base();
-    return mmu_new_baseptr(virt_to_mfn(as[id].l4));
+    return mmu_new_baseptr(virt_to_mfn(as[id].t[0]));
 }
 
 long platform_aspace_leave(void)
@@ -129,16 +149,12 @@ long platform_aspace_destroy(unsigned int id)
 {
     long rc;
 
-    if (id >= PLATFORM_ASPACES || as[id].l4 == NULL)
+    if (id >= PLATFORM_ASPACES || !as[id].built)
         return -XEN_EINVAL;
-    rc = mmu_unpin(virt_to_mfn(as[id].l4));
+    rc = mmu_unpin(virt_to_mfn(as[id].t[0]));
     if (rc == 0)
-        rc = mmu_set_writable(as[id].l4);
+        rc = aspace_writable(id);
     if (rc == 0)
-        rc = mmu_set_writable(as[id].l3);
-    if (rc == 0)
-        rc = mmu_set_writable(as[id].l2);
-    if (rc == 0)
-        rc = mmu_set_writable(as[id].l1);
+        as[id].built = 0;
     return rc;
 }

@@ -1,12 +1,14 @@
 /*
- * The plain kernel's boot code: Xen's PVH entry, as QEMU's -kernel and
- * paravane's full-virtualization modes enter a kernel (the x86 boot
- * protocol of an ELF with a XEN_ELFNOTE_PHYS32_ENTRY note): 32-bit
+ * The plain kernel's boot code: Xen's PVH entry, as QEMU's -kernel enters
+ * a kernel (the x86 boot protocol of an ELF with a
+ * XEN_ELFNOTE_PHYS32_ENTRY note): 32-bit
  * protected mode, paging off, flat segments, ebx = the physical address of
  * struct hvm_start_info. From there to the kit's C code in long mode at
  * VIRT_BASE: page tables mapping the first GiB twice (identity, and at
- * VIRT_BASE, with 2 MiB pages), PAE, EFER.LME and NXE, paging, a GDT of
- * its own, and a jump to the high mapping with a stack of its own.
+ * VIRT_BASE, with 2 MiB pages), PAE, EFER.LME (and NXE where CPUID
+ * offers NX), paging with CR0.WP (read-only mappings hold for the kernel
+ * too, as they do for a PV kernel at CPL 3), a GDT of its own, and a jump
+ * to the high mapping with a stack of its own.
  */
 #include <xen/elfnote.h>
 #include <paravane/elfnote-asm.h>
@@ -50,12 +52,21 @@ pvh_start32:
         movl %eax, %cr4
         movl $PHYS(boot_pml4), %eax
         movl %eax, %cr3
-        movl $0xc0000080, %ecx
+        /* EFER.LME, and NXE if CPUID 0x80000001 EDX bit 20 says the CPU has NX. */
+        movl %esi, %edi
+        movl $0x80000001, %eax
+        cpuid
+        movl $0x100, %ebx
+        btl $20, %edx
+        jnc 3f
+        orl $0x800, %ebx
+3:      movl $0xc0000080, %ecx
         rdmsr
-        orl $0x900, %eax
+        orl %ebx, %eax
         wrmsr
+        movl %edi, %esi                         /* hvm_start_info again (cpuid took ebx) */
         movl %cr0, %eax
-        orl $0x80000001, %eax
+        orl $0x80010001, %eax                   /* PG | WP | PE */
         movl %eax, %cr0
         lgdt PHYS(boot_gdt_desc)
         ljmp $0x08, $PHYS(start64_low)

@@ -128,27 +128,40 @@ long platform_io_init(void)
 extern uint64_t boot_pd[512];
 static uint64_t region_pt[512] __attribute__((aligned(4096)));
 
-#define NATIVE_VIRT_BASE 0xffffffff80000000UL
-#define NATIVE_PHYS(va) ((uint64_t)(unsigned long)(va) - NATIVE_VIRT_BASE)
+#define NATIVE_PHYS(va) ((uint64_t)(unsigned long)(va) - (uint64_t)(unsigned long)__virt_base)
+
+/* The NX bit, where entry-pvh.S could turn EFER.NXE on (0 elsewhere: the bit would be reserved). */
+static uint64_t nx_bit(void)
+{
+    uint32_t lo, hi;
+
+    asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xc0000080));
+    return (lo & 0x800) ? 1ULL << 63 : 0;
+}
+
+static int region_ready;
 
 long platform_region_init(void)
 {
     /* The region's 2 MiB in the boot page directory becomes a page table of its own (P | RW). */
     boot_pd[(PLATFORM_REGION_VA >> 21) & 511] = NATIVE_PHYS(region_pt) | 3;
     asm volatile("invlpg (%0)" : : "r"(PLATFORM_REGION_VA) : "memory");
+    region_ready = 1;
     return 0;
 }
 
 uint64_t platform_pte(const void *va, int writable)
 {
     /* P | A (| RW | D), NX. */
-    return (NATIVE_PHYS(va) & ~0xfffULL) | (writable ? 0x63ULL : 0x21ULL) | (1ULL << 63);
+    return (NATIVE_PHYS(va) & ~0xfffULL) | (writable ? 0x63ULL : 0x21ULL) | nx_bit();
 }
 
 long platform_region_set(unsigned int i, uint64_t pte)
 {
     unsigned long va = PLATFORM_REGION_VA + ((unsigned long)i << 12);
 
+    if (!region_ready || i >= PLATFORM_REGION_SLOTS)
+        return -1;
     *(volatile uint64_t *)&region_pt[i] = pte;
     asm volatile("invlpg (%0)" : : "r"(va) : "memory");
     return 0;
@@ -158,6 +171,8 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n)
 {
     unsigned long cr3;
 
+    if (!region_ready || n > PLATFORM_REGION_SLOTS)
+        return -1;
     for (unsigned int i = 0; i < n; i++)
         *(volatile uint64_t *)&region_pt[i] = ptes[i];
     asm volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
@@ -169,6 +184,7 @@ extern uint64_t boot_pml4[512];
 static struct {
     uint64_t l4[512], l3[512], l2[512], l1[512];
 } as[PLATFORM_ASPACES] __attribute__((aligned(4096)));
+static int as_built[PLATFORM_ASPACES];
 
 static inline void load_cr3(uint64_t phys)
 {
@@ -177,23 +193,24 @@ static inline void load_cr3(uint64_t phys)
 
 long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n)
 {
-    if (id >= PLATFORM_ASPACES || n > 512)
+    if (id >= PLATFORM_ASPACES || n > 512 || as_built[id])
         return -1;
     for (unsigned int i = 0; i < 512; i++) {
         as[id].l4[i] = boot_pml4[i];
         as[id].l3[i] = as[id].l2[i] = 0;
         /* P | A, NX: read-only. */
-        as[id].l1[i] = i < n ? (NATIVE_PHYS(pages[i]) & ~0xfffULL) | 0x21ULL | (1ULL << 63) : 0;
+        as[id].l1[i] = i < n ? (NATIVE_PHYS(pages[i]) & ~0xfffULL) | 0x21ULL | nx_bit() : 0;
     }
     as[id].l4[(PLATFORM_WINDOW_VA >> 39) & 511] = NATIVE_PHYS(as[id].l3) | 3;
     as[id].l3[(PLATFORM_WINDOW_VA >> 30) & 511] = NATIVE_PHYS(as[id].l2) | 3;
     as[id].l2[(PLATFORM_WINDOW_VA >> 21) & 511] = NATIVE_PHYS(as[id].l1) | 3;
+    as_built[id] = 1;
     return 0;
 }
 
 long platform_aspace_enter(unsigned int id)
 {
-    if (id >= PLATFORM_ASPACES)
+    if (id >= PLATFORM_ASPACES || !as_built[id])
         return -1;
     load_cr3(NATIVE_PHYS(as[id].l4));
     return 0;
@@ -208,5 +225,8 @@ long platform_aspace_leave(void)
 /* Nothing to give back: the tables are the kernel's own memory, rebuilt by the next create. */
 long platform_aspace_destroy(unsigned int id)
 {
-    return id < PLATFORM_ASPACES ? 0 : -1;
+    if (id >= PLATFORM_ASPACES || !as_built[id])
+        return -1;
+    as_built[id] = 0;
+    return 0;
 }

@@ -105,13 +105,17 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
 function runOnce(cmd: string, args: string[], limitMs: number): Promise<{ out: string; status: number | null; error?: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: limitMs, killSignal: 'SIGKILL', encoding: 'latin1', maxBuffer: 16 << 20 }, (e, stdout, stderr) => {
-      const err = e as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean }) | null;
-      if (err && typeof err.code !== 'number' && !err.killed) {
-        resolve({ out: stdout, status: null, error: `${path.basename(cmd)} could not be run: ${err.message}` });
-        return;
-      }
+      const err = e as (NodeJS.ErrnoException & { code?: number | string | null; killed?: boolean; signal?: string | null }) | null;
       if (err?.killed) {
         resolve({ out: stdout, status: null, error: `no end within ${limitMs / 1000} s` });
+        return;
+      }
+      if (err?.signal) {
+        resolve({ out: stdout, status: null, error: `${path.basename(cmd)} was killed by ${err.signal}` });
+        return;
+      }
+      if (err && typeof err.code !== 'number') {
+        resolve({ out: stdout, status: null, error: `${path.basename(cmd)} could not be run: ${err.message}` });
         return;
       }
       resolve({ out: stdout + stderr, status: err ? Number(err.code) : 0 });
@@ -157,7 +161,8 @@ export function formatPvfv(r: PvfvResult): string {
   const ran = r.modes.filter((m) => !m.skipped && !m.problem);
   const lines = [`PV against full virtualization: the guest kit's workloads, TSC cycles (medians of ${r.runs} runs; x: against pv)`];
   for (const m of r.modes) lines.push(`  ${m.name.padEnd(9)} ${m.what}${m.skipped ? `: not run (${m.skipped})` : m.problem ? `: failed (${m.problem})` : ''}`);
-  lines.push(`  ${'measure'.padEnd(22)}${ran.map((m) => m.name.padStart(22)).join('')}`);
+  const width = Math.max(22, ...measures.map((k) => k.length + 2));
+  lines.push(`  ${'measure'.padEnd(width)}${ran.map((m) => m.name.padStart(22)).join('')}`);
   for (const k of measures) {
     const cells = ran.map((m) => {
       const v = m.cycles[k];
@@ -166,7 +171,7 @@ export function formatPvfv(r: PvfvResult): string {
       const ratio = m !== pv && base ? ` (${(v / base).toFixed(2)}x)` : '';
       return `${v}${ratio}`.padStart(22);
     });
-    lines.push(`  ${k.padEnd(22)}${cells.join('')}`);
+    lines.push(`  ${k.padEnd(width)}${cells.join('')}`);
   }
   if (!measures.length) lines.push('  (no mode ran here)');
   return lines.join('\n') + '\n';

@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <paravane/abi.h>
+#ifndef GUEST_NATIVE
+/* A plain kernel (PLATFORM=native) makes no hypercalls: their wrappers are not there to call. */
 #include <paravane/hypercall.h>
+#endif
 #include <paravane/console.h>
 #include <paravane/start.h>
 #include <paravane/string.h>

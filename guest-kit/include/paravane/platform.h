@@ -43,7 +43,9 @@ static inline uint8_t platform_inb(uint16_t port)
  * hypervisor validates every entry); native: a page table of its own in
  * the boot page directory, written with plain stores.
  */
-#define PLATFORM_REGION_VA (0xffffffff80000000UL + (512UL << 20))
+/* The kernel's link base (guest.lds, native/native.lds: the one place it is set). */
+extern char __virt_base[];
+#define PLATFORM_REGION_VA ((unsigned long)__virt_base + (512UL << 20))
 #define PLATFORM_REGION_SLOTS 512u
 
 /* Sets the region up (once). 0, or the hypercall's error. */
@@ -52,10 +54,10 @@ long platform_region_init(void);
 /* The entry that maps the kernel's page at va, read-only or read-write (never executable). */
 uint64_t platform_pte(const void *va, int writable);
 
-/* Writes slot i's entry and drops its old translation: PV one update_va_mapping with INVLPG; native a store and invlpg. */
+/* Writes slot i's entry and drops its old translation: PV one update_va_mapping with INVLPG; native a store and invlpg. A slot past the region, or a region not set up, is refused (PV -XEN_EINVAL, native -1). */
 long platform_region_set(unsigned int i, uint64_t pte);
 
-/* Writes slots 0 to n-1, then drops the old translations: PV one batched mmu_update and one TLB flush; native n stores and a CR3 reload. */
+/* Writes slots 0 to n-1, then drops the old translations: PV one batched mmu_update and one TLB flush; native n stores and a CR3 reload. Refused as above when n is past the region. */
 long platform_region_set_all(const uint64_t *ptes, unsigned int n);
 
 /*
@@ -70,9 +72,9 @@ long platform_region_set_all(const uint64_t *ptes, unsigned int n);
 #define PLATFORM_WINDOW_VA 0x0000100000000000UL
 #define PLATFORM_ASPACES 2u
 
-/* Builds address space `id` over pages[0..n-1] (n <= 512). 0, or the hypercall's error. */
+/* Builds address space `id` over pages[0..n-1] (n <= 512); refused while it is built (destroy it first). 0, or the hypercall's error. */
 long platform_aspace_create(unsigned int id, const void *const *pages, unsigned int n);
-/* Switches to address space `id` (from the boot tables or another of these). */
+/* Switches to address space `id` (from the boot tables or another of these); refused for one not built. */
 long platform_aspace_enter(unsigned int id);
 /* Back to the boot tables. */
 long platform_aspace_leave(void);
