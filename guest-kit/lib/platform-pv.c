@@ -4,6 +4,8 @@
 #include <paravane/guest.h>
 #include <paravane/platform.h>
 #include <paravane/mmu.h>
+#include <paravane/events.h>
+#include <paravane/time.h>
 
 const char *platform_name(void)
 {
@@ -157,4 +159,45 @@ long platform_aspace_destroy(unsigned int id)
     if (rc == 0)
         as[id].built = 0;
     return rc;
+}
+
+static void (*tick_handler)(void);
+
+static void on_timer(evtchn_port_t port, void *arg)
+{
+    (void)port;
+    (void)arg;
+    if (tick_handler != NULL)
+        tick_handler();
+}
+
+uint64_t platform_now_ns(void)
+{
+    return now_ns();
+}
+
+long platform_tick_start(unsigned int period_us, void (*h)(void))
+{
+    int port;
+
+    evtchn_init();
+    tick_handler = h;
+    /* Binding VIRQ_TIMER stops Xen's periodic timer; then it is set to the period asked for. */
+    port = timer_bind(on_timer, NULL);
+    if (port < 0)
+        return port;
+    return timer_xen_periodic((uint64_t)period_us * NSEC_PER_USEC);
+}
+
+void platform_tick_stop(void)
+{
+    timer_xen_periodic(0);
+    tick_handler = NULL;
+}
+
+void platform_wait(void)
+{
+    local_events_disable();
+    block();
+    local_events_disable();
 }

@@ -59,6 +59,37 @@ trap_common:
         addq $16, %rsp                  /* vector, error code */
         iretq
 
+/*
+ * IRQ 0 (the PIT's counter 0, at vector 32 after the PIC is remapped):
+ * the caller-saved registers around native_irq0 (which sends the PIC its
+ * EOI), then iretq. The CPU aligned rsp to 16 and pushed 40 bytes; the 9
+ * pushes here make 112, so the call is aligned.
+ */
+        .globl irq0_entry
+        .balign 16
+irq0_entry:
+        pushq %rax
+        pushq %rcx
+        pushq %rdx
+        pushq %rsi
+        pushq %rdi
+        pushq %r8
+        pushq %r9
+        pushq %r10
+        pushq %r11
+        cld
+        call native_irq0
+        popq %r11
+        popq %r10
+        popq %r9
+        popq %r8
+        popq %rdi
+        popq %rsi
+        popq %rdx
+        popq %rcx
+        popq %rax
+        iretq
+
         .section .rodata
         .balign 8
         .globl trap_entries

@@ -1,6 +1,7 @@
 /*
  * <paravane/traps.h> for the plain kernel: a real IDT of interrupt gates
- * to native/traps-entry.S's stubs (selector 0x08, DPL 0 but #BP at 3),
+ * to native/traps-entry.S's stubs (selector 0x08, DPL 0 but #BP at 3; and
+ * vector 32 for IRQ 0, native/platform.c's tick),
  * handlers by vector, the faulting address from %cr2, and one way back
  * (iretq). The same handlers run in both builds.
  */
@@ -16,15 +17,18 @@ struct idt_gate {
     uint32_t offset_hi, zero;
 };
 
-static struct idt_gate idt[TRAP_VECTORS] __attribute__((aligned(16)));
+/* The exceptions, then vector 32: IRQ 0 once native/platform.c has remapped the PIC there. */
+#define IRQ0_VECTOR 32
+extern char irq0_entry[];
+static struct idt_gate idt[IRQ0_VECTOR + 1] __attribute__((aligned(16)));
 static trap_handler_t handlers[TRAP_VECTORS];
 
 void traps_init(void)
 {
     struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr = { sizeof(idt) - 1, (uint64_t)idt };
 
-    for (unsigned int v = 0; v < TRAP_VECTORS; v++) {
-        unsigned long a = trap_entries[v];
+    for (unsigned int v = 0; v <= IRQ0_VECTOR; v++) {
+        unsigned long a = v == IRQ0_VECTOR ? (unsigned long)irq0_entry : trap_entries[v];
 
         idt[v] = (struct idt_gate){
             .offset_lo = (uint16_t)a, .selector = 0x08, .ist = 0,

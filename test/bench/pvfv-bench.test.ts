@@ -14,9 +14,10 @@ describe('parseCycles', () => {
       + 'ptemod: single 290 cycles per entry (4096 entries)\r\nptemod: batch 52 cycles per entry (4096 entries)\r\nptemod: checksum 12288\r\n'
       + 'conio: platform native\r\nabcdefghijklmnopqrstuvwxyzabcdefghijk\r\nconio: 17970 cycles per char (4096 chars)\r\n'
       + 'aspace: create-enter-destroy 21748 cycles per round (64 rounds)\r\naspace: checksum 73984\r\n'
-      + 'ctxsw: switch 6233 cycles per switch (1000 switches)\r\n';
+      + 'ctxsw: switch 6233 cycles per switch (1000 switches)\r\n'
+      + 'ticks: 298 of 300 ticks of 1000 us in 300 ms, lost 2\r\n';
     expect(parseCycles(out)).toEqual({ compute: 58652412, 'nano call/ret': 49, 'nano divide error': 1249, 'ptemod single': 290, 'ptemod batch': 52,
-      conio: 17970, 'aspace create-enter-destroy': 21748, 'ctxsw switch': 6233 });
+      conio: 17970, 'aspace create-enter-destroy': 21748, 'ctxsw switch': 6233, 'ticks lost': 2 });
   });
 });
 

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -87,6 +87,17 @@ describe('the guest kit\'s plain-kernel build', () => {
     const { out, status } = qemu('ctxsw-native.elf');
     expect(out).toMatch(/ctxsw: switch \d+ cycles per switch \(1000 switches\)/);
     expect(out).toContain(CTXSW_CHECKSUM);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
+  it.skipIf(!haveQemu)('boots ticks: the PIT\'s 1 kHz tick on IRQ 0 counted against the TSC for 300 ms', () => {
+    const { out, status } = qemu('ticks-native.elf');
+    const m = TICKS_LINE.exec(out);
+    expect(m, out.slice(-2000)).not.toBeNull();
+    const [counted, expected, lost] = [Number(m![1]), Number(m![2]), Number(m![4])];
+    expect(counted).toBeGreaterThan(0);
+    expect(counted).toBeLessThanOrEqual(expected + 1);
+    expect(lost).toBe(Math.max(0, expected - counted));
     expect(status, out.slice(-2000)).toBe(1);
   });
 

@@ -10,7 +10,7 @@ import { HAVE_KVM } from '../support/kvm-gate.js';
 import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -105,6 +105,15 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     const { end, out } = await run('ctxsw');
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain(CTXSW_CHECKSUM);
+  });
+
+  it('ticks, built for both kernels, counts Xen\'s periodic timer on VIRQ_TIMER against the PV clock', async () => {
+    const { end, out } = await run('ticks');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    const m = TICKS_LINE.exec(out);
+    expect(m, out).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    expect(Number(m![1])).toBeLessThanOrEqual(Number(m![2]) + 1);
   });
 
   it('hello sees an initrd', async () => {

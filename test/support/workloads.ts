@@ -18,3 +18,6 @@ export const ASPACE_CHECKSUM = 'aspace: checksum 73984';
 
 /** ctxsw's check: 1000 switches alternating between windows reading 1..8 and 11..18. */
 export const CTXSW_CHECKSUM = 'ctxsw: checksum 76000';
+
+/** ticks's result: counted, expected, the period in us, the milliseconds and the ticks lost. */
+export const TICKS_LINE = /ticks: (\d+) of (\d+) ticks of 1000 us in (\d+) ms, lost (\d+)/;

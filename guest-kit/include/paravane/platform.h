@@ -81,4 +81,18 @@ long platform_aspace_leave(void);
 /* Takes address space `id` apart (not while it is entered), so that it can be built again. */
 long platform_aspace_destroy(unsigned int id);
 
+/*
+ * Time and a periodic tick, for counting the ticks a mode loses. The
+ * clock: PV the PV clock (now_ns()); natively the TSC, calibrated against
+ * the PIT's counter 2 at the first call. The tick: PV Xen's periodic
+ * timer on VIRQ_TIMER (a period missed while the vCPU did not run is
+ * coalesced into the next event, as on Xen); natively the PIT's counter 0
+ * on IRQ 0 through the PIC. h runs in the upcall or interrupt handler.
+ */
+uint64_t platform_now_ns(void);
+long platform_tick_start(unsigned int period_us, void (*h)(void));
+void platform_tick_stop(void);
+/* Waits for the next event or interrupt with them enabled (PV SCHEDOP_block, natively sti; hlt); they are disabled again on return. */
+void platform_wait(void);
+
 #endif /* __PARAVANE_PLATFORM_H__ */
