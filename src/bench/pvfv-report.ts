@@ -29,8 +29,8 @@ export const MODE_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-/** Measures that are counts, not cycles. */
-const COUNTS = new Set(['ticks lost']);
+/** Measures that are counts, not cycles: the ticks lost, alone or beside busy neighbours. */
+const isCount = (measure: string): boolean => measure.startsWith('ticks lost');
 
 /** The workload a measure belongs to: its first word ("nano divide error" -> "nano"). */
 const workloadOf = (measure: string): string => measure.split(' ')[0]!;
@@ -79,7 +79,7 @@ export function workloadChart(workload: string, measures: string[], modes: PvfvR
 export function pvfvReport(r: PvfvResult, host: ReportHost): string {
   const measures = [...new Set(r.modes.flatMap((m) => Object.keys(m.cycles)))];
   // Charts are of cycles; the ticks lost (a count) are in the table only.
-  const workloads = [...new Set(measures.filter((k) => !COUNTS.has(k)).map(workloadOf))];
+  const workloads = [...new Set(measures.filter((k) => !isCount(k)).map(workloadOf))];
   const ran = r.modes.filter((m) => !m.skipped && !m.problem);
   const pv = r.modes.find((m) => m.name === 'pv');
   const legend = r.modes.map((m, i) => `<li><span class="swatch" style="background:${MODE_COLOURS[i % MODE_COLOURS.length]}"></span><b>${esc(m.name)}</b>: ${esc(m.what)}`

@@ -34,10 +34,16 @@ export interface Mode {
   name: string;
   /** What it is, for the table's legend. */
   what: string;
-  command: (workload: string) => [string, string[]];
+  /** The workload alone, or with `busy` CPU-bound neighbours in the same command (paravane: more domains). */
+  command: (workload: string, busy?: number) => [string, string[]];
+  /** A CPU-bound neighbour as a process of its own, where neighbours are not domains of the same command (QEMU). */
+  neighbour?: () => [string, string[]];
   poweroffStatus: number;
   skipped?: string;
 }
+
+/** The busy neighbours the ticks workload is also run beside (the issue's "two busy domains"). */
+export const BUSY_NEIGHBOURS = 2;
 
 export interface ModeResult {
   name: string;
@@ -88,18 +94,19 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
   const noQemu = `${QEMU} is not installed (Debian: qemu-system-x86)`;
   const qemu = (accel: string) => (w: string): [string, string[]] => [QEMU, ['-accel', accel, '-m', '64', '-nographic', '-no-reboot',
     '-kernel', path.join(GUESTS, `${w}-native.elf`), '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', ...(accel === 'kvm' ? ['-cpu', 'host'] : [])]];
+  const elf = (w: string) => path.join(GUESTS, `${w}.elf`);
   return [
     {
       name: 'pv', what: 'the PV kernel under paravane (KVM, guest kernel at CPL 3, hypercalls)',
-      command: (w) => [process.execPath, [CLI, 'run', path.join(GUESTS, `${w}.elf`), '--kvm', o.kvm]], poweroffStatus: 0,
+      command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--kvm', o.kvm]], poweroffStatus: 0,
       skipped: haveKvm ? undefined : `no ${o.kvm}`,
     },
     {
-      name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), poweroffStatus: 1,
+      name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), neighbour: () => qemu('tcg')('spin'), poweroffStatus: 1,
       skipped: haveQemu ? undefined : noQemu,
     },
     {
-      name: 'qemu-kvm', what: 'the plain kernel under QEMU with KVM (hardware-assisted full virtualization)', command: qemu('kvm'), poweroffStatus: 1,
+      name: 'qemu-kvm', what: 'the plain kernel under QEMU with KVM (hardware-assisted full virtualization)', command: qemu('kvm'), neighbour: () => qemu('kvm')('spin'), poweroffStatus: 1,
       skipped: !haveQemu ? noQemu : haveKvm ? undefined : `no ${o.kvm}`,
     },
   ];
@@ -128,7 +135,7 @@ function runOnce(cmd: string, args: string[], limitMs: number): Promise<{ out: s
 }
 
 export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvResult> {
-  for (const w of PVFV_WORKLOADS) {
+  for (const w of [...PVFV_WORKLOADS, 'spin']) {
     for (const f of [`${w}.elf`, `${w}-native.elf`]) {
       if (!fs.existsSync(path.join(GUESTS, f))) throw new Error(`${path.join(GUESTS, f)} is missing: run \`npm run build\``);
     }
@@ -138,15 +145,21 @@ export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvR
   for (let run = 0; run < o.runs; run++) {
     for (const [i, mode] of modes.entries()) {
       if (mode.skipped || problems[i]) continue;
-      for (const w of PVFV_WORKLOADS) {
-        const [cmd, args] = mode.command(w);
+      // Each workload alone; then ticks again beside BUSY_NEIGHBOURS spinning neighbours.
+      for (const [w, busy] of [...PVFV_WORKLOADS.map((x) => [x, 0] as const), ['ticks', BUSY_NEIGHBOURS] as const]) {
+        const [cmd, args] = mode.command(w, mode.neighbour ? 0 : busy);
+        const neighbours = busy && mode.neighbour ? Array.from({ length: busy }, () => runOnce(...mode.neighbour!(), o.limitSeconds * 1000)) : [];
         const r = await runOnce(cmd, args, o.limitSeconds * 1000);
+        await Promise.all(neighbours);
         const figures = parseCycles(r.out);
         if (r.error || r.status !== mode.poweroffStatus || Object.keys(figures).length === 0) {
-          problems[i] = `${w}: ${r.error ?? `ended with status ${r.status}, not a poweroff`}: ${r.out.trim().split('\n').slice(-1)[0] ?? ''}`;
+          problems[i] = `${w}${busy ? ` beside ${busy} busy` : ''}: ${r.error ?? `ended with status ${r.status}, not a poweroff`}: ${r.out.trim().split('\n').slice(-1)[0] ?? ''}`;
           break;
         }
-        for (const [k, v] of Object.entries(figures)) samples[i]!.set(k, [...(samples[i]!.get(k) ?? []), v]);
+        for (const [k, v] of Object.entries(figures)) {
+          const key = busy ? `${k} beside ${busy} busy` : k;
+          samples[i]!.set(key, [...(samples[i]!.get(key) ?? []), v]);
+        }
       }
     }
   }

@@ -5,6 +5,9 @@
 // timing is asserted.
 
 import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { formatPvfv, parseCycles, runPvfvBench, type Mode } from '../../src/bench/pvfv.js';
 
 describe('parseCycles', () => {
@@ -22,19 +25,36 @@ describe('parseCycles', () => {
 });
 
 describe('runPvfvBench', () => {
-  /** A stand-in mode: prints figures scaled by `k` for each workload and exits with `status`. */
+  /** A stand-in mode: prints figures scaled by `k` for each workload (ticks loses `busy` more beside neighbours) and exits with `status`. */
   const standIn = (name: string, k: number, status = 0, skipped?: string): Mode => ({
     name, what: `stand-in ${name}`, poweroffStatus: 0, skipped,
-    command: (w) => [process.execPath, ['-e', w === 'compute'
-      ? `console.log('compute: ${100 * k} cycles'); process.exit(${status})`
-      : `console.log('nano: call/ret ${10 * k} cycles per op (2000 ops)'); process.exit(${status})`]],
+    command: (w, busy = 0) => [process.execPath, ['-e', `${w === 'compute' ? `console.log('compute: ${100 * k} cycles')`
+      : w === 'ticks' ? `console.log('[ticks] ticks: 290 of 300 ticks of 1000 us in 300 ms, lost ${k + busy}')`
+        : `console.log('nano: call/ret ${10 * k} cycles per op (2000 ops)')`}; process.exit(${status})`]],
+  });
+
+  it('runs a mode\'s busy neighbours as processes of their own beside ticks, and waits for them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pvfv-'));
+    try {
+      const mode: Mode = {
+        ...standIn('qemu-tcg', 1),
+        // Each neighbour leaves a file behind when it ends: all must have ended when the run returns.
+        neighbour: () => [process.execPath, ['-e', `require('fs').writeFileSync(require('path').join(${JSON.stringify(dir)}, String(process.pid)), '')`]],
+      };
+      const r = await runPvfvBench({ runs: 1, limitSeconds: 30, kvm: '/dev/kvm' }, [mode]);
+      expect(r.modes[0]!.cycles['ticks lost beside 2 busy']).toBe(1); // the command itself had no neighbours
+      expect(fs.readdirSync(dir)).toHaveLength(2);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs every workload in every mode that can run, and prints medians with their ratio to PV', async () => {
     const r = await runPvfvBench({ runs: 2, limitSeconds: 30, kvm: '/dev/kvm' },
       [standIn('pv', 1), standIn('qemu-tcg', 3), standIn('qemu-kvm', 2, 0, 'no /dev/kvm'), standIn('broken', 1, 3)]);
-    expect(r.modes[0]!.cycles).toEqual({ compute: 100, 'nano call/ret': 10 });
-    expect(r.modes[1]!.cycles).toEqual({ compute: 300, 'nano call/ret': 30 });
+    // Each workload alone, and ticks again beside two busy neighbours (in the same command: no neighbour processes here).
+    expect(r.modes[0]!.cycles).toEqual({ compute: 100, 'nano call/ret': 10, 'ticks lost': 1, 'ticks lost beside 2 busy': 3 });
+    expect(r.modes[1]!.cycles).toEqual({ compute: 300, 'nano call/ret': 30, 'ticks lost': 3, 'ticks lost beside 2 busy': 5 });
     expect(r.modes[2]!.skipped).toBe('no /dev/kvm');
     expect(r.modes[3]!.problem).toMatch(/^compute: ended with status 3, not a poweroff/);
     const text = formatPvfv(r);

@@ -101,6 +101,12 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(status, out.slice(-2000)).toBe(1);
   });
 
+  it.skipIf(!haveQemu)('boots spin: computes until 1.5 s of its clock have passed, then powers off', () => {
+    const { out, status } = qemu('spin-native.elf');
+    expect(out).toMatch(/spin: [1-9]\d* rounds in 1500 ms/);
+    expect(status, out.slice(-2000)).toBe(1);
+  });
+
   it.skipIf(!haveQemu)('boots conio: its 64 lines reach the serial console whole, and the cost per character', () => {
     const { out, status } = qemu('conio-native.elf');
     expect(out.split(CONIO_LINE).length - 1).toBe(64);

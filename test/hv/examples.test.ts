@@ -116,6 +116,12 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(Number(m![1])).toBeLessThanOrEqual(Number(m![2]) + 1);
   });
 
+  it('spin, the busy neighbour, computes for 1.5 s of the PV clock and powers off', async () => {
+    const { end, out } = await run('spin');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    expect(out).toMatch(/spin: [1-9]\d* rounds in 1500 ms/);
+  });
+
   it('hello sees an initrd', async () => {
     const initrd = new Uint8Array(12345).fill(7);
     const { out } = await run('hello', { initrd });
