@@ -201,3 +201,13 @@ void platform_wait(void)
     block();
     local_events_disable();
 }
+
+void platform_irq_disable(void)
+{
+    local_events_disable();
+}
+
+void platform_irq_enable(void)
+{
+    local_events_enable();
+}

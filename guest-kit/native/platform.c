@@ -105,6 +105,10 @@ void native_start(uint32_t hvm_start_info)
     int rc;
 
     (void)hvm_start_info;
+    /* Every IRQ masked at both PICs: what the firmware left running (its PIT tick, on vectors that are
+       exceptions here) cannot reach the kernel when it turns interrupts on; the tick unmasks IRQ 0. */
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
     serial_init();
     rc = main(NULL);
     if (rc != 0) {
@@ -315,4 +319,14 @@ void platform_wait(void)
 {
     /* sti's one-instruction shadow makes "sti; hlt" wait for the next interrupt without missing one. */
     asm volatile("sti; hlt; cli" : : : "memory");
+}
+
+void platform_irq_disable(void)
+{
+    asm volatile("cli" : : : "memory");
+}
+
+void platform_irq_enable(void)
+{
+    asm volatile("sti" : : : "memory");
 }

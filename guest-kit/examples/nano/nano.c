@@ -3,8 +3,9 @@
  * Adams & Agesen (ASPLOS'06), in one source for both kernels (PV and
  * PLATFORM=native): a call and return (the native-speed reference), a
  * port read (`in` from port 0x80: emulated under PV's virtual IOPL, a
- * device access natively), a divide error taken by the kernel's handler
- * and returned from, and an int3 the same way. Each runs OPS times,
+ * device access natively), the interrupt flag off and on (PV the event
+ * mask, natively cli and sti), a divide error taken by the kernel's
+ * handler and returned from, and an int3 the same way. Each runs OPS times,
  * timed with the TSC; each line gives the cycles per operation, and the
  * kernel checks every fault reached its handler. Prints
  *   nano: <operation> <cycles per op> cycles per op (<n> ops)
@@ -69,6 +70,14 @@ int main(start_info_t *si)
     for (unsigned int i = 0; i < OPS; i++)
         x += platform_inb(0x80);
     report("in", platform_cycles() - t);
+
+    t = platform_cycles();
+    for (unsigned int i = 0; i < OPS; i++) {
+        platform_irq_disable();
+        platform_irq_enable();
+    }
+    platform_irq_disable();
+    report("irq off/on", platform_cycles() - t);
 
     t = platform_cycles();
     for (unsigned int i = 0; i < OPS; i++) {

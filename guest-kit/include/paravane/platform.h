@@ -36,6 +36,14 @@ static inline uint8_t platform_inb(uint16_t port)
 }
 
 /*
+ * The interrupt flag, as a kernel turns it off and on around a critical
+ * section: PV the event mask in vcpu_info (a store, no exit; turning it on
+ * delivers a pending upcall); natively cli and sti.
+ */
+void platform_irq_disable(void);
+void platform_irq_enable(void);
+
+/*
  * A region of 512 page slots (2 MiB at PLATFORM_REGION_VA, unmapped at
  * boot) in a page table of its own, whose entries a workload rewrites:
  * the page-table updates each mode makes cost differently. PV: an L1 of
