@@ -1,5 +1,6 @@
 // `npm run bench -- pvfv`: the guest kit's workloads that build as both a
-// PV kernel and a plain one (compute, nano, ptemod, conio, aspace, ctxsw,
+// PV kernel and a plain one (and, for compute, as a host process: the
+// native-speed reference) (compute, nano, ptemod, conio, aspace, ctxsw,
 // ticks: docs/guest-kit.md), run in
 // every mode this host offers: the PV kernel under paravane (`paravane
 // run`, on KVM), and the plain kernel under QEMU's emulator (TCG) and QEMU
@@ -38,9 +39,14 @@ export interface Mode {
   command: (workload: string, busy?: number) => [string, string[]];
   /** A CPU-bound neighbour as a process of its own, where neighbours are not domains of the same command (QEMU). */
   neighbour?: () => [string, string[]];
+  /** The workloads it can run (default: all). */
+  workloads?: readonly string[];
   poweroffStatus: number;
   skipped?: string;
 }
+
+/** The workloads that also build as a Linux process (guest-kit's HOST: <name>-host). */
+export const HOST_WORKLOADS = ['compute'] as const;
 
 /** The busy neighbours the ticks workload is also run beside (the issue's "two busy domains"). */
 export const BUSY_NEIGHBOURS = 2;
@@ -97,6 +103,10 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
   const elf = (w: string) => path.join(GUESTS, `${w}.elf`);
   return [
     {
+      name: 'host', what: 'the workload as a Linux process on the host, compiled as the kernels are (the native-speed reference)',
+      command: (w) => [path.join(GUESTS, `${w}-host`), []], poweroffStatus: 0, workloads: HOST_WORKLOADS,
+    },
+    {
       name: 'pv', what: 'the PV kernel under paravane (KVM, guest kernel at CPL 3, hypercalls)',
       command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--kvm', o.kvm]], poweroffStatus: 0,
       skipped: haveKvm ? undefined : `no ${o.kvm}`,
@@ -135,10 +145,9 @@ function runOnce(cmd: string, args: string[], limitMs: number): Promise<{ out: s
 }
 
 export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvResult> {
-  for (const w of [...PVFV_WORKLOADS, 'spin']) {
-    for (const f of [`${w}.elf`, `${w}-native.elf`]) {
-      if (!fs.existsSync(path.join(GUESTS, f))) throw new Error(`${path.join(GUESTS, f)} is missing: run \`npm run build\``);
-    }
+  const files = [...PVFV_WORKLOADS, 'spin'].flatMap((w) => [`${w}.elf`, `${w}-native.elf`]).concat(HOST_WORKLOADS.map((w) => `${w}-host`));
+  for (const f of files) {
+    if (!fs.existsSync(path.join(GUESTS, f))) throw new Error(`${path.join(GUESTS, f)} is missing: run \`npm run build\``);
   }
   const samples = modes.map(() => new Map<string, number[]>());
   const problems: Array<string | undefined> = modes.map(() => undefined);
@@ -146,7 +155,9 @@ export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvR
     for (const [i, mode] of modes.entries()) {
       if (mode.skipped || problems[i]) continue;
       // Each workload alone; then ticks again beside BUSY_NEIGHBOURS spinning neighbours.
+      const can = (w: string) => (mode.workloads ?? PVFV_WORKLOADS).includes(w);
       for (const [w, busy] of [...PVFV_WORKLOADS.map((x) => [x, 0] as const), ['ticks', BUSY_NEIGHBOURS] as const]) {
+        if (!can(w)) continue;
         const [cmd, args] = mode.command(w, mode.neighbour ? 0 : busy);
         const neighbours = busy && mode.neighbour ? Array.from({ length: busy }, () => runOnce(...mode.neighbour!(), o.limitSeconds * 1000)) : [];
         const r = await runOnce(cmd, args, o.limitSeconds * 1000);

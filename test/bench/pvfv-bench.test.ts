@@ -49,6 +49,11 @@ describe('runPvfvBench', () => {
     }
   });
 
+  it('runs a mode only the workloads it can (the host process: compute)', async () => {
+    const r = await runPvfvBench({ runs: 1, limitSeconds: 30, kvm: '/dev/kvm' }, [{ ...standIn('host', 1), workloads: ['compute'] }]);
+    expect(r.modes[0]!.cycles).toEqual({ compute: 100 });
+  });
+
   it('runs every workload in every mode that can run, and prints medians with their ratio to PV', async () => {
     const r = await runPvfvBench({ runs: 2, limitSeconds: 30, kvm: '/dev/kvm' },
       [standIn('pv', 1), standIn('qemu-tcg', 3), standIn('qemu-kvm', 2, 0, 'no /dev/kvm'), standIn('broken', 1, 3)]);

@@ -51,6 +51,13 @@ describe('the guest kit\'s plain-kernel build', () => {
     return { out: r.stdout, status: r.status };
   }
 
+  it('runs compute as a host process too (the native-speed reference), with the same answer', () => {
+    const r = spawnSync(path.join(GUESTS, 'compute-host'), [], { encoding: 'latin1', timeout: 60_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.stdout).toContain(COMPUTE_ANSWER);
+    expect(r.status).toBe(0);
+  });
+
   it.skipIf(!haveQemu)('boots compute under QEMU\'s emulator with -kernel: the answer, and a poweroff', () => {
     const { out, status } = qemu('compute-native.elf');
     expect(out).toContain(COMPUTE_ANSWER);
@@ -94,9 +101,10 @@ describe('the guest kit\'s plain-kernel build', () => {
     const { out, status } = qemu('ticks-native.elf');
     const m = TICKS_LINE.exec(out);
     expect(m, out.slice(-2000)).not.toBeNull();
+    // A measurement, not an answer: how many come depends on the host's load (the TSC is calibrated on the
+    // emulated PIT, itself on the host's clock). What must hold: ticks came, and lost is what was short.
     const [counted, expected, lost] = [Number(m![1]), Number(m![2]), Number(m![4])];
     expect(counted).toBeGreaterThan(0);
-    expect(counted).toBeLessThanOrEqual(expected + 1);
     expect(lost).toBe(Math.max(0, expected - counted));
     expect(status, out.slice(-2000)).toBe(1);
   });

@@ -112,8 +112,9 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     const m = TICKS_LINE.exec(out);
     expect(m, out).not.toBeNull();
+    // A measurement (the host's load decides how many come): ticks came, and lost is what was short.
     expect(Number(m![1])).toBeGreaterThan(0);
-    expect(Number(m![1])).toBeLessThanOrEqual(Number(m![2]) + 1);
+    expect(Number(m![4])).toBe(Math.max(0, Number(m![2]) - Number(m![1])));
   });
 
   it('spin, the busy neighbour, computes for 1.5 s of the PV clock and powers off', async () => {
