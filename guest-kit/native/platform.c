@@ -2,7 +2,9 @@
  * The kit's platform for a plain (native) kernel, in place of the PV one
  * (lib/entry.S, start.c, shutdown.c, console.c): the console is the first
  * serial port (a 16550 at 0x3f8, polled), the end is QEMU's isa-debug-exit
- * device (port 0xf4: QEMU exits with status 2 * value + 1), then the ACPI
+ * device (port 0xf4: QEMU exits with status 2 * value + 1; the kit writes
+ * 0x10 for a poweroff and 0x11 for a crash, statuses 33 and 35, which QEMU
+ * itself never exits with), then the ACPI
  * and keyboard-controller power-off and reset a PC answers, then hlt. No
  * start_info: main() gets NULL. Inputs: none (the boot loader's
  * hvm_start_info is not read).
@@ -90,8 +92,8 @@ int printf(const char *fmt, ...) __attribute__((alias("printk")));
 
 void shutdown(unsigned int reason)
 {
-    /* isa-debug-exit: QEMU ends with 2 * value + 1 (1 for a poweroff, 3 for a crash). */
-    outb(DEBUG_EXIT, reason == SHUTDOWN_poweroff ? 0 : 1);
+    /* isa-debug-exit: QEMU ends with 2 * value + 1 (33 for a poweroff, 35 for a crash). */
+    outb(DEBUG_EXIT, reason == SHUTDOWN_poweroff ? 0x10 : 0x11);
     /* A PC without it: ACPI S5 at QEMU's PIIX4 and ICH9 PM1a control ports, then a reset. */
     outw(0x604, 0x2000);
     outw(0xb004, 0x2000);

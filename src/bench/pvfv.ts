@@ -45,6 +45,9 @@ export interface Mode {
   skipped?: string;
 }
 
+/** QEMU's exit status when a plain kernel powers off: isa-debug-exit's 2 * 0x10 + 1 (guest-kit/native/platform.c), never QEMU's own. */
+export const NATIVE_POWEROFF_STATUS = 33;
+
 /** The workloads that also build as a Linux process (guest-kit's HOST: <name>-host). */
 export const HOST_WORKLOADS = ['compute'] as const;
 
@@ -112,11 +115,11 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
       skipped: haveKvm ? undefined : `no ${o.kvm}`,
     },
     {
-      name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), neighbour: () => qemu('tcg')('spin'), poweroffStatus: 1,
+      name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), neighbour: () => qemu('tcg')('spin'), poweroffStatus: NATIVE_POWEROFF_STATUS,
       skipped: haveQemu ? undefined : noQemu,
     },
     {
-      name: 'qemu-kvm', what: 'the plain kernel under QEMU with KVM (hardware-assisted full virtualization)', command: qemu('kvm'), neighbour: () => qemu('kvm')('spin'), poweroffStatus: 1,
+      name: 'qemu-kvm', what: 'the plain kernel under QEMU with KVM (hardware-assisted full virtualization)', command: qemu('kvm'), neighbour: () => qemu('kvm')('spin'), poweroffStatus: NATIVE_POWEROFF_STATUS,
       skipped: !haveQemu ? noQemu : haveKvm ? undefined : `no ${o.kvm}`,
     },
   ];
