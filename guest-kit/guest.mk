@@ -63,7 +63,7 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -T $(GUEST_LDS) \
 
 ifeq ($(PLATFORM),native)
 # The plain kernel's platform (PVH entry, serial console, isa-debug-exit) and the kit's formatter and strings.
-GUEST_LIB_SRCS := native/entry-pvh.S native/platform.c native/traps.c native/traps-entry.S lib/printf.c lib/string.c lib/trap-report.c
+GUEST_LIB_SRCS := native/entry-pvh.S native/platform.c native/traps.c native/traps-entry.S native/user.c native/user.S lib/printf.c lib/string.c lib/trap-report.c
 GUEST_OBJ := $(OUT)/obj-native
 else
 GUEST_LIB_SRCS := $(addprefix lib/,entry.S start.c shutdown.c hypercall.c console.c printf.c string.c mmu.c check.c trap-report.c platform-pv.c \

@@ -6,6 +6,7 @@
 #include <paravane/mmu.h>
 #include <paravane/events.h>
 #include <paravane/time.h>
+#include <paravane/user.h>
 
 const char *platform_name(void)
 {
@@ -210,4 +211,22 @@ void platform_irq_disable(void)
 void platform_irq_enable(void)
 {
     local_events_enable();
+}
+
+/* The user program's system calls: PLATFORM_SYS_EXIT ends it; any other returns 0 at once. */
+static long on_syscall(struct trap_frame *f)
+{
+    if (f->rax == PLATFORM_SYS_EXIT)
+        user_exit((long)f->rdi);
+    return 0;
+}
+
+long platform_user_init(void)
+{
+    return user_init(on_syscall);
+}
+
+long platform_user_run(void (*entry)(void), void *stack_top)
+{
+    return user_run(entry, stack_top);
 }

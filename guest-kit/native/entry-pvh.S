@@ -117,6 +117,7 @@ boot_gdt_desc:
         .globl boot_pml4
 boot_pml4:
         .fill 512, 8, 0
+        .globl boot_pdpt
 boot_pdpt:
         .fill 512, 8, 0
         .globl boot_pd

@@ -66,10 +66,10 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(status, out.slice(-2000)).toBe(NATIVE_POWEROFF_STATUS);
   });
 
-  it.skipIf(!haveQemu)('boots nano: its own IDT takes every divide error and int3, port reads and calls are timed', () => {
+  it.skipIf(!haveQemu)('boots nano: its own IDT takes every divide error and int3, a user program\'s system calls return, each op timed', () => {
     const { out, status } = qemu('nano-native.elf');
     expect(out).toContain('nano: platform native');
-    for (const op of ['call/ret', 'in', 'irq off/on', 'divide error', 'int3']) expect(out).toMatch(new RegExp(`nano: ${op.replace('/', '\\/')} \\d+ cycles per op \\(2000 ops\\)`));
+    for (const op of ['call/ret', 'in', 'irq off/on', 'divide error', 'int3', 'syscall']) expect(out).toMatch(new RegExp(`nano: ${op.replace('/', '\\/')} \\d+ cycles per op \\(2000 ops\\)`));
     expect(out).toContain(NANO_HANDLED);
     expect(status, out.slice(-2000)).toBe(NATIVE_POWEROFF_STATUS);
   });

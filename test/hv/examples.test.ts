@@ -77,6 +77,7 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     const { end, out } = await run('nano');
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('nano: platform pv');
+    expect(out).toMatch(/nano: syscall \d+ cycles per op \(2000 ops\)/); // the user program ran to its exit
     expect(out).toContain(NANO_HANDLED);
   });
 

@@ -5,7 +5,9 @@
  * port read (`in` from port 0x80: emulated under PV's virtual IOPL, a
  * device access natively), the interrupt flag off and on (PV the event
  * mask, natively cli and sti), a divide error taken by the kernel's
- * handler and returned from, and an int3 the same way. Each runs OPS times,
+ * handler and returned from, an int3 the same way, and an empty system
+ * call from a user program (PV: bounced by the hypervisor to the kernel
+ * and back by the iret hypercall; natively syscall and sysretq). Each runs OPS times,
  * timed with the TSC; each line gives the cycles per operation, and the
  * kernel checks every fault reached its handler. Prints
  *   nano: <operation> <cycles per op> cycles per op (<n> ops)
@@ -31,6 +33,22 @@ static void on_breakpoint(struct trap_frame *f)
 {
     (void)f;
     handled++;
+}
+
+/* The user program (PLATFORM_USER_TEXT, its data PLATFORM_USER_DATA): OPS empty system calls, timed, then exit. */
+static uint64_t user_cycles PLATFORM_USER_DATA;
+static uint8_t user_stack[4096] PLATFORM_USER_DATA __attribute__((aligned(16)));
+
+static void PLATFORM_USER_TEXT user_program(void)
+{
+    uint64_t t = platform_cycles();
+
+    for (unsigned int i = 0; i < OPS; i++)
+        platform_user_syscall(0, 0);
+    user_cycles = platform_cycles() - t;
+    platform_user_syscall(PLATFORM_SYS_EXIT, 7);
+    for (;;)
+        ;
 }
 
 static __attribute__((noinline)) unsigned long callee(unsigned long x)
@@ -91,6 +109,15 @@ int main(start_info_t *si)
     for (unsigned int i = 0; i < OPS; i++)
         asm volatile("int3");
     report("int3", platform_cycles() - t);
+
+    rc = platform_user_init();
+    if (rc == 0)
+        rc = platform_user_run(user_program, user_stack + sizeof(user_stack));
+    if (rc != 7) {
+        printk("nano: %s: the user program did not run to its exit: %ld\n", platform_name(), rc);
+        return 1;
+    }
+    report("syscall", user_cycles);
 
     printk("nano: %lu faults handled\n", handled);
     asm volatile("" : : "r"(x));

@@ -19,7 +19,7 @@ const char *platform_name(void);
 long platform_io_init(void);
 
 /* The TSC, ordered after what came before. */
-static inline uint64_t platform_cycles(void)
+static inline __attribute__((always_inline)) uint64_t platform_cycles(void)
 {
     uint32_t lo, hi;
 
@@ -102,5 +102,32 @@ long platform_tick_start(unsigned int period_us, void (*h)(void));
 void platform_tick_stop(void);
 /* Waits for the next event or interrupt with them enabled (PV SCHEDOP_block, natively sti; hlt); they are disabled again on return. */
 void platform_wait(void);
+
+/*
+ * User mode: a user program at CPL 3 making system calls, for the cost of
+ * the system-call path. PV: <paravane/user.h> (its own tables mapping only
+ * the user image; each syscall bounced to the kernel by the hypervisor and
+ * returned by the iret hypercall); native: syscall and sysretq, no
+ * hypervisor, and no protection of the kernel's memory (native/user.c).
+ * User code and data go in PLATFORM_USER_TEXT functions and
+ * PLATFORM_USER_DATA objects, and reach nothing else (platform_cycles()
+ * and platform_user_syscall() are inlined).
+ */
+#define PLATFORM_USER_TEXT __attribute__((section(".user.text"), noinline, used))
+#define PLATFORM_USER_DATA __attribute__((section(".user.data")))
+/* The system call that ends the user program (its first argument is the status); any other returns 0 at once. */
+#define PLATFORM_SYS_EXIT 60
+
+long platform_user_init(void);
+/* Runs entry on stack_top at CPL 3 until it makes PLATFORM_SYS_EXIT; returns its status. */
+long platform_user_run(void (*entry)(void), void *stack_top);
+
+static inline __attribute__((always_inline)) long platform_user_syscall(long nr, long a0)
+{
+    long ret;
+
+    asm volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a0) : "rcx", "r11", "memory");
+    return ret;
+}
 
 #endif /* __PARAVANE_PLATFORM_H__ */
