@@ -93,22 +93,13 @@ $(OUT)/$(NAME).elf: $(GUEST_LIB_OBJS) $(GUEST_OBJS) $(GUEST_LDS)
 	$(SAY) "  LD      $@"
 	$(Q)$(GUEST_LD) $(GUEST_LDFLAGS) $(EXTRA_LDFLAGS) -o $@ $(GUEST_LIB_OBJS) $(GUEST_OBJS)
 
-$(GUEST_OBJ)/lib/%.c.o: $(GUEST_KIT)/lib/%.c
+# The kit's own files (lib/, and native/ for a plain kernel), each into the same path under $(GUEST_OBJ).
+$(filter %.c.o,$(GUEST_LIB_OBJS)): $(GUEST_OBJ)/%.c.o: $(GUEST_KIT)/%.c
 	@mkdir -p $(dir $@)
 	$(SAY) "  CC      $@"
 	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -c -o $@ $<
 
-$(GUEST_OBJ)/lib/%.S.o: $(GUEST_KIT)/lib/%.S
-	@mkdir -p $(dir $@)
-	$(SAY) "  AS      $@"
-	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -c -o $@ $<
-
-$(GUEST_OBJ)/native/%.c.o: $(GUEST_KIT)/native/%.c
-	@mkdir -p $(dir $@)
-	$(SAY) "  CC      $@"
-	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -c -o $@ $<
-
-$(GUEST_OBJ)/native/%.S.o: $(GUEST_KIT)/native/%.S
+$(filter %.S.o,$(GUEST_LIB_OBJS)): $(GUEST_OBJ)/%.S.o: $(GUEST_KIT)/%.S
 	@mkdir -p $(dir $@)
 	$(SAY) "  AS      $@"
 	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -c -o $@ $<

@@ -81,17 +81,3 @@ int vprintk(const char *fmt, va_list ap)
     console_unlock(saved);
     return n;
 }
-
-int printk(const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vprintk(fmt, ap);
-    va_end(ap);
-    return n;
-}
-
-/* printf is printk: the console is the only output a guest has. */
-int printf(const char *fmt, ...) __attribute__((alias("printk")));

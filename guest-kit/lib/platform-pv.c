@@ -113,7 +113,7 @@ long platform_aspace_create(unsigned int id, const void *const *pages, unsigned 
         /* The hypervisor fills its own slots when the L4 is validated. */
         l4[i] = i >= HYPERVISOR_L4_FIRST_SLOT && i <= HYPERVISOR_L4_LAST_SLOT ? 0 : boot_l4[i];
         l3[i] = l2[i] = 0;
-        l1[i] = i < n ? pte_make(virt_to_mfn(pages[i]), PTE_RO | _PAGE_NX) : 0;
+        l1[i] = i < n ? platform_pte(pages[i], 0) : 0;
     }
     l4[pt_index(PLATFORM_WINDOW_VA, 4)] = pte_make(virt_to_mfn(l3), PTE_TABLE);
     l3[pt_index(PLATFORM_WINDOW_VA, 3)] = pte_make(virt_to_mfn(l2), PTE_TABLE);

@@ -267,3 +267,18 @@ int snprintf(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
     return n;
 }
+
+/* printk (and printf, the same) over each build's vprintk: lib/console.c under PV, native/platform.c natively. */
+int printk(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vprintk(fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+/* printf is printk: the console is the only output a guest has. */
+int printf(const char *fmt, ...) __attribute__((alias("printk")));

@@ -1,7 +1,8 @@
 /*
  * What the PV and the plain (native/) builds share of <paravane/traps.h>:
- * the vectors' names and the default handler's report. Each build has
- * its own trap_cr2() (PV: vcpu_info's copy; native: %cr2).
+ * the handlers by vector, the vectors' names and the default handler's
+ * report. Each build has its own trap table and entry, and its own
+ * trap_cr2() (PV: vcpu_info's copy; native: %cr2).
  */
 #include <paravane/guest.h>
 #include <paravane/traps.h>
@@ -43,3 +44,22 @@ void trap_default_handler(struct trap_frame *f)
     shutdown(SHUTDOWN_crash);
 }
 
+static trap_handler_t handlers[TRAP_VECTORS];
+
+void trap_set_handler(unsigned int vector, trap_handler_t h)
+{
+    if (vector >= TRAP_VECTORS) {
+        printk("trap_set_handler: vector %u is not 0-%u\n", vector, TRAP_VECTORS - 1);
+        shutdown(SHUTDOWN_crash);
+    }
+    handlers[vector] = h;
+}
+
+void trap_handle(struct trap_frame *f)
+{
+    trap_handler_t h = f->vector < TRAP_VECTORS ? handlers[f->vector] : NULL;
+
+    if (h == NULL)
+        trap_default_handler(f);
+    h(f);
+}

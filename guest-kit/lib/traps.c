@@ -21,7 +21,6 @@ shared_info_t *HYPERVISOR_shared_info;
 /* The virtual address shared_info is mapped at: a page of the kit's own, whose frame is given up. */
 static char shared_info_va[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
-static trap_handler_t handlers[TRAP_VECTORS];
 static unsigned int return_mode = TRAP_RETURN_IRET_HYPERCALL;
 
 /* The virtual IDT: one entry per vector, then the terminator (address 0). */
@@ -65,15 +64,6 @@ void traps_init(void)
     }
 }
 
-void trap_set_handler(unsigned int vector, trap_handler_t h)
-{
-    if (vector >= TRAP_VECTORS) {
-        printk("trap_set_handler: vector %u is not 0-%u\n", vector, TRAP_VECTORS - 1);
-        shutdown(SHUTDOWN_crash);
-    }
-    handlers[vector] = h;
-}
-
 unsigned int trap_return_mode(unsigned int mode)
 {
     unsigned int old = return_mode;
@@ -100,10 +90,6 @@ unsigned int trap_resume_how(const struct trap_frame *f)
 /* Called by traps-entry.S with the frame of every exception: runs the handler, then says how to resume. */
 unsigned int trap_dispatch(struct trap_frame *f)
 {
-    trap_handler_t h = f->vector < TRAP_VECTORS ? handlers[f->vector] : NULL;
-
-    if (h == NULL)
-        trap_default_handler(f);
-    h(f);
+    trap_handle(f);
     return trap_resume_how(f);
 }

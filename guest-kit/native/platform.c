@@ -11,29 +11,15 @@
  */
 #include <paravane/guest.h>
 #include <paravane/platform.h>
+#include "native.h"
 
 #define COM1 0x3f8
 #define DEBUG_EXIT 0xf4
 
+/* The NX bit, where entry-pvh.S could turn EFER.NXE on (0 elsewhere: the bit would be reserved); read once, at boot. */
+static uint64_t nx_bit;
+
 start_info_t *start_info;
-
-static inline void outb(uint16_t port, uint8_t v)
-{
-    asm volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outw(uint16_t port, uint16_t v)
-{
-    asm volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-    uint8_t v;
-
-    asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
 
 static void serial_init(void)
 {
@@ -77,18 +63,6 @@ int vprintk(const char *fmt, va_list ap)
     return vformat(put_console, NULL, fmt, ap);
 }
 
-int printk(const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vprintk(fmt, ap);
-    va_end(ap);
-    return n;
-}
-
-int printf(const char *fmt, ...) __attribute__((alias("printk")));
 
 void shutdown(unsigned int reason)
 {
@@ -107,6 +81,7 @@ void native_start(uint32_t hvm_start_info)
     int rc;
 
     (void)hvm_start_info;
+    nx_bit = (rdmsr(MSR_EFER) & EFER_NXE) ? 1ULL << 63 : 0;
     /* Every IRQ masked at both PICs: what the firmware left running (its PIT tick, on vectors that are
        exceptions here) cannot reach the kernel when it turns interrupts on; the tick unmasks IRQ 0. */
     outb(0x21, 0xff);
@@ -134,16 +109,6 @@ long platform_io_init(void)
 extern uint64_t boot_pd[512];
 static uint64_t region_pt[512] __attribute__((aligned(4096)));
 
-#define NATIVE_PHYS(va) ((uint64_t)(unsigned long)(va) - (uint64_t)(unsigned long)__virt_base)
-
-/* The NX bit, where entry-pvh.S could turn EFER.NXE on (0 elsewhere: the bit would be reserved). */
-static uint64_t nx_bit(void)
-{
-    uint32_t lo, hi;
-
-    asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xc0000080));
-    return (lo & 0x800) ? 1ULL << 63 : 0;
-}
 
 static int region_ready;
 
@@ -159,7 +124,7 @@ long platform_region_init(void)
 uint64_t platform_pte(const void *va, int writable)
 {
     /* P | A (| RW | D), NX. */
-    return (NATIVE_PHYS(va) & ~0xfffULL) | (writable ? 0x63ULL : 0x21ULL) | nx_bit();
+    return (NATIVE_PHYS(va) & ~0xfffULL) | (writable ? 0x63ULL : 0x21ULL) | nx_bit;
 }
 
 long platform_region_set(unsigned int i, uint64_t pte)
@@ -205,7 +170,7 @@ long platform_aspace_create(unsigned int id, const void *const *pages, unsigned 
         as[id].l4[i] = boot_pml4[i];
         as[id].l3[i] = as[id].l2[i] = 0;
         /* P | A, NX: read-only. */
-        as[id].l1[i] = i < n ? (NATIVE_PHYS(pages[i]) & ~0xfffULL) | 0x21ULL | nx_bit() : 0;
+        as[id].l1[i] = i < n ? platform_pte(pages[i], 0) : 0;
     }
     as[id].l4[(PLATFORM_WINDOW_VA >> 39) & 511] = NATIVE_PHYS(as[id].l3) | 3;
     as[id].l3[(PLATFORM_WINDOW_VA >> 30) & 511] = NATIVE_PHYS(as[id].l2) | 3;
@@ -242,14 +207,6 @@ long platform_aspace_destroy(unsigned int id)
 static uint64_t tsc_per_ms, tsc_boot;
 static void (*tick_handler)(void);
 
-static inline uint64_t rdtsc_now(void)
-{
-    uint32_t lo, hi;
-
-    asm volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-}
-
 /* TSC ticks in 10 ms of PIT counter 2 (mode 0, gate on, OUT on port 0x61 bit 5 at terminal count). */
 static void calibrate(void)
 {
@@ -260,10 +217,10 @@ static void calibrate(void)
     outb(0x43, 0xb0);
     outb(0x42, (uint8_t)count);
     outb(0x42, (uint8_t)(count >> 8));
-    t0 = rdtsc_now();
+    t0 = platform_cycles();
     while (!(inb(0x61) & 0x20))
         ;
-    t1 = rdtsc_now();
+    t1 = platform_cycles();
     tsc_per_ms = (t1 - t0) / 10;
     if (tsc_per_ms == 0)
         tsc_per_ms = 1;
@@ -274,7 +231,7 @@ uint64_t platform_now_ns(void)
 {
     if (tsc_per_ms == 0)
         calibrate();
-    return (rdtsc_now() - tsc_boot) * 1000000 / tsc_per_ms;
+    return (platform_cycles() - tsc_boot) * 1000000 / tsc_per_ms;
 }
 
 /* Called by irq0_entry (traps-entry.S) with interrupts off. */

@@ -5,6 +5,7 @@
  * general registers), calls native_trap_dispatch with it, restores the
  * registers as the handler left them and returns with iretq.
  */
+#include <paravane/asm.h>
 #include <paravane/traps.h>
 
         .text
@@ -23,39 +24,11 @@ trap_stub_\vector:
         .endr
 
 trap_common:
-        pushq %rax
-        pushq %rbx
-        pushq %rcx
-        pushq %rdx
-        pushq %rsi
-        pushq %rdi
-        pushq %rbp
-        pushq %r8
-        pushq %r9
-        pushq %r10
-        pushq %r11
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        SAVE_REGS
         cld
         movq %rsp, %rdi                 /* the frame; 16-byte aligned (the CPU aligned it, 0xb0 bytes pushed) */
         call native_trap_dispatch
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %r11
-        popq %r10
-        popq %r9
-        popq %r8
-        popq %rbp
-        popq %rdi
-        popq %rsi
-        popq %rdx
-        popq %rcx
-        popq %rbx
-        popq %rax
+        POP_REGS
         addq $16, %rsp                  /* vector, error code */
         iretq
 

@@ -21,7 +21,6 @@ struct idt_gate {
 #define IRQ0_VECTOR 32
 extern char irq0_entry[];
 static struct idt_gate idt[IRQ0_VECTOR + 1] __attribute__((aligned(16)));
-static trap_handler_t handlers[TRAP_VECTORS];
 
 void traps_init(void)
 {
@@ -38,15 +37,6 @@ void traps_init(void)
         };
     }
     asm volatile("lidt %0" : : "m"(idtr));
-}
-
-void trap_set_handler(unsigned int vector, trap_handler_t h)
-{
-    if (vector >= TRAP_VECTORS) {
-        printk("trap_set_handler: vector %u is not 0-%u\n", vector, TRAP_VECTORS - 1);
-        shutdown(SHUTDOWN_crash);
-    }
-    handlers[vector] = h;
 }
 
 /* A plain kernel has one way back, iretq. */
@@ -67,9 +57,5 @@ unsigned long trap_cr2(void)
 /* Called by traps-entry.S with every exception's frame. */
 void native_trap_dispatch(struct trap_frame *f)
 {
-    trap_handler_t h = f->vector < TRAP_VECTORS ? handlers[f->vector] : NULL;
-
-    if (h == NULL)
-        trap_default_handler(f);
-    h(f);
+    trap_handle(f);
 }

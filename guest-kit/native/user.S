@@ -4,39 +4,22 @@
  * exits. One CPU, one user program at a time: the kernel's stack and the
  * user's are kept in two words.
  */
+#include <paravane/asm.h>
+
         .text
 
 /* long native_user_enter(entry %rdi, stack %rsi): runs entry at CPL 3 until native_user_exit(status). */
         .globl native_user_enter
         .type native_user_enter, @function
 native_user_enter:
-        pushq %rbp
-        pushq %rbx
-        pushq %r12
-        pushq %r13
-        pushq %r14
-        pushq %r15
+        PUSH_CALLEE_SAVED
         movq %rsp, kernel_rsp(%rip)
         pushq $0x1b                     /* ss: user data, RPL 3 */
         pushq %rsi                      /* rsp */
         pushq $0x2                      /* rflags: IF clear */
         pushq $0x23                     /* cs: 64-bit user code, RPL 3 */
         pushq %rdi                      /* rip */
-        xorl %eax, %eax
-        xorl %ebx, %ebx
-        xorl %ecx, %ecx
-        xorl %edx, %edx
-        xorl %esi, %esi
-        xorl %edi, %edi
-        xorl %ebp, %ebp
-        xorl %r8d, %r8d
-        xorl %r9d, %r9d
-        xorl %r10d, %r10d
-        xorl %r11d, %r11d
-        xorl %r12d, %r12d
-        xorl %r13d, %r13d
-        xorl %r14d, %r14d
-        xorl %r15d, %r15d
+        CLEAR_REGS
         iretq
         .size native_user_enter, . - native_user_enter
 
@@ -46,12 +29,7 @@ native_user_enter:
 native_user_exit:
         movq %rdi, %rax
         movq kernel_rsp(%rip), %rsp
-        popq %r15
-        popq %r14
-        popq %r13
-        popq %r12
-        popq %rbx
-        popq %rbp
+        POP_CALLEE_SAVED
         ret
         .size native_user_exit, . - native_user_exit
 

@@ -9,6 +9,7 @@
  */
 #include <paravane/guest.h>
 #include <paravane/platform.h>
+#include "native.h"
 
 extern uint64_t boot_pml4[512], boot_pdpt[512], boot_pd[512];
 extern char native_syscall_entry[];
@@ -19,19 +20,6 @@ static uint64_t gdt[8] __attribute__((aligned(16)));
 static uint8_t tss[104] __attribute__((aligned(16)));
 static uint8_t fault_stack[8192] __attribute__((aligned(16)));
 static int ready;
-
-static inline void wrmsr(uint32_t msr, uint64_t v)
-{
-    asm volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
-}
-
-static inline uint64_t rdmsr(uint32_t msr)
-{
-    uint32_t lo, hi;
-
-    asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
-    return ((uint64_t)hi << 32) | lo;
-}
 
 long platform_user_init(void)
 {
@@ -52,7 +40,7 @@ long platform_user_init(void)
     asm volatile("lgdt %0" : : "m"(gdtr));
     asm volatile("mov %0, %%ss; mov %0, %%ds; mov %0, %%es" : : "r"(0x10) : "memory");
     asm volatile("ltr %w0" : : "r"(0x28));
-    wrmsr(0xc0000080, rdmsr(0xc0000080) | 1);                   /* EFER.SCE */
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1);                       /* EFER.SCE */
     wrmsr(0xc0000081, (0x10ULL << 48) | (0x08ULL << 32));       /* STAR */
     wrmsr(0xc0000082, (uint64_t)native_syscall_entry);          /* LSTAR */
     wrmsr(0xc0000084, 0x700);                                   /* FMASK: TF, IF, DF */

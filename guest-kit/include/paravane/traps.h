@@ -128,6 +128,9 @@ void traps_init(void);
 /* Sets vector's handler; NULL restores trap_default_handler. vector must be < TRAP_VECTORS. */
 void trap_set_handler(unsigned int vector, trap_handler_t h);
 
+/* Runs f's handler, or trap_default_handler if its vector has none (the kit's entry code calls it, in both builds). */
+void trap_handle(struct trap_frame *f);
+
 /*
  * Prints the trap (name, vector, error code, rip, cr2 for #PF) and the
  * registers, then shuts the domain down with SHUTDOWN_crash. Handlers may
