@@ -59,7 +59,7 @@ export function buildCli(): Command {
     .option('--vcpus <n>', 'vCPUs of each domain (1-16, default 1): vCPU 0 boots, the guest brings up the others')
     .option('--config <file>', 'JSON: {"domains": [{"kernel", "name", "memory", "cmdline", "initrd", "weight", "cap", "vcpus"}, ...]}')
     .option('--timeout <seconds>', 'kill the domains still running after this long')
-    .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts to stderr')
+    .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts and port I/O to stderr')
     .option('--log <file>', 'append the hypervisor\'s log (each domain\'s console_io output, lines as "(d1) ...") to this file')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)

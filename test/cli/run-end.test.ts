@@ -81,17 +81,18 @@ describe('what is said when a domain ends', () => {
 });
 
 describe('--stats', () => {
-  it("reports the domain's own run time and its CPU time, then hypercalls and exits", () => {
+  it("reports the domain's own run time and its CPU time, then hypercalls, exits and port I/O", () => {
     const exitCounts = new ExitCounts();
     exitCounts.n[EXIT_KINDS.indexOf('exception')] = 1;
     const hypercallCounts = new Float64Array(64);
     const consoleIo = HYPERCALLS.find((h) => h.name === 'console_io')!;
     hypercallCounts[consoleIo.nr] = 3;
-    const d: StatsDomain = { id: 1, name: 'crash', framesReturned: 42, hypercallCounts, exitCounts, cpuNs: 250_000_000n };
+    const d: StatsDomain = { id: 1, name: 'crash', framesReturned: 42, hypercallCounts, exitCounts, cpuNs: 250_000_000n, ports: { counts: { reads: 7, writes: 2 } } };
     const text = formatStats(d, 1_500_000_000n);
     expect(text.split('\n')[0]).toBe('paravane: domain 1 (crash) ran 1.500 s, 0.250 s of it on the CPU; frames returned to the pool: 42');
     expect(text).toMatch(/^ {4}console_io +3$/m);
     expect(text).toMatch(/^ {4}exception +1$/m);
+    expect(text).toMatch(/^ {2}port I\/O: 7 reads, 2 writes$/m);
   });
 });
 

@@ -17,7 +17,7 @@ import { Pit2 } from './pit.js';
 
 const CONFIG_ADDRESS = 0xcf8;
 
-/** How many port reads and writes the domain made (boot statistics). */
+/** How many port reads and writes the domain made (`paravane run --stats`). */
 export interface PortCounts {
   reads: number;
   writes: number;
