@@ -66,13 +66,13 @@ export class ConsoleOutput {
     }
     s.partial = buf.slice(last + 1);
     // Whole lines, each after the prefix; the live domain's open line is ended first.
-    this.endOpenLine();
+    this.breakLine();
     this.emit(buf.slice(0, last + 1).split(/(?<=\n)/).map((line) => s.prefix + line).join(''));
   }
 
   /** Text of the live source, as it comes: its prefix at the start of each of its lines. */
   private stream(id: number, text: string): void {
-    if (this.open !== id) this.endOpenLine();
+    if (this.open !== id) this.breakLine();
     const { prefix } = this.sources[id]!;
     let out = '';
     for (const piece of text.split(/(?<=\n)/)) {
@@ -84,12 +84,8 @@ export class ConsoleOutput {
     this.emit(out);
   }
 
-  /** Ends the line open on the output, if any, so that a message of paravane's starts a line of its own. */
+  /** Ends the line open on the output, if any, so that what comes next (another domain's line, a message of paravane's) starts a line of its own. */
   breakLine(): void {
-    this.endOpenLine();
-  }
-
-  private endOpenLine(): void {
     if (this.open === undefined) return;
     this.open = undefined;
     this.emit('\n');
@@ -100,10 +96,10 @@ export class ConsoleOutput {
     if (s.partial) {
       const rest = s.partial;
       s.partial = '';
-      this.endOpenLine();
+      this.breakLine();
       this.emit(`${s.prefix}${rest}\n`);
     } else if (this.open === id) {
-      this.endOpenLine();
+      this.breakLine();
     }
   }
 
