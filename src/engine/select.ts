@@ -1,12 +1,17 @@
-// Chooses the execution engine for this host. Today only KVM exists; the
-// portable software engine will be the fallback when it lands.
+// Chooses the execution engine for this host: KVM where /dev/kvm exists,
+// the portable software engine (an interpreter; see soft/) everywhere
+// else, or the one asked for by name.
 
 import { existsSync } from 'node:fs';
 import { EngineUnavailableError } from './errors.js';
 import { KvmEngine } from './kvm/kvm-engine.js';
+import { SoftEngine } from './soft/soft-engine.js';
 import type { Engine } from './types.js';
 
-export type EngineName = 'kvm';
+export type EngineName = 'kvm' | 'soft';
+/** What a user may ask for: an engine, or 'auto' (KVM if the device exists, else the software engine). */
+export type EngineChoice = EngineName | 'auto';
+export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'kvm', 'soft'];
 
 export interface EngineProbe {
   name: EngineName;
@@ -17,12 +22,13 @@ export interface EngineProbe {
 
 /** Which engines this host can run, without keeping any open. */
 export function probeEngines(kvmPath = '/dev/kvm'): EngineProbe[] {
-  if (!existsSync(kvmPath)) return [{ name: 'kvm', available: false, reason: `${kvmPath} does not exist` }];
+  const soft: EngineProbe = { name: 'soft', available: true };
+  if (!existsSync(kvmPath)) return [{ name: 'kvm', available: false, reason: `${kvmPath} does not exist` }, soft];
   try {
     new KvmEngine(kvmPath).close();
-    return [{ name: 'kvm', available: true }];
+    return [{ name: 'kvm', available: true }, soft];
   } catch (e) {
-    return [{ name: 'kvm', available: false, reason: (e as Error).message }];
+    return [{ name: 'kvm', available: false, reason: (e as Error).message }, soft];
   }
 }
 
@@ -33,11 +39,23 @@ export interface EngineOptions {
 }
 
 /**
+ * Which engine 'auto' means on this host: KVM where its device exists (a
+ * device that exists but cannot be opened is an error to report, not a
+ * reason to fall back silently), else the software engine.
+ */
+export function resolveEngine(choice: EngineChoice, kvmPath = '/dev/kvm'): EngineName {
+  if (choice === 'auto') return existsSync(kvmPath) ? 'kvm' : 'soft';
+  return choice;
+}
+
+/**
  * Opens the named engine, or the best one this host offers. Everything
  * outside src/engine/ gets its engine here (the layering test checks it).
  */
-export function selectEngine(name?: EngineName, opts: EngineOptions | string = {}): Engine {
-  if (name !== undefined && name !== 'kvm') throw new EngineUnavailableError(`unknown engine ${String(name)}`);
+export function selectEngine(name: EngineChoice = 'auto', opts: EngineOptions | string = {}): Engine {
   const o = typeof opts === 'string' ? { kvmPath: opts } : opts;
-  return new KvmEngine({ path: o.kvmPath ?? '/dev/kvm', runMode: o.runMode });
+  if (!ENGINE_CHOICES.includes(name)) throw new EngineUnavailableError(`unknown engine ${String(name)} (choose ${ENGINE_CHOICES.join(', ')})`);
+  const path = o.kvmPath ?? '/dev/kvm';
+  if (resolveEngine(name, path) === 'soft') return new SoftEngine();
+  return new KvmEngine({ path, runMode: o.runMode });
 }
