@@ -62,6 +62,7 @@ export function buildCli(): Command {
     .option('--stats', 'when each domain ends, print its run time, CPU time, hypercall and exit counts and port I/O to stderr')
     .option('--log <file>', 'append the hypervisor\'s log (each domain\'s console_io output, lines as "(d1) ...") to this file')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
+    .option('--engine <name>', 'auto: KVM where the device exists, else the software engine; kvm; soft (an interpreter, needs nothing from the host)', 'auto')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);

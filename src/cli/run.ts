@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { HYPERCALLS } from '../abi/generated/hypercalls.js';
 import { EngineUnavailableError } from '../engine/errors.js';
-import { selectEngine } from '../engine/select.js';
+import { ENGINE_CHOICES, selectEngine, type EngineChoice } from '../engine/select.js';
 import type { Engine } from '../engine/types.js';
 import { BuildError } from '../hv/domain/builder.js';
 import type { Domain, DomainEnd } from '../hv/domain/domain.js';
@@ -28,6 +28,8 @@ export interface RunCommandOptions extends RunFlags {
   /** File the hypervisor's log (every domain's console_io output) is appended to. */
   log?: string;
   kvm: string;
+  /** auto (default), kvm or soft. */
+  engine?: string;
 }
 
 /** Where a run writes: guest output, messages, and how it learns that its output is gone. */
@@ -141,8 +143,14 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
 
 async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined): Promise<number> {
   let engine: Engine;
+  const choice = (opts.engine ?? 'auto') as EngineChoice;
+  if (!ENGINE_CHOICES.includes(choice)) {
+    io.err(`paravane: --engine ${opts.engine}: choose ${ENGINE_CHOICES.join(', ')}\n`);
+    return EXIT.USAGE;
+  }
   try {
-    engine = selectEngine('kvm', opts.kvm);
+    engine = selectEngine(choice, opts.kvm);
+    if (choice === 'auto' && engine.name === 'soft') io.err(`paravane: ${opts.kvm} does not exist: running on the software engine, an interpreter (slow; --engine soft says so and skips this note)\n`);
   } catch (e) {
     if (!(e instanceof EngineUnavailableError)) throw e;
     io.err(`paravane: ${e.message} (see \`paravane doctor\`)\n`);

@@ -237,22 +237,24 @@ function exception(v: ExitTarget): void {
     v.crash(SYSCALL_REFUSED);
     return;
   }
-  if (vector === 6) {
-    // `int $n` raises #UD at CPL 3 on this host; Xen's guests get vector n
-    // when its DPL admits the mode (1 for kernel, 3 for user), else #GP((n << 3) | 2).
-    const n = softwareInterrupt(v, faultRip);
-    if (n !== undefined) {
-      const permitted = v.traps.intPermitted(n);
-      if (permitted) frame.rip = faultRip + 2n; // a trap: it returns after the int
-      const to = permitted ? n : 13;
-      if (!v.traps.hasHandler(to)) {
-        v.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : 'refused by its DPL, and no #GP handler'}`);
-        return;
-      }
-      const problem = v.traps.bounce(to, permitted ? undefined : BigInt((n << 3) | 2), frame, to === 14 ? faultAddress() : 0n);
-      if (problem) v.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+  // `int $n` and `int3` at CPL 3: kvm_pvm raises #UD at the instruction;
+  // hardware (and the software engine) raise #GP((n << 3) | 2) through the
+  // hypervisor's DPL-0 gates. Either way Xen's guests get vector n when its
+  // DPL admits the mode (1 for kernel, 3 for user), else #GP((n << 3) | 2).
+  const gateRefused = vector === 13 && errorCode !== undefined && (errorCode & 7n) === 2n;
+  const soft = vector === 6 || gateRefused ? softwareInterrupt(v, faultRip) : undefined;
+  if (soft && (!gateRefused || BigInt(soft.n) === errorCode! >> 3n)) {
+    const { n, length } = soft;
+    const permitted = v.traps.intPermitted(n);
+    if (permitted) frame.rip = faultRip + BigInt(length); // a trap: it returns after the int
+    const to = permitted ? n : 13;
+    if (!v.traps.hasHandler(to)) {
+      v.crash(`int $${hex(n)} at rip ${hex(faultRip)}: ${permitted ? `no handler for vector ${n}` : 'refused by its DPL, and no #GP handler'}`);
       return;
     }
+    const problem = v.traps.bounce(to, permitted ? undefined : BigInt((n << 3) | 2), frame, to === 14 ? faultAddress() : 0n);
+    if (problem) v.crash(`int $${hex(n)} at rip ${hex(faultRip)} could not be delivered: ${problem}`);
+    return;
   }
   // A #DB: what the hardware's DR6 recorded becomes the guest's (get_debugreg(6) in its handler).
   if (vector === 1) v.debug.debugException();
@@ -268,11 +270,11 @@ function exception(v: ExitTarget): void {
   v.crash(`unhandled ${name} (vector ${vector}${err}) at rip ${hex(faultRip)}${emulatedFault}${mode}${address}${ptwrRefusal}; no trap handler is registered`);
 }
 
-/** The vector of an `int $n` (cd nn) at rip, if that is what is there. */
-function softwareInterrupt(v: ExitTarget, rip: bigint): number | undefined {
+/** The vector and length of an `int $n` (cd nn) or `int3` (cc) at rip, if that is what is there. */
+function softwareInterrupt(v: ExitTarget, rip: bigint): { n: number; length: number } | undefined {
   try {
     const b = v.space.guest.read(rip, 2);
-    return b[0] === 0xcd ? b[1] : undefined;
+    return b[0] === 0xcd ? { n: b[1]!, length: 2 } : b[0] === 0xcc ? { n: 3, length: 1 } : undefined;
   } catch (e) {
     if (e instanceof GuestFault) return undefined;
     throw e;
