@@ -61,7 +61,7 @@ export type Exit =
   /** Stopped by a deadline or a kick before or during guest execution. */
   | { kind: 'interrupted' }
   /** The engine could not emulate or enter the guest. */
-  | { kind: 'internal-error'; suberror: number; detail: bigint[] }
+  | { kind: 'internal-error'; suberror: number; detail: bigint[]; /** The engine's own account, where it has one. */ message?: string }
   | { kind: 'entry-failed'; reason: bigint }
   | { kind: 'unknown'; code: number };
 

@@ -23,6 +23,7 @@
 import type { CpuidResult, DebugRegisters, Exit, Segment, SpecialRegisters } from '../types.js';
 import { AC, ARITH, CF, DF, Flags, ID, IF, IOPL, KEPT, Lazy, MASK, NT, OF, RF, SIGN, TF, VM, ZF } from './flags.js';
 import { ACC_FETCH, ACC_USER, ACC_WRITE, CpuFault, Mmu, type PhysLookup, type TlbEntry } from './paging.js';
+import { bitsToFloat, floatToBits, Fpu, MXCSR_MASK } from './fpu.js';
 
 export interface CpuEnv {
   /** The CPUID the `cpuid` instruction returns. */
@@ -41,7 +42,7 @@ const ERROR_CODE = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
 /** Contributory exceptions: one raised while delivering another is a double fault. */
 const CONTRIBUTORY = new Set([0, 10, 11, 12, 13]);
 const EFER_SCE = 1n, EFER_NXE = 1n << 11n;
-const CR0_TS = 8n, CR0_EM = 4n, CR4_TSD = 4n, CR4_PCE = 0x100n;
+const CR0_MP = 2n, CR0_TS = 8n, CR0_EM = 4n, CR4_OSFXSR = 0x200n, CR4_OSXMMEXCPT = 0x400n, CR4_TSD = 4n, CR4_PCE = 0x100n, CR4_FSGSBASE = 0x10000n;
 const MSR = { FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, FMASK: 0xc0000084, TSC: 0x10, EFER: 0xc0000080 } as const;
 
 const SEG_NAMES = ['es', 'cs', 'ss', 'ds', 'fs', 'gs'] as const;
@@ -59,7 +60,45 @@ export class SoftCpu {
   readonly fl = new Flags();
   readonly mmu: Mmu;
   msrs = new Map<number, bigint>();
-  debug: DebugRegisters = { db: [0n, 0n, 0n, 0n], dr6: 0xffff0ff0n, dr7: 0x400n };
+  private dbg: DebugRegisters = { db: [0n, 0n, 0n, 0n], dr6: 0xffff0ff0n, dr7: 0x400n };
+  /** Enabled breakpoints: [first byte, last byte] and kind (0 execute, 1 write, 3 read or write), by number. */
+  private breakpoints: Array<{ n: number; lo: bigint; hi: bigint; rw: number }> = [];
+  /** DR6 B0-B3 bits of data breakpoints the current instruction hit. */
+  private dataHits = 0;
+  /** Exception delivery is under way: its accesses are the CPU's, not the instruction's. */
+  private delivering = false;
+  /** After mov/pop to ss: a #DB waits until after the next instruction, as hardware holds it. */
+  private ssShadow = false;
+  /** The current instruction's memory operand is based on rsp or rbp (a non-canonical address is #SS). */
+  private stackBased = false;
+  /** An fs or gs override (the operand's segment is not ss, whatever its base register). */
+  private fsgs = false;
+
+  get debug(): DebugRegisters {
+    return this.dbg;
+  }
+
+  set debug(d: DebugRegisters) {
+    this.dbg = d;
+    this.breakpoints = [];
+    for (let n = 0; n < 4; n++) {
+      if (!((d.dr7 >> BigInt(2 * n)) & 3n)) continue;
+      const rw = Number((d.dr7 >> BigInt(16 + 4 * n)) & 3n), len = Number((d.dr7 >> BigInt(18 + 4 * n)) & 3n);
+      if (rw === 2) continue; // I/O breakpoints: the hypervisor keeps them (a PV guest's are never loaded)
+      const bytes = rw === 0 ? 1 : [1, 2, 8, 4][len]!;
+      const lo = u64(d.db[n]! & ~BigInt(bytes - 1));
+      this.breakpoints.push({ n, lo, hi: lo + BigInt(bytes - 1), rw });
+    }
+  }
+
+  /** A data access of `size` bytes at `va`: the enabled data breakpoints it touches. */
+  private watch(va: bigint, size: number, write: boolean): void {
+    const end = va + BigInt(size - 1);
+    for (const b of this.breakpoints) {
+      if (b.rw === 0 || (b.rw === 1 && !write)) continue;
+      if (va <= b.hi && end >= b.lo) this.dataHits |= 1 << b.n;
+    }
+  }
   /** Instructions retired. */
   retired = 0;
   /** An `in` whose data the caller fills before the next step. */
@@ -131,14 +170,14 @@ export class SoftCpu {
 
   /** Reads `size` bytes at `va` with the rights of `acc`. */
   load(va: bigint, size: number, acc = this.acc(), stack = false): bigint {
-    this.canonical(va, stack);
+    if (this.breakpoints.length && !this.delivering) this.watch(va, size, false);
     const off = Number(va & 0xfffn);
     if (off + size > 4096) {
       let v = 0n;
       for (let i = size - 1; i >= 0; i--) v = (v << 8n) | this.load(u64(va + BigInt(i)), 1, acc, stack);
       return v;
     }
-    const e = this.mmu.translate(va, acc);
+    const e = this.mmu.translate(va, acc, stack);
     if (!e.page) return this.mmioRead(e, off, size);
     const at = e.page.off + off, view = e.page.view;
     switch (size) {
@@ -151,16 +190,15 @@ export class SoftCpu {
 
   /** Writes `size` bytes at `va`; every page is checked before any byte is written. */
   store(va: bigint, size: number, v: bigint, acc = this.acc(), stack = false): void {
-    this.canonical(va, stack);
+    if (this.breakpoints.length && !this.delivering) this.watch(va, size, true);
     const off = Number(va & 0xfffn);
     if (off + size > 4096) {
-      this.mmu.translate(va, acc | ACC_WRITE);
-      this.canonical(u64(va + BigInt(size - 1)), stack);
-      this.mmu.translate(u64(va + BigInt(size - 1)), acc | ACC_WRITE);
+      this.mmu.translate(va, acc | ACC_WRITE, stack);
+      this.mmu.translate(u64(va + BigInt(size - 1)), acc | ACC_WRITE, stack);
       for (let i = 0; i < size; i++) this.store(u64(va + BigInt(i)), 1, v >> BigInt(8 * i), acc, stack);
       return;
     }
-    const e = this.mmu.translate(va, acc | ACC_WRITE);
+    const e = this.mmu.translate(va, acc | ACC_WRITE, stack);
     if (!e.page || e.page.readonly) throw new MmioExit(e.gfn * 4096 + off, true, size, v);
     const at = e.page.off + off, view = e.page.view;
     switch (size) {
@@ -191,20 +229,32 @@ export class SoftCpu {
 
   // --- Instruction fetch.
 
+  /**
+   * Points the code window at rip. After an instruction that fell through
+   * to the next one in the same page, under the same translations and
+   * privilege, the window is already there.
+   */
   private beginFetch(): void {
-    const e = this.mmu.translate(this.canonical(this.rip), this.acc() | ACC_FETCH);
+    this.len = 0;
+    this.nextLen = -1;
+    if (this.rip === this.fallThrough && this.cpos < this.cend && this.windowEpoch === this.mmu.epoch) return;
+    const e = this.mmu.translate(this.rip, this.acc() | ACC_FETCH);
     if (!e.page) throw new Unimplemented(`instruction fetch from MMIO at 0x${this.rip.toString(16)}`);
     this.cbytes = e.page.bytes;
     this.cpos = e.page.off + Number(this.rip & 0xfffn);
     this.cend = e.page.off + 4096;
-    this.len = 0;
+    this.windowEpoch = this.mmu.epoch;
   }
+
+  /** The rip the code window stands at (the end of the last instruction), if it is valid. */
+  private fallThrough: bigint | undefined;
+  private windowEpoch = -1;
 
   private f8(): number {
     if (this.len >= 15) throw new CpuFault(13, 0); // longer than 15 bytes
     if (this.cpos >= this.cend) {
       const va = u64(this.start + BigInt(this.len));
-      const e = this.mmu.translate(this.canonical(va), this.acc() | ACC_FETCH);
+      const e = this.mmu.translate(va, this.acc() | ACC_FETCH);
       if (!e.page) throw new Unimplemented('instruction fetch from MMIO');
       this.cbytes = e.page.bytes;
       this.cpos = e.page.off;
@@ -231,9 +281,18 @@ export class SoftCpu {
     return v & MASK[to]!;
   }
 
+  /** The address after the instruction as fetched so far (computed once: a BigInt add costs). */
   private get next(): bigint {
-    return u64(this.start + BigInt(this.len));
+    if (this.nextLen !== this.len) {
+      // Past 2^64 only from a non-canonical rip, which faults at the next fetch anyway.
+      this.nextRip = this.start + BigInt(this.len);
+      this.nextLen = this.len;
+    }
+    return this.nextRip;
   }
+
+  private nextRip = 0n;
+  private nextLen = -1;
 
   // --- ModRM.
 
@@ -251,19 +310,21 @@ export class SoftCpu {
     this.isMem = true;
     this.ripRel = false;
     let ea = 0n;
+    let base = -1;
     if (rm === 4) {
       const sib = this.f8();
       const idx = ((sib >> 3) & 7) | (this.rex & 2 ? 8 : 0);
-      const base = (sib & 7) | (this.rex & 1 ? 8 : 0);
       if (idx !== 4) ea = this.R[idx]! << BigInt(sib >> 6);
       if ((sib & 7) === 5 && this.mod === 0) ea += BigInt(this.f32() | 0);
-      else ea += this.R[base]!;
+      else ea += this.R[base = (sib & 7) | (this.rex & 1 ? 8 : 0)]!;
     } else if (rm === 5 && this.mod === 0) {
       this.ripRel = true;
       ea = BigInt(this.f32() | 0);
     } else {
-      ea = this.R[rm | (this.rex & 1 ? 8 : 0)]!;
+      ea = this.R[base = rm | (this.rex & 1 ? 8 : 0)]!;
     }
+    // Based on rsp or rbp, the operand's segment is ss (in 64-bit mode only fs and gs overrides count).
+    this.stackBased = (base === 4 || base === 5) && !this.fsgs;
     if (this.mod === 1) ea += BigInt((this.f8() << 24) >> 24);
     else if (this.mod === 2) ea += BigInt(this.f32() | 0);
     this.eaRaw = ea;
@@ -279,11 +340,11 @@ export class SoftCpu {
   }
 
   private readRM(size: number): bigint {
-    return this.isMem ? this.load(this.ea(), size) : this.getReg(this.rmReg, size);
+    return this.isMem ? this.load(this.ea(), size, this.acc(), this.stackBased) : this.getReg(this.rmReg, size);
   }
 
   private writeRM(size: number, v: bigint): void {
-    if (this.isMem) this.store(this.ea(), size, v);
+    if (this.isMem) this.store(this.ea(), size, v, this.acc(), this.stackBased);
     else this.setReg(this.rmReg, size, v);
   }
 
@@ -328,22 +389,60 @@ export class SoftCpu {
     }
     this.start = this.rip;
     const tf = (this.fl.bits & TF) !== 0;
+    const shadowed = this.ssShadow;
+    this.ssShadow = false;
     try {
       if (!this.sregs.cs.l) throw new Unimplemented('code outside 64-bit mode (compatibility or legacy mode)');
+      if (this.breakpoints.length) this.instructionBreakpoint();
       this.beginFetch();
       const exit = this.execute();
       this.retired++;
-      if (tf && exit === undefined) {
-        this.debug.dr6 |= 0x4000n; // BS
+      this.fallThrough = this.next;
+      this.fl.bits &= ~RF;
+      if (exit === undefined && (tf || this.dataHits)) {
+        // A trap after the instruction; after mov/pop ss, held until after the next one.
+        if (this.ssShadow && !shadowed) {
+          this.heldDb = (this.heldDb | this.dataHits) | (tf ? 0x4000 : 0);
+          this.dataHits = 0;
+          return undefined;
+        }
+        this.dbg.dr6 |= BigInt(this.dataHits | this.heldDb | (tf ? 0x4000 : 0));
+        this.dataHits = this.heldDb = 0;
+        this.deliver(1, undefined, this.rip);
+      } else if (exit === undefined && this.heldDb) {
+        this.dbg.dr6 |= BigInt(this.heldDb);
+        this.heldDb = 0;
         this.deliver(1, undefined, this.rip);
       }
       return exit;
     } catch (e) {
-      return this.fault(e);
+      this.dataHits = 0;
+      const exit = this.fault(e);
+      // A #DB held by mov/pop ss comes at the next instruction boundary: the handler's first instruction.
+      if (exit === undefined && this.heldDb && shadowed) {
+        this.dbg.dr6 |= BigInt(this.heldDb);
+        this.heldDb = 0;
+        return this.raise(new CpuFault(1), this.rip);
+      }
+      return exit;
     }
   }
 
+  /** #DB bits held across a mov/pop to ss. */
+  private heldDb = 0;
+
+  /** An enabled execute breakpoint at rip: #DB before the instruction, unless RF says it was taken. */
+  private instructionBreakpoint(): void {
+    if (this.fl.bits & RF) return;
+    let hits = 0;
+    for (const b of this.breakpoints) if (b.rw === 0 && b.lo === this.rip) hits |= 1 << b.n;
+    if (!hits) return;
+    this.dbg.dr6 |= BigInt(hits);
+    throw new CpuFault(1);
+  }
+
   private fault(e: unknown): Exit | undefined {
+    this.fallThrough = undefined;
     if (e instanceof CpuFault) {
       this.rip = this.start;
       return this.raise(e);
@@ -358,7 +457,9 @@ export class SoftCpu {
     }
     if (e instanceof Unimplemented) {
       this.rip = this.start;
-      return { kind: 'internal-error', suberror: 1, detail: [this.start, ...this.bytesAt(this.start)] };
+      const bytes = this.bytesAt(this.start);
+      const shown = bytes.slice(0, Math.max(this.len, 1)).map((b) => b.toString(16).padStart(2, '0')).join(' ');
+      return { kind: 'internal-error', suberror: 1, detail: [this.start, ...bytes], message: `the software CPU does not implement ${e.message} (bytes ${shown})` };
     }
     throw e;
   }
@@ -399,6 +500,15 @@ export class SoftCpu {
    * frame returns to (the instruction for a fault, the next one for a trap).
    */
   private deliver(vector: number, errorCode: number | undefined, rip: bigint, cr2?: bigint, software = false): void {
+    this.delivering = true;
+    try {
+      this.deliverGate(vector, errorCode, rip, cr2, software);
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  private deliverGate(vector: number, errorCode: number | undefined, rip: bigint, cr2: bigint | undefined, software: boolean): void {
     const s = this.sregs;
     if (vector * 16 + 15 > s.idt.limit) throw new CpuFault(13, vector * 8 + 2);
     const lo = this.sysLoad(s.idt.base + BigInt(vector * 16), 8);
@@ -419,7 +529,8 @@ export class SoftCpu {
     if (ist) rsp = this.sysLoad(s.tr.base + BigInt(0x24 + 8 * (ist - 1)), 8);
     else if (newCpl < this.cpl) rsp = this.sysLoad(s.tr.base + BigInt(4 + 8 * newCpl), 8);
     rsp &= ~0xfn;
-    const flags = this.rflags();
+    // A fault's frame has RF set, so that its return does not hit the same instruction breakpoint again.
+    const flags = this.rflags() | (vector === 1 && rip === this.start && !software ? BigInt(RF) : 0n);
     const frame = [oldSs, oldRsp, flags, oldCs, rip];
     if (errorCode !== undefined && ERROR_CODE.has(vector)) frame.push(BigInt(errorCode));
     // The frame is written with the new privilege's rights.
@@ -470,6 +581,7 @@ export class SoftCpu {
     const rpl = selector & 3;
     const d = this.descriptor(selector, 13);
     if (name === 'ss') {
+      this.ssShadow = true;
       if (!d) {
         if (this.cpl === 3 || rpl !== this.cpl) throw new CpuFault(13, 0);
         this.sregs.ss = { ...this.sregs.ss, selector, unusable: true };
@@ -517,17 +629,20 @@ export class SoftCpu {
     this.opsz = 4;
     this.adsz = 8;
     this.segBase = 0n;
+    this.fsgs = false;
+    this.stackBased = false;
     this.rep = 0;
+    this.p66 = false;
     let op: number;
     // Legacy prefixes, then REX (which must come last).
     for (;;) {
       op = this.f8();
-      if (op === 0x66) this.opsz = 2;
+      if (op === 0x66) { this.opsz = 2; this.p66 = true; }
       else if (op === 0x67) this.adsz = 4;
       else if (op === 0xf3 || op === 0xf2) this.rep = op;
       else if (op === 0xf0 || op === 0x2e || op === 0x3e || op === 0x26 || op === 0x36) { /* lock; segments ignored in 64-bit mode */ }
-      else if (op === 0x64) this.segBase = this.sregs.fs.base;
-      else if (op === 0x65) this.segBase = this.sregs.gs.base;
+      else if (op === 0x64) { this.segBase = this.sregs.fs.base; this.fsgs = true; }
+      else if (op === 0x65) { this.segBase = this.sregs.gs.base; this.fsgs = true; }
       else break;
     }
     if ((op & 0xf0) === 0x40) {
@@ -727,6 +842,14 @@ export class SoftCpu {
       case 0x9f: // lahf
         R[0] = (R[0]! & ~0xff00n) | (BigInt((this.fl.materialize() & 0xd5) | 2) << 8n);
         break;
+      case 0xa0: case 0xa1: case 0xa2: case 0xa3: { // mov between al/eAX and a 64-bit (32 with 0x67) absolute address
+        const size = this.sz(op);
+        let a = this.adsz === 8 ? BigInt(this.f32()) | (BigInt(this.f32()) << 32n) : BigInt(this.f32());
+        a = u64(a + this.segBase);
+        if (op < 0xa2) this.setReg(0, size, this.load(a, size)); else this.store(a, size, this.getReg(0, size));
+        break;
+      }
+      case 0xca: case 0xcb: return this.farReturn(op === 0xca ? this.f16() : 0);
       case 0xa8: case 0xa9: {
         const size = this.sz(op);
         this.alu(4, this.getReg(0, size), this.imm(Math.min(size, 4), size), size);
@@ -805,7 +928,7 @@ export class SoftCpu {
       case 0xfd: this.fl.bits |= DF; break;
       case 0xfe: case 0xff: return this.group45(op);
       default:
-        if ((op >= 0xd8 && op <= 0xdf) || op === 0x9b) return this.fpu();
+        if ((op >= 0xd8 && op <= 0xdf) || op === 0x9b) return this.x87(op);
         throw this.unknown();
     }
     this.rip = this.next;
@@ -814,15 +937,113 @@ export class SoftCpu {
 
   /** `pause` instructions executed (a spinning guest). */
   pauses = 0;
+  /** The x87 and SSE state (fpu.ts). */
+  readonly fpu = new Fpu();
+  /** A 0x66 prefix (an SSE instruction's selector even where REX.W sets the operand size). */
+  private p66 = false;
 
   private unknown(): Unimplemented {
-    return new Unimplemented(`unknown instruction at 0x${this.start.toString(16)}`);
+    return new Unimplemented('this instruction');
   }
 
-  /** x87 and SSE: none on this CPU. With CR0.TS or CR0.EM set the guest gets #NM as hardware gives it; else the run ends. */
-  private fpu(): Exit | undefined {
-    if (this.sregs.cr0 & (CR0_TS | CR0_EM)) throw new CpuFault(7);
-    throw new Unimplemented('x87/SSE instruction');
+  /** x87 (d8-df, 9b): the sliver fpu.ts models; #NM with CR0.TS or EM, #MF for a pending unmasked fault. */
+  private x87(op: number): Exit | undefined {
+    const cr0 = this.sregs.cr0, F = this.fpu;
+    if (op === 0x9b) { // fwait
+      if ((cr0 & (CR0_TS | CR0_MP)) === (CR0_TS | CR0_MP)) throw new CpuFault(7);
+      if (F.pending) throw new CpuFault(16);
+      this.rip = this.next;
+      return undefined;
+    }
+    if (cr0 & (CR0_TS | CR0_EM)) throw new CpuFault(7);
+    this.modrm();
+    const n = this.regf & 7, i = this.rmReg & 7, mem = this.isMem;
+    // The non-waiting control instructions first.
+    if (op === 0xdb && !mem && n === 4 && i === 3) F.init(); // fninit
+    else if (op === 0xdb && !mem && n === 4 && i === 2) F.fsw &= 0x7f00; // fnclex
+    else if (op === 0xd9 && mem && n === 7) this.store(this.ea(), 2, BigInt(F.fcw)); // fnstcw
+    else if (op === 0xdd && mem && n === 7) this.store(this.ea(), 2, BigInt(F.fsw)); // fnstsw m16
+    else if (op === 0xdf && !mem && n === 4 && i === 0) this.setReg(0, 2, BigInt(F.fsw)); // fnstsw %ax
+    else {
+      if (F.pending) throw new CpuFault(16);
+      if (op === 0xd9 && mem && n === 5) F.fcw = Number(this.load(this.ea(), 2)); // fldcw
+      else if (op === 0xd9 && !mem && n === 5 && (i === 0 || i === 6)) F.push(i === 0 ? 1 : 0); // fld1, fldz
+      else if (op === 0xd9 && !mem && n === 0) { const v = F.get(i); if (v !== undefined) F.push(v); } // fld st(i)
+      else if (op === 0xdd && !mem && n === 3) { const v = F.get(0); if (v !== undefined) { F.st[i] = v; F.pop(); } } // fstp st(i)
+      else if (!mem && (op === 0xd8 || op === 0xdc || op === 0xde) && n !== 2 && n !== 3) {
+        // d8: st(0) = st(0) op st(i); dc, de: st(i) = st(i) op st(0), the sub and div forms reversed; de pops.
+        const a = F.get(op === 0xd8 ? 0 : i), b = F.get(op === 0xd8 ? i : 0);
+        if (a !== undefined && b !== undefined) {
+          const r = F.arith(op === 0xd8 || n < 4 ? n : n ^ 1, a, b);
+          if (r !== undefined) F.st[op === 0xd8 ? 0 : i] = r;
+          if (op === 0xde) F.pop();
+        }
+      } else throw new Unimplemented('this x87 instruction');
+    }
+    this.rip = this.next;
+    return undefined;
+  }
+
+  /** The SSE opcodes of the 0f map: moves, xor and the scalar single arithmetic (fpu.ts); #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS. */
+  private sse(op: number): Exit | undefined {
+    const cr0 = this.sregs.cr0, F = this.fpu;
+    if (cr0 & CR0_EM || !(this.sregs.cr4 & CR4_OSFXSR)) throw new CpuFault(6);
+    if (cr0 & CR0_TS) throw new CpuFault(7);
+    this.modrm();
+    const x = F.xmm, d = this.regf;
+    const rmLow = (size: number): bigint => this.isMem ? this.load(this.ea(), size) : x[this.rmReg]![0] & MASK[size]!;
+    const rm128 = (): [bigint, bigint] => {
+      if (!this.isMem) return [...x[this.rmReg]!];
+      const a = this.ea();
+      if (a & 0xfn) throw new CpuFault(13, 0);
+      return [this.load(a, 8), this.load(a + 8n, 8)];
+    };
+    const store128 = (v: [bigint, bigint]): void => {
+      if (!this.isMem) { x[this.rmReg] = v; return; }
+      const a = this.ea();
+      if (a & 0xfn) throw new CpuFault(13, 0);
+      this.store(a, 8, v[0]);
+      this.store(a + 8n, 8, v[1]);
+    };
+    const f3 = this.rep === 0xf3, none = !this.p66 && !this.rep;
+    if (op === 0x10 && f3) { // movss xmm, xmm/m32: from memory the rest is zeroed
+      const v = rmLow(4);
+      x[d] = this.isMem ? [v, 0n] : [(x[d]![0] & ~M32) | v, x[d]![1]];
+    } else if (op === 0x11 && f3) { // movss xmm/m32, xmm
+      if (this.isMem) this.store(this.ea(), 4, x[d]![0] & M32); else x[this.rmReg]![0] = (x[this.rmReg]![0] & ~M32) | (x[d]![0] & M32);
+    } else if ((op === 0x28 || op === 0x6f) && (none || this.p66) && !this.rep) x[d] = rm128(); // movaps, movapd, movdqa
+    else if ((op === 0x29 || op === 0x7f) && (none || this.p66) && !this.rep) store128([...x[d]!]); // to memory or a register
+    else if ((op === 0x57 && (none || this.p66)) || (op === 0xef && this.p66)) { // xorps, xorpd, pxor
+      const [lo, hi] = rm128();
+      x[d] = [x[d]![0] ^ lo, x[d]![1] ^ hi];
+    } else if ((op === 0x58 || op === 0x59 || op === 0x5c || op === 0x5e) && f3) { // addss, mulss, subss, divss
+      const r = F.sse(op, bitsToFloat(x[d]![0]), bitsToFloat(rmLow(4)));
+      if (r === 'fault') throw new CpuFault(this.sregs.cr4 & CR4_OSXMMEXCPT ? 19 : 6);
+      x[d]![0] = (x[d]![0] & ~M32) | floatToBits(r);
+    } else if (op === 0x6e && this.p66) x[d] = [this.readRM(this.opsz === 8 ? 8 : 4), 0n]; // movd/movq xmm, r/m (a general register)
+    else if (op === 0x7e && this.p66) { // movd/movq r/m, xmm
+      const size = this.opsz === 8 ? 8 : 4;
+      this.writeRM(size, x[d]![0] & MASK[size]!);
+    } else if (op === 0x7e && f3) x[d] = [rmLow(8), 0n]; // movq xmm, xmm/m64
+    else if (op === 0xd6 && this.p66) { // movq xmm/m64, xmm
+      if (this.isMem) this.store(this.ea(), 8, x[d]![0]); else x[this.rmReg] = [x[d]![0], 0n];
+    } else throw new Unimplemented('this SSE instruction');
+    this.rip = this.next;
+    return undefined;
+  }
+
+  /** ldmxcsr, stmxcsr (0f ae /2, /3). */
+  private mxcsr(n: number): Exit | undefined {
+    const cr0 = this.sregs.cr0;
+    if (cr0 & CR0_EM || !(this.sregs.cr4 & CR4_OSFXSR)) throw new CpuFault(6);
+    if (cr0 & CR0_TS) throw new CpuFault(7);
+    if (n === 2) {
+      const v = Number(this.load(this.ea(), 4));
+      if (v & ~MXCSR_MASK) throw new CpuFault(13, 0);
+      this.fpu.mxcsr = v;
+    } else this.store(this.ea(), 4, BigInt(this.fpu.mxcsr));
+    this.rip = this.next;
+    return undefined;
   }
 
   private segByIndex(i: number): SegName {
@@ -862,6 +1083,7 @@ export class SoftCpu {
     }
     this.canonical(rip);
     this.popFlags(flags, M32);
+    if (flags & BigInt(RF)) this.fl.bits |= RF; // iret may set RF (to pass an instruction breakpoint)
     this.sregs.cs = { ...d, selector: cs };
     this.sregs.ss = ssSeg;
     const outward = rpl > this.cpl;
@@ -875,6 +1097,63 @@ export class SoftCpu {
         if (!seg.unusable && seg.s && (!(seg.type & 8) || !(seg.type & 4)) && seg.dpl < rpl) this.sregs[n] = { ...seg, selector: 0, unusable: true };
       }
     }
+    return undefined;
+  }
+
+  /**
+   * lcall/ljmp through a far pointer in memory (m16:64 with REX.W, else
+   * m16:32): to a code segment of the current privilege (conforming or of
+   * DPL = CPL). A call gate is not followed; its descriptor faults as a
+   * non-code segment would.
+   */
+  private farTransfer(call: boolean): Exit | undefined {
+    if (!this.isMem) throw new CpuFault(6);
+    const width = this.opsz === 8 ? 8 : this.opsz === 2 ? 2 : 4;
+    const a = this.ea();
+    const offset = this.load(a, width), selector = Number(this.load(u64(a + BigInt(width)), 2));
+    const d = this.descriptor(selector, 13);
+    if (!d) throw new CpuFault(13, 0);
+    if (!d.s) throw new Unimplemented('a far transfer through a gate');
+    const conforming = (d.type & 4) !== 0;
+    if (!(d.type & 8) || (conforming ? d.dpl > this.cpl : (selector & 3) > this.cpl || d.dpl !== this.cpl)) throw new CpuFault(13, selector & ~3);
+    if (!d.present) throw new CpuFault(11, selector & ~3);
+    if (call) {
+      const sp = this.R[4]!;
+      try {
+        this.push(BigInt(this.sregs.cs.selector), width === 2 ? 2 : width);
+        this.push(this.next, width === 2 ? 2 : width);
+      } catch (e) {
+        this.R[4] = sp;
+        throw e;
+      }
+    }
+    this.sregs.cs = { ...d, selector: (selector & ~3) | this.cpl };
+    this.rip = d.l ? this.canonical(offset) : offset & M32;
+    return undefined;
+  }
+
+  /** lret [imm16]: to the same privilege, or outward (then rsp and ss come off the stack too). */
+  private farReturn(release: number): Exit | undefined {
+    const width = this.opsz === 8 ? 8 : this.opsz === 2 ? 2 : 4, w = BigInt(width), acc = this.acc();
+    const sp = this.R[4]!;
+    const rip = this.load(sp, width, acc, true), cs = Number(this.load(u64(sp + w), width, acc, true) & 0xffffn);
+    const rpl = cs & 3;
+    if (rpl < this.cpl) throw new CpuFault(13, cs & ~3);
+    const d = this.codeDescriptor(cs);
+    if ((d.type & 4 ? d.dpl > rpl : d.dpl !== rpl)) throw new CpuFault(13, cs & ~3);
+    let nsp = u64(sp + 2n * w + BigInt(release));
+    if (rpl > this.cpl) {
+      const rsp = this.load(nsp, width, acc, true), ss = Number(this.load(u64(nsp + w), width, acc, true) & 0xffffn);
+      const sd = this.descriptor(ss, 13);
+      if (!sd || (ss & 3) !== rpl || sd.dpl !== rpl || !sd.s || sd.type & 8 || !(sd.type & 2)) throw new CpuFault(13, ss & ~3);
+      if (!sd.present) throw new CpuFault(12, ss & ~3);
+      this.sregs.ss = sd;
+      nsp = u64(rsp + BigInt(release));
+      this.cpl = rpl;
+    }
+    this.sregs.cs = { ...d, selector: cs };
+    this.R[4] = nsp;
+    this.rip = d.l ? this.canonical(rip) : rip & M32;
     return undefined;
   }
 
@@ -1022,9 +1301,10 @@ export class SoftCpu {
     }
     switch (n) {
       case 2: { const t = this.readRM(8); this.push(this.next); return this.jump(t); }
+      case 3: case 5: return this.farTransfer(n === 3);
       case 4: return this.jump(this.readRM(8));
       case 6: { const size = this.opsz === 2 ? 2 : 8; this.push(this.readRM(size), size); break; }
-      default: throw this.unknown(); // far call/jmp
+      default: throw new CpuFault(6);
     }
     this.rip = this.next;
     return undefined;
@@ -1104,6 +1384,10 @@ export class SoftCpu {
         this.fl.bits &= ~(fmask | RF);
         return this.jump(this.msrs.get(MSR.LSTAR) ?? 0n);
       }
+      case 0x34: // sysenter: with IA32_SYSENTER_CS 0 (never set here) #GP(0), as on Intel
+        if ((this.msrs.get(0x174) ?? 0n) === 0n) throw new CpuFault(13, 0);
+        throw new Unimplemented('sysenter through IA32_SYSENTER_CS');
+      case 0x35: this.privileged(); throw this.unknown(); // sysexit
       case 0x06: this.privileged(); this.sregs.cr0 &= ~CR0_TS; break; // clts
       case 0x07: this.privileged(); throw this.unknown(); // sysret
       case 0x0b: throw new CpuFault(6); // ud2
@@ -1149,10 +1433,23 @@ export class SoftCpu {
         }
         break;
       }
-      case 0xae: { // fences, fxsave and friends
+      case 0xae: { // fences, rd/wr fs/gs base, ldmxcsr, stmxcsr (fxsave and friends are not modelled)
         this.modrm();
         if (!this.isMem && (this.regf & 7) >= 5) break; // lfence, mfence, sfence
-        return this.fpu();
+        if (this.isMem && ((this.regf & 7) === 2 || (this.regf & 7) === 3) && !this.rep) return this.mxcsr(this.regf & 7);
+        if (!this.isMem && this.rep === 0xf3 && (this.regf & 7) <= 3) {
+          if (!(this.sregs.cr4 & CR4_FSGSBASE)) throw new CpuFault(6);
+          const n = this.regf & 7, seg = n & 1 ? 'gs' : 'fs', size = this.opsz === 8 ? 8 : 4;
+          if (n < 2) this.setReg(this.rmReg, size, this.sregs[seg].base & MASK[size]!);
+          else {
+            const v = this.getReg(this.rmReg, size);
+            if (size === 8) this.canonical(v);
+            this.sregs[seg] = { ...this.sregs[seg], base: v };
+          }
+          break;
+        }
+        if (this.sregs.cr0 & (CR0_TS | CR0_EM)) throw new CpuFault(7);
+        throw new Unimplemented('fxsave, fxrstor, xsave and their kin');
       }
       case 0xaf: this.modrm(); this.imulStore(this.regf, this.getReg(this.regf, this.opsz), this.readRM(this.opsz), this.opsz); break;
       case 0xb0: case 0xb1: { // cmpxchg
@@ -1230,7 +1527,7 @@ export class SoftCpu {
         break;
       }
       default:
-        if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f) || (op >= 0xc2 && op <= 0xc6) || op >= 0xd0) return this.fpu();
+        if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f) || (op >= 0xc2 && op <= 0xc6) || op >= 0xd0) return this.sse(op);
         throw this.unknown();
     }
     this.rip = this.next;

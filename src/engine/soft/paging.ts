@@ -61,28 +61,51 @@ export interface PagingState {
 
 const CR0_WP = 1n << 16n, EFER_NXE = 1n << 11n;
 
+/** TLB sets: direct mapped by the low bits of the page number. */
+const TLB_SIZE = 1024;
+
 export class Mmu {
-  private readonly tlb = new Map<number, TlbEntry>();
+  // Direct mapped: a tag (the page number) and an entry per set. Page
+  // numbers of upper-half addresses are not small integers, and a Map keyed
+  // by them costs more than the whole instruction.
+  private readonly tags = new Float64Array(TLB_SIZE).fill(-1);
+  private readonly entries: Array<TlbEntry | undefined> = new Array<TlbEntry | undefined>(TLB_SIZE).fill(undefined);
   /** TLB fills since creation (for the engine's counters). */
   walks = 0;
+  /** Bumped at every flush: what was derived from a translation (the CPU's code window) is stale then. */
+  epoch = 0;
 
   constructor(private readonly phys: PhysLookup, private readonly state: PagingState) {}
 
   flush(): void {
-    this.tlb.clear();
+    this.tags.fill(-1);
+    this.entries.fill(undefined);
+    this.epoch++;
   }
 
   flushPage(va: bigint): void {
-    this.tlb.delete(Number(BigInt.asUintN(64, va) >> 12n));
+    const key = Number(BigInt.asUintN(64, va) >> 12n), set = key % TLB_SIZE;
+    if (this.tags[set] === key) {
+      this.tags[set] = -1;
+      this.entries[set] = undefined;
+    }
+    this.epoch++;
   }
 
-  /** The TLB entry for `va` with the rights for `acc` checked (a CpuFault if refused). */
-  translate(va: bigint, acc: number): TlbEntry {
-    const key = Number(va >> 12n);
-    let e = this.tlb.get(key);
+  /**
+   * The TLB entry for `va` with the rights for `acc` checked (a CpuFault if
+   * refused). A non-canonical `va` faults #GP(0), or #SS(0) for a `stack`
+   * access; only canonical pages are ever cached, so a hit needs no check.
+   */
+  translate(va: bigint, acc: number, stack = false): TlbEntry {
+    const key = Number(va >> 12n), set = key % TLB_SIZE;
+    let e = this.tags[set] === key ? this.entries[set] : undefined;
     if (e === undefined || (acc & ACC_WRITE && !e.dirty)) {
+      const top = va >> 47n;
+      if (top !== 0n && top !== 0x1ffffn) throw new CpuFault(stack ? 12 : 13, 0);
       e = this.walk(va, acc);
-      this.tlb.set(key, e);
+      this.tags[set] = key;
+      this.entries[set] = e;
     }
     if (acc & ACC_USER && !e.user) throw this.fault(va, acc, PF_P);
     if (acc & ACC_WRITE && !e.rw && (acc & ACC_USER || (this.state.cr0 & CR0_WP) !== 0n)) throw this.fault(va, acc, PF_P);

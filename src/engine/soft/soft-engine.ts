@@ -30,14 +30,16 @@ const [VENDOR_B, VENDOR_D, VENDOR_C] = str('ParavaneSoft') as [number, number, n
 
 /**
  * What the software CPU reports: vendor "ParavaneSoft", family 6, and only
- * features it implements: leaf 1 EDX TSC (4), MSR (5), CX8 (8), CMOV (15);
+ * features it implements: leaf 1 EDX DE (2), TSC (4), MSR (5), CX8 (8), CMOV (15);
+ * leaf 7 EBX FSGSBASE (0);
  * ECX CX16 (13), POPCNT (23), HYPERVISOR (31); extended EDX SYSCALL (11),
  * NX (20), RDTSCP (27), LM (29); ECX LAHF (0), ABM/LZCNT (5); 48-bit
  * virtual and MAXPHYADDR-bit physical addresses. No x87, no SSE.
  */
 export const SOFT_CPUID: ReadonlyMap<string, CpuidResult> = new Map<string, CpuidResult>([
   ['0:0', [0x7, VENDOR_B, VENDOR_C, VENDOR_D]],
-  ['1:0', [0x000606a0, 0x00010800, (1 << 13) | (1 << 23) | (1 << 31), (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15)]],
+  ['1:0', [0x000606a0, 0x00010800, (1 << 13) | (1 << 23) | (1 << 31), (1 << 2) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 15)]],
+  ['7:0', [0, 1 << 0, 0, 0]],
   ['80000000:0', [0x80000008, VENDOR_B, VENDOR_C, VENDOR_D]],
   ['80000001:0', [0, 0, (1 << 0) | (1 << 5), (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)]],
   ['80000008:0', [(48 << 8) | MAXPHYADDR, 0, 0, 0]],
@@ -47,12 +49,15 @@ const SEG0: Segment = { base: 0n, limit: 0, selector: 0, type: 0, present: false
 
 export class SoftEngine implements Engine {
   readonly name = 'soft';
+  /** Instructions retired by every vCPU this engine ran. */
+  retired = 0;
   private readonly memories = new Set<MachineMemory>();
   private readonly vms = new Set<SoftVm>();
   private closed = false;
 
   info(): EngineInfo {
-    return { name: this.name, apiVersion: 1, runMode: 'direct', capabilities: {} };
+    // cr4-fsgsbase: CR4.FSGSBASE decides whether rd/wr fs/gs base work at CPL 3 (the hypervisor may offer the feature).
+    return { name: this.name, apiVersion: 1, runMode: 'direct', capabilities: { 'cr4-fsgsbase': 1 } };
   }
 
   cpuid(leaf: number, subleaf: number): CpuidResult {
@@ -256,7 +261,9 @@ export class SoftVcpu implements Vcpu {
   run(): Exit {
     if (this.dead) throw destroyed('the vCPU');
     const cpu = this.cpu, R = cpu.R, r = this.regs;
-    if (this.kicked) {
+    // A kick or a passed deadline ends the run before it starts (a guest whose every run ends in an
+    // exit within CLOCK_EVERY instructions must still be stopped at its deadline).
+    if (this.kicked || (this.deadline !== null && process.hrtime.bigint() >= this.deadline)) {
       this.kicked = false;
       return { kind: 'interrupted' };
     }
@@ -266,6 +273,7 @@ export class SoftVcpu implements Vcpu {
     cpu.setRflags(r.rflags);
     let exit: Exit | undefined;
     const deadline = this.deadline;
+    const retired = cpu.retired;
     for (let n = 1; ; n++) {
       exit = cpu.step();
       if (exit) break;
@@ -278,6 +286,7 @@ export class SoftVcpu implements Vcpu {
     r.r8 = R[8]!; r.r9 = R[9]!; r.r10 = R[10]!; r.r11 = R[11]!; r.r12 = R[12]!; r.r13 = R[13]!; r.r14 = R[14]!; r.r15 = R[15]!;
     r.rip = cpu.rip;
     r.rflags = cpu.rflags();
+    this.vm.engine.retired += cpu.retired - retired;
     return exit;
   }
 
