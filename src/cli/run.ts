@@ -38,6 +38,8 @@ export interface RunIo {
   err: (s: string) => void;
   /** Calls back at the first failed write to `out`; returns the function that stops listening. */
   onOutError: (cb: (e: NodeJS.ErrnoException) => void) => () => void;
+  /** Whether `err` is a terminal (a person reads it: hints go there). */
+  errIsTty?: boolean;
 }
 
 /** Standard output and error; writes to a stdout that failed (EPIPE) are dropped. */
@@ -46,6 +48,7 @@ export function processIo(): RunIo {
     out: (b) => { if (process.stdout.writable) process.stdout.write(b); },
     err: (s) => { if (process.stderr.writable) process.stderr.write(s); },
     onOutError: (cb) => onOutputError(process.stdout, cb),
+    errIsTty: process.stderr.isTTY === true,
   };
 }
 
@@ -150,7 +153,7 @@ async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, 
   }
   try {
     engine = selectEngine(choice, opts.kvm);
-    if (choice === 'auto' && engine.name === 'soft') io.err(`paravane: ${opts.kvm} does not exist: running on the software engine, an interpreter (slow; --engine soft says so and skips this note)\n`);
+    if (choice === 'auto' && engine.name === 'soft' && io.errIsTty) io.err(`paravane: ${opts.kvm} does not exist: running on the software engine, an interpreter (slow; --engine soft chooses it without this note)\n`);
   } catch (e) {
     if (!(e instanceof EngineUnavailableError)) throw e;
     io.err(`paravane: ${e.message} (see \`paravane doctor\`)\n`);

@@ -21,7 +21,7 @@ if (!tarball) {
 const runs = buildXtf(tarball, path.join(ROOT, 'build/xtf')).filter((r) => r.name.includes(filter));
 let engine: Engine;
 try {
-  engine = selectEngine('kvm');
+  engine = selectEngine(process.env.PARAVANE_ENGINE === 'soft' || process.env.PARAVANE_ENGINE === 'kvm' ? process.env.PARAVANE_ENGINE : 'auto');
 } catch (e) {
   if (!(e instanceof EngineUnavailableError)) throw e;
   console.error(`paravane xtf: ${runs.length} runs built; they cannot be run here: ${e.message}`);

@@ -36,8 +36,8 @@ const L1_ECX_SET = bits(31);
 const L1_EDX_HIDE = bits(1, 3, 9, 12, 13, 17, 21, 22, 29, 31);
 /**
  * Leaf 7.0 EBX, kept: BMI1 (3), BMI2 (8), ERMS (9), RDSEED (18), ADX (19),
- * CLFLUSHOPT (23), CLWB (24), SHA (29); the rest (FSGSBASE, which CPL 3
- * cannot use without CR4.FSGSBASE, SMEP, SMAP, INVPCID, AVX2 and AVX-512,
+ * CLFLUSHOPT (23), CLWB (24), SHA (29); FSGSBASE (0) where the engine
+ * applies the guest's CR4.FSGSBASE (see fsgsbase); the rest (SMEP, SMAP, INVPCID, AVX2 and AVX-512,
  * which need OSXSAVE, SGX, MPX, RDT, ...) hidden. ECX and EDX: none kept.
  */
 const L7_EBX_KEEP = bits(3, 8, 9, 18, 19, 23, 24, 29);
@@ -61,9 +61,18 @@ export class PvCpuidPolicy {
     return b === 0x756e6547 && d === 0x49656e69 && c === 0x6c65746e; // "Genu" "ineI" "ntel"
   }
 
-  constructor(private readonly host: (leaf: number, subleaf: number) => CpuidResult) {
+  /**
+   * Whether FSGSBASE is offered: only where the engine applies the guest's
+   * CR4.FSGSBASE to the code it runs at CPL 3 (`engineFsgsbase`), so that
+   * the instructions fault while the guest keeps the bit clear (XSA-293),
+   * and the processor has it.
+   */
+  readonly fsgsbase: boolean;
+
+  constructor(private readonly host: (leaf: number, subleaf: number) => CpuidResult, engineFsgsbase = false) {
     this.maxBasic = Math.min(host(0, 0)[0], 0xd);
     this.maxExt = Math.min(host(0x80000000, 0)[0], 0x80000008);
+    this.fsgsbase = engineFsgsbase && this.maxBasic >= 7 && (host(7, 0)[1] & 1) !== 0;
   }
 
   /** CPUID as the guest (vCPU `vcpu`) sees it. */
@@ -82,7 +91,7 @@ export class PvCpuidPolicy {
       case 5: case 6: // MONITOR/MWAIT and power management: not for a deprivileged kernel
         return [0, 0, 0, 0];
       case 7:
-        return subleaf === 0 ? [0, (b & L7_EBX_KEEP) >>> 0, 0, 0] : [0, 0, 0, 0];
+        return subleaf === 0 ? [0, (b & (L7_EBX_KEEP | (this.fsgsbase ? 1 : 0))) >>> 0, 0, 0] : [0, 0, 0, 0];
       case 0xd: // XSAVE is hidden: no state components
         return [0, 0, 0, 0];
       case 0x80000000:

@@ -33,7 +33,8 @@ const MSR_EFER = 0xc0000080;
 /** IA32_BIOS_SIGN_ID: the microcode revision (read as zero: READ_AS_ZERO). */
 const MSR_UCODE_REV = 0x8b;
 /** MSRs a PV domU reads as zero (Xen: platform and power-management state it does not expose). */
-const READ_AS_ZERO = new Set([0x17 /* IA32_PLATFORM_ID */, 0x8b /* IA32_BIOS_SIGN_ID */, 0xce /* PLATFORM_INFO */, 0x140 /* MISC_FEATURES_ENABLES */]);
+const READ_AS_ZERO = new Set([0x17 /* IA32_PLATFORM_ID */, 0x8b /* IA32_BIOS_SIGN_ID */, 0xce /* PLATFORM_INFO */, 0x140 /* MISC_FEATURES_ENABLES */,
+  0x1d9 /* IA32_DEBUGCTL: no branch or LBR tracing for a PV guest; XTF's debug-regs reads it as 0 */]);
 
 const GPRS: Partial<Record<number, GprName>> = {
   [Register.RAX]: 'rax', [Register.RCX]: 'rcx', [Register.RDX]: 'rdx', [Register.RBX]: 'rbx', [Register.RSP]: 'rsp', [Register.RBP]: 'rbp',
@@ -385,7 +386,7 @@ function writeCr(t: EmulationTarget, n: number, v: bigint): Emulated {
       }
       return 'done';
     default:
-      t.cr4 = fixupGuestCr4(v); // never a fault: bits the guest may not choose are dropped, as Xen drops them
+      t.cr4 = fixupGuestCr4(v, t.cpuid.fsgsbase); // never a fault: bits the guest may not choose are dropped, as Xen drops them
       return 'done';
   }
 }

@@ -100,7 +100,7 @@ export function handleExit(v: ExitTarget, exit: Exit): boolean {
       v.crash(`${exit.isWrite ? 'write to' : 'read from'} machine address ${hex(exit.address)}, outside machine memory`);
       return false;
     case 'internal-error':
-      v.crash(`the engine could not emulate an instruction at rip ${hex(v.engine.regs.rip)} (suberror ${exit.suberror})`);
+      v.crash(exit.message ? `the engine stopped at rip ${hex(v.engine.regs.rip)}: ${exit.message}` : `the engine could not emulate an instruction at rip ${hex(v.engine.regs.rip)} (suberror ${exit.suberror})`);
       return false;
     case 'entry-failed':
       v.crash(`the engine could not enter the guest (reason ${hex(exit.reason)})`);
@@ -184,11 +184,26 @@ function exception(v: ExitTarget): void {
   let errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
   let faultRip = frame.rip;
   const userMode = v.space.userMode;
+  // A #DB in the hypervisor's own code: a breakpoint held by mov/pop ss fires at the first instruction of
+  // the handler of what follows (int, a fault, syscall's stub). As Xen since XSA-260: the guest's DR6
+  // records it, nothing is injected, and the interrupted stub goes on.
+  if (vector === 1 && ((frame.cs & 3n) === 0n || inSyscallStubs(faultRip))) {
+    v.debug.debugException();
+    v.count(EXIT.exception);
+    return;
+  }
   // In guest user mode a vmcall is no hypercall (user mode has none, as on Xen): the #GP is the guest's.
   if (vector === 13 && errorCode === 0n && !userMode && isHypercallInstruction(v, faultRip)) {
     v.count(EXIT.vmcall);
     // Past the vmcall, unless the call continues (then it runs again) or was an iret.
     if (hypercall(v, frame) === 'done') frame.rip = faultRip + 3n;
+    return;
+  }
+  // sysenter faults at CPL 3 (#GP(0) on Intel, #UD on AMD): Xen's sysenter entry, in the guest's callback.
+  if (((vector === 13 && errorCode === 0n) || vector === 6) && instructionIs(v, faultRip, SYSENTER)) {
+    v.count(EXIT.exception);
+    const problem = v.traps.sysenter(frame);
+    if (problem) v.crash(problem);
     return;
   }
   // The faulting address of a #PF: one KVM_GET_SREGS, when first needed.
@@ -281,16 +296,21 @@ function softwareInterrupt(v: ExitTarget, rip: bigint): { n: number; length: num
   }
 }
 
-function isHypercallInstruction(v: ExitTarget, rip: bigint): boolean {
-  let bytes: Uint8Array;
+const SYSENTER = [0x0f, 0x34];
+
+/** Whether the bytes at rip are `op` (false where they cannot be read). */
+function instructionIs(v: ExitTarget, rip: bigint, op: readonly number[]): boolean {
   try {
-    bytes = v.space.guest.read(rip, 3);
+    const b = v.space.guest.read(rip, op.length);
+    return op.every((x, i) => b[i] === x);
   } catch (e) {
     if (e instanceof GuestFault) return false;
     throw e;
   }
-  const is = (op: number[]): boolean => op.every((b, i) => bytes[i] === b);
-  return is(VMCALL) || is(VMMCALL);
+}
+
+function isHypercallInstruction(v: ExitTarget, rip: bigint): boolean {
+  return instructionIs(v, rip, VMCALL) || instructionIs(v, rip, VMMCALL);
 }
 
 function assertNever(x: never): never {

@@ -85,7 +85,7 @@ export function initialiseVcpu(v: PvVcpu, c: VcpuGuestContext, pt: PageTypes, do
   v.ldt = { base: ldtEnts ? c.ldt_base : 0n, entries: Number(ldtEnts) };
   v.traps.setKernelStack(c.kernel_sp);
   v.traps.setTaskSwitched((c.ctrlreg_at(0) & CR0_TS) !== 0n);
-  v.traps.cr4 = fixupGuestCr4(c.ctrlreg_at(4));
+  v.traps.cr4 = fixupGuestCr4(c.ctrlreg_at(4), v.cpuid.fsgsbase);
   // As Xen: each debug register as set_debugreg would set it, a value it refuses left at reset.
   for (const i of [0, 1, 2, 3, 6, 7]) v.debug.set(i, c.debugreg_at(i));
   const masks = (bit: number): boolean => (flags & BigInt(bit)) !== 0n;

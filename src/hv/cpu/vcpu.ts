@@ -87,6 +87,10 @@ export class PvVcpu implements ExitTarget {
   readonly blocking: VcpuBlocking;
   readonly descriptors: VcpuDescriptorTables;
   readonly debug: VcpuDebugRegisters;
+  /** What CPUID tells the guest (the machine's PV policy). */
+  get cpuid(): PvCpuidPolicy {
+    return this.host.cpuid;
+  }
   /** What the vCPU is doing and has done, as Xen accounts it (runstate.ts). */
   readonly runstate: VcpuRunstate;
   readonly stack: Ring0Stack;

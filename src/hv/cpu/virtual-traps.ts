@@ -24,6 +24,7 @@ import type { VcpuInfoArea } from './vcpu-info.js';
 import type { VcpuDescriptorTables } from './descriptor-tables.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
 import { ARITH, RFLAGS } from './rflags.js';
+import { CR4_FSGSBASE } from './cr4.js';
 
 const { IF, DF } = RFLAGS;
 const CR0_TS = 8n;
@@ -72,8 +73,23 @@ export class VirtualTraps implements CpuContext {
   kernelSp = 0n;
   /** The virtual CR0.TS (fpu_taskswitch). */
   taskSwitched = false;
+  private guestCr4 = CR4;
+
   /** The guest's virtual CR4 (what `mov` from CR4 reads): at first the CR4 the vCPU runs with. */
-  cr4 = CR4;
+  get cr4(): bigint {
+    return this.guestCr4;
+  }
+
+  /** Sets the virtual CR4; its FSGSBASE bit is the one the vCPU runs with (fixupGuestCr4 admits it only where offered). */
+  set cr4(v: bigint) {
+    const changed = (v ^ this.guestCr4) & CR4_FSGSBASE;
+    this.guestCr4 = v;
+    if (!changed) return;
+    const e = this.v.engine;
+    const s = e.getSpecialRegisters();
+    s.cr4 = (s.cr4 & ~CR4_FSGSBASE) | (v & CR4_FSGSBASE);
+    e.setSpecialRegisters(s);
+  }
   /**
    * The virtual IOPL (0-3): whether the guest's cli, sti, in and out are
    * emulated (emulate.ts). Set by PHYSDEVOP_set_iopl, or, with
@@ -347,6 +363,34 @@ export class VirtualTraps implements CpuContext {
     const problem = this.createBounceFrame(state, cb.address, SEL.CS64, true);
     if (problem) return `the event upcall could not be delivered: ${problem}`;
     this.v.count(EXIT.upcall);
+    return undefined;
+  }
+
+  /**
+   * `sysenter`, which faults at CPL 3 (#GP(0); #UD on AMD in long mode), as
+   * Xen's sysenter entry takes it: the calling state is discarded (the
+   * frame holds rip 0, cs 3, a null selector of RPL 3, rsp 0 and Xen's user
+   * ss, with NT cleared; rcx and rdx carry the SYSEXIT ABI's values), and
+   * the vCPU enters the sysenter callback in kernel mode, events masked if
+   * it was registered so. With no callback it gets #GP(0) with that frame.
+   * Returns a reason to crash the domain when neither can be delivered.
+   */
+  sysenter(state: GuestState): string | undefined {
+    const at = state.rip;
+    state.rip = 0n;
+    state.cs = 3n;
+    state.rsp = 0n;
+    state.ss = BigInt(SEL.DS);
+    state.rflags &= ~RFLAGS.NT;
+    const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_sysenter);
+    if (!cb?.address) {
+      if (!this.hasHandler(13)) return `sysenter at rip ${hex(at)}: no sysenter callback, and no #GP handler`;
+      const problem = this.bounce(13, 0n, state, 0n);
+      return problem && `#GP for a sysenter at rip ${hex(at)} with no sysenter callback could not be delivered: ${problem}`;
+    }
+    const problem = this.createBounceFrame(state, cb.address, SEL.CS64, cb.maskEvents);
+    if (problem) return `sysenter at rip ${hex(at)} could not be delivered: ${problem}`;
+    this.v.count(EXIT.bounce);
     return undefined;
   }
 
