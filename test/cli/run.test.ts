@@ -81,19 +81,19 @@ describe('paravane run: bad input gets status 2 and one line', () => {
     expectOneLine((await paravane('run', '--config', config, MINIMAL)).err, /either on the command line or in --config/);
   });
 
-  it('exits 1, its own status, with one line when the engine is unavailable', async () => {
-    const r = await paravane('run', MINIMAL, '--kvm', '/nonexistent/kvm');
+  it('exits 1, its own status, with one line when the engine asked for is unavailable', async () => {
+    const r = await paravane('run', MINIMAL, '--engine', 'kvm', '--kvm', '/nonexistent/kvm');
     expect(r.code).toBe(1);
     expectOneLine(r.err, /\/nonexistent\/kvm .*\(see `paravane doctor`\)$/m);
     // A log file that can be opened is good input: the engine is still what fails.
     const log = path.join(dir, 'hv.log');
-    const l = await paravane('run', MINIMAL, '--log', log, '--kvm', '/nonexistent/kvm');
+    const l = await paravane('run', MINIMAL, '--log', log, '--engine', 'kvm', '--kvm', '/nonexistent/kvm');
     expect(l.code).toBe(1);
     expect(fs.readFileSync(log, 'latin1')).toBe('');
   });
 });
 
-describe.skipIf(!HAVE_KVM)('paravane run: how guests end decides the status', () => {
+describe('paravane run: how guests end decides the status', () => {
   it('exits 3 for a crash, with its reason', async () => {
     const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'paravane-log-')), 'hv.log');
     const r = await paravane('run', path.join(ELF, 'crash.elf'), '--stats', '--log', log);
@@ -223,7 +223,7 @@ describe.skipIf(!HAVE_KVM)('paravane run: how guests end decides the status', ()
   });
 });
 
-describe.skipIf(!HAVE_KVM)('paravane run: inputs that used to break, with a real guest', () => {
+describe('paravane run: inputs that used to break, with a real guest', () => {
   // Sizes past the 32-bit wrap, on hosts with room for them.
   const sizes = [[2048, 524288], [4097, 1048832]].filter(([mib]) => mib! * 1.1 * (1 << 20) < os.totalmem());
   it.each(sizes)('gives a %i MiB domain all its memory (nr_pages %i)', async (mib, pages) => {
@@ -237,7 +237,8 @@ describe.skipIf(!HAVE_KVM)('paravane run: inputs that used to break, with a real
     fs.writeFileSync(initrd, new Uint8Array(10000).fill(7));
     const r = await paravane('run', HELLO, '--initrd', initrd);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/^module: start=0xffffffff8[0-9a-f]+ len=10000$/m);
+    // mod_len is the length of the pages it fills, as Xen's toolstack gives it (the rest is zero).
+    expect(r.out).toMatch(/^module: start=0xffffffff8[0-9a-f]+ len=12288$/m);
   });
 
   it('passes a command line to the guest as UTF-8', async () => {

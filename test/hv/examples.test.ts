@@ -6,8 +6,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../support/kvm-gate.js';
-import { GUESTS_DIR as GUESTS, kvmMachine, runGuest } from '../support/kvm-harness.js';
+import { GUESTS_DIR as GUESTS, guestMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
 import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
@@ -21,8 +20,8 @@ if (!haveXen) {
 
 const MIB = 1 << 20;
 
-describe.skipIf(!HAVE_KVM)('example guests', () => {
-  const m = kvmMachine({ memoryBytes: 96 * MIB });
+describe('example guests', () => {
+  const m = guestMachine({ memoryBytes: 96 * MIB });
   let free: number;
   beforeAll(() => {
     free = m.hv.frames.free;
@@ -71,7 +70,7 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     const { end, out } = await run('compute');
     expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain(COMPUTE_ANSWER);
-  });
+  }, 240_000); // about 70 million instructions: seconds on KVM, tens of seconds on the software engine
 
   it('nano, built for both kernels, takes every divide error and int3 in its handlers and reads ports under the virtual IOPL', async () => {
     const { end, out } = await run('nano');
@@ -127,7 +126,8 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
   it('hello sees an initrd', async () => {
     const initrd = new Uint8Array(12345).fill(7);
     const { out } = await run('hello', { initrd });
-    expect(out).toMatch(/^module: start=0xffffffff8[0-9a-f]+ len=12345$/m);
+    // The length of the pages it fills, as Xen's toolstack gives it (the rest of the last page is zero).
+    expect(out).toMatch(/^module: start=0xffffffff8[0-9a-f]+ len=16384$/m);
   });
 
   it.each(['', '-vmcall', '-syscall'])('hypercalls%s passes every check, bad pointers included', async (variant) => {
@@ -169,10 +169,12 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
     for (const name of ['faults', 'faults-vmcall', 'faults-syscall']) {
       const { end, out } = await run(name);
       expect(out, name).not.toMatch(/^FAIL/m);
-      // #NM is the one skip here: this host's CPU ignores CR0.TS at CPL 3.
-      expect(out, name).toMatch(/^faults: (\d+) ok, 0 failed, 2 skipped \(transport (page|vmcall|syscall)\)$/m);
+      // #AC is skipped (a PV vCPU runs with CR0.AM clear); on kvm_pvm, #NM too: that CPU ignores CR0.TS at
+      // CPL 3. The software engine honours it, so there the retried SSE instruction is checked as well.
+      const soft = m.engine.name === 'soft';
+      expect(out, name).toMatch(new RegExp(`^faults: (\\d+) ok, 0 failed, ${soft ? 1 : 2} skipped \\(transport (page|vmcall|syscall)\\)$`, 'm'));
       expect(Number(/^faults: (\d+) ok/m.exec(out)![1])).toBeGreaterThanOrEqual(100);
-      for (const what of ['#DE', '#DB', '#BP', '#UD', '#SS', '#GP', '#PF', '#MF', '#AC', '#XM']) expect(out, `${name} ${what}`).toMatch(new RegExp(`^ok ${what}`, 'm'));
+      for (const what of ['#DE', '#DB', '#BP', '#UD', '#SS', '#GP', '#PF', '#MF', '#XM', ...(soft ? ['#NM'] : ['#AC'])]) expect(out, `${name} ${what}`).toMatch(new RegExp(`^ok ${what}`, 'm'));
       expect(end).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     }
   });
@@ -268,8 +270,10 @@ describe.skipIf(!HAVE_KVM)('example guests', () => {
       expect(d.hypercallCounts[Hypercall.HYPERVISOR_multicall]).toBeGreaterThanOrEqual(all - 1);
       expect(d.exitCounts.get('hypercall (page)')).toBeLessThan(all + 150);
       expect(d.exitCounts.get('event upcall')).toBeLessThan(10);
-      // The peer's send wakes the poller, whose run starts while the core finishes the send's multicall.
-      expect(d.exitCounts.get('run started at wake-up')).toBeGreaterThanOrEqual(all - 10);
+      // The peer's send wakes the poller, whose run starts while the core finishes the send's multicall
+      // (where the engine runs vCPUs on a thread of their own: KVM's; the software engine runs them in turn).
+      if (m.engine.info().runMode === 'thread') expect(d.exitCounts.get('run started at wake-up')).toBeGreaterThanOrEqual(all - 10);
+      else expect(d.exitCounts.get('run started at wake-up')).toBe(0);
     }
     expect(m.hv.frames.free).toBe(free);
   });

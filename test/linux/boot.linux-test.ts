@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HAVE_KVM } from '../support/kvm-gate.js';
-import { kvmMachine } from '../support/kvm-harness.js';
+import { guestMachine } from '../support/kvm-harness.js';
 import { INIT_BANNER } from '../../src/linux/initramfs.js';
 import type { Domain } from '../../src/hv/domain/domain.js';
 import type { Hypervisor } from '../../src/hv/hypervisor.js';
@@ -77,7 +77,7 @@ class LinuxDomain {
 }
 
 describe.skipIf(!HAVE_KVM)('Debian\'s stock Linux as a PV domU', () => {
-  const m = kvmMachine({ memoryBytes: 640 * MIB });
+  const m = guestMachine({ memoryBytes: 640 * MIB });
   let files: ReturnType<typeof linuxFiles>;
   let free: number;
   beforeAll(() => {

@@ -1,12 +1,14 @@
-// What the KVM test files share: one engine and hypervisor per describe
-// block, where the test guests are, and running a guest to its end with
-// its console collected. Callers gate their describe on HAVE_KVM
-// (test/support/kvm-gate.ts).
+// What the guest test files share: one engine and hypervisor per describe
+// block (KVM where /dev/kvm exists, else the software engine: GUEST_ENGINE
+// in kvm-gate.ts), where the test guests are, and running a guest to its
+// end with its console collected.
 
 import { afterAll, beforeAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KvmEngine } from '../../src/engine/kvm/kvm-engine.js';
+import { selectEngine } from '../../src/engine/select.js';
+import type { Engine } from '../../src/engine/types.js';
+import { GUEST_ENGINE } from './kvm-gate.js';
 import { Hypervisor, type DomainOptions, type MachineOptions, type RunOptions } from '../../src/hv/hypervisor.js';
 import type { Domain } from '../../src/hv/domain/domain.js';
 
@@ -18,20 +20,20 @@ export const GUESTS_DIR = path.resolve(import.meta.dirname, '../../build/guests'
 /** One of the assembly test guests, by name. */
 export const elfGuest = (name: string): Buffer => fs.readFileSync(path.join(ELF_DIR, `${name}.elf`));
 
-export interface KvmMachine {
-  readonly engine: KvmEngine;
+export interface GuestMachine {
+  readonly engine: Engine;
   readonly hv: Hypervisor;
 }
 
 /**
- * Registers hooks, in the calling describe block, that make a KVM engine
- * and a hypervisor before its tests and close them after. The fields are
- * set once the hooks have run.
+ * Registers hooks, in the calling describe block, that make an engine
+ * (`engine`, or this host's GUEST_ENGINE) and a hypervisor before its
+ * tests and close them after. The fields are set once the hooks have run.
  */
-export function kvmMachine(opts: MachineOptions): KvmMachine {
-  const m = {} as { engine: KvmEngine; hv: Hypervisor };
+export function guestMachine(opts: MachineOptions, engine: 'kvm' | 'soft' = GUEST_ENGINE): GuestMachine {
+  const m = {} as { engine: Engine; hv: Hypervisor };
   beforeAll(() => {
-    m.engine = new KvmEngine();
+    m.engine = selectEngine(engine);
     m.hv = new Hypervisor(m.engine, opts);
   });
   afterAll(() => {
@@ -50,14 +52,15 @@ export interface GuestRun {
 
 /**
  * Creates a domain (8 MiB unless told) from `image`, lets `created` act on
- * it, and runs it to its end (20 s at most unless told), collecting what
- * it prints.
+ * it, and runs it to its end (20 s at most unless told; 180 s on the
+ * software engine), collecting what it prints.
  */
 export async function runGuest(
   hv: Hypervisor, image: Uint8Array,
   opts: Partial<DomainOptions> & Pick<RunOptions, 'timeoutMs'> & { created?: (d: Domain) => void } = {},
 ): Promise<GuestRun> {
-  const { timeoutMs = 20_000, created, ...domain } = opts;
+  // The software engine interprets: a guest that takes seconds on KVM takes minutes there.
+  const { timeoutMs = GUEST_ENGINE === 'soft' ? 180_000 : 20_000, created, ...domain } = opts;
   const chunks: Buffer[] = [];
   const d = hv.createDomain(image, { memoryBytes: 8 << 20, ...domain, console: (b) => chunks.push(Buffer.from(b)) });
   created?.(d);

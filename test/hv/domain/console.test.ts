@@ -3,8 +3,7 @@
 // plain memory for hostile indices; and console_io(CONSOLEIO_read).
 
 import { describe, expect, it } from 'vitest';
-import { HAVE_KVM } from '../../support/kvm-gate.js';
-import { elfGuest, kvmMachine, runGuest } from '../../support/kvm-harness.js';
+import { elfGuest, guestMachine, runGuest } from '../../support/kvm-harness.js';
 import { ConsoleBackend } from '../../../src/hv/domain/console.js';
 import { EventChannels } from '../../../src/hv/events/channels.js';
 
@@ -45,8 +44,8 @@ describe('console ring backend', () => {
   });
 });
 
-describe.skipIf(!HAVE_KVM)('console on KVM', () => {
-  const m = kvmMachine({ memoryBytes: 32 << 20 });
+describe('console on KVM', () => {
+  const m = guestMachine({ memoryBytes: 32 << 20 });
 
   it('serves the ring: guest output to the console, host input (given early or late) to the guest', async () => {
     for (const early of [true, false]) {

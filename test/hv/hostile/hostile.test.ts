@@ -11,9 +11,8 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../../support/kvm-gate.js';
 import type { Hypervisor } from '../../../src/hv/hypervisor.js';
-import { GUESTS_DIR, kvmMachine } from '../../support/kvm-harness.js';
+import { GUESTS_DIR, guestMachine } from '../../support/kvm-harness.js';
 import type { Domain } from '../../../src/hv/domain/domain.js';
 import { auditPageTypes } from '../../../src/hv/mm/page-audit.js';
 
@@ -138,7 +137,7 @@ function checksum(hv: Hypervisor, domid: number): string {
   return h.digest('hex');
 }
 
-describe.skipIf(!HAVE_KVM)('hostile guests', () => {
+describe('hostile guests', () => {
   let victim: Domain;
   let victimSum: string;
   let freeBeforeVictim: number;
@@ -148,7 +147,7 @@ describe.skipIf(!HAVE_KVM)('hostile guests', () => {
       if (!fs.existsSync(f)) throw new Error(`${f} is missing: run \`npm run build\` and \`make -C test/guests/hostile OUT=../../../build/hostile\``);
     }
   });
-  const m = kvmMachine({ memoryBytes: 64 * MIB });
+  const m = guestMachine({ memoryBytes: 64 * MIB });
   beforeAll(() => {
     const hv = m.hv;
     freeBeforeVictim = hv.frames.free;

@@ -7,8 +7,7 @@
 // (test/hv/examples.test.ts) covers every exception type.
 
 import { beforeEach, describe, expect, it } from 'vitest';
-import { HAVE_KVM } from '../../support/kvm-gate.js';
-import { elfGuest, kvmMachine, runGuest } from '../../support/kvm-harness.js';
+import { elfGuest, guestMachine, runGuest } from '../../support/kvm-harness.js';
 import { createPlainMemory } from '../../../src/engine/plain-memory.js';
 import { FrameTable } from '../../../src/hv/mm/frames.js';
 import { GuestMemory } from '../../../src/hv/mm/guest-access.js';
@@ -145,8 +144,8 @@ describe('stack_switch, fpu_taskswitch, set_segment_base, iret', () => {
   });
 });
 
-describe.skipIf(!HAVE_KVM)('exception delivery on KVM', () => {
-  const m = kvmMachine({ memoryBytes: 32 << 20 });
+describe('exception delivery on KVM', () => {
+  const m = guestMachine({ memoryBytes: 32 << 20 });
 
   it('bounces #UD, #BP, #DE and #PF to the registered handlers with Xen\'s frame, and resumes through iret or iretq', async () => {
     const free = m.hv.frames.free;

@@ -8,9 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { decodePtStore } from '../../../src/hv/mm/ptwr-decode.js';
 import { RFLAGS as FLAGS } from '../../../src/hv/cpu/rflags.js';
-import { HAVE_KVM } from '../../support/kvm-gate.js';
 import { auditPageTypes } from '../../../src/hv/mm/page-audit.js';
-import { elfGuest, kvmMachine, runGuest } from '../../support/kvm-harness.js';
+import { elfGuest, guestMachine, runGuest } from '../../support/kvm-harness.js';
 
 const insn = (...b: number[]) => decodePtStore(Uint8Array.from([...b, 0x90, 0x90, 0x90, 0x90, 0x90]));
 const rdi = { scale: 1, disp: 0n, ripRelative: false, base: 'rdi' };
@@ -43,8 +42,8 @@ describe('page-table store decoder', () => {
   });
 });
 
-describe.skipIf(!HAVE_KVM)('writable page tables on KVM', () => {
-  const m = kvmMachine({ memoryBytes: 32 << 20 });
+describe('writable page tables on KVM', () => {
+  const m = guestMachine({ memoryBytes: 32 << 20 });
 
   it('emulates a guest\'s stores to its own L1 as validated updates, and the guest sees the new mappings', async () => {
     const free = m.hv.frames.free;

@@ -7,13 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HAVE_KVM } from '../../support/kvm-gate.js';
 import type { Hypervisor } from '../../../src/hv/hypervisor.js';
-import { elfGuest, GUESTS_DIR, kvmMachine, runGuest } from '../../support/kvm-harness.js';
+import { HAVE_KVM } from '../../support/kvm-gate.js';
+import { elfGuest, GUESTS_DIR, guestMachine, runGuest } from '../../support/kvm-harness.js';
 import { VcpuInfo } from '../../../src/abi/generated/xen.js';
 
-describe.skipIf(!HAVE_KVM)('scheduler', () => {
-  const m = kvmMachine({ memoryBytes: 64 << 20 });
+describe('scheduler', () => {
+  const m = guestMachine({ memoryBytes: 64 << 20 });
 
   // CPU shares by weight and caps are measured in wall-clock time, so they are
   // asserted exactly on a virtual clock (run-loop.test.ts); here, on KVM, the
@@ -60,8 +60,8 @@ describe.skipIf(!HAVE_KVM)('scheduler', () => {
   });
 });
 
-describe.skipIf(!HAVE_KVM)('timer advance', () => {
-  const m = kvmMachine({ memoryBytes: 32 << 20 });
+describe('timer advance', () => {
+  const m = guestMachine({ memoryBytes: 32 << 20 });
 
   it('resumes a guest woken by its timer with every register and flag it slept with', async () => {
     const { d, end, out } = await runGuest(m.hv, elfGuest('timerwait'), { timeoutMs: 10_000 });
@@ -71,8 +71,8 @@ describe.skipIf(!HAVE_KVM)('timer advance', () => {
   });
 });
 
-describe.skipIf(!HAVE_KVM)('a blocked domain stopped from outside', () => {
-  const m = kvmMachine({ memoryBytes: 32 << 20 });
+describe('a blocked domain stopped from outside', () => {
+  const m = guestMachine({ memoryBytes: 32 << 20 });
 
   // A pingpong server with no client blocks with only its 10 s watchdog ahead; run() has no timeout.
   it.each([
@@ -94,8 +94,10 @@ describe.skipIf(!HAVE_KVM)('a blocked domain stopped from outside', () => {
   });
 });
 
+// Wake-up preemption starts a vCPU's run on the engine's CPU thread while the core goes on: KVM's
+// thread run mode. The software engine runs vCPUs on the caller's thread, so there is nothing to preempt.
 describe.skipIf(!HAVE_KVM)('wake-up preemption', () => {
-  const m = kvmMachine({ memoryBytes: 64 << 20 });
+  const m = guestMachine({ memoryBytes: 64 << 20 });
   const pingpong = fs.readFileSync(path.join(GUESTS_DIR, 'pingpong.elf'));
 
   /** A wait=poll pingpong pair; `onStart` runs after the server's n-th run started at wake-up. */
