@@ -1,7 +1,8 @@
 // `npm run xtf [-- FILTER]`: builds Xen's test framework from the snapshot
 // (outside the sources, cached in build/xtf), runs each pv64 test whose
 // name contains FILTER, prints one line per test (its verdict and what the
-// table expects) and a total. Needs /dev/kvm to run the tests.
+// table expects) and a total. Runs on KVM, or on the software engine where
+// /dev/kvm does not exist (PARAVANE_ENGINE=kvm|soft chooses).
 
 import * as path from 'node:path';
 import { selectEngine } from '../engine/select.js';

@@ -52,3 +52,4 @@ export const XTF_VERDICTS: Readonly<Record<string, Verdict>> = {
   'xsa-444': skip('no DBEXT (as on a default Xen)'),
   'xsa-7': SUCCESS,
 };
+

@@ -297,6 +297,7 @@ export class SoftCpu {
   // --- ModRM.
 
   private modrm(): void {
+    if (this.adsz === 2) throw new Unimplemented('16-bit addressing');
     const m = this.f8();
     this.mod = m >> 6;
     this.regf = ((m >> 3) & 7) | (this.rex & 4 ? 8 : 0);
@@ -318,7 +319,7 @@ export class SoftCpu {
       if ((sib & 7) === 5 && this.mod === 0) ea += BigInt(this.f32() | 0);
       else ea += this.R[base = (sib & 7) | (this.rex & 1 ? 8 : 0)]!;
     } else if (rm === 5 && this.mod === 0) {
-      this.ripRel = true;
+      this.ripRel = !this.compat; // compatibility mode: an absolute address
       ea = BigInt(this.f32() | 0);
     } else {
       ea = this.R[base = rm | (this.rex & 1 ? 8 : 0)]!;
@@ -350,15 +351,25 @@ export class SoftCpu {
 
   // --- Stack.
 
-  private push(v: bigint, size = 8): void {
-    const sp = u64(this.R[4]! - BigInt(size));
+  /** The stack operand size: 2 with 0x66, else 8 (4 in compatibility mode). */
+  private get ss(): number {
+    return this.opsz === 2 ? 2 : this.compat ? 4 : 8;
+  }
+
+  /** The stack pointer's width: rsp, or esp in compatibility mode (a 32-bit stack segment). */
+  private sp(v: bigint): bigint {
+    return this.compat ? v & M32 : u64(v);
+  }
+
+  private push(v: bigint, size = this.ss): void {
+    const sp = this.sp(this.R[4]! - BigInt(size));
     this.store(sp, size, v, this.acc(), true);
     this.R[4] = sp;
   }
 
-  private pop(size = 8): bigint {
-    const v = this.load(this.R[4]!, size, this.acc(), true);
-    this.R[4] = u64(this.R[4]! + BigInt(size));
+  private pop(size = this.ss): bigint {
+    const v = this.load(this.sp(this.R[4]!), size, this.acc(), true);
+    this.R[4] = this.sp(this.R[4]! + BigInt(size));
     return v;
   }
 
@@ -392,7 +403,9 @@ export class SoftCpu {
     const shadowed = this.ssShadow;
     this.ssShadow = false;
     try {
-      if (!this.sregs.cs.l) throw new Unimplemented('code outside 64-bit mode (compatibility or legacy mode)');
+      const cs = this.sregs.cs;
+      this.compat = !cs.l;
+      if (!cs.l && !cs.db) throw new Unimplemented('16-bit code');
       if (this.breakpoints.length) this.instructionBreakpoint();
       this.beginFetch();
       const exit = this.execute();
@@ -627,7 +640,7 @@ export class SoftCpu {
   private execute(): Exit | undefined {
     this.rex = 0;
     this.opsz = 4;
-    this.adsz = 8;
+    this.adsz = this.compat ? 4 : 8;
     this.segBase = 0n;
     this.fsgs = false;
     this.stackBased = false;
@@ -638,14 +651,14 @@ export class SoftCpu {
     for (;;) {
       op = this.f8();
       if (op === 0x66) { this.opsz = 2; this.p66 = true; }
-      else if (op === 0x67) this.adsz = 4;
+      else if (op === 0x67) this.adsz = this.compat ? 2 : 4;
       else if (op === 0xf3 || op === 0xf2) this.rep = op;
       else if (op === 0xf0 || op === 0x2e || op === 0x3e || op === 0x26 || op === 0x36) { /* lock; segments ignored in 64-bit mode */ }
       else if (op === 0x64) { this.segBase = this.sregs.fs.base; this.fsgs = true; }
       else if (op === 0x65) { this.segBase = this.sregs.gs.base; this.fsgs = true; }
       else break;
     }
-    if ((op & 0xf0) === 0x40) {
+    if ((op & 0xf0) === 0x40 && !this.compat) {
       this.rex = op;
       if (op & 8) this.opsz = 8;
       op = this.f8();
@@ -675,12 +688,27 @@ export class SoftCpu {
   }
 
   private jump(target: bigint): undefined {
-    this.rip = this.canonical(u64(target));
+    this.rip = this.compat ? target & M32 : this.canonical(u64(target));
     return undefined;
   }
 
   private execute1(op: number): Exit | undefined {
     const R = this.R;
+    if (this.compat) {
+      if (op >= 0x40 && op <= 0x4f) { // inc, dec r32 (REX in 64-bit mode)
+        const i = op & 7, size = this.opsz, v = this.getReg(i, size), c = this.fl.cf() ? 1 : 0;
+        const r = op < 0x48 ? (v + 1n) & MASK[size]! : (v - 1n) & MASK[size]!;
+        this.setReg(i, size, r);
+        this.fl.set(op < 0x48 ? Lazy.Inc : Lazy.Dec, v, 1n, r, size, c);
+        this.rip = this.next;
+        return undefined;
+      }
+      if (op === 0xea) { // ljmp ptr16:32
+        const offset = this.opsz === 2 ? BigInt(this.f16()) : BigInt(this.f32());
+        return this.farJump(offset, this.f16());
+      }
+      if (op === 0x63) throw this.unknown(); // arpl
+    }
     if (op < 0x40 && (op & 7) < 6) {
       // The eight ALU operations: r/m,r; r,r/m; al/eAX,imm.
       const n = op >> 3, form = op & 7, size = this.sz(op);
@@ -702,13 +730,13 @@ export class SoftCpu {
       return undefined;
     }
     if (op >= 0x50 && op <= 0x57) {
-      const size = this.opsz === 2 ? 2 : 8;
+      const size = this.ss;
       this.push(this.getReg((op & 7) | (this.rex & 1 ? 8 : 0), size), size);
       this.rip = this.next;
       return undefined;
     }
     if (op >= 0x58 && op <= 0x5f) {
-      const size = this.opsz === 2 ? 2 : 8;
+      const size = this.ss;
       const v = this.pop(size);
       this.setReg((op & 7) | (this.rex & 1 ? 8 : 0), size, v);
       this.rip = this.next;
@@ -741,8 +769,8 @@ export class SoftCpu {
         this.setReg(this.regf, this.opsz, BigInt.asIntN(32, v) & MASK[this.opsz]!);
         break;
       }
-      case 0x68: this.push(this.imm(this.opsz === 2 ? 2 : 4, 8), this.opsz === 2 ? 2 : 8); break;
-      case 0x6a: this.push(this.imm(1, 8), this.opsz === 2 ? 2 : 8); break;
+      case 0x68: this.push(this.imm(this.opsz === 2 ? 2 : 4, 8), this.ss); break;
+      case 0x6a: this.push(this.imm(1, 8), this.ss); break;
       case 0x69: case 0x6b: { // imul r, r/m, imm
         this.modrm();
         const size = this.opsz;
@@ -801,7 +829,7 @@ export class SoftCpu {
       }
       case 0x8f: { // pop r/m
         this.modrm();
-        const size = this.opsz === 2 ? 2 : 8;
+        const size = this.ss;
         const sp = this.R[4]!;
         const v = this.pop(size);
         try {
@@ -828,11 +856,11 @@ export class SoftCpu {
       }
       case 0x9c: { // pushf
         const f = this.rflags() & ~BigInt(RF | VM);
-        this.push(f, this.opsz === 2 ? 2 : 8);
+        this.push(f, this.ss);
         break;
       }
       case 0x9d: { // popf
-        const v = this.pop(this.opsz === 2 ? 2 : 8);
+        const v = this.pop(this.ss);
         this.popFlags(v, this.opsz === 2 ? 0xffffn : M32);
         break;
       }
@@ -864,7 +892,7 @@ export class SoftCpu {
         this.shift(this.regf & 7, size, count);
         break;
       }
-      case 0xc2: { const n = this.f16(); const t = this.pop(); R[4] = u64(R[4]! + BigInt(n)); return this.jump(t); }
+      case 0xc2: { const n = this.f16(); const t = this.pop(); R[4] = this.sp(R[4]! + BigInt(n)); return this.jump(t); }
       case 0xc3: return this.jump(this.pop());
       case 0xc6: case 0xc7: {
         const size = this.sz(op);
@@ -874,9 +902,10 @@ export class SoftCpu {
         break;
       }
       case 0xc9: { // leave
-        const v = this.load(R[5]!, 8, this.acc(), true);
-        R[4] = u64(R[5]! + 8n);
-        R[5] = v;
+        const size = this.ss;
+        const v = this.load(this.sp(R[5]!), size, this.acc(), true);
+        R[4] = this.sp(R[5]! + BigInt(size));
+        this.setReg(5, size, v);
         break;
       }
       case 0xcc: // int3: through a DPL-0 gate, #GP((3 << 3) | 2)
@@ -941,6 +970,8 @@ export class SoftCpu {
   readonly fpu = new Fpu();
   /** A 0x66 prefix (an SSE instruction's selector even where REX.W sets the operand size). */
   private p66 = false;
+  /** Compatibility mode: 32-bit code under a 64-bit kernel (a code segment with L clear and D set). */
+  private compat = false;
 
   private unknown(): Unimplemented {
     return new Unimplemented('this instruction');
@@ -1069,7 +1100,7 @@ export class SoftCpu {
     if (rpl < this.cpl) throw new CpuFault(13, cs & ~3);
     const d = this.codeDescriptor(cs);
     if (d.dpl !== rpl && !(d.type & 4)) throw new CpuFault(13, cs & ~3);
-    if (!d.l) throw new Unimplemented('iret to code outside 64-bit mode');
+    if (!d.l && !d.db) throw new Unimplemented('iret to 16-bit code');
     // The stack segment: null only when returning to ring 0-2.
     let ssSeg: Segment;
     const sd = this.descriptor(ss, 13);
@@ -1081,7 +1112,7 @@ export class SoftCpu {
       if (!sd.present) throw new CpuFault(12, ss & ~3);
       ssSeg = sd;
     }
-    this.canonical(rip);
+    if (d.l) this.canonical(rip);
     this.popFlags(flags, M32);
     if (flags & BigInt(RF)) this.fl.bits |= RF; // iret may set RF (to pass an instruction breakpoint)
     this.sregs.cs = { ...d, selector: cs };
@@ -1089,7 +1120,7 @@ export class SoftCpu {
     const outward = rpl > this.cpl;
     this.cpl = rpl;
     this.R[4] = rsp;
-    this.rip = rip;
+    this.rip = d.l ? rip : rip & M32;
     if (outward) {
       // Data segments the outer level may not use become null.
       for (const n of ['ds', 'es', 'fs', 'gs'] as const) {
@@ -1111,6 +1142,13 @@ export class SoftCpu {
     const width = this.opsz === 8 ? 8 : this.opsz === 2 ? 2 : 4;
     const a = this.ea();
     const offset = this.load(a, width), selector = Number(this.load(u64(a + BigInt(width)), 2));
+    return this.farJump(offset, selector, call ? width : 0);
+  }
+
+  /** To `selector`:`offset`, a code segment of the current privilege; with `push` (bytes) a call, pushing cs and the return address. */
+  private farJump(offset: bigint, selector: number, push = 0): Exit | undefined {
+    const width = push;
+    const call = push !== 0;
     const d = this.descriptor(selector, 13);
     if (!d) throw new CpuFault(13, 0);
     if (!d.s) throw new Unimplemented('a far transfer through a gate');
@@ -1127,8 +1165,9 @@ export class SoftCpu {
         throw e;
       }
     }
+    const rip = d.l ? this.canonical(offset) : offset & M32;
     this.sregs.cs = { ...d, selector: (selector & ~3) | this.cpl };
-    this.rip = d.l ? this.canonical(offset) : offset & M32;
+    this.rip = rip;
     return undefined;
   }
 
@@ -1141,6 +1180,7 @@ export class SoftCpu {
     if (rpl < this.cpl) throw new CpuFault(13, cs & ~3);
     const d = this.codeDescriptor(cs);
     if ((d.type & 4 ? d.dpl > rpl : d.dpl !== rpl)) throw new CpuFault(13, cs & ~3);
+    if (d.l) this.canonical(rip);
     let nsp = u64(sp + 2n * w + BigInt(release));
     if (rpl > this.cpl) {
       const rsp = this.load(nsp, width, acc, true), ss = Number(this.load(u64(nsp + w), width, acc, true) & 0xffffn);
@@ -1151,9 +1191,10 @@ export class SoftCpu {
       nsp = u64(rsp + BigInt(release));
       this.cpl = rpl;
     }
+    const target = d.l ? this.canonical(rip) : rip & M32;
     this.sregs.cs = { ...d, selector: cs };
     this.R[4] = nsp;
-    this.rip = d.l ? this.canonical(rip) : rip & M32;
+    this.rip = target;
     return undefined;
   }
 
@@ -1300,10 +1341,10 @@ export class SoftCpu {
       return undefined;
     }
     switch (n) {
-      case 2: { const t = this.readRM(8); this.push(this.next); return this.jump(t); }
+      case 2: { const t = this.readRM(this.ss); this.push(this.next); return this.jump(t); }
       case 3: case 5: return this.farTransfer(n === 3);
-      case 4: return this.jump(this.readRM(8));
-      case 6: { const size = this.opsz === 2 ? 2 : 8; this.push(this.readRM(size), size); break; }
+      case 4: return this.jump(this.readRM(this.ss));
+      case 6: { const size = this.ss; this.push(this.readRM(size), size); break; }
       default: throw new CpuFault(6);
     }
     this.rip = this.next;
@@ -1382,6 +1423,16 @@ export class SoftCpu {
         R[11] = this.rflags() & ~BigInt(RF);
         const fmask = Number((this.msrs.get(MSR.FMASK) ?? 0n) & M32);
         this.fl.bits &= ~(fmask | RF);
+        if (this.compat) {
+          // From 32-bit code: to CSTAR in 64-bit mode, on the 64-bit code segment of this privilege that
+          // STAR names for sysret (STAR[63:48] + 16): the CPL stays, as for a syscall from 64-bit code.
+          const sel = (((Number(((this.msrs.get(MSR.STAR) ?? 0n) >> 48n) & 0xffffn) & ~3) + 16) | this.cpl);
+          const d = this.codeDescriptor(sel);
+          if (!d.l) throw new CpuFault(13, sel & ~3);
+          this.sregs.cs = { ...d, selector: sel };
+          this.compat = false;
+          return this.jump(this.msrs.get(MSR.CSTAR) ?? 0n);
+        }
         return this.jump(this.msrs.get(MSR.LSTAR) ?? 0n);
       }
       case 0x34: // sysenter: with IA32_SYSENTER_CS 0 (never set here) #GP(0), as on Intel
@@ -1404,11 +1455,11 @@ export class SoftCpu {
         break;
       }
       case 0x33: if (!(this.sregs.cr4 & CR4_PCE) && this.cpl !== 0) throw new CpuFault(13, 0); throw this.unknown();
-      case 0xa0: this.push(BigInt(this.sregs.fs.selector), this.opsz === 2 ? 2 : 8); break;
-      case 0xa8: this.push(BigInt(this.sregs.gs.selector), this.opsz === 2 ? 2 : 8); break;
+      case 0xa0: this.push(BigInt(this.sregs.fs.selector), this.ss); break;
+      case 0xa8: this.push(BigInt(this.sregs.gs.selector), this.ss); break;
       case 0xa1: case 0xa9: {
         const sp = R[4]!;
-        const v = this.pop(this.opsz === 2 ? 2 : 8);
+        const v = this.pop(this.ss);
         try { this.loadSegment(op === 0xa1 ? 'fs' : 'gs', Number(v & 0xffffn)); } catch (e) { R[4] = sp; throw e; }
         break;
       }

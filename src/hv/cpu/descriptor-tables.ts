@@ -72,9 +72,10 @@ export class VcpuDescriptorTables {
    * undefined otherwise. Xen's own flat selectors, or the guest's GDT (its
    * descriptors are checked when installed, PT-17); the LDT is not loaded.
    */
-  selectorKind(sel: number): 'code64' | 'data' | undefined {
+  selectorKind(sel: number): 'code64' | 'code32' | 'data' | undefined {
     const s = sel | 3;
     if (s === SEL.CS64) return 'code64';
+    if (s === SEL.CS32) return 'code32';
     if (s === SEL.DS) return 'data';
     const index = sel >> 3;
     if (sel & 4 || index >= this.entries) return undefined;
@@ -82,7 +83,7 @@ export class VcpuDescriptorTables {
     const hi = new DataView(page.buffer, page.byteOffset).getUint32((index % ENTRIES_PER_PAGE) * 8 + 4, true);
     const present = (hi >> 15) & 1, dpl = (hi >> 13) & 3, system = !((hi >> 12) & 1), type = (hi >> 8) & 0xf;
     if (!present || system || dpl !== 3) return undefined;
-    if (type & 8) return (hi >> 21) & 1 && !((hi >> 22) & 1) ? 'code64' : undefined; // code: L set, D clear
+    if (type & 8) return (hi >> 21) & 1 ? (!((hi >> 22) & 1) ? 'code64' : undefined) : (hi >> 22) & 1 ? 'code32' : undefined; // L set, D clear; or D set
     return type & 2 ? 'data' : undefined; // data: writable
   }
 

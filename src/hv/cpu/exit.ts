@@ -11,7 +11,7 @@ import type { Exit, Vcpu } from '../../engine/types.js';
 import type { HypercallArgs, HypercallContext } from '../hypercalls/context.js';
 import { HYPERCALL_SLOTS, type HypercallTable } from '../hypercalls/table.js';
 import { emulatePtWrite, type PtwrDomain } from '../mm/ptwr.js';
-import { hasErrorCode, HYPERCALL_PORT, LSTAR_RETURN_OFFSET, LSTAR_VIRT, STUB_SIZE, STUBS_VIRT, SYSCALL_PORT } from '../mm/xen-space.js';
+import { CSTAR_OFFSET, hasErrorCode, HYPERCALL_PORT, LSTAR_RETURN_OFFSET, LSTAR_VIRT, STUB_SIZE, STUBS_VIRT, SYSCALL_PORT } from '../mm/xen-space.js';
 import { GuestFault, isCanonical } from '../mm/guest-access.js';
 import { hex } from '../format.js';
 import { EXIT } from './exit-counts.js';
@@ -203,6 +203,14 @@ function exception(v: ExitTarget): void {
   if (((vector === 13 && errorCode === 0n) || vector === 6) && instructionIs(v, faultRip, SYSENTER)) {
     v.count(EXIT.exception);
     const problem = v.traps.sysenter(frame);
+    if (problem) v.crash(problem);
+    return;
+  }
+  // A 32-bit syscall from guest user mode lands at CSTAR, whose stub faults at CPL 3: as Xen's cstar
+  // entry for a 64-bit PV guest, the guest kernel's syscall32 (else syscall) callback, or #UD.
+  if (vector === 13 && userMode && faultRip === LSTAR_VIRT + BigInt(CSTAR_OFFSET)) {
+    v.count(EXIT.exception);
+    const problem = v.traps.compatSyscall(frame);
     if (problem) v.crash(problem);
     return;
   }

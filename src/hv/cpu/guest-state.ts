@@ -28,12 +28,30 @@ export class FrameState implements GuestState {
   get ss() { return this.get(4); } set ss(v) { this.set(4, v); }
 }
 
-/** GuestState over the registers (the vCPU in its own code: CS and SS are the flat kernel selectors). One per vCPU. */
+/** Reads and loads the vCPU's code selector through the engine (a 32-bit one: compatibility mode). */
+export interface CodeSelector {
+  read(): number;
+  load(sel: number): void;
+}
+
+/**
+ * GuestState over the registers (the vCPU in its own code: CS and SS are
+ * the flat kernel selectors). One per vCPU. A return to 32-bit code loads
+ * its selector through the engine; from then on CS is read back from the
+ * engine (a guest that never leaves 64-bit code costs nothing).
+ */
 export class RegsState implements GuestState {
   readonly flat = true;
-  constructor(private readonly r: RegisterFile) {}
+  private otherCs = false;
+  constructor(private readonly r: RegisterFile, private readonly code?: CodeSelector) {}
   get rip() { return this.r.rip; } set rip(v) { this.r.rip = v; }
-  get cs() { return BigInt(SEL.CS64); } set cs(v) { if (v !== BigInt(SEL.CS64)) throw new Error(`cannot load cs ${v} through the registers`); }
+  get cs() { return this.otherCs ? BigInt(this.code!.read()) : BigInt(SEL.CS64); }
+  set cs(v) {
+    if (v === this.cs) return;
+    if (!this.code) throw new Error(`cannot load cs ${v} through the registers`);
+    this.code.load(Number(v));
+    this.otherCs = true;
+  }
   get rflags() { return this.r.rflags; } set rflags(v) { this.r.rflags = v; }
   get rsp() { return this.r.rsp; } set rsp(v) { this.r.rsp = v; }
   get ss() { return BigInt(SEL.DS); } set ss(v) { if (v !== BigInt(SEL.DS)) throw new Error(`cannot load ss ${v} through the registers`); }

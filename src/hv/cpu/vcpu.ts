@@ -140,7 +140,15 @@ export class PvVcpu implements ExitTarget {
     const wait = perDomain.waitPage(index);
     this.waitData = new DataView(wait.buffer, wait.byteOffset, PAGE_SIZE);
     this.waitVirt = at.wait;
-    this.regsState = new RegsState(engine.regs);
+    this.regsState = new RegsState(engine.regs, {
+      read: () => engine.getSpecialRegisters().cs.selector,
+      load: (sel) => {
+        const s = engine.getSpecialRegisters();
+        const long = this.descriptors.selectorKind(sel) === 'code64';
+        s.cs = { ...s.cs, selector: sel, l: long, db: !long, dpl: sel & 3, present: true, s: true, type: 0xb, unusable: false };
+        engine.setSpecialRegisters(s);
+      },
+    });
     // What the hypervisor writes into guest memory, the stale-translation tracker hears of.
     this.space = new VcpuAddressSpace(frames, engine, perDomain, index, boot.cr3, (mfn) => host.tlb.hostWrote(mfn));
     this.info = new VcpuInfoArea(frames, engine, host.clock, (mfn) => host.holdWritable(mfn), host.sharedInfoMfn, index);

@@ -203,7 +203,9 @@ export class VirtualTraps implements CpuContext {
     // Selectors the return cannot load (the CPU's iretq to CPL 3 would fault): Xen's failsafe callback gets the frame.
     // Xen's flat ones and the guest's own (set_gdt) load: a 64-bit code segment, and a writable data segment or null.
     const d = this.v.descriptors;
-    const failsafe = d.selectorKind(cs) !== 'code64' ? `code selector ${hex(cs)} (not a present 64-bit DPL 3 code segment)`
+    // A 32-bit code selector returns to compatibility mode, as on Xen.
+    const kind = d.selectorKind(cs);
+    const failsafe = kind !== 'code64' && kind !== 'code32' ? `code selector ${hex(cs)} (not a present DPL 3 code segment)`
       : (ss & ~3) !== 0 && d.selectorKind(ss) !== 'data' ? `stack selector ${hex(ss)}` : undefined;
     if (failsafe && !this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)?.address) return `${failsafe}, and no failsafe callback`;
     this.pendingIret = {
@@ -251,11 +253,15 @@ export class VirtualTraps implements CpuContext {
     // The frame's selectors (RPL 3, as Xen's iret) where the CPU loads them, from the ring-0 frame.
     // Through the registers Xen's flat ones go in their place: in 64-bit mode a DPL 3 64-bit code
     // segment and a DPL 3 data segment behave alike whatever their entry; only the selector value the
-    // guest could read back differs. (A failsafe frame keeps the guest's in memory.)
+    // guest could read back differs. A 32-bit code selector is loaded either way: it changes the mode.
+    // (A failsafe frame keeps the guest's in memory.)
     state.rip = to.rip;
+    const compat = !f.failsafe && this.v.descriptors.selectorKind(Number(f.cs)) === 'code32';
     if (!state.flat) {
       state.cs = f.failsafe ? BigInt(SEL.CS64) : f.cs | 3n;
       state.ss = f.failsafe || (f.ss & ~3n) === 0n ? BigInt(SEL.DS) : f.ss | 3n;
+    } else {
+      state.cs = compat ? f.cs | 3n : BigInt(SEL.CS64);
     }
     state.rflags = to.rflags;
     state.rsp = to.rsp;
@@ -390,6 +396,34 @@ export class VirtualTraps implements CpuContext {
     }
     const problem = this.createBounceFrame(state, cb.address, SEL.CS64, cb.maskEvents);
     if (problem) return `sysenter at rip ${hex(at)} could not be delivered: ${problem}`;
+    this.v.count(EXIT.bounce);
+    return undefined;
+  }
+
+  /**
+   * `syscall` from 32-bit code in guest user mode (it reached the CSTAR
+   * stub, which faulted): as Xen's cstar entry for a 64-bit PV guest, the
+   * frame is put back to the syscall's return (rcx, r11's flags, the 32-bit
+   * user code selector) and bounced in kernel mode to the syscall32
+   * callback, or the syscall callback if there is none, DF cleared. With
+   * neither the guest gets #UD at the syscall instruction. Returns a
+   * reason to crash the domain when nothing can be delivered.
+   */
+  compatSyscall(state: GuestState): string | undefined {
+    const r = this.v.engine.regs;
+    state.rip = r.rcx & 0xffffffffn;
+    state.rflags = guestRflags(r.r11);
+    state.cs = BigInt(SEL.CS32);
+    const cb = [CallbackType.CALLBACKTYPE_syscall32, CallbackType.CALLBACKTYPE_syscall].map((t) => this.callbacks.get(t)).find((c) => c?.address);
+    if (!cb) {
+      state.rip -= 2n;
+      if (!this.hasHandler(6)) return `32-bit syscall at rip ${hex(state.rip)} in guest user mode: no syscall callback, and no #UD handler`;
+      const problem = this.bounce(6, undefined, state, 0n);
+      return problem && `#UD for a 32-bit syscall at rip ${hex(state.rip)} with no syscall callback could not be delivered: ${problem}`;
+    }
+    const problem = this.createBounceFrame(state, cb.address, SEL.CS64, cb.maskEvents);
+    if (problem) return `32-bit syscall at rip ${hex((r.rcx & 0xffffffffn) - 2n)} in guest user mode could not be delivered: ${problem}`;
+    state.rflags &= ~DF;
     this.v.count(EXIT.bounce);
     return undefined;
   }
