@@ -111,8 +111,13 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
     },
     {
       name: 'pv', what: 'the PV kernel under paravane (KVM, guest kernel at CPL 3, hypercalls)',
-      command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--kvm', o.kvm]], poweroffStatus: 0,
+      command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--engine', 'kvm', '--kvm', o.kvm]], poweroffStatus: 0,
       skipped: haveKvm ? undefined : `no ${o.kvm}`,
+    },
+    {
+      // Runs everywhere: the only paravane mode on a host without /dev/kvm.
+      name: 'pv-soft', what: 'the PV kernel under paravane\'s software engine (an interpreter; its TSC ticks are nanoseconds, not host cycles)',
+      command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--engine', 'soft']], poweroffStatus: 0,
     },
     {
       name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), neighbour: () => qemu('tcg')('spin'), poweroffStatus: NATIVE_POWEROFF_STATUS,

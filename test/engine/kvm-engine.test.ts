@@ -10,6 +10,7 @@ import { loadAddon } from '../../src/engine/kvm/native.js';
 import { EngineCallError, EngineUsageError } from '../../src/engine/errors.js';
 import type { Exit } from '../../src/engine/types.js';
 import { HAVE_KVM } from '../support/kvm-gate.js';
+import { probeGuestCases } from '../support/engine-cases.js';
 import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from '../../src/engine/probe-guest.js';
 
 // Every behaviour holds in both run modes: KVM_RUN on a vCPU thread, and on the caller's thread.
@@ -21,6 +22,8 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
   beforeAll(() => { engine = new KvmEngine({ runMode }); });
   afterAll(() => { for (const g of guests) g.destroy(); engine?.close(); });
 
+  probeGuestCases(boot);
+
   it('runs the guest at CPL 3 in 64-bit mode', () => {
     const g = boot('pio');
     runToExit(g.vcpu);
@@ -28,40 +31,6 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(s.cs.dpl).toBe(3);
     expect(s.cs.l).toBe(true);
     expect(s.efer & 0x400n).toBe(0x400n); // LMA
-  });
-
-  it('reports port I/O with its data, and delivers data for an in', () => {
-    const g = boot('pio');
-    const out = runToExit(g.vcpu);
-    expect(out).toMatchObject({ kind: 'io', direction: 'out', port: PORT.A, size: 4, count: 1 });
-    expect(ioValue(out)).toBe(0xabcd1234);
-    const input = runToExit(g.vcpu);
-    expect(input).toMatchObject({ kind: 'io', direction: 'in', port: PORT.B, size: 1 });
-    (input as Extract<Exit, { kind: 'io' }>).data[0] = 0x5a;
-    const echo = runToExit(g.vcpu);
-    expect(echo).toMatchObject({ kind: 'io', direction: 'out', port: PORT.C, size: 2 });
-    expect(ioValue(echo)).toBe(0x15a);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.DONE });
-  });
-
-  it('reports MMIO writes and reads where no memory is, and writes to read-only memory', () => {
-    const g = boot('mmio');
-    new DataView(g.ro.buffer, g.ro.byteOffset).setUint32(0x10, 0xcafef00d, true);
-    const w = runToExit(g.vcpu);
-    expect(w).toMatchObject({ kind: 'mmio', address: LAYOUT.MMIO, isWrite: true });
-    expect(Buffer.from((w as Extract<Exit, { kind: 'mmio' }>).data).readUInt32LE()).toBe(0xdeadbeef);
-    const r = runToExit(g.vcpu);
-    expect(r).toMatchObject({ kind: 'mmio', address: LAYOUT.MMIO + 8, isWrite: false });
-    const rd = (r as Extract<Exit, { kind: 'mmio' }>).data;
-    expect(rd.length).toBe(8);
-    rd.set([0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
-    expect(ioValue(runToExit(g.vcpu))).toBe(0x05060708);
-    // A write to the read-only slot exits with the data and leaves memory alone.
-    const ro = runToExit(g.vcpu);
-    expect(ro).toMatchObject({ kind: 'mmio', address: LAYOUT.RO + 0x10, isWrite: true });
-    expect(Buffer.from((ro as Extract<Exit, { kind: 'mmio' }>).data).readUInt32LE()).toBe(0x11223344);
-    expect(ioValue(runToExit(g.vcpu))).toBe(0xcafef00d);
-    expect(new DataView(g.ro.buffer, g.ro.byteOffset).getUint32(0x10, true)).toBe(0xcafef00d);
   });
 
   it('sees page-table entries the host changed once cached translations are dropped', () => {
@@ -101,23 +70,8 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     expect(() => g.memory.forgetTranslations(g.memory.size, 4096)).toThrow(EngineUsageError);
   });
 
-  it('reads and writes registers through the sync area', () => {
+  it('wraps negative register values to 64 bits in the sync area', () => {
     const g = boot('regs');
-    g.vcpu.regs.rax = 40n;
-    g.vcpu.regs.rbx = 2n;
-    g.vcpu.regs.rcx = 0x0f0fn;
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-    expect(g.vcpu.regs.rax).toBe(42n);
-    expect(g.vcpu.regs.rcx).toBe(0xfffffffffffff0f0n);
-    const rip = g.vcpu.regs.rip;
-    expect(rip).toBeGreaterThan(BigInt(LAYOUT.CODE));
-    // Writes after an exit take effect at the next entry.
-    g.vcpu.regs.rax = 1n;
-    g.vcpu.regs.rbx = 1n;
-    runToExit(g.vcpu);
-    expect(g.vcpu.regs.rax).toBe(2n);
-    expect(g.vcpu.regs.rip).toBe(rip);
-    // Negative values wrap to 64 bits.
     g.vcpu.regs.rbx = -1n;
     expect(g.vcpu.regs.rbx).toBe(0xffffffffffffffffn);
   });
@@ -180,18 +134,6 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     await worker.terminate();
     expect(e.kind).toBe('interrupted');
     expect(ms).toBeLessThan(20_000); // the kick, not the safety net, ended it
-  });
-
-  it('logs exactly the pages the guest wrote, and clears the log on read', () => {
-    const g = boot('dirty');
-    g.dirty.fill(7, 100 * 4096, 101 * 4096); // host writes are not logged
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([]);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([0, 3, 17, 511]);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.DONE });
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([5]);
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([]);
-    expect(() => g.vm.dirtyPages(SLOT.MAIN)).toThrow(/without logDirty/);
   });
 
   it('sets and reads MSRs, and refuses an MSR the host does not have', () => {
@@ -280,11 +222,6 @@ describe.skipIf(!HAVE_KVM).each(['thread', 'direct'] as const)('KVM engine (run 
     b.vcpu.regs.rbx = 2n;
     expect(runToExit(b.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
     expect(b.vcpu.regs.rax).toBe(3n);
-  });
-
-  it('delivers a guest exception to the IDT: the test harness sees #UD', () => {
-    const g = boot('fault');
-    expect(() => runToExit(g.vcpu)).toThrow('guest exception, vector 6');
   });
 
   it('refuses bad memory regions with clear errors', () => {

@@ -10,7 +10,8 @@ import { SoftEngine, SOFT_TSC_KHZ } from '../../src/engine/soft/soft-engine.js';
 import { EngineUsageError } from '../../src/engine/errors.js';
 import { selectEngine, resolveEngine } from '../../src/engine/select.js';
 import type { Exit } from '../../src/engine/types.js';
-import { bootTestGuest, ioValue, LAYOUT, PORT, runToExit, SLOT, type TestGuest } from '../../src/engine/probe-guest.js';
+import { bootTestGuest, ioValue, LAYOUT, runToExit, type TestGuest } from '../../src/engine/probe-guest.js';
+import { probeGuestCases } from '../support/engine-cases.js';
 import { syscallStaysAtCpl3, probeTransports } from '../../src/engine/host-probe.js';
 
 describe('software engine', () => {
@@ -21,6 +22,8 @@ describe('software engine', () => {
   beforeAll(() => { engine = new SoftEngine(); });
   afterAll(() => { for (const g of guests) g.destroy(); engine?.close(); });
 
+  probeGuestCases(boot);
+
   it('runs the guest at CPL 3 in 64-bit mode, and counts what it retires', () => {
     const g = boot('pio');
     const before = engine.retired;
@@ -29,39 +32,6 @@ describe('software engine', () => {
     expect(s.cs.dpl).toBe(3);
     expect(s.cs.l).toBe(true);
     expect(engine.retired).toBeGreaterThan(before);
-  });
-
-  it('reports port I/O with its data, and delivers data for an in', () => {
-    const g = boot('pio');
-    const out = runToExit(g.vcpu);
-    expect(out).toMatchObject({ kind: 'io', direction: 'out', port: PORT.A, size: 4, count: 1 });
-    expect(ioValue(out)).toBe(0xabcd1234);
-    const input = runToExit(g.vcpu);
-    expect(input).toMatchObject({ kind: 'io', direction: 'in', port: PORT.B, size: 1 });
-    (input as Extract<Exit, { kind: 'io' }>).data[0] = 0x5a;
-    const echo = runToExit(g.vcpu);
-    expect(echo).toMatchObject({ kind: 'io', direction: 'out', port: PORT.C, size: 2 });
-    expect(ioValue(echo)).toBe(0x15a);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.DONE });
-  });
-
-  it('reports MMIO writes and reads where no memory is, and writes to read-only memory', () => {
-    const g = boot('mmio');
-    new DataView(g.ro.buffer, g.ro.byteOffset).setUint32(0x10, 0xcafef00d, true);
-    const w = runToExit(g.vcpu);
-    expect(w).toMatchObject({ kind: 'mmio', address: LAYOUT.MMIO, isWrite: true });
-    expect(Buffer.from((w as Extract<Exit, { kind: 'mmio' }>).data).readUInt32LE()).toBe(0xdeadbeef);
-    const r = runToExit(g.vcpu);
-    expect(r).toMatchObject({ kind: 'mmio', address: LAYOUT.MMIO + 8, isWrite: false });
-    const rd = (r as Extract<Exit, { kind: 'mmio' }>).data;
-    expect(rd.length).toBe(8);
-    rd.set([0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
-    expect(ioValue(runToExit(g.vcpu))).toBe(0x05060708);
-    const ro = runToExit(g.vcpu);
-    expect(ro).toMatchObject({ kind: 'mmio', address: LAYOUT.RO + 0x10, isWrite: true });
-    expect(Buffer.from((ro as Extract<Exit, { kind: 'mmio' }>).data).readUInt32LE()).toBe(0x11223344);
-    expect(ioValue(runToExit(g.vcpu))).toBe(0xcafef00d);
-    expect(new DataView(g.ro.buffer, g.ro.byteOffset).getUint32(0x10, true)).toBe(0xcafef00d);
   });
 
   it('sees page-table entries the host changed once cached translations are dropped, or the old frame forgotten', () => {
@@ -90,22 +60,6 @@ describe('software engine', () => {
     expect(pte(4) & 0x60n).toBe(0n);    // untouched
   });
 
-  it('reads and writes registers in place', () => {
-    const g = boot('regs');
-    g.vcpu.regs.rax = 40n;
-    g.vcpu.regs.rbx = 2n;
-    g.vcpu.regs.rcx = 0x0f0fn;
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-    expect(g.vcpu.regs.rax).toBe(42n);
-    expect(g.vcpu.regs.rcx).toBe(0xfffffffffffff0f0n);
-    const rip = g.vcpu.regs.rip;
-    g.vcpu.regs.rax = 1n;
-    g.vcpu.regs.rbx = 1n;
-    runToExit(g.vcpu);
-    expect(g.vcpu.regs.rax).toBe(2n);
-    expect(g.vcpu.regs.rip).toBe(rip);
-  });
-
   it('stops a spinning guest at its deadline, never early, and a kick before run is not lost', () => {
     const g = boot('spin');
     const deadline = process.hrtime.bigint() + 20_000_000n;
@@ -121,17 +75,6 @@ describe('software engine', () => {
     expect(() => g.vcpu.start()).toThrow(EngineUsageError);
   });
 
-  it('logs exactly the pages the guest wrote, and clears the log on read', () => {
-    const g = boot('dirty');
-    g.dirty.fill(7, 100 * 4096, 101 * 4096); // host writes are not logged
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([]);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.A });
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([0, 3, 17, 511]);
-    expect(runToExit(g.vcpu)).toMatchObject({ kind: 'io', port: PORT.DONE });
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([5]);
-    expect(g.vm.dirtyPages(SLOT.DIRTY)).toEqual([]);
-  });
-
   it('keeps MSRs, with FS and GS bases in the segment registers, and a TSC in step with the host clock', () => {
     const g = boot('syscall');
     g.vcpu.setMsrs([[0xc0000082, 0x10100n], [0xc0000084, 0x700n], [0xc0000100, 0x1234000n]]);
@@ -140,11 +83,6 @@ describe('software engine', () => {
     expect(g.vcpu.tscKhz()).toBe(SOFT_TSC_KHZ);
     const a = g.vcpu.tscNow();
     expect(a.tsc).toBe(a.hostNs); // a tick is a nanosecond of CLOCK_MONOTONIC
-  });
-
-  it('delivers a guest exception through the IDT to the ring-0 stub: the harness sees #UD', () => {
-    const g = boot('fault');
-    expect(() => runToExit(g.vcpu)).toThrow('guest exception, vector 6');
   });
 
   it('offers the transports the hypervisor uses: the hypercall page, vmcall by #GP, syscall that stays at CPL 3', () => {
