@@ -1,6 +1,7 @@
 // `paravane doctor`: can this host run guests, and how well? Reports the
 // KVM device, API version, the capabilities the engine uses, the hypercall
-// transports the host offers (probed) and the measured cost of one exit.
+// transports the host offers (probed) and the measured cost of one exit;
+// without a usable KVM, whether the software engine runs guests instead.
 
 import { accessSync, constants, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -18,10 +19,30 @@ export interface DoctorReport {
   exitCostUs?: number;
   /** Whether guests can use L4 slot 256, Xen's M2P address (else paravane reports another). */
   slot256Usable?: boolean;
+  /** Whether KVM can run guests here. */
   ok: boolean;
+  /** Without a usable KVM: the software engine's transports (probed), and whether it runs guests. */
+  software?: { ok: boolean; transports: TransportReport[] };
+}
+
+/** The software engine, probed: what `paravane run` falls back to. */
+function probeSoftware(): DoctorReport['software'] {
+  const engine = selectEngine('soft');
+  try {
+    const transports = probeTransports(engine);
+    return { ok: transports.some((t) => t.usable), transports };
+  } finally {
+    engine.close();
+  }
 }
 
 export function runDoctor(path = '/dev/kvm'): DoctorReport {
+  const report = kvmReport(path);
+  if (!report.ok) report.software = probeSoftware();
+  return report;
+}
+
+function kvmReport(path: string): DoctorReport {
   const report: DoctorReport = { device: { path, exists: existsSync(path), openable: false }, cpus: availableParallelism(), ok: false };
   if (!report.device.exists) {
     report.device.problem = `${path} does not exist: this host has no KVM (load the kvm module, or enable nested virtualization)`;
@@ -75,6 +96,12 @@ export function formatDoctor(r: DoctorReport): string {
       : 'guests cannot use L4 slot 256 here; XENMEM_machphys_mapping reports 0xffff810000000000 instead (guests that hard-code Xen\'s address cannot read the M2P)');
   }
   if (r.exitCostUs !== undefined) row('exit cost', `${r.exitCostUs.toFixed(1)} us median round trip (port I/O exit, 2000 samples)`);
-  row('verdict', r.ok ? 'this host can run paravane guests' : 'this host cannot run paravane guests');
+  if (r.software) {
+    lines.push('software engine (probed)');
+    for (const t of r.software.transports) lines.push(`  ${t.usable ? 'yes' : 'no '}  ${t.name}: ${t.behaviour}`);
+  }
+  row('verdict', r.ok ? 'this host can run paravane guests on KVM'
+    : r.software?.ok ? 'this host cannot run paravane guests on KVM; the software engine runs them, hundreds of times slower (paravane run picks it where the device does not exist; --engine soft otherwise)'
+      : 'this host cannot run paravane guests');
   return lines.join('\n') + '\n';
 }

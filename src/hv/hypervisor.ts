@@ -99,7 +99,8 @@ export class Hypervisor {
   constructor(private readonly engine: Engine, opts: MachineOptions) {
     this.clock = new SystemClock(opts.hostClock);
     this.scheduler = new Scheduler(this.clock, (d) => this.destroyDomain(d));
-    this.cpuid = new PvCpuidPolicy((leaf, sub) => engine.cpuid(leaf, sub), engine.info().capabilities['cr4-fsgsbase'] === 1);
+    const caps = engine.info().capabilities;
+    this.cpuid = new PvCpuidPolicy((leaf, sub) => engine.cpuid(leaf, sub), { fsgsbase: caps['cr4-fsgsbase'] === 1, compatMode: caps['compat-mode'] === 1 });
     this.memory = engine.createMemory(opts.memoryBytes);
     try {
       this.frames = new FrameTable(this.memory);

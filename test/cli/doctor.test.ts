@@ -18,7 +18,9 @@ describe('paravane doctor', () => {
     const r = doctor('--kvm', '/nonexistent/kvm');
     expect(r.code).toBe(1);
     expect(r.out).toContain('/nonexistent/kvm does not exist');
-    expect(r.out).toContain('cannot run paravane guests');
+    expect(r.out).toContain('cannot run paravane guests on KVM; the software engine runs them');
+    // The software engine's transports are probed, not assumed.
+    expect(r.out).toMatch(/software engine \(probed\)\n {2}yes {2}hypercall page stub/);
   });
 
   it('says a device that is not KVM is not KVM, and fails', () => {

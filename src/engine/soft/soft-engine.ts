@@ -56,8 +56,9 @@ export class SoftEngine implements Engine {
   private closed = false;
 
   info(): EngineInfo {
-    // cr4-fsgsbase: CR4.FSGSBASE decides whether rd/wr fs/gs base work at CPL 3 (the hypervisor may offer the feature).
-    return { name: this.name, apiVersion: 1, runMode: 'direct', capabilities: { 'cr4-fsgsbase': 1 } };
+    // cr4-fsgsbase: CR4.FSGSBASE decides whether rd/wr fs/gs base work at CPL 3 (the hypervisor may offer the feature);
+    // compat-mode: it runs 32-bit code under a 64-bit kernel.
+    return { name: this.name, apiVersion: 1, runMode: 'direct', capabilities: { 'cr4-fsgsbase': 1, 'compat-mode': 1 } };
   }
 
   cpuid(leaf: number, subleaf: number): CpuidResult {

@@ -68,11 +68,18 @@ export class PvCpuidPolicy {
    * and the processor has it.
    */
   readonly fsgsbase: boolean;
+  /**
+   * Whether guests may return to 32-bit code (compatibility mode): only
+   * where the engine runs it (its capability `compat-mode`). Elsewhere an
+   * iret to a 32-bit code selector goes to the failsafe callback.
+   */
+  readonly compatMode: boolean;
 
-  constructor(private readonly host: (leaf: number, subleaf: number) => CpuidResult, engineFsgsbase = false) {
+  constructor(private readonly host: (leaf: number, subleaf: number) => CpuidResult, engine: { fsgsbase?: boolean; compatMode?: boolean } = {}) {
     this.maxBasic = Math.min(host(0, 0)[0], 0xd);
     this.maxExt = Math.min(host(0x80000000, 0)[0], 0x80000008);
-    this.fsgsbase = engineFsgsbase && this.maxBasic >= 7 && (host(7, 0)[1] & 1) !== 0;
+    this.fsgsbase = engine.fsgsbase === true && this.maxBasic >= 7 && (host(7, 0)[1] & 1) !== 0;
+    this.compatMode = engine.compatMode === true;
   }
 
   /** CPUID as the guest (vCPU `vcpu`) sees it. */

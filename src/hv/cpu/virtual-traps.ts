@@ -25,6 +25,7 @@ import type { VcpuDescriptorTables } from './descriptor-tables.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
 import { ARITH, RFLAGS } from './rflags.js';
 import { CR4_FSGSBASE } from './cr4.js';
+import type { PvCpuidPolicy } from './cpuid-policy.js';
 
 const { IF, DF } = RFLAGS;
 const CR0_TS = 8n;
@@ -61,6 +62,8 @@ export interface TrapsHost {
   readonly regsState: RegsState;
   readonly descriptors: VcpuDescriptorTables;
   readonly debug: VcpuDebugRegisters;
+  /** What the machine offers guests (compatibility mode among it). */
+  readonly cpuid: Pick<PvCpuidPolicy, 'compatMode'>;
   count(kind: number): void;
 }
 
@@ -203,9 +206,10 @@ export class VirtualTraps implements CpuContext {
     // Selectors the return cannot load (the CPU's iretq to CPL 3 would fault): Xen's failsafe callback gets the frame.
     // Xen's flat ones and the guest's own (set_gdt) load: a 64-bit code segment, and a writable data segment or null.
     const d = this.v.descriptors;
-    // A 32-bit code selector returns to compatibility mode, as on Xen.
+    // A 32-bit code selector returns to compatibility mode, as on Xen, where the engine runs 32-bit code.
     const kind = d.selectorKind(cs);
-    const failsafe = kind !== 'code64' && kind !== 'code32' ? `code selector ${hex(cs)} (not a present DPL 3 code segment)`
+    const loadable = kind === 'code64' || (kind === 'code32' && this.v.cpuid.compatMode);
+    const failsafe = !loadable ? `code selector ${hex(cs)} (not a present DPL 3 ${this.v.cpuid.compatMode ? '' : '64-bit '}code segment)`
       : (ss & ~3) !== 0 && d.selectorKind(ss) !== 'data' ? `stack selector ${hex(ss)}` : undefined;
     if (failsafe && !this.callbacks.get(CallbackType.CALLBACKTYPE_failsafe)?.address) return `${failsafe}, and no failsafe callback`;
     this.pendingIret = {
@@ -256,7 +260,7 @@ export class VirtualTraps implements CpuContext {
     // guest could read back differs. A 32-bit code selector is loaded either way: it changes the mode.
     // (A failsafe frame keeps the guest's in memory.)
     state.rip = to.rip;
-    const compat = !f.failsafe && this.v.descriptors.selectorKind(Number(f.cs)) === 'code32';
+    const compat = !f.failsafe && this.v.cpuid.compatMode && this.v.descriptors.selectorKind(Number(f.cs)) === 'code32';
     if (!state.flat) {
       state.cs = f.failsafe ? BigInt(SEL.CS64) : f.cs | 3n;
       state.ss = f.failsafe || (f.ss & ~3n) === 0n ? BigInt(SEL.DS) : f.ss | 3n;
