@@ -56,7 +56,7 @@ export function processIo(): RunIo {
 const STATS_NAME_WIDTH = Math.max(...EXIT_KINDS.map((k) => k.length), ...HYPERCALLS.map((h) => h.name.length));
 
 /** What the --stats report reads of a domain. */
-export type StatsDomain = Pick<Domain, 'id' | 'name' | 'framesReturned' | 'hypercallCounts' | 'exitCounts' | 'cpuNs'> & { ports: Pick<Domain['ports'], 'counts'> };
+export type StatsDomain = Pick<Domain, 'id' | 'name' | 'framesReturned' | 'hypercallCounts' | 'exitCounts' | 'cpuNs'> & { ports: Pick<Domain['ports'], 'counts'>; instructionsRetired?: number };
 
 const seconds = (ns: bigint): string => (Number(ns) / 1e9).toFixed(3);
 
@@ -79,6 +79,8 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
   for (const [kind, n] of d.exitCounts.entries()) lines.push(`    ${kind.padEnd(STATS_NAME_WIDTH)} ${String(n).padStart(10)}`);
   // Emulated in and out (a Linux boot's port probes and PIT calibration), each also an exit counted above.
   lines.push(`  port I/O: ${d.ports.counts.reads} reads, ${d.ports.counts.writes} writes`);
+  // Where the engine counts them (the software engine): the same guest retires the same count every run.
+  if (d.instructionsRetired !== undefined) lines.push(`  instructions retired: ${d.instructionsRetired}`);
   return lines.join('\n') + '\n';
 }
 

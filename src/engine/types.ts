@@ -130,6 +130,8 @@ export interface DebugRegisters {
 
 export interface Vcpu {
   readonly id: number;
+  /** Instructions this vCPU has retired, where the engine counts them (the software engine does; KVM does not). */
+  readonly retired?: number;
   getDebugRegisters(): DebugRegisters;
   setDebugRegisters(d: DebugRegisters): void;
   /** General registers, in place. */

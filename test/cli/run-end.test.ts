@@ -93,6 +93,8 @@ describe('--stats', () => {
     expect(text).toMatch(/^ {4}console_io +3$/m);
     expect(text).toMatch(/^ {4}exception +1$/m);
     expect(text).toMatch(/^ {2}port I\/O: 7 reads, 2 writes$/m);
+    expect(text).not.toMatch(/instructions retired/); // KVM counts none
+    expect(formatStats({ ...d, instructionsRetired: 123456 }, 1n)).toMatch(/^ {2}instructions retired: 123456$/m);
   });
 });
 

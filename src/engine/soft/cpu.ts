@@ -36,6 +36,8 @@ export interface CpuEnv {
 export class Unimplemented extends Error {}
 
 const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+/** Instruction lengths as BigInts (converting a number costs more than the add it feeds). */
+const LENGTHS: readonly bigint[] = Array.from({ length: 16 }, (_, i) => BigInt(i));
 const M32 = 0xffffffffn;
 /** Vectors whose exception pushes an error code. */
 const ERROR_CODE = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
@@ -285,7 +287,7 @@ export class SoftCpu {
   private get next(): bigint {
     if (this.nextLen !== this.len) {
       // Past 2^64 only from a non-canonical rip, which faults at the next fetch anyway.
-      this.nextRip = this.start + BigInt(this.len);
+      this.nextRip = this.start + LENGTHS[this.len]!;
       this.nextLen = this.len;
     }
     return this.nextRip;

@@ -142,6 +142,13 @@ export class Domain implements VcpuHost {
   private ringInUse = false;
   /** Time the core spent running this domain's vCPUs (ns), for the scheduler's shares and --stats. */
   cpuNs = 0n;
+
+  /** Instructions the domain's vCPUs retired, where the engine counts them (undefined on KVM). */
+  get instructionsRetired(): number | undefined {
+    let n: number | undefined;
+    for (const v of this.vcpus) if (v.engine.retired !== undefined) n = (n ?? 0) + v.engine.retired;
+    return n;
+  }
   /** Frames returned to the pool when the domain died (for tests and stats). */
   framesReturned = 0;
 
