@@ -1204,7 +1204,11 @@ export class SoftCpu {
     const bits = size * 8;
     const count = countIn & (size === 8 ? 63 : 31);
     const v = this.readRM(size);
-    if (count === 0) return;
+    if (count === 0) {
+      // Flags untouched; a 32-bit register destination is still written, which clears its upper half.
+      if (size === 4 && !this.isMem) this.setReg(this.rmReg, 4, v);
+      return;
+    }
     const m = MASK[size]!, s = SIGN[size]!;
     const c = BigInt(count);
     let r: bigint, cf: boolean, of: boolean;
@@ -1475,6 +1479,7 @@ export class SoftCpu {
         const size = this.opsz, bits = size * 8;
         this.modrm();
         const count = (op & 1 ? Number(R[1]! & 0xffn) : this.f8()) & (size === 8 ? 63 : 31);
+        if (!count && size === 4 && !this.isMem) this.setReg(this.rmReg, 4, this.getReg(this.rmReg, 4)); // as a shift by 0
         if (count) {
           const d = this.readRM(size), s = this.getReg(this.regf, size), m = MASK[size]!, c = BigInt(count);
           let r: bigint, cf: boolean;
@@ -1511,7 +1516,8 @@ export class SoftCpu {
         const d = this.readRM(size), a = this.getReg(0, size);
         this.alu(7, a, d, size);
         if (a === d) this.writeRM(size, this.getReg(this.regf, size));
-        else { this.writeRM(size, d); this.setReg(0, size, d); }
+        // On failure a memory destination is written back (the locked cycle); a register one is left whole.
+        else { if (this.isMem) this.writeRM(size, d); this.setReg(0, size, d); }
         break;
       }
       case 0xb6: case 0xb7: case 0xbe: case 0xbf: { // movzx, movsx
