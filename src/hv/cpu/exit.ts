@@ -199,13 +199,6 @@ function exception(v: ExitTarget): void {
     if (hypercall(v, frame) === 'done') frame.rip = faultRip + 3n;
     return;
   }
-  // sysenter faults at CPL 3 (#GP(0) on Intel, #UD on AMD): Xen's sysenter entry, in the guest's callback.
-  if (((vector === 13 && errorCode === 0n) || vector === 6) && instructionIs(v, faultRip, SYSENTER)) {
-    v.count(EXIT.exception);
-    const problem = v.traps.sysenter(frame);
-    if (problem) v.crash(problem);
-    return;
-  }
   // A 32-bit syscall from guest user mode lands at CSTAR, whose stub faults at CPL 3: as Xen's cstar
   // entry for a 64-bit PV guest, the guest kernel's syscall32 (else syscall) callback, or #UD.
   if (vector === 13 && userMode && faultRip === LSTAR_VIRT + BigInt(CSTAR_OFFSET)) {
@@ -252,6 +245,13 @@ function exception(v: ExitTarget): void {
     }
   }
   v.count(EXIT.exception);
+  // sysenter faults at CPL 3 (#GP(0) on Intel, #UD on AMD): Xen's sysenter entry, in the guest's callback.
+  // Looked for only once the emulator has declined the instruction: its bytes are read here, off the hot path.
+  if (!emulatedFault && ((vector === 13 && errorCode === 0n) || vector === 6) && instructionIs(v, faultRip, SYSENTER)) {
+    const problem = v.traps.sysenter(frame);
+    if (problem) v.crash(problem);
+    return;
+  }
   if (vector === 13 && faultRip === LSTAR_VIRT + BigInt(LSTAR_RETURN_OFFSET) && !isCanonical(r.rcx)) {
     // A kernel syscall returning to a non-canonical rip: as Xen since XSA-7, the guest gets #GP(0) at that rip.
     frame.rip = faultRip = r.rcx;
