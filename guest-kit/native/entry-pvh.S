@@ -84,7 +84,56 @@ start64_low:
         jmp *%rax
         .size pvh_start32, . - pvh_start32
 
+/*
+ * The 64-bit entry (the ELF's entry point): for a loader that enters
+ * kernels in long mode, as paravane's fv-trap mode does (a deprivileged
+ * kernel cannot run the 32-bit entry's paging-off code). It is entered at
+ * its link address with paging on, the image mapped at VIRT_BASE and at
+ * its physical address, CR0.PG|WP|PE, CR4.PAE and EFER.LME set, flat
+ * segments and no stack; rsi = 0 (no hvm_start_info). It builds the same
+ * boot tables as the 32-bit entry, here in 64-bit code, turns on NX where
+ * CPUID offers it, loads its own tables and goes on at start64.
+ */
         .text
+        .globl start64_entry
+        .type start64_entry, @function
+start64_entry:
+        cli
+        cld
+        xorl %esi, %esi
+        leaq boot_pd(%rip), %rdi
+        xorl %ecx, %ecx
+1:      movq %rcx, %rax
+        shlq $21, %rax
+        orq $0x83, %rax
+        movq %rax, (%rdi,%rcx,8)
+        incl %ecx
+        cmpl $512, %ecx
+        jb 1b
+        movabsq $PHYS(boot_pd) + 3, %rax
+        movq %rax, boot_pdpt(%rip)
+        movq %rax, boot_pdpt + 510 * 8(%rip)
+        movabsq $PHYS(boot_pdpt) + 3, %rax
+        movq %rax, boot_pml4(%rip)
+        movq %rax, boot_pml4 + 511 * 8(%rip)
+        movl $0x80000001, %eax
+        cpuid
+        btl $20, %edx
+        jnc 2f
+        movl $0xc0000080, %ecx
+        rdmsr
+        orl $0x800, %eax
+        wrmsr
+2:      xorl %esi, %esi
+        movabsq $PHYS(boot_pml4), %rax
+        movq %rax, %cr3
+        movl $0x10, %eax
+        movl %eax, %ds
+        movl %eax, %es
+        movl %eax, %ss
+        jmp start64
+        .size start64_entry, . - start64_entry
+
         .type start64, @function
 start64:
         leaq boot_stack_top(%rip), %rsp

@@ -20,6 +20,8 @@ import { PvCpuidPolicy } from './cpu/cpuid-policy.js';
 import type { GrantWorld } from './mm/grant-map.js';
 import { Scheduler, type RunOptions } from './sched/run-loop.js';
 import { XenstoreServer } from './xenstore/requests.js';
+import { FvDomain, type FvDomainOptions } from './fv/fv-domain.js';
+import { realHostClock } from './sched/host-clock.js';
 
 export { CAP_RANGE, DEFAULT_WEIGHT, inRange, WEIGHT_RANGE, type RunOptions } from './sched/run-loop.js';
 export { MAX_VCPUS } from './mm/xen-space.js';
@@ -93,11 +95,16 @@ export class Hypervisor {
   /** XenStore, served to every domain on its store ring (paravane is the toolstack, domain 0). */
   readonly xenstore = new XenstoreServer();
   private readonly scheduler: Scheduler;
+  /** Domains in fv-trap mode (plain kernels, trapped and emulated), beside the PV ones. */
+  readonly fvDomains = new Map<number, FvDomain>();
+  private readonly hostNow: () => bigint;
   private nextDomid = FIRST_DOMID;
   private closed = false;
 
   constructor(private readonly engine: Engine, opts: MachineOptions) {
     this.clock = new SystemClock(opts.hostClock);
+    const host = opts.hostClock ?? realHostClock;
+    this.hostNow = () => host.now();
     this.scheduler = new Scheduler(this.clock, (d) => this.destroyDomain(d));
     const caps = engine.info().capabilities;
     this.cpuid = new PvCpuidPolicy((leaf, sub) => engine.cpuid(leaf, sub), { fsgsbase: caps['cr4-fsgsbase'] === 1, compatMode: caps['compat-mode'] === 1 });
@@ -138,7 +145,7 @@ export class Hypervisor {
   /** The id the next createDomain will give (when no domain is destroyed meanwhile). */
   peekNextDomid(): number {
     for (let i = 0, id = this.nextDomid; i <= LAST_DOMID - FIRST_DOMID; i++, id = id >= LAST_DOMID ? FIRST_DOMID : id + 1) {
-      if (!this.domains.has(id)) return id;
+      if (!this.domains.has(id) && !this.fvDomains.has(id)) return id;
     }
     throw new BuildError('every domain id is in use');
   }
@@ -194,6 +201,31 @@ export class Hypervisor {
     }
   }
 
+  /**
+   * Builds an fv-trap domain from a plain kernel (an ELF entered in long
+   * mode at its entry point: src/hv/fv/fv-domain.ts). Throws GuestElfError
+   * for a bad image, RangeError for a size that cannot work.
+   */
+  createFvDomain(kernelFile: Uint8Array, opts: FvDomainOptions): FvDomain {
+    if (this.closed) throw new Error('the hypervisor is closed');
+    const image = kernelImage(kernelFile).elf;
+    const id = this.allocateDomid();
+    const d = new FvDomain({ frames: this.frames, memory: this.memory, xen: this.xen, createVm: () => this.engine.createVm(), now: this.hostNow }, id, opts.name ?? `domain-${id}`, image, opts);
+    this.fvDomains.set(id, d);
+    return d;
+  }
+
+  /** Destroys an fv-trap domain; returns the frames freed. */
+  destroyFvDomain(d: FvDomain): number {
+    this.fvDomains.delete(d.id);
+    return d.destroy();
+  }
+
+  /** The clock fv-trap domains run on (ns). */
+  get now(): () => bigint {
+    return this.hostNow;
+  }
+
   /** Destroys a domain and forgets it; returns the frames freed. */
   destroyDomain(d: Domain): number {
     const n = d.destroy();
@@ -215,6 +247,7 @@ export class Hypervisor {
   close(): void {
     if (this.closed) return;
     for (const d of [...this.domains.values()]) this.destroyDomain(d);
+    for (const d of [...this.fvDomains.values()]) this.destroyFvDomain(d);
     this.xen.release();
     this.memory.close();
     this.closed = true;

@@ -152,8 +152,13 @@ function decodeNotes(raw: Map<number, Uint8Array>): XenNotes {
   return notes;
 }
 
-/** Parses and checks a PV kernel image. */
-export function parseGuestKernel(file: Uint8Array): GuestKernel {
+/**
+ * Parses and checks a kernel image: a Xen PV kernel (`pv`, the default:
+ * its notes required, segments placed as Xen's loader places them), or a
+ * plain kernel (`plain`, for fv-trap: no notes needed, segments at their
+ * p_vaddr and loaded at p_paddr, entered at e_entry).
+ */
+export function parseGuestKernel(file: Uint8Array, kind: 'pv' | 'plain' = 'pv'): GuestKernel {
   if (file.length < EHDR_SIZE) fail(`the file is ${file.length} bytes, too short for an ELF header`);
   if (file[0] !== 0x7f || file[1] !== 0x45 || file[2] !== 0x4c || file[3] !== 0x46) fail('not an ELF file (bad magic)');
   if (file[4] !== 2) fail(`ELF class ${file[4]} is not ELFCLASS64: a 64-bit PV kernel is required`);
@@ -210,12 +215,12 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
       readNotes(file, offset, size, raw);
     }
   }
-  if (raw.size === 0) fail('no Xen ELF notes: not a Xen PV kernel (it needs at least XEN_VERSION and GUEST_OS or LOADER notes)');
+  if (raw.size === 0 && kind === 'pv') fail('no Xen ELF notes: not a Xen PV kernel (it needs at least XEN_VERSION and GUEST_OS or LOADER notes)');
   const notes = decodeNotes(raw);
-  if (notes.xenVersion === undefined || !notes.xenVersion.startsWith('xen-3.0')) {
+  if (kind === 'pv' && (notes.xenVersion === undefined || !notes.xenVersion.startsWith('xen-3.0'))) {
     fail(`the XEN_VERSION note is ${notes.xenVersion === undefined ? 'missing' : JSON.stringify(notes.xenVersion)}; "xen-3.0" is required`);
   }
-  if (notes.loader !== 'generic' && !(notes.guestOs ?? '').startsWith('linux')) {
+  if (kind === 'pv' && notes.loader !== 'generic' && !(notes.guestOs ?? '').startsWith('linux')) {
     fail('the kernel needs a LOADER "generic" note or a GUEST_OS "linux" note');
   }
   // Where each segment goes, as Xen's loader places it: at p_paddr + VIRT_BASE - PADDR_OFFSET (a
@@ -223,7 +228,7 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
   // segment has p_vaddr 0.
   const virtOffset = (notes.virtBase ?? 0n) - (notes.paddrOffset ?? 0n);
   for (const seg of segments) {
-    const vaddr = BigInt.asUintN(64, seg.paddr + virtOffset);
+    const vaddr = kind === 'plain' ? seg.vaddr : BigInt.asUintN(64, seg.paddr + virtOffset);
     const last = vaddr + BigInt(seg.memSize) - 1n;
     if (!isCanonical(vaddr) || !isCanonical(last) || last >= 1n << 64n || (vaddr < CANONICAL_LOW_END) !== (last < CANONICAL_LOW_END)) {
       fail(`segment ${seg.index} at ${hex(vaddr)}+${hex(seg.memSize)} (p_paddr ${hex(seg.paddr)} + VIRT_BASE - PADDR_OFFSET) is not in canonical address space`);
@@ -241,7 +246,7 @@ export function parseGuestKernel(file: Uint8Array): GuestKernel {
   const lastSeg = segments[segments.length - 1]!;
   const imageEnd = lastSeg.vaddr + BigInt(lastSeg.memSize);
   if (imageEnd - imageStart > BigInt(MAX_IMAGE_BYTES)) fail(`the image spans ${hex(imageEnd - imageStart)} bytes, more than ${hex(MAX_IMAGE_BYTES)}`);
-  const entry = notes.entry ?? eEntry;
+  const entry = kind === 'pv' ? notes.entry ?? eEntry : eEntry;
   const inImage = segments.some((s) => entry >= s.vaddr && entry < s.vaddr + BigInt(s.memSize));
   if (!inImage) fail(`the entry point ${hex(entry)} lies outside every loadable segment`);
   if (notes.hypercallPage !== undefined) {
