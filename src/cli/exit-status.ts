@@ -68,6 +68,19 @@ export function outcomeOf(end: DomainEnd, stop: Stop | undefined): Outcome {
   }
 }
 
+/** The line saying how a domain ended; none for a poweroff, or for a quiet stop. */
+export function endMessage(d: { id: number; name: string }, end: DomainEnd, outcome: Outcome): string | undefined {
+  const who = `domain ${d.id} (${d.name})`;
+  switch (end.kind) {
+    case 'shutdown':
+      return outcome.kind === 'poweroff' ? undefined : `${who} shut down with reason ${end.reasonName}`;
+    case 'crashed':
+      return `${who} crashed: ${end.reason}`;
+    case 'killed':
+      return outcome.kind === 'stopped' && outcome.stop.quiet ? undefined : `${who} killed: ${end.reason}`;
+  }
+}
+
 /** The status of one outcome. */
 export function statusOf(o: Outcome): number {
   switch (o.kind) {

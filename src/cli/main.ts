@@ -49,7 +49,7 @@ export function buildCli(): Command {
 
   program
     .command('run')
-    .description('build a domain from each PV kernel (ELF with Xen notes), run them side by side and stream their consoles')
+    .description('build a domain from each PV kernel (ELF with Xen notes; with --mode fv-trap, each plain kernel), run them side by side and stream their consoles')
     .argument('[kernels...]', 'guest kernels (ELF64 x86-64 with Xen ELF notes); or use --config')
     .option('-m, --memory <MiB>', 'memory of each domain in MiB (at most this host\'s memory)', '32')
     .option('--cmdline <string>', 'the command line passed in start_info (${domid:NAME} becomes that domain\'s id)')
@@ -63,6 +63,7 @@ export function buildCli(): Command {
     .option('--log <file>', 'append the hypervisor\'s log (each domain\'s console_io output, lines as "(d1) ...") to this file')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .option('--engine <name>', 'auto: KVM where the device exists, else the software engine; kvm; soft (an interpreter, needs nothing from the host)', 'auto')
+    .option('--mode <mode>', 'pv: PV kernels (Xen\'s PV ABI); fv-trap: plain kernels written for a PC (the guest kit\'s -native builds), run deprivileged with every privileged instruction trapped and emulated and their page tables shadowed', 'pv')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);

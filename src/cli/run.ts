@@ -13,13 +13,14 @@ import type { Domain, DomainEnd } from '../hv/domain/domain.js';
 import { GuestElfError } from '../hv/domain/elf.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
-import { EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
+import { endMessage, EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
+import { checkFvPlan, RUN_MODES, runFvPlan, type RunMode } from './run-fv.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
 import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
 import { ConsoleInput, ConsoleOutput, type ConsoleSink } from './consoles.js';
 import { UsageError } from './usage-error.js';
 
-export { UsageError };
+export { UsageError, endMessage };
 
 export interface RunCommandOptions extends RunFlags {
   /** Where host input comes from (default: process.stdin). */
@@ -30,6 +31,8 @@ export interface RunCommandOptions extends RunFlags {
   kvm: string;
   /** auto (default), kvm or soft. */
   engine?: string;
+  /** pv (default): PV kernels; fv-trap: plain kernels, trapped and emulated (run-fv.ts). */
+  mode?: string;
 }
 
 /** Where a run writes: guest output, messages, and how it learns that its output is gone. */
@@ -84,19 +87,6 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
   return lines.join('\n') + '\n';
 }
 
-/** The line saying how a domain ended; none for a poweroff, or for a quiet stop. */
-export function endMessage(d: Pick<Domain, 'id' | 'name'>, end: DomainEnd, outcome: Outcome): string | undefined {
-  const who = `domain ${d.id} (${d.name})`;
-  switch (end.kind) {
-    case 'shutdown':
-      return outcome.kind === 'poweroff' ? undefined : `${who} shut down with reason ${end.reasonName}`;
-    case 'crashed':
-      return `${who} crashed: ${end.reason}`;
-    case 'killed':
-      return outcome.kind === 'stopped' && outcome.stop.quiet ? undefined : `${who} killed: ${end.reason}`;
-  }
-}
-
 /** Output of one of several sources: whole lines, each after `prefix` (`[name] ` on the console, `(d1) ` in the log). */
 export function prefixedLines(prefix: string, out: (b: Uint8Array) => void): { write: (b: Uint8Array) => void; flush: () => void } {
   let partial = '';
@@ -122,8 +112,11 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
   // The parent as it was at the start: one that goes away while the domains are built counts too.
   const parent = process.ppid;
   let plan: RunPlan;
+  const mode = (opts.mode ?? 'pv') as RunMode;
   try {
+    if (!RUN_MODES.includes(mode)) throw new UsageError(`--mode ${opts.mode}: choose ${RUN_MODES.join(', ')}`);
     plan = planRun(kernelPaths, opts);
+    if (mode === 'fv-trap') plan = checkFvPlan(plan, opts);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`paravane: ${e.message}\n`);
@@ -162,6 +155,7 @@ async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, 
     return EXIT.ENGINE_UNAVAILABLE;
   }
   try {
+    if (opts.mode === 'fv-trap') return await runFvPlan(engine, plan, opts, io, parent);
     return await runPlan(engine, plan, opts, io, parent, logFd);
   } finally {
     engine.close();

@@ -218,8 +218,11 @@ export function parseGuestKernel(file: Uint8Array, kind: 'pv' | 'plain' = 'pv'):
   if (raw.size === 0 && kind === 'pv') fail('no Xen ELF notes: not a Xen PV kernel (it needs at least XEN_VERSION and GUEST_OS or LOADER notes)');
   const notes = decodeNotes(raw);
   if (kind === 'pv' && (notes.xenVersion === undefined || !notes.xenVersion.startsWith('xen-3.0'))) {
-    fail(`the XEN_VERSION note is ${notes.xenVersion === undefined ? 'missing' : JSON.stringify(notes.xenVersion)}; "xen-3.0" is required`);
+    // A kernel for a PC (a PVH entry note and no PV ones) runs in fv-trap mode instead.
+    const plain = notes.xenVersion === undefined && raw.has(ElfNote.XEN_ELFNOTE_PHYS32_ENTRY) ? ' (a plain kernel with a PVH entry: run it with --mode fv-trap)' : '';
+    fail(`the XEN_VERSION note is ${notes.xenVersion === undefined ? 'missing' : JSON.stringify(notes.xenVersion)}; "xen-3.0" is required${plain}`);
   }
+  if (kind === 'plain' && notes.xenVersion !== undefined) fail('this is a Xen PV kernel (it has a XEN_VERSION note), not a plain one: run it in PV mode');
   if (kind === 'pv' && notes.loader !== 'generic' && !(notes.guestOs ?? '').startsWith('linux')) {
     fail('the kernel needs a LOADER "generic" note or a GUEST_OS "linux" note');
   }

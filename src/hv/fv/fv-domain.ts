@@ -30,7 +30,7 @@ import { FvFault, FvVcpu, GuestPageFault, type GuestFrame } from './fv-vcpu.js';
 import { PcPlatform } from './pc.js';
 import { GuestRam, ShadowTables, type Translation } from './shadow.js';
 
-export type FvEnd = { kind: 'poweroff' } | { kind: 'reboot' } | { kind: 'crash'; reason: string };
+export type FvEnd = { kind: 'poweroff' } | { kind: 'reboot' } | { kind: 'crash'; reason: string } | { kind: 'killed'; reason: string };
 
 export interface FvDomainOptions {
   name?: string;
@@ -376,11 +376,44 @@ export class FvDomain {
   }
 }
 
-/** Runs fv-trap domains round-robin in quanta of `quantumNs` until each ends; waiting domains sleep until their tick. */
-export async function runFvDomains(domains: readonly FvDomain[], now: () => bigint, quantumNs = 2_000_000n): Promise<void> {
+export interface FvRunOptions {
+  /** Each domain's quantum, ns (default 2 ms). */
+  quantumNs?: bigint;
+  /** Ends every domain still running (killed, with the signal's reason). */
+  signal?: AbortSignal;
+  /** Kills the domains still running at this time (ns, on `now`'s clock). */
+  deadline?: bigint;
+  /** Called as each domain ends. */
+  onEnd?: (d: FvDomain) => void;
+}
+
+/**
+ * Runs fv-trap domains round-robin in quanta until each ends; a domain
+ * halted at hlt is passed over until its tick is due, and when all are
+ * halted the process sleeps until the first is.
+ */
+export async function runFvDomains(domains: readonly FvDomain[], now: () => bigint, opts: FvRunOptions = {}): Promise<void> {
+  const quantum = opts.quantumNs ?? 2_000_000n;
+  const reported = new Set<FvDomain>();
+  const report = (): void => {
+    for (const d of domains) {
+      if (d.running || reported.has(d)) continue;
+      reported.add(d);
+      opts.onEnd?.(d);
+    }
+  };
   for (;;) {
+    report();
     const live = domains.filter((d) => d.running);
     if (live.length === 0) return;
+    if (opts.signal?.aborted) {
+      for (const d of live) d.end = { kind: 'killed', reason: String(opts.signal.reason) };
+      continue;
+    }
+    if (opts.deadline !== undefined && now() >= opts.deadline) {
+      for (const d of live) d.end = { kind: 'killed', reason: 'the run timed out' };
+      continue;
+    }
     let ran = false;
     for (const d of live) {
       const t = now();
@@ -388,13 +421,17 @@ export async function runFvDomains(domains: readonly FvDomain[], now: () => bigi
         if (t < d.waitUntil) continue;
         d.wake(t);
       }
-      d.runSlice(t + quantumNs);
+      d.runSlice(opts.deadline !== undefined && opts.deadline < t + quantum ? opts.deadline : t + quantum);
       ran = true;
     }
     if (!ran) {
-      const wake = live.reduce((m, d) => (d.waitUntil! < m ? d.waitUntil! : m), live[0]!.waitUntil!);
+      let wake = live.reduce((m, d) => (d.waitUntil! < m ? d.waitUntil! : m), live[0]!.waitUntil!);
+      if (opts.deadline !== undefined && opts.deadline < wake) wake = opts.deadline;
       const ms = Number((wake - now()) / 1_000_000n);
-      await new Promise((res) => setTimeout(res, Math.max(0, ms)));
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, Math.max(0, ms));
+        opts.signal?.addEventListener('abort', () => { clearTimeout(t); res(); }, { once: true });
+      });
     } else {
       await new Promise((res) => setImmediate(res));
     }
