@@ -7,7 +7,7 @@
 // stays a few kilobytes.
 
 import * as os from 'node:os';
-import type { PvfvResult } from './pvfv.js';
+import { targetLines, type PvfvResult } from './pvfv.js';
 
 /** The host, as the report describes it. */
 export interface ReportHost {
@@ -25,7 +25,7 @@ export function describeHost(kvm: string): ReportHost {
 }
 
 /** One colour per mode, in order (colour-blind safe: Tableau 10). */
-export const MODE_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948'];
+export const MODE_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#9c755f'];
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -82,12 +82,15 @@ export function pvfvReport(r: PvfvResult, host: ReportHost): string {
   const workloads = [...new Set(measures.filter((k) => !isCount(k)).map(workloadOf))];
   const ran = r.modes.filter((m) => !m.skipped && !m.problem);
   const pv = r.modes.find((m) => m.name === 'pv');
+  const pvSoft = r.modes.find((m) => m.name === 'pv-soft');
+  const targets = targetLines(r).slice(1);
   const legend = r.modes.map((m, i) => `<li><span class="swatch" style="background:${MODE_COLOURS[i % MODE_COLOURS.length]}"></span><b>${esc(m.name)}</b>: ${esc(m.what)}`
     + `${m.skipped ? ` <i>(not run: ${esc(m.skipped)})</i>` : m.problem ? ` <i>(failed: ${esc(m.problem)})</i>` : ''}</li>`).join('');
   const rows = measures.map((k) => `<tr><td>${esc(k)}</td>${ran.map((m) => {
     const v = m.cycles[k];
-    const base = pv?.cycles[k];
-    return `<td>${v === undefined ? '-' : v.toLocaleString('en-US')}${v !== undefined && m !== pv && base ? ` (${(v / base).toFixed(2)}x)` : ''}</td>`;
+    const against = m.name === 'fv-trap-soft' ? pvSoft : pv;
+    const base = against?.cycles[k];
+    return `<td>${v === undefined ? '-' : v.toLocaleString('en-US')}${v !== undefined && m !== against && base ? ` (${(v / base).toFixed(2)}x)` : ''}</td>`;
   }).join('')}</tr>`).join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>paravane: PV against full virtualization</title>
@@ -99,11 +102,12 @@ table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 3
 ul { padding-left: 18px; }
 </style></head><body>
 <h1>PV against full virtualization</h1>
-<p>The guest kit's workloads, each built as a PV kernel and as a plain kernel, in every mode this host offers: TSC cycles as each workload reports them (the ticks lost by a 1 kHz tick in 300 ms: a count), medians of ${r.runs} runs (x: against pv).</p>
+<p>The guest kit's workloads, each built as a PV kernel and as a plain kernel, in every mode this host offers: TSC cycles as each workload reports them (the ticks lost by a 1 kHz tick in 300 ms: a count), medians of ${r.runs} runs (x: against pv; fv-trap-soft against pv-soft, the same engine and TSC).</p>
 <p>Host: ${esc(host.cpu)}, ${host.cpus} CPUs; KVM: ${esc(host.kvm)}; Node.js ${esc(host.node)}; ${esc(host.date)}.</p>
 <ul>${legend}</ul>
 ${workloads.map((w) => workloadChart(w, measures.filter((k) => workloadOf(k) === w), r.modes)).join('\n')}
 <table><tr><th>measure</th>${ran.map((m) => `<th>${esc(m.name)}</th>`).join('')}</tr>${rows}</table>
+${targets.length ? `<h2>Yardsticks</h2><ul>${targets.map((t) => `<li>${esc(t.trim())}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
 }

@@ -104,6 +104,7 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
   const qemu = (accel: string) => (w: string): [string, string[]] => [QEMU, ['-accel', accel, '-m', '64', '-nographic', '-no-reboot',
     '-kernel', path.join(GUESTS, `${w}-native.elf`), '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', ...(accel === 'kvm' ? ['-cpu', 'host'] : [])]];
   const elf = (w: string) => path.join(GUESTS, `${w}.elf`);
+  const native = (w: string) => path.join(GUESTS, `${w}-native.elf`);
   return [
     {
       name: 'host', what: 'the workload as a Linux process on the host, compiled as the kernels are (the native-speed reference)',
@@ -118,6 +119,16 @@ export function pvfvModes(o: Pick<PvfvOptions, 'kvm'>, haveQemu: boolean): Mode[
       // Runs everywhere: the only paravane mode on a host without /dev/kvm.
       name: 'pv-soft', what: 'the PV kernel under paravane\'s software engine (an interpreter; its TSC ticks are nanoseconds, not host cycles)',
       command: (w, busy = 0) => [process.execPath, [CLI, 'run', elf(w), ...Array.from({ length: busy }, () => elf('spin')), '--engine', 'soft']], poweroffStatus: 0,
+    },
+    {
+      // The plain kernel deprivileged under paravane's core: trap-and-emulate with shadow page tables (src/hv/fv/).
+      name: 'fv-trap', what: 'the plain kernel under paravane on KVM at CPL 3, every privileged instruction trapped and emulated, its page tables shadowed',
+      command: (w, busy = 0) => [process.execPath, [CLI, 'run', '--mode', 'fv-trap', native(w), ...Array.from({ length: busy }, () => native('spin')), '--engine', 'kvm', '--kvm', o.kvm]], poweroffStatus: 0,
+      skipped: haveKvm ? undefined : `no ${o.kvm}`,
+    },
+    {
+      name: 'fv-trap-soft', what: 'the same on paravane\'s software engine (compare with pv-soft: the same engine and TSC)',
+      command: (w, busy = 0) => [process.execPath, [CLI, 'run', '--mode', 'fv-trap', native(w), ...Array.from({ length: busy }, () => native('spin')), '--engine', 'soft']], poweroffStatus: 0,
     },
     {
       name: 'qemu-tcg', what: 'the plain kernel under QEMU\'s emulator (binary translation)', command: qemu('tcg'), neighbour: () => qemu('tcg')('spin'), poweroffStatus: NATIVE_POWEROFF_STATUS,
@@ -194,8 +205,9 @@ export async function runPvfvBench(o: PvfvOptions, modes: Mode[]): Promise<PvfvR
 export function formatPvfv(r: PvfvResult): string {
   const measures = [...new Set(r.modes.flatMap((m) => Object.keys(m.cycles)))];
   const pv = r.modes.find((m) => m.name === 'pv');
+  const pvSoft = r.modes.find((m) => m.name === 'pv-soft');
   const ran = r.modes.filter((m) => !m.skipped && !m.problem);
-  const lines = [`PV against full virtualization: the guest kit's workloads, TSC cycles (ticks lost: a count), medians of ${r.runs} runs; x: against pv`];
+  const lines = [`PV against full virtualization: the guest kit's workloads, TSC cycles (ticks lost: a count), medians of ${r.runs} runs; x: against pv (fv-trap-soft: against pv-soft, the same engine and TSC)`];
   for (const m of r.modes) lines.push(`  ${m.name.padEnd(9)} ${m.what}${m.skipped ? `: not run (${m.skipped})` : m.problem ? `: failed (${m.problem})` : ''}`);
   const width = Math.max(22, ...measures.map((k) => k.length + 2));
   lines.push(`  ${'measure'.padEnd(width)}${ran.map((m) => m.name.padStart(22)).join('')}`);
@@ -203,12 +215,38 @@ export function formatPvfv(r: PvfvResult): string {
     const cells = ran.map((m) => {
       const v = m.cycles[k];
       if (v === undefined) return '-'.padStart(22);
-      const base = pv?.cycles[k];
-      const ratio = m !== pv && base ? ` (${(v / base).toFixed(2)}x)` : '';
+      const against = m.name === 'fv-trap-soft' ? pvSoft : pv;
+      const base = against?.cycles[k];
+      const ratio = m !== against && base ? ` (${(v / base).toFixed(2)}x)` : '';
       return `${v}${ratio}`.padStart(22);
     });
     lines.push(`  ${k.padEnd(width)}${cells.join('')}`);
   }
   if (!measures.length) lines.push('  (no mode ran here)');
+  lines.push(...targetLines(r));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The issue's yardsticks, where the modes they compare ran in this run:
+ * what a page-table update and an address space cost trapped against
+ * paravirtualized (on the same engine), PV's compute against the host
+ * process, and the ticks each loses beside busy neighbours.
+ */
+export function targetLines(r: PvfvResult): string[] {
+  const get = (name: string) => r.modes.find((m) => m.name === name && !m.skipped && !m.problem);
+  const out: string[] = [];
+  for (const [fv, pv] of [['fv-trap', 'pv'], ['fv-trap-soft', 'pv-soft']] as const) {
+    const f = get(fv), p = get(pv);
+    if (!f || !p) continue;
+    for (const k of ['ptemod batch', 'ptemod single', 'aspace create-enter-destroy']) {
+      const a = f.cycles[k], b = p.cycles[k];
+      if (a !== undefined && b) out.push(`  ${k}: ${fv} costs ${(a / b).toFixed(2)}x ${pv}${k === 'ptemod single' ? '' : ' (target >= 20)'}`);
+    }
+    const lostF = f.cycles['ticks lost beside 2 busy'], lostP = p.cycles['ticks lost beside 2 busy'];
+    if (lostF !== undefined && lostP !== undefined) out.push(`  ticks lost beside 2 busy: ${fv} ${lostF}, ${pv} ${lostP} (target: ${pv} 0, ${fv} more)`);
+  }
+  const host = get('host'), pv = get('pv');
+  if (host?.cycles.compute && pv?.cycles.compute !== undefined) out.push(`  compute: pv / host ${(pv.cycles.compute / host.cycles.compute).toFixed(3)} (target <= 1.02)`);
+  return out.length ? ['  yardsticks:', ...out] : [];
 }
