@@ -57,7 +57,7 @@ export function formatFvStats(d: FvDomain, ranNs: bigint): string {
     `  privileged instructions emulated: ${c.privileged}`,
   ];
   for (const [name, n] of [...d.cpu.emulated].sort((a, b) => b[1] - a[1])) lines.push(`    ${name.toLowerCase().padEnd(10)} ${String(n).padStart(10)}`);
-  lines.push(`  port I/O: ${d.pc.portCounts.reads} reads, ${d.pc.portCounts.writes} writes (besides the PIC, PIT and serial port)`);
+  lines.push(`  port I/O: ${d.pc.portCounts.reads} reads, ${d.pc.portCounts.writes} writes`);
   if (d.instructionsRetired !== undefined) lines.push(`  instructions retired: ${d.instructionsRetired}`);
   return lines.join('\n') + '\n';
 }
