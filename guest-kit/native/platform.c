@@ -289,3 +289,11 @@ void platform_irq_enable(void)
 {
     asm volatile("sti" : : : "memory");
 }
+
+long platform_set_priority(unsigned int level)
+{
+    if (level > 15)
+        return -1;
+    asm volatile("mov %0, %%cr8" : : "r"((unsigned long)level) : "memory");
+    return 0;
+}

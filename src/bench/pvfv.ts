@@ -21,7 +21,7 @@ const CLI = path.join(ROOT, 'dist/cli/main.js');
 const QEMU = 'qemu-system-x86_64';
 
 /** The workloads, by the name of their kit example (PV: <name>.elf; plain: <name>-native.elf). */
-export const PVFV_WORKLOADS = ['compute', 'nano', 'ptemod', 'conio', 'aspace', 'ctxsw', 'ticks'] as const;
+export const PVFV_WORKLOADS = ['compute', 'nano', 'ptemod', 'mmap', 'conio', 'aspace', 'ctxsw', 'ticks'] as const;
 
 export interface PvfvOptions {
   runs: number;
@@ -82,7 +82,7 @@ export function parseCycles(out: string): Record<string, number> {
   const found: Record<string, number> = {};
   for (const raw of out.split('\n')) {
     const line = raw.replace(/\r$/, '');
-    const at = Math.max(...['compute: ', 'nano: ', 'ptemod: ', 'conio: ', 'aspace: ', 'ctxsw: ', 'ticks: '].map((w) => line.indexOf(w)));
+    const at = Math.max(...['compute: ', 'nano: ', 'ptemod: ', 'mmap: ', 'conio: ', 'aspace: ', 'ctxsw: ', 'ticks: '].map((w) => line.indexOf(w)));
     if (at < 0) continue;
     const text = line.slice(at);
     let m = /^compute: (\d+) cycles$/.exec(text);
@@ -92,7 +92,7 @@ export function parseCycles(out: string): Record<string, number> {
     // Not cycles: the ticks a 1 kHz tick lost in 300 ms (a count; the report's charts leave it out).
     m = /^ticks: \d+ of \d+ ticks of \d+ us in \d+ ms, lost (\d+)/.exec(text);
     if (m) found['ticks lost'] = Number(m[1]);
-    m = /^(nano|ptemod|aspace|ctxsw): (.+?) (\d+) cycles per (?:op|entry|round|switch)/.exec(text);
+    m = /^(nano|ptemod|mmap|aspace|ctxsw): (.+?) (\d+) cycles per (?:op|entry|round|switch)/.exec(text);
     if (m) found[`${m[1]} ${m[2]}`] = Number(m[3]);
   }
   return found;
@@ -239,9 +239,9 @@ export function targetLines(r: PvfvResult): string[] {
   for (const [fv, pv] of [['fv-trap', 'pv'], ['fv-trap-soft', 'pv-soft']] as const) {
     const f = get(fv), p = get(pv);
     if (!f || !p) continue;
-    for (const k of ['ptemod batch', 'ptemod single', 'aspace create-enter-destroy']) {
+    for (const k of ['ptemod batch', 'ptemod single', 'mmap 512 pages', 'aspace create-enter-destroy']) {
       const a = f.cycles[k], b = p.cycles[k];
-      if (a !== undefined && b) out.push(`  ${k}: ${fv} costs ${(a / b).toFixed(2)}x ${pv}${k === 'ptemod single' ? '' : ' (target >= 20)'}`);
+      if (a !== undefined && b) out.push(`  ${k}: ${fv} costs ${(a / b).toFixed(2)}x ${pv}${k === 'ptemod batch' || k.startsWith('aspace') ? ' (target >= 20)' : ''}`);
     }
     const lostF = f.cycles['ticks lost beside 2 busy'], lostP = p.cycles['ticks lost beside 2 busy'];
     if (lostF !== undefined && lostP !== undefined) out.push(`  ticks lost beside 2 busy: ${fv} ${lostF}, ${pv} ${lostP} (target: ${pv} 0, ${fv} more)`);

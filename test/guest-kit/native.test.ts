@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseGuestKernel } from '../../src/hv/domain/elf.js';
 import { NATIVE_POWEROFF_STATUS } from '../../src/bench/pvfv.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, MMAP_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
 
 const GUESTS = path.resolve(import.meta.dirname, '../../build/guests');
 const QEMU = 'qemu-system-x86_64';
@@ -81,6 +81,13 @@ describe('the guest kit\'s plain-kernel build', () => {
     expect(out).toMatch(/ptemod: batch \d+ cycles per entry \(4096 entries\)/);
     expect(out).toMatch(/ptemod: demand fault \d+ cycles per entry \(512 entries\)/);
     expect(out).toContain(PTEMOD_CHECKSUM);
+    expect(status, out.slice(-2000)).toBe(NATIVE_POWEROFF_STATUS);
+  });
+
+  it.skipIf(!haveQemu)('boots mmap: 16, 128 and 512 pages mapped, read and unmapped in batches', () => {
+    const { out, status } = qemu('mmap-native.elf');
+    for (const n of [16, 128, 512]) expect(out).toMatch(new RegExp(`mmap: ${n} pages \\d+ cycles per round \\(16 rounds\\)`));
+    expect(out).toContain(MMAP_CHECKSUM);
     expect(status, out.slice(-2000)).toBe(NATIVE_POWEROFF_STATUS);
   });
 

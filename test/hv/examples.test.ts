@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { GUESTS_DIR as GUESTS, guestMachine, runGuest } from '../support/kvm-harness.js';
 import { xenHeadersPresent } from '../abi/probe-harness.js';
 import { Hypercall } from '../../src/abi/generated/xen.js';
-import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
+import { ASPACE_CHECKSUM, COMPUTE_ANSWER, CONIO_LINE, CTXSW_CHECKSUM, MMAP_CHECKSUM, NANO_HANDLED, PTEMOD_CHECKSUM, TICKS_LINE } from '../support/workloads.js';
 
 const haveXen = xenHeadersPresent();
 if (!haveXen) {
@@ -85,6 +85,18 @@ describe('example guests', () => {
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
     expect(out).toContain('ptemod: platform pv');
     expect(out).toContain(PTEMOD_CHECKSUM);
+  });
+
+  it('mmap, built for both kernels, maps and unmaps 16, 128 and 512 pages by batched mmu_update, every page read through', async () => {
+    const { end, out } = await run('mmap');
+    expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
+    for (const n of [16, 128, 512]) expect(out).toMatch(new RegExp(`mmap: ${n} pages \\d+ cycles per round \\(16 rounds\\)`));
+    expect(out).toContain(MMAP_CHECKSUM);
+  });
+
+  it('nano on a PV kernel says it has no CR8 rather than timing one', async () => {
+    const { out } = await run('nano');
+    expect(out).toContain('nano: cr8 write: no CR8 on platform pv');
   });
 
   it('conio, built for both kernels, writes its 64 lines whole through console_io', async () => {

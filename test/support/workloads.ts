@@ -16,6 +16,9 @@ export const CONIO_LINE = 'abcdefghijklmnopqrstuvwxyz'.repeat(3).slice(0, 63);
 /** aspace's check: 64 rounds reading 16 pages through the window, page k of round r being (k + r) mod 16 + 1, weighted by k + 1. */
 export const ASPACE_CHECKSUM = 'aspace: checksum 73984';
 
+/** mmap's check: 16 rounds of reading 16, 128 and 512 mapped pages, page k holding (k + 1) mod 256. */
+export const MMAP_CHECKSUM = 'mmap: checksum 1178752';
+
 /** ctxsw's check: 1000 switches alternating between windows reading 1..8 and 11..18. */
 export const CTXSW_CHECKSUM = 'ctxsw: checksum 76000';
 

@@ -4,7 +4,8 @@
  * PLATFORM=native): a call and return (the native-speed reference), a
  * port read (`in` from port 0x80: emulated under PV's virtual IOPL, a
  * device access natively), the interrupt flag off and on (PV the event
- * mask, natively cli and sti), a divide error taken by the kernel's
+ * mask, natively cli and sti), a write of the task priority (natively
+ * CR8; a PV kernel has none, and says so), a divide error taken by the kernel's
  * handler and returned from, an int3 the same way, and an empty system
  * call from a user program (PV: bounced by the hypervisor to the kernel
  * and back by the iret hypercall; natively syscall and sysretq). Each runs OPS times,
@@ -96,6 +97,15 @@ int main(start_info_t *si)
     }
     platform_irq_disable();
     report("irq off/on", platform_cycles() - t);
+
+    if (platform_set_priority(0) == 0) {
+        t = platform_cycles();
+        for (unsigned int i = 0; i < OPS; i++)
+            platform_set_priority(0);
+        report("cr8 write", platform_cycles() - t);
+    } else {
+        printk("nano: cr8 write: no CR8 on platform %s\n", platform_name());
+    }
 
     t = platform_cycles();
     for (unsigned int i = 0; i < OPS; i++) {

@@ -44,6 +44,14 @@ void platform_irq_disable(void);
 void platform_irq_enable(void);
 
 /*
+ * The task priority (natively `mov` to CR8: interrupts of priority class
+ * `level` and below are held), Adams & Agesen's cr8 write. A PV kernel
+ * has no CR8 (it holds events by masking them): -1 there, and nothing
+ * changes.
+ */
+long platform_set_priority(unsigned int level);
+
+/*
  * A region of 512 page slots (2 MiB at PLATFORM_REGION_VA, unmapped at
  * boot) in a page table of its own, whose entries a workload rewrites:
  * the page-table updates each mode makes cost differently. PV: an L1 of

@@ -338,7 +338,8 @@ export class FvDomain {
   private halt(f: GuestFrame): boolean {
     if (!this.cpu.vif) throw new FvFault(`the kernel halted with interrupts off at ${hex(f.rip - 1n)}: it can never run again`);
     this.cpu.stiShadow = false;
-    if (this.pc.interruptPending) return true; // interrupt() delivers it
+    const pending = this.pc.pendingVector;
+    if (pending !== undefined && pending >> 4 > this.cpu.tpr) return true; // interrupt() delivers it
     const next = this.pc.nextTick;
     if (next === undefined) throw new FvFault(`the kernel halted at ${hex(f.rip - 1n)} with no timer running: it would wait for ever`);
     this.waitUntil = next;
@@ -347,7 +348,9 @@ export class FvDomain {
 
   /** Delivers a pending interrupt to the state at `f` if the virtual IF allows. */
   private interrupt(f: GuestFrame): void {
-    if (!this.cpu.vif || this.cpu.stiShadow || !this.pc.interruptPending) return;
+    if (!this.cpu.vif || this.cpu.stiShadow) return;
+    const pending = this.pc.pendingVector;
+    if (pending === undefined || pending >> 4 <= this.cpu.tpr) return; // none, or held by the task priority
     const vector = this.pc.acknowledge()!;
     this.counts.interrupts++;
     this.cpu.deliver(f, vector);

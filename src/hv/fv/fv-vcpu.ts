@@ -4,7 +4,7 @@
 // CPU state kept here (classic trap-and-emulate, no binary translation):
 //   - the virtual CPL (0 or 3), interrupt flag, CR0, CR2, CR3, CR4, EFER,
 //     GDTR, IDTR, task register, segment selectors and the syscall MSRs;
-//   - cli, sti, hlt, in, out, mov to and from CR0/2/3/4, lgdt, lidt, ltr,
+//   - cli, sti, hlt, in, out, mov to and from CR0/2/3/4/8, lgdt, lidt, ltr,
 //     mov to a segment register, invlpg, rdmsr, wrmsr, iretq, sysretq and
 //     `int n`, decoded by iced-x86 as the PV emulator decodes;
 //   - exceptions and interrupts delivered through the guest's own IDT, as
@@ -66,6 +66,8 @@ export class FvVcpu {
   cr3: bigint;
   cr4 = 0x20n; // PAE
   efer = EFER_LME | EFER_LMA;
+  /** CR8, the task priority: interrupts of priority class (vector >> 4) at or below it are held. */
+  tpr = 0;
   gdt = { base: 0n, limit: 0 };
   idt = { base: 0n, limit: 0 };
   tr = 0;
@@ -289,7 +291,7 @@ export class FvVcpu {
         if (crFrom !== undefined) {
           const dst = gpr(insn.op0Register);
           if (!dst) return undefined;
-          const v = crFrom === 0 ? this.cr0 : crFrom === 2 ? this.cr2 : crFrom === 3 ? this.cr3 : this.cr4;
+          const v = crFrom === 0 ? this.cr0 : crFrom === 2 ? this.cr2 : crFrom === 3 ? this.cr3 : crFrom === 8 ? BigInt(this.tpr) : this.cr4;
           if (dst.name === 'rsp') f.rsp = v; else r[dst.name] = v;
           return 'done';
         }
@@ -414,6 +416,10 @@ export class FvVcpu {
         if (!(v & 0x20n)) return GP0; // PAE cannot go off in long mode
         this.cr4 = v;
         return 'done';
+      case 8:
+        if (v > 15n) return GP0; // reserved bits
+        this.tpr = Number(v);
+        return 'done';
       default:
         return undefined;
     }
@@ -468,6 +474,7 @@ function crNumber(reg: number): number | undefined {
     case Register.CR2: return 2;
     case Register.CR3: return 3;
     case Register.CR4: return 4;
+    case Register.CR8: return 8;
     default: return undefined;
   }
 }

@@ -165,6 +165,12 @@ export class PcPlatform {
     return this.master.pending() !== undefined;
   }
 
+  /** The vector the next acknowledge() would give, if any (for the CPU's priority check). */
+  get pendingVector(): number | undefined {
+    const line = this.master.pending();
+    return line === undefined ? undefined : this.master.base + line;
+  }
+
   read(port: number, bytes: 1 | 2 | 4): number {
     this.portCounts.reads++;
     let v = 0;
