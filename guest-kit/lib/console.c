@@ -8,6 +8,7 @@
  */
 #include <paravane/guest.h>
 #include <paravane/events.h>
+#include <paravane/time.h>
 
 #define LINE_MAX_BYTES 256
 /* The most bytes written per hypercall (paravane accepts up to 64 KiB). */
@@ -80,4 +81,35 @@ int vprintk(const char *fmt, va_list ap)
 
     console_unlock(saved);
     return n;
+}
+
+long console_read(char *buf, size_t len)
+{
+    if (len > WRITE_CHUNK)
+        len = WRITE_CHUNK;
+    return HYPERVISOR_console_io(CONSOLEIO_read, len, buf);
+}
+
+static void on_console_virq(evtchn_port_t port, void *arg)
+{
+    (void)port;
+    (void)arg;
+}
+
+void console_wait_input(void)
+{
+    static int bound;
+
+    if (!bound) {
+        int port = evtchn_bind_virq(VIRQ_CONSOLE);
+
+        if (port < 0) {
+            printk("console_wait_input: binding VIRQ_CONSOLE failed: %d\n", port);
+            shutdown(SHUTDOWN_crash);
+        }
+        evtchn_set_handler((evtchn_port_t)port, on_console_virq, NULL);
+        bound = 1;
+    }
+    local_events_disable();
+    block();
 }

@@ -27,14 +27,27 @@ static int initialised;
 static unsigned long upcalls;
 static const struct trap_frame *upcall_frame;
 
+/* shared_info, mapped at the first use (traps_init() or evtchn_init() may not have run yet). */
 static shared_info_t *shared(void)
 {
+    if (__builtin_expect(HYPERVISOR_shared_info == NULL, 0))
+        shared_info_map();
     return HYPERVISOR_shared_info;
 }
 
 static volatile vcpu_info_t *vcpu(void)
 {
-    return &HYPERVISOR_shared_info->vcpu_info[0];
+    return &shared()->vcpu_info[0];
+}
+
+/*
+ * A port bound before evtchn_init() would never be delivered (no callback
+ * registered, every port masked): binding initialises the events first.
+ */
+static void ensure_init(void)
+{
+    if (!initialised)
+        evtchn_init();
 }
 
 /* Locked bit operations on a bitmap shared with the hypervisor (bit < EVTCHN_PORTS). */
@@ -201,6 +214,7 @@ static int new_port(long rc, evtchn_port_t port, unsigned int saved)
 int evtchn_alloc_unbound(domid_t remote_dom)
 {
     evtchn_alloc_unbound_t op = { .dom = DOMID_SELF, .remote_dom = remote_dom };
+    ensure_init();
     unsigned int saved = local_events_save();
     long rc = HYPERVISOR_event_channel_op(EVTCHNOP_alloc_unbound, &op);
 
@@ -210,6 +224,7 @@ int evtchn_alloc_unbound(domid_t remote_dom)
 int evtchn_bind_interdomain(domid_t remote_dom, evtchn_port_t remote_port)
 {
     evtchn_bind_interdomain_t op = { .remote_dom = remote_dom, .remote_port = remote_port };
+    ensure_init();
     unsigned int saved = local_events_save();
     long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_interdomain, &op);
 
@@ -219,6 +234,7 @@ int evtchn_bind_interdomain(domid_t remote_dom, evtchn_port_t remote_port)
 int evtchn_bind_virq(uint32_t virq)
 {
     evtchn_bind_virq_t op = { .virq = virq, .vcpu = 0 };
+    ensure_init();
     unsigned int saved = local_events_save();
     long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq, &op);
 
@@ -228,6 +244,7 @@ int evtchn_bind_virq(uint32_t virq)
 int evtchn_bind_ipi(void)
 {
     evtchn_bind_ipi_t op = { .vcpu = 0 };
+    ensure_init();
     unsigned int saved = local_events_save();
     long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_ipi, &op);
 

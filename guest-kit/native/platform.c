@@ -52,6 +52,26 @@ void console_flush(void)
 {
 }
 
+long console_read(char *buf, size_t len)
+{
+    size_t n = 0;
+
+    /* Line status bit 0: a byte waits in the receive register. No UART (all ones): nothing. */
+    while (n < len) {
+        uint8_t lsr = inb(COM1 + 5);
+
+        if (lsr == 0xff || !(lsr & 1))
+            break;
+        buf[n++] = (char)inb(COM1);
+    }
+    return (long)n;
+}
+
+void console_wait_input(void)
+{
+    asm volatile("pause");
+}
+
 static void put_console(void *ctx, char c)
 {
     (void)ctx;

@@ -19,6 +19,23 @@ void console_write(const char *s, size_t len);
 void console_flush(void);
 
 /*
+ * Console input: what the host typed to this domain (`paravane run`'s
+ * stdin, while this domain is the one typed to). Reads up to len bytes
+ * that have come, without waiting: returns how many (0: none yet), or a
+ * negative Xen errno. Under PV it is console_io(CONSOLEIO_read), which
+ * paravane serves to a domain that does not use the console ring (the
+ * kit's console never does); natively the serial port's receive register.
+ */
+long console_read(char *buf, size_t len);
+/*
+ * Waits until console input may have come. Under PV: blocks until
+ * VIRQ_CONSOLE, which paravane raises as input arrives (binding it calls
+ * evtchn_init() if the guest has not); returns with events enabled.
+ * Natively: one poll of the serial port's line status.
+ */
+void console_wait_input(void);
+
+/*
  * Formats to the console. Conversions: %d %i %u %x %X %p %s %c %%, with
  * flags '-' (left-justify), '0' (zero-pad) and '#' (0x before %x), a width,
  * a precision (%s: most bytes; integers: fewest digits), '*' for either,

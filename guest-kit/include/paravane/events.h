@@ -46,7 +46,9 @@ void evtchn_init(void);
 
 /*
  * Bind helpers: each returns the new port (> 0) or -XEN_E* from
- * event_channel_op. The new port is returned masked, with no handler:
+ * event_channel_op. Each calls evtchn_init() first if the guest has not
+ * (a port bound without it would never be delivered), so timer_bind() and
+ * periodic_start() work without it too. The new port is returned masked, with no handler:
  * evtchn_set_handler() unmasks it, so an event raised in between (an
  * interdomain port starts pending) reaches the handler rather than
  * nobody. Ports notify vCPU 0.

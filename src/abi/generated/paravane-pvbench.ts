@@ -3,8 +3,13 @@
 // the benchmarks to measure the bare cost of a hypercall round trip.
 //
 // paravane's own (not in Xen). Adding an experimental hypercall is: a schema
-// like this one (a number in 64-127, sub-ops, argument structures), then
-// `npm run abi`, then a handler in src/hypercalls/, then a call from C.
+// like this one under abi/paravane/ (a number in 64-127, sub-ops, argument
+// structures); `npm run abi` (regenerates the C header, the TypeScript
+// layouts and docs/abi.md); a handler, a function (ctx, args) => bigint, in
+// a module of src/hv/hypercalls/, registered by one line in the list in
+// src/hv/hypercalls/index.ts; `npm run build` (the TypeScript is compiled
+// again); then a call from C with _hypercallN (docs/design.md, "The ABI
+// pipeline").
 
 import { checkSpan } from '../layout-support.js';
 
