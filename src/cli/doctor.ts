@@ -4,7 +4,7 @@
 // without a usable KVM, whether the software engine runs guests instead.
 
 import { accessSync, constants, existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { selectEngine } from '../engine/select.js';
 import type { Engine } from '../engine/types.js';
 import { measureExitCost, probeTransports, upperHalfSlot256Usable, type TransportReport } from '../engine/host-probe.js';
@@ -17,6 +17,8 @@ export interface DoctorReport {
   capabilities?: Record<string, number>;
   transports?: TransportReport[];
   exitCostUs?: number;
+  /** The host's 1-minute load average when the exit cost was measured. */
+  load?: number;
   /** Whether guests can use L4 slot 256, Xen's M2P address (else paravane reports another). */
   slot256Usable?: boolean;
   /** Whether KVM can run guests here. */
@@ -67,6 +69,7 @@ function kvmReport(path: string): DoctorReport {
     report.runMode = info.runMode;
     report.transports = probeTransports(engine);
     report.exitCostUs = measureExitCost(engine) / 1000;
+    report.load = loadavg()[0];
     report.slot256Usable = upperHalfSlot256Usable(engine);
     report.ok = report.transports.some((t) => t.usable);
   } finally {
@@ -96,6 +99,8 @@ export function formatDoctor(r: DoctorReport): string {
       : 'guests cannot use L4 slot 256 here; XENMEM_machphys_mapping reports 0xffff810000000000 instead (guests that hard-code Xen\'s address cannot read the M2P)');
   }
   if (r.exitCostUs !== undefined) row('exit cost', `${r.exitCostUs.toFixed(1)} us median round trip (port I/O exit, 2000 samples)`);
+  const warning = exitCostWarning(r);
+  if (warning) row('warning', warning);
   if (r.software) {
     lines.push('software engine (probed)');
     for (const t of r.software.transports) lines.push(`  ${t.usable ? 'yes' : 'no '}  ${t.name}: ${t.behaviour}`);
@@ -104,4 +109,21 @@ export function formatDoctor(r: DoctorReport): string {
     : r.software?.ok ? 'this host cannot run paravane guests on KVM; the software engine runs them, hundreds of times slower (paravane run picks it where the device does not exist; --engine soft otherwise)'
       : 'this host cannot run paravane guests');
   return lines.join('\n') + '\n';
+}
+
+/** An exit this slow makes guests slow; above this, doctor says so. */
+export const SLOW_EXIT_US = 100;
+
+/**
+ * What a slow exit (or a busy host) means for the verdict: guests run, but
+ * every hypercall and trap costs that much, timing-sensitive guests lose
+ * ticks, and figures measured now are not the host's.
+ */
+export function exitCostWarning(r: Pick<DoctorReport, 'exitCostUs' | 'load' | 'cpus'>): string | undefined {
+  if (r.exitCostUs === undefined) return undefined;
+  const busy = r.load !== undefined && r.load >= r.cpus;
+  if (r.exitCostUs < SLOW_EXIT_US && !busy) return undefined;
+  const why = busy ? `the host is busy (load average ${r.load!.toFixed(1)} on ${r.cpus} CPUs)` : 'the host or its KVM is slow';
+  return `an exit costs ${r.exitCostUs.toFixed(0)} us (KVM hosts measured here took 18-58 us): ${why}. Guests run, but every hypercall and trap costs that much, `
+    + 'a guest counting timer ticks loses some, and benchmarks taken now measure the load; run doctor again when the host is quiet';
 }

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { HAVE_KVM } from '../support/kvm-gate.js';
+import { exitCostWarning, formatDoctor } from '../../src/cli/doctor.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/paravane.js');
 
@@ -47,5 +48,20 @@ describe('paravane doctor', () => {
     expect(j.transports[0]!.usable).toBe(true);
     expect(j.exitCostUs).toBeGreaterThan(0.1);
     expect(j.exitCostUs).toBeLessThan(10_000);
+  });
+});
+
+describe('paravane doctor: what a slow exit means', () => {
+  it('says nothing for a quick exit on a quiet host', () => {
+    expect(exitCostWarning({ exitCostUs: 25, load: 0.3, cpus: 2 })).toBeUndefined();
+    expect(exitCostWarning({ cpus: 2 })).toBeUndefined();
+  });
+
+  it('warns when an exit is slow, and says the host is busy when its load is as high as its CPUs', () => {
+    expect(exitCostWarning({ exitCostUs: 673, load: 0.5, cpus: 2 })).toMatch(/^an exit costs 673 us .*: the host or its KVM is slow\. Guests run, but/);
+    expect(exitCostWarning({ exitCostUs: 73, load: 3.2, cpus: 2 })).toMatch(/the host is busy \(load average 3\.2 on 2 CPUs\).*run doctor again when the host is quiet/);
+    const text = formatDoctor({ device: { path: '/dev/kvm', exists: true, openable: true }, cpus: 2, ok: true, exitCostUs: 300, load: 0.1 });
+    expect(text).toMatch(/^warning +an exit costs 300 us/m);
+    expect(text).toMatch(/^verdict +this host can run paravane guests on KVM$/m);
   });
 });
