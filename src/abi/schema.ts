@@ -61,7 +61,10 @@ function listProtos(dir: string, base = dir): string[] {
   const out: string[] = [];
   for (const ent of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, ent.name);
-    if (ent.isDirectory()) out.push(...listProtos(p, base));
+    // abi/toolstack/ holds the toolstack's own messages (traces, the control API): protobuf, not C structs.
+    if (ent.isDirectory()) {
+      if (!(dir === base && ent.name === 'toolstack')) out.push(...listProtos(p, base));
+    }
     else if (ent.name.endsWith('.proto') && !(dir === base && ent.name === 'options.proto')) {
       out.push(path.relative(base, p));
     }

@@ -14,9 +14,10 @@ import { Hypervisor } from '../hv/hypervisor.js';
 import { median } from './stats.js';
 import { builtGuest, MIB } from './guests.js';
 import { referenceExitLoop } from './exit.js';
+import type { TraceSink } from '../hv/cpu/trace-sink.js';
 
-const PATHS = ['page', 'vmcall', 'syscall'] as const;
-type Path = (typeof PATHS)[number];
+export const PATHS = ['page', 'vmcall', 'syscall'] as const;
+export type Path = (typeof PATHS)[number];
 
 export interface HypercallBenchResult {
   callsPerRound: number;
@@ -29,10 +30,15 @@ export interface HypercallBenchResult {
   ratio: Record<Path, number>;
 }
 
-/** One run of the pvbench guest; returns host ns per call per path and the guest's TSC deltas. */
-function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number): { host: Record<Path, number>; guest: Record<Path, number> } {
+/**
+ * One run of the pvbench guest; returns host ns per call per path and the
+ * guest's TSC deltas. `trace`: where its hypercalls, exits and upcalls are
+ * recorded (the trace bench), else none.
+ */
+export function pvbenchRound(hv: Hypervisor, file: Uint8Array, calls: number, trace?: (domid: number) => TraceSink): { host: Record<Path, number>; guest: Record<Path, number> } {
   const out: Uint8Array[] = [];
   const d = hv.createDomain(file, { memoryBytes: 8 * MIB, console: (b) => out.push(b.slice()) });
+  if (trace) d.trace = trace(d.id);
   const v = d.vcpus[0]!;
   v.engine.regs.rbx = BigInt(calls);
   const warm = (calls >> 3) + 1;

@@ -11,6 +11,7 @@ import { formatTrapBench, runTrapBench } from './trap.js';
 import { formatPingpong, runPingpongBench, type PingpongWait } from './pingpong.js';
 import { formatLinuxBench, runLinuxBench } from './linux.js';
 import { formatPvfv, pvfvModes, runPvfvBench } from './pvfv.js';
+import { formatTraceBench, runTraceBench } from './trace.js';
 import { describeHost, pvfvReport } from './pvfv-report.js';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -47,6 +48,17 @@ program
   .action(async (o: { calls: number; rounds: number; json?: boolean }) => {
     const r = await runHypercallBench({ calls: o.calls, rounds: o.rounds });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatHypercallBench(r));
+  });
+
+program
+  .command('trace')
+  .description('what `paravane run --trace` costs: the null-hypercall loops untraced and traced, side by side (target <= 1.10)')
+  .option('--calls <n>', 'calls per path per round', positive, 2000)
+  .option('--rounds <n>', 'alternating rounds', positive, 5)
+  .option('--json', 'print JSON')
+  .action(async (o: { calls: number; rounds: number; json?: boolean }) => {
+    const r = await runTraceBench({ calls: o.calls, rounds: o.rounds });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatTraceBench(r));
   });
 
 program

@@ -11,6 +11,7 @@ import { EXIT, EXIT_STATUS_HELP, signalStatus } from './exit-status.js';
 import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 import { onOutputError, STOP_HELP } from './stop.js';
+import { traceCommand, type TraceCommandOptions } from './trace.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -63,10 +64,23 @@ export function buildCli(): Command {
     .option('--log <file>', 'append the hypervisor\'s log (each domain\'s console_io output, lines as "(d1) ...") to this file')
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .option('--engine <name>', 'auto: KVM where the device exists, else the software engine; kvm; soft (an interpreter, needs nothing from the host)', 'auto')
+    .option('--trace <file>', 'record every hypercall (number, arguments, result, call site, handler time), exit and upcall of every domain to this file (read it with `paravane trace`)')
     .option('--mode <mode>', 'pv: PV kernels (Xen\'s PV ABI); fv-trap: plain kernels written for a PC (the guest kit\'s -native builds), run deprivileged with every privileged instruction trapped and emulated and their page tables shadowed', 'pv')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
+    });
+
+  program
+    .command('trace')
+    .description('summarize a trace `paravane run --trace` wrote: hypercall counts and handler times (percentiles), exits, upcalls, the busiest call sites')
+    .argument('<file>', 'the trace file')
+    .option('--elf <kernel>', 'name call sites from this kernel\'s symbols')
+    .option('--top <n>', 'call sites to list per domain', '10')
+    .option('--perfetto <out.json>', 'also write the trace as Chrome trace-event JSON (Perfetto, chrome://tracing)')
+    .option('--json', 'print JSON')
+    .action((file: string, opts: TraceCommandOptions) => {
+      process.exitCode = traceCommand(file, opts, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
     });
 
   return program;

@@ -19,6 +19,10 @@ import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js
 import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
 import { ConsoleInput, ConsoleOutput, type ConsoleSink } from './consoles.js';
 import { UsageError } from './usage-error.js';
+import { TraceWriter } from '../toolstack/trace-file.js';
+
+/** This paravane's version (package.json), as traces record it. */
+const PARAVANE_VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export { UsageError, endMessage };
 
@@ -33,6 +37,8 @@ export interface RunCommandOptions extends RunFlags {
   engine?: string;
   /** pv (default): PV kernels; fv-trap: plain kernels, trapped and emulated (run-fv.ts). */
   mode?: string;
+  /** File every hypercall, exit and upcall is recorded in (src/toolstack/trace-file.ts). */
+  trace?: string;
 }
 
 /** Where a run writes: guest output, messages, and how it learns that its output is gone. */
@@ -122,24 +128,36 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
     io.err(`paravane: ${e.message}\n`);
     return EXIT.USAGE;
   }
-  // The log file is input too: one that cannot be opened is refused before the engine opens.
-  let logFd: number | undefined;
-  if (opts.log !== undefined) {
-    try {
-      logFd = fs.openSync(opts.log, 'a');
-    } catch (e) {
-      io.err(`paravane: --log ${opts.log}: ${(e as Error).message}\n`);
-      return EXIT.USAGE;
-    }
+  if (opts.trace !== undefined && mode === 'fv-trap') {
+    io.err('paravane: --trace records hypercalls, which plain kernels (--mode fv-trap) do not make\n');
+    return EXIT.USAGE;
   }
+  // The log and trace files are input too: one that cannot be opened is refused before the engine opens.
+  let logFd: number | undefined, traceFd: number | undefined;
   try {
-    return await runWithEngine(plan, opts, io, parent, logFd);
+    if (opts.log !== undefined) logFd = openOutput('--log', opts.log, 'a');
+    if (opts.trace !== undefined) traceFd = openOutput('--trace', opts.trace, 'w');
+    return await runWithEngine(plan, opts, io, parent, logFd, traceFd);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`paravane: ${e.message}\n`);
+    return EXIT.USAGE;
   } finally {
     if (logFd !== undefined) fs.closeSync(logFd);
+    if (traceFd !== undefined) fs.closeSync(traceFd);
   }
 }
 
-async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined): Promise<number> {
+/** A file paravane writes (`flags`: 'a' appends, 'w' truncates), readable by its owner only when new. */
+function openOutput(flag: string, file: string, flags: 'a' | 'w'): number {
+  try {
+    return fs.openSync(file, flags, 0o600);
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: ${(e as Error).message}`);
+  }
+}
+
+async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
   let engine: Engine;
   const choice = (opts.engine ?? 'auto') as EngineChoice;
   if (!ENGINE_CHOICES.includes(choice)) {
@@ -156,15 +174,16 @@ async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, 
   }
   try {
     if (opts.mode === 'fv-trap') return await runFvPlan(engine, plan, opts, io, parent);
-    return await runPlan(engine, plan, opts, io, parent, logFd);
+    return await runPlan(engine, plan, opts, io, parent, logFd, traceFd);
   } finally {
     engine.close();
   }
 }
 
-async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined): Promise<number> {
+async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
   const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
   const cleanups: Array<() => void> = [];
+  let trace: TraceWriter | undefined;
   try {
     if (hv.peekNextDomid() !== FIRST_DOMID) throw new Error(`a new hypervisor's first domain id is ${hv.peekNextDomid()}, not ${FIRST_DOMID}`);
     // Every domain is built before any runs, so that command lines can name the others' ids.
@@ -191,6 +210,15 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       }
       if (d.id !== x.id) throw new Error(`domain ${x.spec.name} got id ${d.id}, not ${x.id}`);
       domains.push(d);
+    }
+
+    // Every hypercall, exit and upcall of every domain, from here on (abi/toolstack/trace.proto).
+    if (traceFd !== undefined) {
+      const writer = trace = new TraceWriter(traceFd, {
+        paravane: PARAVANE_VERSION, engine: engine.name, startHostNs: process.hrtime.bigint(),
+        domains: domains.map((d, i) => ({ id: d.id, name: d.name, kernel: plan.domains[i]!.spec.kernel })),
+      });
+      for (const d of domains) d.trace = writer.sink(d.id, () => hv.clock.now());
     }
 
     // One stop (signal, parent gone, stdout closed) ends every domain still running.
@@ -275,5 +303,6 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
   } finally {
     for (const c of cleanups) c();
     hv.close();
+    trace?.close();
   }
 }

@@ -20,6 +20,7 @@ import type { VcpuAddressSpace } from './address-space.js';
 import type { VirtualTraps } from './virtual-traps.js';
 import { emulatePrivileged, m2pAccess, type EmulationTarget } from './emulate.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
+import type { HypercallTransport, TraceSink } from './trace-sink.js';
 
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
@@ -61,6 +62,9 @@ export interface ExitTarget {
   count(kind: number): void;
   /** The arguments a handler cut short with continueWith, taken once. */
   takeContinuation(): HypercallArgs | undefined;
+  /** Where hypercalls, exits and upcalls are recorded, when the run is traced. */
+  readonly trace: TraceSink | undefined;
+  readonly index: number;
 }
 
 /**
@@ -69,6 +73,7 @@ export interface ExitTarget {
  * stopped).
  */
 export function handleExit(v: ExitTarget, exit: Exit): boolean {
+  if (v.trace) traceExit(v, v.trace, exit);
   switch (exit.kind) {
     case 'io':
       // Reading path 4: the hypercall page's stub did `out` to HYPERCALL_PORT in guest kernel mode.
@@ -76,13 +81,13 @@ export function handleExit(v: ExitTarget, exit: Exit): boolean {
         v.count(EXIT.page);
         // The port is closed in user mode (VcpuAddressSpace.toggle), so this is a kernel-mode call.
         if (v.space.userMode) v.crash('the hypercall port was reached from guest user mode (the I/O bitmap should have refused it)');
-        else if (hypercall(v, v.regsState) === 'continue') v.engine.regs.rip -= 2n; // re-execute the stub's out
+        else if (hypercall(v, v.regsState, 'page') === 'continue') v.engine.regs.rip -= 2n; // re-execute the stub's out
       } else if (exit.direction === 'out' && exit.port === SYSCALL_PORT) {
         v.count(EXIT.syscall);
         if (v.space.userMode) {
           const problem = v.traps.userSyscall();
           if (problem) v.crash(problem);
-        } else if (hypercall(v, v.regsState) === 'continue') v.engine.regs.rip -= 2n; // the LSTAR stub's out again
+        } else if (hypercall(v, v.regsState, 'syscall') === 'continue') v.engine.regs.rip -= 2n; // the LSTAR stub's out again
       } else {
         v.crash(`port I/O ${exit.direction} ${hex(exit.port)} (the I/O bitmap should have refused it)`);
       }
@@ -122,7 +127,7 @@ export function handleExit(v: ExitTarget, exit: Exit): boolean {
  * the guest issue it again. Returns 'iret' when an iret hypercall replaced
  * the guest's state (rip included: the caller must not move it).
  */
-export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue' | 'iret' {
+export function hypercall(v: ExitTarget, state: GuestState, transport: HypercallTransport = 'page'): 'done' | 'continue' | 'iret' {
   const r = v.engine.regs;
   const nr = r.rax;
   // Console text held from earlier calls goes out first; if its reader paused or ended the domain
@@ -131,7 +136,10 @@ export function hypercall(v: ExitTarget, state: GuestState): 'done' | 'continue'
   if (nr >= 0n && nr < SLOTS_N) v.hypercallCounts[Number(nr)]! += 1;
   const args: HypercallArgs = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
   v.traps.callRsp = state.rsp;
+  const site = v.trace ? callSite(v, state, transport) : 0n;
+  const t0 = v.trace ? process.hrtime.bigint() : 0n;
   const result = v.hypercalls.dispatch(v.context, nr, args); // Reading path 5
+  v.trace?.hypercall(v.index, nr, args, result, site, process.hrtime.bigint() - t0, transport);
   // Reading path 10: back from the handler: an iret's frame applied, a continuation set up, or the result in rax.
   const iret = v.traps.takeIret();
   if (iret) {
@@ -196,7 +204,7 @@ function exception(v: ExitTarget): void {
   if (vector === 13 && errorCode === 0n && !userMode && isHypercallInstruction(v, faultRip)) {
     v.count(EXIT.vmcall);
     // Past the vmcall, unless the call continues (then it runs again) or was an iret.
-    if (hypercall(v, frame) === 'done') frame.rip = faultRip + 3n;
+    if (hypercall(v, frame, 'vmcall') === 'done') frame.rip = faultRip + 3n;
     return;
   }
   // A 32-bit syscall from guest user mode lands at CSTAR, whose stub faults at CPL 3: as Xen's cstar
@@ -323,4 +331,29 @@ function isHypercallInstruction(v: ExitTarget, rip: bigint): boolean {
 
 function assertNever(x: never): never {
   throw new Error(`unhandled exit ${JSON.stringify(x)}`);
+}
+
+/**
+ * Where the guest made a hypercall (for traces): a hypercall-page call's
+ * return address (on the guest's stack, 0 if it cannot be read), the
+ * instruction after `syscall` (rcx), or the `vmcall` itself.
+ */
+function callSite(v: ExitTarget, state: GuestState, transport: HypercallTransport): bigint {
+  if (transport === 'syscall') return v.engine.regs.rcx;
+  if (transport === 'vmcall') return state.rip;
+  try {
+    return new DataView(v.emulation.guest.read(state.rsp, 8).buffer).getBigUint64(0, true);
+  } catch (e) {
+    if (e instanceof GuestFault) return 0n;
+    throw e;
+  }
+}
+
+/** Records an exit: its kind, and its port (io) or the vector of the exception a stub halted on. */
+function traceExit(v: ExitTarget, t: TraceSink, exit: Exit): void {
+  const rip = v.engine.regs.rip;
+  let detail = 0;
+  if (exit.kind === 'io') detail = exit.port;
+  else if (exit.kind === 'halt' && inExceptionStubs(rip - 1n)) detail = Number((rip - 1n - STUBS_VIRT) / BigInt(STUB_SIZE));
+  t.exit(v.index, exit.kind, detail, rip);
 }

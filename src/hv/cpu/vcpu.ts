@@ -9,6 +9,7 @@
 // paravane: a guest that cannot continue is crashed (the domain is
 // destroyed with the reason) and the hypervisor goes on.
 
+import type { TraceSink } from './trace-sink.js';
 import type { Exit, Vcpu } from '../../engine/types.js';
 import { VmAssist } from '../../abi/generated/xen.js';
 import type { HypercallArgs, HypercallContext, MmContext } from '../hypercalls/context.js';
@@ -75,6 +76,8 @@ export interface VcpuHost {
   readonly m2pVirt: bigint;
   /** The domain's I/O ports (emulated in and out). */
   readonly ports: LegacyPorts;
+  /** Where hypercalls, exits and upcalls are recorded, when the run is traced. */
+  readonly trace: TraceSink | undefined;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -90,6 +93,9 @@ export class PvVcpu implements ExitTarget {
   /** What CPUID tells the guest (the machine's PV policy). */
   get cpuid(): PvCpuidPolicy {
     return this.host.cpuid;
+  }
+  get trace(): TraceSink | undefined {
+    return this.host.trace;
   }
   /** What the vCPU is doing and has done, as Xen accounts it (runstate.ts). */
   readonly runstate: VcpuRunstate;

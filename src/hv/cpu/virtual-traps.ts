@@ -10,6 +10,7 @@
 // cannot be written or used is a reason to crash the domain, returned to
 // the caller.
 
+import type { TraceSink } from './trace-sink.js';
 import type { Vcpu } from '../../engine/types.js';
 import { IretContext, SegmentBase as Segbase, VcpuGuestContextFlags as Vgcf } from '../../abi/generated/arch-x86.js';
 import { CallbackType } from '../../abi/generated/callback.js';
@@ -65,6 +66,9 @@ export interface TrapsHost {
   /** What the machine offers guests (compatibility mode among it). */
   readonly cpuid: Pick<PvCpuidPolicy, 'compatMode'>;
   count(kind: number): void;
+  /** The vCPU's number, and where its upcalls are recorded when the run is traced. */
+  readonly index: number;
+  readonly trace: TraceSink | undefined;
 }
 
 export class VirtualTraps implements CpuContext {
@@ -370,9 +374,11 @@ export class VirtualTraps implements CpuContext {
     if (!this.v.info.upcallDeliverable()) return undefined;
     const cb = this.callbacks.get(CallbackType.CALLBACKTYPE_event);
     if (!cb || !cb.address) return undefined;
+    const at = state.rip;
     const problem = this.createBounceFrame(state, cb.address, SEL.CS64, true);
     if (problem) return `the event upcall could not be delivered: ${problem}`;
     this.v.count(EXIT.upcall);
+    this.v.trace?.upcall(this.v.index, at);
     return undefined;
   }
 

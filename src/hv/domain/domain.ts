@@ -13,6 +13,7 @@
 // on the domain's own frames (shared_info), then every frame the domain
 // owns. After that the frame table holds nothing of it.
 
+import type { TraceSink } from '../cpu/trace-sink.js';
 import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../../engine/types.js';
 import type { DomainMemory } from '../mm/domain-memory.js';
@@ -97,6 +98,8 @@ export class Domain implements VcpuHost {
   readonly hypercalls: HypercallTable;
   readonly hypercallCounts = new Float64Array(HYPERCALL_SLOTS);
   readonly exitCounts = new ExitCounts();
+  /** Where its vCPUs record hypercalls, exits and upcalls (`paravane run --trace`); none unless set. */
+  trace: TraceSink | undefined;
   /** The domain's handle (xen_domain_handle_t), a random UUID as the toolstack gives. */
   readonly handle: Uint8Array = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
   readonly vcpus: PvVcpu[] = [];
