@@ -23,6 +23,8 @@ export const EXIT = {
   OTHER_SHUTDOWN: 5,
   /** A domain was still running at --timeout and was killed. */
   TIMEOUT: 6,
+  /** A domain was destroyed by `paravane destroy`. */
+  DESTROYED: 7,
   /** A paravane bug: the stack trace is on stderr. */
   INTERNAL: 70,
 } as const;
@@ -46,7 +48,11 @@ export type Outcome =
   | { kind: 'other-shutdown' }
   | { kind: 'crash' }
   | { kind: 'timeout' }
+  | { kind: 'destroyed' }
   | { kind: 'stopped'; stop: Stop };
+
+/** The kill reason of a domain `paravane destroy` ended. */
+export const DESTROY_REASON = 'destroyed by `paravane destroy`';
 
 /**
  * Classifies a domain's end. `stop` is the Stop the command aborted the run
@@ -64,6 +70,7 @@ export function outcomeOf(end: DomainEnd, stop: Stop | undefined): Outcome {
     case 'crashed':
       return { kind: 'crash' };
     case 'killed':
+      if (end.reason === DESTROY_REASON) return { kind: 'destroyed' };
       return stop !== undefined && end.reason === stop.message ? { kind: 'stopped', stop } : { kind: 'timeout' };
   }
 }
@@ -89,6 +96,7 @@ export function statusOf(o: Outcome): number {
     case 'other-shutdown': return EXIT.OTHER_SHUTDOWN;
     case 'crash': return EXIT.CRASH;
     case 'timeout': return EXIT.TIMEOUT;
+    case 'destroyed': return EXIT.DESTROYED;
     case 'stopped': return signalStatus(o.stop.signal);
   }
 }
@@ -101,7 +109,7 @@ export function signalStatus(signal: NodeJS.Signals): number {
 }
 
 /** From least to most severe: with several domains, the most severe end gives the status. */
-const SEVERITY: ReadonlyArray<Outcome['kind']> = ['poweroff', 'reboot', 'other-shutdown', 'timeout', 'crash', 'stopped'];
+const SEVERITY: ReadonlyArray<Outcome['kind']> = ['poweroff', 'reboot', 'other-shutdown', 'timeout', 'destroyed', 'crash', 'stopped'];
 
 /** The exit status of a run whose domains ended so: that of the most severe end (0 for none). */
 export function runStatus(outcomes: readonly Outcome[]): number {
@@ -120,6 +128,7 @@ Exit status:
   4      a domain asked to reboot
   5      a domain shut down for another reason (suspend, watchdog, soft_reset)
   6      a domain was still running at --timeout and was killed
+  7      a domain was destroyed (\`paravane destroy\`)
   70     internal error (a paravane bug; a stack trace follows)
   128+n  ended by signal n: 129 SIGHUP, 130 SIGINT, 143 SIGTERM
   129    also when the parent process goes away

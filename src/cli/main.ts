@@ -12,6 +12,7 @@ import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 import { onOutputError, STOP_HELP } from './stop.js';
 import { traceCommand, type TraceCommandOptions } from './trace.js';
+import { controlCommand } from './control-commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -70,6 +71,26 @@ export function buildCli(): Command {
     .action(async (kernels: string[], opts: RunCommandOptions) => {
       process.exitCode = await runCommand(kernels, opts);
     });
+
+  // Commands on running domains, through their runs' control sockets.
+  const control = (what: Parameters<typeof controlCommand>[0], about: string, named: boolean) => {
+    const c = program.command(what).description(about);
+    if (named) c.argument('<name>', 'the domain\'s name (as `paravane list` shows it)');
+    c.option('--json', 'print JSON');
+    if (what === 'shutdown') c.option('--wait', 'wait until the domain has ended');
+    c.action(async (...args: unknown[]) => {
+      const name = named ? (args[0] as string) : undefined;
+      const opts = (named ? args[1] : args[0]) as { json?: boolean; wait?: boolean };
+      process.exitCode = await controlCommand(what, name, opts, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
+    });
+  };
+  control('list', 'list the domains of every running `paravane run`: name, id, run, state, vCPUs, memory, CPU time, uptime', false);
+  control('info', 'describe one running domain', true);
+  control('pause', 'pause a running domain (its vCPUs stop; its state is kept)', true);
+  control('unpause', 'let a paused domain run on', true);
+  control('shutdown', 'ask a domain to shut down, as xl shutdown does (XenStore control/shutdown = poweroff; the guest decides)', true);
+  control('destroy', 'end a domain now (its frames go back to the pool)', true);
+  control('dmesg', 'print the hypervisor\'s log of every run: console_io output and how each domain ended', false);
 
   program
     .command('trace')

@@ -20,6 +20,8 @@ import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
 import { ConsoleInput, ConsoleOutput, type ConsoleSink } from './consoles.js';
 import { UsageError } from './usage-error.js';
 import { TraceWriter } from '../toolstack/trace-file.js';
+import { ControlServer } from '../toolstack/control.js';
+import { controlHandler, LogBuffer, type ControlledDomain } from './run-control.js';
 
 /** This paravane's version (package.json), as traces record it. */
 const PARAVANE_VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -190,18 +192,23 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     // Several domains share the terminal: each line after its domain's name (consoles.ts).
     const output = plan.domains.length > 1 ? new ConsoleOutput(io.out) : undefined;
     const consoles: Array<ConsoleSink | undefined> = [];
+    const dmesg = new LogBuffer();
     const logs: Array<ReturnType<typeof prefixedLines> | undefined> = [];
     const domains: Domain[] = [];
     for (const x of plan.domains) {
       const con = output?.source(`[${x.spec.name}] `);
       consoles.push(con);
-      // The hypervisor's log: every console_io write, each line after its domain's id, as Xen's log has it.
-      const log = logFd === undefined ? undefined : prefixedLines(`(d${x.id}) `, (b) => fs.writeSync(logFd, b));
+      // The hypervisor's log: every console_io write, each line after its domain's id, as Xen's log has it
+      // (kept for `paravane dmesg`, and appended to --log's file).
+      const log = prefixedLines(`(d${x.id}) `, (b) => {
+        if (logFd !== undefined) fs.writeSync(logFd, b);
+        dmesg.push(b);
+      });
       logs.push(log);
       let d: Domain;
       try {
         d = hv.createDomain(x.kernelFile, {
-          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, vcpus: x.spec.vcpus, console: con ? con.write : io.out, log: log?.write,
+          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, vcpus: x.spec.vcpus, console: con ? con.write : io.out, log: log.write,
         });
       } catch (e) {
         // What the plan cannot see: bootstrap page tables that do not validate.
@@ -274,14 +281,19 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     });
 
     const t0 = process.hrtime.bigint();
+    // The control socket (`paravane list`, pause, destroy, ...): a run that cannot serve one still runs.
+    const controlled: ControlledDomain[] = domains.map((d, i) => ({ d, kernel: plan.domains[i]!.spec.kernel, memoryBytes: plan.domains[i]!.memoryBytes, startedNs: t0 }));
+    try {
+      const server = await ControlServer.start(controlHandler(hv, controlled, dmesg));
+      cleanups.push(() => server.close());
+    } catch (e) {
+      io.err(`paravane: no control socket for this run (paravane list will not see it): ${(e as Error).message}\n`);
+    }
+    const deadlineNs = plan.timeoutSeconds === undefined ? undefined : t0 + BigInt(Math.round(plan.timeoutSeconds * 1e9));
     const outcomes = await Promise.all(domains.map(async (d, i): Promise<Outcome> => {
       const x = plan.domains[i]!;
-      const end = await hv.run(d, {
-        timeoutMs: plan.timeoutSeconds === undefined ? undefined : plan.timeoutSeconds * 1000,
-        signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap,
-      });
+      const end = await runPausable(hv, d, controlled[i]!, { deadlineNs, timeoutS: plan.timeoutSeconds, signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap });
       const ranNs = process.hrtime.bigint() - t0;
-      if (end.kind === 'paused') throw new Error('a domain was paused, which `paravane run` never does');
       // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
       consoles[i]?.flush();
       logs[i]?.flush();
@@ -289,7 +301,10 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       output?.breakLine(); // another domain's open prompt ends before the messages below
       if (opts.stats) io.err(formatStats(d, ranNs));
       const message = endMessage(d, end, outcome);
-      if (message) io.err(`paravane: ${message}\n`);
+      if (message) {
+        io.err(`paravane: ${message}\n`);
+        dmesg.push(Buffer.from(`(d${d.id}) paravane: ${message}\n`));
+      }
       return outcome;
     }));
     // A stop counts even if every domain had ended by itself meanwhile: the run was interrupted.
@@ -304,5 +319,43 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     for (const c of cleanups) c();
     hv.close();
     trace?.close();
+  }
+}
+
+/**
+ * Runs a domain to its end, through pauses: a paused domain waits for
+ * `paravane unpause` (or its destruction, the run's stop or its timeout)
+ * and runs on. The timeout counts paused time too.
+ */
+async function runPausable(hv: Hypervisor, d: Domain, c: ControlledDomain,
+  o: { deadlineNs?: bigint; timeoutS?: number; signal: AbortSignal; weight?: number; cap?: number }): Promise<DomainEnd> {
+  for (;;) {
+    const left = o.deadlineNs === undefined ? undefined : Math.max(0, Number(o.deadlineNs - process.hrtime.bigint()) / 1e6);
+    const end = await hv.run(d, { timeoutMs: left, timeoutLabelS: o.timeoutS, signal: o.signal, weight: o.weight, cap: o.cap });
+    if (end.kind !== 'paused') return end;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        c.resume = undefined;
+        clearTimeout(timer);
+        o.signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        d.kill(String(o.signal.reason));
+        done();
+      };
+      const timer = left === undefined ? undefined : setTimeout(() => {
+        d.kill(`timed out after ${o.timeoutS} s`);
+        done();
+      }, left);
+      c.resume = done;
+      if (o.signal.aborted) onAbort();
+      else o.signal.addEventListener('abort', onAbort);
+    });
+    if (d.end) {
+      // Destroyed, stopped or timed out while paused: it does not run again.
+      hv.destroyDomain(d);
+      return d.end;
+    }
   }
 }

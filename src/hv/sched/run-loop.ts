@@ -17,6 +17,8 @@ import { RunState } from '../../abi/generated/vcpu.js';
 export interface RunOptions {
   /** Stop the domain after this many milliseconds. */
   timeoutMs?: number;
+  /** The timeout the kill reason names, seconds, when it is not timeoutMs (a run resumed after a pause has less left). */
+  timeoutLabelS?: number;
   /** Length of one run slice at the default weight, before the core turns to the event loop and other domains. */
   quantumMs?: number;
   /**
@@ -191,7 +193,7 @@ export class Scheduler {
           break;
         }
         if (deadline !== undefined && now >= deadline) {
-          d.kill(`timed out after ${opts.timeoutMs! / 1000} s`);
+          d.kill(`timed out after ${opts.timeoutLabelS ?? opts.timeoutMs! / 1000} s`);
           break;
         }
         if (!vcpu.online) {

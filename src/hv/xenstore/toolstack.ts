@@ -74,3 +74,13 @@ export function releaseDomain(server: XenstoreServer, conn: XsConnection, d: { d
   xs(T.XS_RM, `/vm/${d.uuid}`);
   server.release(conn);
 }
+
+/**
+ * Asks domain `domid` to shut down as xl shutdown does: the toolstack
+ * writes control/shutdown ("poweroff", "reboot"), which a PV guest watches
+ * (Linux's xenbus does); the guest decides, and one that does not watch
+ * goes on.
+ */
+export function requestShutdown(server: XenstoreServer, domid: number, how: 'poweroff' | 'reboot' = 'poweroff'): void {
+  toolstack(server)(T.XS_WRITE, `/local/domain/${domid}/control/shutdown`, how);
+}
