@@ -5,7 +5,7 @@
 // user has going; a name in none, or in more than one, is an error that
 // says so. Output goes through the given writers; the status is returned.
 
-import { ControlError, findRuns, request, runDir, type ControlRequest, type ControlResponse, type DomainInfo } from '../toolstack/control.js';
+import { attachConsole, ControlError, findRuns, request, runDir, type ControlRequest, type ControlResponse, type DomainInfo } from '../toolstack/control.js';
 import { EXIT } from './exit-status.js';
 
 export interface ControlIo {
@@ -107,4 +107,56 @@ export async function controlCommand(what: 'list' | 'info' | 'pause' | 'unpause'
     }
     throw e;
   }
+}
+
+/** Ctrl-]: detaches an attached console, as `xl console` does. */
+export const DETACH_KEY = 0x1d;
+
+/**
+ * `paravane console NAME`: the domain's console, attached from this
+ * process: its output on stdout, stdin (raw on a terminal) to the domain.
+ * Ctrl-] detaches (the domain runs on); the domain's end closes it.
+ */
+export async function consoleCommand(name: string, io: ControlIo & { write: (b: Uint8Array) => void; stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (on: boolean) => void } }): Promise<number> {
+  let attached;
+  try {
+    const d = await findDomain(name, io);
+    attached = { d, ...(await attachConsole(d.socket, d.name)) };
+  } catch (e) {
+    if (e instanceof ControlError || (e as NodeJS.ErrnoException).code) {
+      io.err(`paravane: ${(e as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+    throw e;
+  }
+  const { d, sock, first } = attached;
+  const raw = io.stdin.isTTY === true && typeof io.stdin.setRawMode === 'function';
+  io.err(`paravane: attached to ${d.name} (run ${d.pid}); Ctrl-] detaches\n`);
+  if (first.length) io.write(first);
+  return new Promise<number>((resolve) => {
+    let detached = false;
+    const finish = (why: string): void => {
+      io.stdin.off('data', onKeys);
+      io.stdin.pause();
+      if (raw) io.stdin.setRawMode!(false);
+      io.err(`\nparavane: ${why}\n`);
+      resolve(EXIT.POWEROFF);
+    };
+    const onKeys = (b: Buffer): void => {
+      const at = b.indexOf(DETACH_KEY);
+      if (at < 0) {
+        sock.write(b);
+        return;
+      }
+      if (at > 0) sock.write(b.subarray(0, at));
+      detached = true;
+      sock.end();
+    };
+    sock.on('data', (b: Buffer) => io.write(b));
+    sock.on('close', () => finish(detached ? `detached from ${d.name}` : `${d.name}'s console closed (the domain has ended)`));
+    sock.on('error', () => {});
+    if (raw) io.stdin.setRawMode!(true);
+    io.stdin.on('data', onKeys);
+    io.stdin.resume();
+  });
 }

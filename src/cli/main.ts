@@ -12,7 +12,7 @@ import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 import { onOutputError, STOP_HELP } from './stop.js';
 import { traceCommand, type TraceCommandOptions } from './trace.js';
-import { controlCommand } from './control-commands.js';
+import { consoleCommand, controlCommand } from './control-commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -90,6 +90,15 @@ export function buildCli(): Command {
   control('unpause', 'let a paused domain run on', true);
   control('shutdown', 'ask a domain to shut down, as xl shutdown does (XenStore control/shutdown = poweroff; the guest decides)', true);
   control('destroy', 'end a domain now (its frames go back to the pool)', true);
+  program
+    .command('console')
+    .description('attach to a running domain\'s console: its output here, your keys to it; Ctrl-] detaches (as xl console)')
+    .argument('<name>', 'the domain\'s name (as `paravane list` shows it)')
+    .action(async (name: string) => {
+      process.exitCode = await consoleCommand(name, {
+        out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), write: (b) => process.stdout.write(b), stdin: process.stdin,
+      });
+    });
   control('dmesg', 'print the hypervisor\'s log of every run: console_io output and how each domain ended', false);
 
   program

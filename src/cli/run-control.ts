@@ -8,7 +8,8 @@ import type { Domain } from '../hv/domain/domain.js';
 import type { Hypervisor } from '../hv/hypervisor.js';
 import { requestShutdown } from '../hv/xenstore/toolstack.js';
 import { DESTROY_REASON } from './exit-status.js';
-import type { ControlRequest, ControlResponse, DomainInfo } from '../toolstack/control.js';
+import type { Socket } from 'node:net';
+import type { ControlRequest, ControlResponse, DomainInfo, StreamingReply } from '../toolstack/control.js';
 
 /** The hypervisor's log (`paravane dmesg`): the last `max` bytes of console_io lines and end messages. */
 export class LogBuffer {
@@ -29,6 +30,10 @@ export class LogBuffer {
 
 export interface ControlledDomain {
   d: Domain;
+  /** Consoles attached from other processes (`paravane console`): each gets the domain's output as it comes. */
+  taps: Set<(b: Uint8Array) => void>;
+  /** Calls back when the domain ends (attached consoles close). */
+  ended: Set<() => void>;
   kernel: string;
   memoryBytes: number;
   startedNs: bigint;
@@ -36,7 +41,7 @@ export interface ControlledDomain {
   resume?: () => void;
 }
 
-export function controlHandler(hv: Hypervisor, domains: readonly ControlledDomain[], log: LogBuffer): (req: ControlRequest) => ControlResponse {
+export function controlHandler(hv: Hypervisor, domains: readonly ControlledDomain[], log: LogBuffer): (req: ControlRequest) => ControlResponse | StreamingReply {
   const info = (c: ControlledDomain): DomainInfo => ({
     id: c.d.id, name: c.d.name, state: c.d.state === 'shutting-down' && c.d.end ? 'dead' : c.d.state, vcpus: c.d.vcpus.length, memoryBytes: c.memoryBytes,
     cpuNs: Number(c.d.cpuNs), uptimeNs: Number(process.hrtime.bigint() - c.startedNs), kernel: c.kernel,
@@ -72,6 +77,9 @@ export function controlHandler(hv: Hypervisor, domains: readonly ControlledDomai
         // As xl shutdown: the toolstack's request in XenStore, which a PV guest watches; the guest decides.
         requestShutdown(hv.xenstore, d.id);
         return { domains: [info(c)] };
+      case 'console':
+        if (ended) return { error: `${d.name} has ended` };
+        return { response: { domains: [info(c)] }, attach: (sock) => attach(c, sock) };
       case 'destroy':
         if (ended) return { error: `${d.name} has ended` };
         d.kill(DESTROY_REASON);
@@ -81,4 +89,23 @@ export function controlHandler(hv: Hypervisor, domains: readonly ControlledDomai
         return { error: `unknown request ${what}` };
     }
   };
+}
+
+/** An attached console: the domain's output to the socket, the socket's bytes to the domain, until either ends. */
+function attach(c: ControlledDomain, sock: Socket): void {
+  const tap = (b: Uint8Array): void => {
+    if (!sock.destroyed) sock.write(b);
+  };
+  const close = (): void => {
+    c.taps.delete(tap);
+    c.ended.delete(close);
+    sock.end();
+  };
+  c.taps.add(tap);
+  c.ended.add(close);
+  sock.on('data', (b: Buffer) => {
+    if (c.d.end === undefined) c.d.consoleInput(b);
+  });
+  sock.on('close', close);
+  sock.on('error', close);
 }

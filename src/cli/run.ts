@@ -193,9 +193,11 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     const output = plan.domains.length > 1 ? new ConsoleOutput(io.out) : undefined;
     const consoles: Array<ConsoleSink | undefined> = [];
     const dmesg = new LogBuffer();
+    const taps = plan.domains.map(() => new Set<(b: Uint8Array) => void>());
+    const ends = plan.domains.map(() => new Set<() => void>());
     const logs: Array<ReturnType<typeof prefixedLines> | undefined> = [];
     const domains: Domain[] = [];
-    for (const x of plan.domains) {
+    for (const [i, x] of plan.domains.entries()) {
       const con = output?.source(`[${x.spec.name}] `);
       consoles.push(con);
       // The hypervisor's log: every console_io write, each line after its domain's id, as Xen's log has it
@@ -208,7 +210,12 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       let d: Domain;
       try {
         d = hv.createDomain(x.kernelFile, {
-          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, vcpus: x.spec.vcpus, console: con ? con.write : io.out, log: log.write,
+          name: x.spec.name, memoryBytes: x.memoryBytes, cmdline: x.cmdline, initrd: x.initrd, vcpus: x.spec.vcpus, log: log.write,
+          // The terminal, and every console attached from another process (`paravane console`).
+          console: (b) => {
+            (con ? con.write : io.out)(b);
+            for (const t of taps[i]!) t(b);
+          },
         });
       } catch (e) {
         // What the plan cannot see: bootstrap page tables that do not validate.
@@ -282,7 +289,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
 
     const t0 = process.hrtime.bigint();
     // The control socket (`paravane list`, pause, destroy, ...): a run that cannot serve one still runs.
-    const controlled: ControlledDomain[] = domains.map((d, i) => ({ d, kernel: plan.domains[i]!.spec.kernel, memoryBytes: plan.domains[i]!.memoryBytes, startedNs: t0 }));
+    const controlled: ControlledDomain[] = domains.map((d, i) => ({ d, kernel: plan.domains[i]!.spec.kernel, memoryBytes: plan.domains[i]!.memoryBytes, startedNs: t0, taps: taps[i]!, ended: ends[i]! }));
     try {
       const server = await ControlServer.start(controlHandler(hv, controlled, dmesg));
       cleanups.push(() => server.close());
@@ -294,6 +301,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       const x = plan.domains[i]!;
       const end = await runPausable(hv, d, controlled[i]!, { deadlineNs, timeoutS: plan.timeoutSeconds, signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap });
       const ranNs = process.hrtime.bigint() - t0;
+      for (const e of [...ends[i]!]) e(); // attached consoles close
       // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
       consoles[i]?.flush();
       logs[i]?.flush();

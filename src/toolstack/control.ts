@@ -32,7 +32,13 @@ export type ControlRequest =
   | { list: Record<string, never> }
   | { info: { name: string } } | { pause: { name: string } } | { unpause: { name: string } }
   | { shutdown: { name: string } } | { destroy: { name: string } }
-  | { dmesg: Record<string, never> };
+  | { dmesg: Record<string, never> } | { console: { name: string } };
+
+/** A reply that turns the connection into a byte stream (console): `attach` gets the socket once the response is sent. */
+export interface StreamingReply {
+  response: ControlResponse;
+  attach: (sock: net.Socket) => void;
+}
 
 export interface DomainInfo {
   id: number;
@@ -110,7 +116,7 @@ export class ControlServer {
   }
 
   /** Listens at <runDir>/<pid>.sock; `handle` answers each request. */
-  static async start(handle: (req: ControlRequest) => Promise<ControlResponse> | ControlResponse, dir = runDir()): Promise<ControlServer> {
+  static async start(handle: (req: ControlRequest) => ControlResponse | StreamingReply, dir = runDir()): Promise<ControlServer> {
     ensureRunDir(dir);
     const p = path.join(dir, `${process.pid}.sock`);
     fs.rmSync(p, { force: true }); // a stale socket of an earlier process with this pid
@@ -138,9 +144,20 @@ export class ControlServer {
           sock.end(encode(schema().res, { error: `bad request: ${(e as Error).message}`, pid: process.pid }));
           return;
         }
-        Promise.resolve()
-          .then(() => handle(request))
-          .then((r) => sock.end(encode(schema().res, { ...r, pid: process.pid })), (e: unknown) => sock.end(encode(schema().res, { error: `internal error: ${(e as Error).message}`, pid: process.pid })));
+        let r: ControlResponse | StreamingReply;
+        try {
+          r = handle(request);
+        } catch (e) {
+          sock.end(encode(schema().res, { error: `internal error: ${(e as Error).message}`, pid: process.pid }));
+          return;
+        }
+        if ('attach' in r) {
+          sock.write(encode(schema().res, { ...r.response, pid: process.pid }));
+          if (msg.rest.length) sock.unshift(msg.rest);
+          r.attach(sock);
+        } else {
+          sock.end(encode(schema().res, { ...r, pid: process.pid }));
+        }
       });
     });
     await new Promise<void>((resolve, reject) => {
@@ -221,4 +238,48 @@ export async function findRuns(dir = runDir()): Promise<Array<{ pid: number; soc
     runs.push({ pid, socket });
   }
   return runs.sort((a, b) => a.pid - b.pid);
+}
+
+/**
+ * Attaches to a domain's console through `socket`: returns the socket once
+ * the run has accepted (its response had no error), carrying raw bytes
+ * both ways from then on, and whatever output came with the response.
+ */
+export function attachConsole(socket: string, name: string, timeoutMs = 10_000): Promise<{ sock: net.Socket; first: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(socket);
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new ControlError(`${socket} did not answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      let msg;
+      try {
+        msg = framed(buf);
+      } catch (e) {
+        clearTimeout(timer);
+        sock.destroy();
+        reject(e);
+        return;
+      }
+      if (!msg) return;
+      clearTimeout(timer);
+      sock.off('data', onData);
+      const r = decodeResponse(msg.body);
+      if (r.error) {
+        sock.destroy();
+        reject(new ControlError(r.error));
+        return;
+      }
+      resolve({ sock, first: msg.rest });
+    };
+    sock.on('connect', () => sock.write(encode(schema().req, { console: { name } })));
+    sock.on('data', onData);
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
 }
