@@ -13,6 +13,7 @@ import { runCommand, type RunCommandOptions } from './run.js';
 import { onOutputError, STOP_HELP } from './stop.js';
 import { traceCommand, type TraceCommandOptions } from './trace.js';
 import { consoleCommand, controlCommand } from './control-commands.js';
+import { detachRun } from './detach.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
 
@@ -66,9 +67,16 @@ export function buildCli(): Command {
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .option('--engine <name>', 'auto: KVM where the device exists, else the software engine; kvm; soft (an interpreter, needs nothing from the host)', 'auto')
     .option('--trace <file>', 'record every hypercall (number, arguments, result, call site, handler time), exit and upcall of every domain to this file (read it with `paravane trace`)')
+    .option('--detach', 'run in the background and return once its domains are up (output to a log file in the run directory; `paravane list`, `console`, `destroy` drive it)')
     .option('--mode <mode>', 'pv: PV kernels (Xen\'s PV ABI); fv-trap: plain kernels written for a PC (the guest kit\'s -native builds), run deprivileged with every privileged instruction trapped and emulated and their page tables shadowed', 'pv')
     .addHelpText('after', EXIT_STATUS_HELP + RUN_LIMITS_HELP + STOP_HELP)
-    .action(async (kernels: string[], opts: RunCommandOptions) => {
+    .action(async (kernels: string[], opts: RunCommandOptions & { detach?: boolean }) => {
+      if (opts.detach) {
+        // The same arguments, less --detach, for the background run.
+        const args = process.argv.slice(process.argv.indexOf('run') + 1).filter((a) => a !== '--detach');
+        process.exitCode = await detachRun(process.argv[1]!, args, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
+        return;
+      }
       process.exitCode = await runCommand(kernels, opts);
     });
 

@@ -69,7 +69,7 @@ export interface FvRunIo {
   onOutError: (cb: (e: NodeJS.ErrnoException) => void) => () => void;
 }
 
-export async function runFvPlan(engine: Engine, plan: RunPlan, opts: { stats?: boolean }, io: FvRunIo, parent: number): Promise<number> {
+export async function runFvPlan(engine: Engine, plan: RunPlan, opts: { stats?: boolean }, io: FvRunIo, parent: number | null): Promise<number> {
   const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
   const cleanups: Array<() => void> = [];
   try {

@@ -28,6 +28,9 @@ const PARAVANE_VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json
 
 export { UsageError, endMessage };
 
+/** Set in the environment of the background run `run --detach` starts: it does not stop when its parent goes. */
+export const DETACHED_ENV = 'PARAVANE_DETACHED';
+
 export interface RunCommandOptions extends RunFlags {
   /** Where host input comes from (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
@@ -118,7 +121,8 @@ export function prefixedLines(prefix: string, out: (b: Uint8Array) => void): { w
 /** Runs the command; returns the exit status. Writes guest output to `io.out`, messages to `io.err`. */
 export async function runCommand(kernelPaths: string[], opts: RunCommandOptions, io: RunIo = processIo()): Promise<number> {
   // The parent as it was at the start: one that goes away while the domains are built counts too.
-  const parent = process.ppid;
+  // A detached run (run --detach's child) outlives its parent by design.
+  const parent = process.env[DETACHED_ENV] === '1' ? null : process.ppid;
   let plan: RunPlan;
   const mode = (opts.mode ?? 'pv') as RunMode;
   try {
@@ -159,7 +163,7 @@ function openOutput(flag: string, file: string, flags: 'a' | 'w'): number {
   }
 }
 
-async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
+async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number | null, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
   let engine: Engine;
   const choice = (opts.engine ?? 'auto') as EngineChoice;
   if (!ENGINE_CHOICES.includes(choice)) {
@@ -182,7 +186,7 @@ async function runWithEngine(plan: RunPlan, opts: RunCommandOptions, io: RunIo, 
   }
 }
 
-async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
+async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, io: RunIo, parent: number | null, logFd: number | undefined, traceFd: number | undefined): Promise<number> {
   const hv = new Hypervisor(engine, { memoryBytes: plan.machineBytes });
   const cleanups: Array<() => void> = [];
   let trace: TraceWriter | undefined;

@@ -32,8 +32,8 @@ export interface StopSources {
   signals?: Pick<EventEmitter, 'on' | 'off'>;
   /** The parent's pid now (default: process.ppid, which follows reparenting). */
   ppid?: () => number;
-  /** The parent's pid when the command started (default: ppid() now). */
-  parent?: number;
+  /** The parent's pid when the command started (default: ppid() now); null: the parent is not watched (a detached run). */
+  parent?: number | null;
   pollMs?: number;
 }
 
@@ -45,7 +45,7 @@ export interface StopSources {
 export function watchStops(onStop: (s: Stop) => void, src: StopSources = {}): () => void {
   const emitter = src.signals ?? process;
   const ppid = src.ppid ?? (() => process.ppid);
-  const parent = src.parent ?? ppid();
+  const parent = src.parent === undefined ? ppid() : src.parent;
   let done = false;
   const detach = (): void => {
     for (const sig of STOP_SIGNALS) emitter.off(sig, onSignal);
@@ -61,10 +61,10 @@ export function watchStops(onStop: (s: Stop) => void, src: StopSources = {}): ()
     fire({ signal: sig, message: `interrupted by ${sig}` });
   }
   for (const sig of STOP_SIGNALS) emitter.on(sig, onSignal);
-  const timer = setInterval(() => {
+  const timer = parent === null ? undefined : setInterval(() => {
     if (ppid() !== parent) fire(PARENT_GONE);
   }, src.pollMs ?? PARENT_POLL_MS);
-  timer.unref();
+  timer?.unref();
   return () => {
     done = true;
     detach();

@@ -71,7 +71,7 @@ export function runDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Makes the run directory (0700, this user's) or says why it cannot be used. */
-function ensureRunDir(dir: string): void {
+export function ensureRunDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.statSync(dir);
   if (!st.isDirectory()) throw new ControlError(`${dir} is not a directory`);
