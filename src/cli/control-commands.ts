@@ -160,3 +160,66 @@ export async function consoleCommand(name: string, io: ControlIo & { write: (b: 
     io.stdin.resume();
   });
 }
+
+/** One domain in a `top` sample: its share of a CPU and its hypercall rate since the last sample (since it started, at the first). */
+export interface TopRow {
+  name: string;
+  id: number;
+  pid: number;
+  state: string;
+  cpuPercent: number;
+  hypercallsPerSecond: number;
+  hypercalls: number;
+}
+
+/** Rates between two samples of the same domains (matched by run and id). */
+export function topRows(now: readonly DomainInfo[] & readonly { pid: number }[], before: ReadonlyMap<string, DomainInfo>): TopRow[] {
+  return now.map((d) => {
+    const key = `${(d as Found).pid}:${d.id}`;
+    const b = before.get(key);
+    const dt = b ? d.uptimeNs - b.uptimeNs : d.uptimeNs;
+    const cpu = b ? d.cpuNs - b.cpuNs : d.cpuNs;
+    const calls = b ? d.hypercalls - b.hypercalls : d.hypercalls;
+    return {
+      name: d.name, id: d.id, pid: (d as Found).pid, state: d.state, hypercalls: d.hypercalls,
+      cpuPercent: dt > 0 ? Math.round((cpu / dt) * 1000) / 10 : 0,
+      hypercallsPerSecond: dt > 0 ? Math.round((calls / dt) * 1e9) : 0,
+    };
+  });
+}
+
+function topTable(rows: readonly TopRow[]): string {
+  const cells = [['NAME', 'ID', 'PID', 'STATE', 'CPU%', 'HYPERCALLS/s', 'HYPERCALLS'],
+    ...rows.map((r) => [r.name, String(r.id), String(r.pid), r.state, r.cpuPercent.toFixed(1), String(r.hypercallsPerSecond), String(r.hypercalls)])];
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/**
+ * `paravane top`: every domain's CPU share and hypercall rate, refreshed
+ * every `delay` seconds, `iterations` times (for ever by default: Ctrl-C
+ * ends it). On a terminal each refresh replaces the last; --json prints a
+ * JSON array per refresh, one per line.
+ */
+export async function topCommand(opts: { iterations?: string; delay?: string; json?: boolean }, io: ControlIo & { tty: boolean }): Promise<number> {
+  const iterations = opts.iterations === undefined ? Infinity : Number(opts.iterations);
+  const delay = opts.delay === undefined ? 1 : Number(opts.delay);
+  if (!(Number.isInteger(iterations) || iterations === Infinity) || iterations < 1) {
+    io.err(`paravane: --iterations ${opts.iterations}: a whole number, at least 1\n`);
+    return EXIT.USAGE;
+  }
+  if (!Number.isFinite(delay) || delay < 0.1 || delay > 3600) {
+    io.err(`paravane: --delay ${opts.delay}: seconds, from 0.1 to 3600\n`);
+    return EXIT.USAGE;
+  }
+  let before = new Map<string, DomainInfo>();
+  for (let i = 0; i < iterations; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, delay * 1000));
+    const now = await everyDomain(io);
+    const rows = topRows(now, before);
+    before = new Map(now.map((d) => [`${d.pid}:${d.id}`, d]));
+    if (opts.json) io.out(JSON.stringify(rows) + '\n');
+    else io.out((io.tty ? '\x1b[H\x1b[2J' : i > 0 ? '\n' : '') + (rows.length ? topTable(rows) : 'no domains are running\n'));
+  }
+  return EXIT.POWEROFF;
+}

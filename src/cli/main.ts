@@ -12,7 +12,7 @@ import { RUN_LIMITS_HELP } from './run-plan.js';
 import { runCommand, type RunCommandOptions } from './run.js';
 import { onOutputError, STOP_HELP } from './stop.js';
 import { traceCommand, type TraceCommandOptions } from './trace.js';
-import { consoleCommand, controlCommand } from './control-commands.js';
+import { consoleCommand, controlCommand, topCommand } from './control-commands.js';
 import { detachRun } from './detach.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
@@ -106,6 +106,15 @@ export function buildCli(): Command {
       process.exitCode = await consoleCommand(name, {
         out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), write: (b) => process.stdout.write(b), stdin: process.stdin,
       });
+    });
+  program
+    .command('top')
+    .description('every running domain\'s CPU share and hypercall rate, refreshed until Ctrl-C')
+    .option('--delay <seconds>', 'between refreshes', '1')
+    .option('--iterations <n>', 'refreshes before it ends (default: until Ctrl-C)')
+    .option('--json', 'a JSON array per refresh, one per line')
+    .action(async (opts: { delay?: string; iterations?: string; json?: boolean }) => {
+      process.exitCode = await topCommand(opts, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), tty: process.stdout.isTTY === true });
     });
   control('dmesg', 'print the hypervisor\'s log of every run: console_io output and how each domain ended', false);
 
