@@ -34,7 +34,7 @@ describe('scheduler', () => {
     expect(m.hv.frames.free).toBe(free);
   });
 
-  it('runs a sleeping domain when its timer is due, not after a busy domain\'s slice: no tick lost beside two busy domains', async () => {
+  it('runs a sleeping domain when its timer is due, not after a busy domain\'s slice: ticks are not lost to the busy domains beside it', async () => {
     const busy = elfGuest('busy');
     const timer = fs.readFileSync(path.join(GUESTS_DIR, 'timer.elf'));
     const free = m.hv.frames.free;
@@ -51,7 +51,12 @@ describe('scheduler', () => {
     for (const h of hogs) h.kill('test done');
     await Promise.all(running);
     expect(end, out).toEqual({ kind: 'shutdown', reason: 0, reasonName: 'poweroff' });
-    expect(out).toMatch(/^timer: 100 ticks of 5000 us, lost 0, /m);
+    // A scheduler that let the timer domain wait for the hogs' slices would give it a turn every 20 ms or
+    // so: three ticks of four lost, about 75. Woken when its timer is due, it loses none on a quiet host;
+    // a host busy with other work can still starve the whole process now and then (one was lost beside a
+    // test run on a loaded 2-CPU host), so the bound is what tells the two apart, not zero.
+    const lost = Number(/^timer: 100 ticks of 5000 us, lost (\d+), /m.exec(out)?.[1]);
+    expect(lost, out).toBeLessThan(20);
     // Ticks are never early (the example checks that). How many the timer
     // advance took depends on the host's load: asserted on a virtual clock
     // in run-loop.test.ts.
