@@ -22,6 +22,8 @@ import { UsageError } from './usage-error.js';
 import { TraceWriter } from '../toolstack/trace-file.js';
 import { ControlServer } from '../toolstack/control.js';
 import { controlHandler, LogBuffer, type ControlledDomain } from './run-control.js';
+import { DomainDebugger } from './run-gdb.js';
+import { GdbServer, SIGKILL, SIGSEGV } from '../toolstack/gdb-remote.js';
 
 /** This paravane's version (package.json), as traces record it. */
 const PARAVANE_VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -44,6 +46,8 @@ export interface RunCommandOptions extends RunFlags {
   mode?: string;
   /** File every hypercall, exit and upcall is recorded in (src/toolstack/trace-file.ts). */
   trace?: string;
+  /** TCP port (on 127.0.0.1) a GDB remote stub serves the one domain on; 0: any free port. */
+  gdb?: string;
 }
 
 /** Where a run writes: guest output, messages, and how it learns that its output is gone. */
@@ -133,6 +137,16 @@ export async function runCommand(kernelPaths: string[], opts: RunCommandOptions,
     if (!(e instanceof UsageError)) throw e;
     io.err(`paravane: ${e.message}\n`);
     return EXIT.USAGE;
+  }
+  if (opts.gdb !== undefined) {
+    const port = Number(opts.gdb);
+    const problem = !/^\d+$/.test(opts.gdb) || port > 65535 ? `--gdb ${opts.gdb}: a TCP port, 0 to 65535 (0: any free one)`
+      : mode === 'fv-trap' ? '--gdb debugs PV domains (not --mode fv-trap)'
+        : plan.domains.length !== 1 ? `--gdb debugs one domain, and this run has ${plan.domains.length}` : undefined;
+    if (problem) {
+      io.err(`paravane: ${problem}\n`);
+      return EXIT.USAGE;
+    }
   }
   if (opts.trace !== undefined && mode === 'fv-trap') {
     io.err('paravane: --trace records hypercalls, which plain kernels (--mode fv-trap) do not make\n');
@@ -301,9 +315,28 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       io.err(`paravane: no control socket for this run (paravane list will not see it): ${(e as Error).message}\n`);
     }
     const deadlineNs = plan.timeoutSeconds === undefined ? undefined : t0 + BigInt(Math.round(plan.timeoutSeconds * 1e9));
+    // --gdb: the one domain held before its first instruction until gdb lets it run; its stops are pauses.
+    let debug: { dbg: DomainDebugger; server: GdbServer } | undefined;
+    if (opts.gdb !== undefined) {
+      const dbg = new DomainDebugger(domains[0]!, hv.frames);
+      const { server, port } = await GdbServer.listen(Number(opts.gdb), dbg);
+      dbg.server = server;
+      domains[0]!.debugger = dbg;
+      debug = { dbg, server };
+      cleanups.push(() => server.close());
+      io.err(`paravane: waiting for gdb on 127.0.0.1:${port} (in gdb: target remote :${port}); ${domains[0]!.name} starts when gdb continues\n`);
+    }
     const outcomes = await Promise.all(domains.map(async (d, i): Promise<Outcome> => {
       const x = plan.domains[i]!;
-      const end = await runPausable(hv, d, controlled[i]!, { deadlineNs, timeoutS: plan.timeoutSeconds, signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap });
+      const dbg = i === 0 ? debug?.dbg : undefined;
+      const end = await runPausable(hv, d, controlled[i]!, {
+        deadlineNs, timeoutS: plan.timeoutSeconds, signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap,
+        ...(dbg ? { gate: dbg.started, onPaused: (resume: () => void) => { dbg.resumeRun = resume; dbg.paused(); } } : {}),
+      });
+      if (dbg) {
+        dbg.clear();
+        debug!.server.report(end.kind === 'shutdown' ? { kind: 'exited', status: end.reason } : { kind: 'killed', signal: end.kind === 'crashed' ? SIGSEGV : SIGKILL });
+      }
       const ranNs = process.hrtime.bigint() - t0;
       for (const e of [...ends[i]!]) e(); // attached consoles close
       // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
@@ -340,7 +373,16 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
  * and runs on. The timeout counts paused time too.
  */
 async function runPausable(hv: Hypervisor, d: Domain, c: ControlledDomain,
-  o: { deadlineNs?: bigint; timeoutS?: number; signal: AbortSignal; weight?: number; cap?: number }): Promise<DomainEnd> {
+  o: { deadlineNs?: bigint; timeoutS?: number; signal: AbortSignal; weight?: number; cap?: number; gate?: Promise<void>; onPaused?: (resume: () => void) => void }): Promise<DomainEnd> {
+  if (o.gate) {
+    // Held until the debugger lets it run (or the run is stopped meanwhile).
+    await Promise.race([o.gate, new Promise<void>((res) => { if (o.signal.aborted) res(); else o.signal.addEventListener('abort', () => res(), { once: true }); })]);
+    if (o.signal.aborted) d.kill(String(o.signal.reason));
+    if (d.end) {
+      hv.destroyDomain(d);
+      return d.end;
+    }
+  }
   for (;;) {
     const left = o.deadlineNs === undefined ? undefined : Math.max(0, Number(o.deadlineNs - process.hrtime.bigint()) / 1e6);
     const end = await hv.run(d, { timeoutMs: left, timeoutLabelS: o.timeoutS, signal: o.signal, weight: o.weight, cap: o.cap });
@@ -361,6 +403,7 @@ async function runPausable(hv: Hypervisor, d: Domain, c: ControlledDomain,
         done();
       }, left);
       c.resume = done;
+      o.onPaused?.(done);
       if (o.signal.aborted) onAbort();
       else o.signal.addEventListener('abort', onAbort);
     });

@@ -34,6 +34,7 @@ describe('docs/first-hour.md', () => {
       expect(out("printf 'hello, guest\\n\\035' | npx paravane console echo")).toContain('echo: hello, guest');
       expect(out('npx paravane trace hypercalls.trace --elf build/guests/hypercalls.elf --top 3')).toMatch(/put_console\+0x/);
       expect(out('npx paravane destroy echo')).toBe('echo: dead\n');
+      expect(outputs[commands.findIndex((c) => c.startsWith('gdb -batch'))]).toContain('$1 = "xen-3.0-x86_64"');
     } finally {
       for (const f of fs.existsSync(env.PARAVANE_RUN_DIR) ? fs.readdirSync(env.PARAVANE_RUN_DIR) : []) {
         const m = /^(\d+)\.sock$/.exec(f);

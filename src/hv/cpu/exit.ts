@@ -21,6 +21,7 @@ import type { VirtualTraps } from './virtual-traps.js';
 import { emulatePrivileged, m2pAccess, type EmulationTarget } from './emulate.js';
 import type { VcpuDebugRegisters } from './debug-registers.js';
 import type { HypercallTransport, TraceSink } from './trace-sink.js';
+import type { DebugHook } from './debugger.js';
 
 const EXCEPTION_NAMES = ['#DE divide error', '#DB debug', 'NMI', '#BP breakpoint', '#OF overflow', '#BR bound range',
   '#UD invalid opcode', '#NM device not available', '#DF double fault', 'coprocessor overrun', '#TS invalid TSS',
@@ -65,6 +66,8 @@ export interface ExitTarget {
   /** Where hypercalls, exits and upcalls are recorded, when the run is traced. */
   readonly trace: TraceSink | undefined;
   readonly index: number;
+  /** The debugger attached to the domain (paravane run --gdb), which may own an exception. */
+  readonly debugger: DebugHook | undefined;
 }
 
 /**
@@ -192,6 +195,11 @@ function exception(v: ExitTarget): void {
   let errorCode = hasErrorCode(vector) ? view.getBigUint64(at, true) : undefined;
   let faultRip = frame.rip;
   const userMode = v.space.userMode;
+  // A debugger's breakpoint or single step: the domain is stopped for it, and the guest never sees it.
+  if (v.debugger?.trap(v.index, vector, errorCode, frame)) {
+    v.count(EXIT.exception);
+    return;
+  }
   // A #DB in the hypervisor's own code: a breakpoint held by mov/pop ss fires at the first instruction of
   // the handler of what follows (int, a fault, syscall's stub). As Xen since XSA-260: the guest's DR6
   // records it, nothing is injected, and the interrupted stub goes on.

@@ -9,6 +9,7 @@
 // paravane: a guest that cannot continue is crashed (the domain is
 // destroyed with the reason) and the hypervisor goes on.
 
+import type { DebugHook } from './debugger.js';
 import type { TraceSink } from './trace-sink.js';
 import type { Exit, Vcpu } from '../../engine/types.js';
 import { VmAssist } from '../../abi/generated/xen.js';
@@ -28,7 +29,7 @@ import { VcpuBlocking, type VcpuState } from './blocking.js';
 import { EXIT, type ExitCounts } from './exit-counts.js';
 import { handleExit, type ExitTarget } from './exit.js';
 import type { LegacyPorts } from '../devices/legacy-ports.js';
-import { inRing0Code, RegsState, Ring0Stack } from './guest-state.js';
+import { inRing0Code, RegsState, Ring0Stack, type GuestState } from './guest-state.js';
 import { setupVcpu, type VcpuBoot } from './setup.js';
 import { VcpuInfoArea } from './vcpu-info.js';
 import { VirtualTraps } from './virtual-traps.js';
@@ -78,6 +79,8 @@ export interface VcpuHost {
   readonly ports: LegacyPorts;
   /** Where hypercalls, exits and upcalls are recorded, when the run is traced. */
   readonly trace: TraceSink | undefined;
+  /** The debugger attached to the domain, if any. */
+  readonly debugger: DebugHook | undefined;
 }
 
 const RUNNABLE: VcpuState = { kind: 'runnable' };
@@ -96,6 +99,17 @@ export class PvVcpu implements ExitTarget {
   }
   get trace(): TraceSink | undefined {
     return this.host.trace;
+  }
+  get debugger(): DebugHook | undefined {
+    return this.host.debugger;
+  }
+  /**
+   * Where the guest's rip, rflags and rsp are while the vCPU is not running:
+   * the ring-0 exception frame when it stopped in a stub, else the registers.
+   */
+  get stoppedState(): GuestState {
+    const r = this.engine.regs;
+    return (this.atRing0 ? this.stack.stubFrame(r.rip, r.rsp) : undefined) ?? this.regsState;
   }
   /** What the vCPU is doing and has done, as Xen accounts it (runstate.ts). */
   readonly runstate: VcpuRunstate;

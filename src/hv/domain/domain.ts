@@ -13,6 +13,7 @@
 // on the domain's own frames (shared_info), then every frame the domain
 // owns. After that the frame table holds nothing of it.
 
+import type { DebugHook } from '../cpu/debugger.js';
 import type { TraceSink } from '../cpu/trace-sink.js';
 import { randomUUID } from 'node:crypto';
 import type { VirtualMachine } from '../../engine/types.js';
@@ -100,6 +101,8 @@ export class Domain implements VcpuHost {
   readonly exitCounts = new ExitCounts();
   /** Where its vCPUs record hypercalls, exits and upcalls (`paravane run --trace`); none unless set. */
   trace: TraceSink | undefined;
+  /** The debugger attached to it (`paravane run --gdb`), which may own its breakpoints' and steps' exceptions. */
+  debugger: DebugHook | undefined;
   /** The domain's handle (xen_domain_handle_t), a random UUID as the toolstack gives. */
   readonly handle: Uint8Array = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
   readonly vcpus: PvVcpu[] = [];
@@ -322,6 +325,11 @@ export class Domain implements VcpuHost {
   }
 
   crash(reason: string): void {
+    // A debugger may hold a crashing domain stopped, for inspection, before it is torn down.
+    if (!this.ended && this.stateNow === 'running' && this.debugger?.holdCrash?.(reason)) {
+      this.pause();
+      return;
+    }
     this.finish({ kind: 'crashed', reason });
   }
 
