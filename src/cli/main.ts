@@ -67,6 +67,7 @@ export function buildCli(): Command {
     .option('--kvm <path>', 'KVM device', '/dev/kvm')
     .option('--engine <name>', 'auto: KVM where the device exists, else the software engine; kvm; soft (an interpreter, needs nothing from the host)', 'auto')
     .option('--trace <file>', 'record every hypercall (number, arguments, result, call site, handler time), exit and upcall of every domain to this file (read it with `paravane trace`)')
+    .option('--json', 'each domain\'s end as one JSON line on stderr (how it ended, its status, run and CPU time, hypercall, exit and port counts) instead of the messages')
     .option('--gdb <port>', 'serve GDB\'s remote protocol for the (one) domain on 127.0.0.1:PORT (0: any free port); it starts when gdb continues')
     .option('--detach', 'run in the background and return once its domains are up (output to a log file in the run directory; `paravane list`, `console`, `destroy` drive it)')
     .option('--mode <mode>', 'pv: PV kernels (Xen\'s PV ABI); fv-trap: plain kernels written for a PC (the guest kit\'s -native builds), run deprivileged with every privileged instruction trapped and emulated and their page tables shadowed', 'pv')

@@ -13,7 +13,7 @@ import type { Domain, DomainEnd } from '../hv/domain/domain.js';
 import { GuestElfError } from '../hv/domain/elf.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
-import { endMessage, EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
+import { endMessage, EXIT, outcomeOf, runStatus, statusOf, type Outcome, type Stop } from './exit-status.js';
 import { checkFvPlan, RUN_MODES, runFvPlan, type RunMode } from './run-fv.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
 import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
@@ -48,6 +48,8 @@ export interface RunCommandOptions extends RunFlags {
   trace?: string;
   /** TCP port (on 127.0.0.1) a GDB remote stub serves the one domain on; 0: any free port. */
   gdb?: string;
+  /** Each domain's end as one JSON line on stderr (with its statistics) instead of the messages. */
+  json?: boolean;
 }
 
 /** Where a run writes: guest output, messages, and how it learns that its output is gone. */
@@ -100,6 +102,23 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
   // Where the engine counts them (the software engine): the same guest retires the same count every run.
   if (d.instructionsRetired !== undefined) lines.push(`  instructions retired: ${d.instructionsRetired}`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * A domain's end as `run --json` prints it: who, how it ended, the exit
+ * status that end alone gives, how long it ran, and its counts (the
+ * --stats figures, by name).
+ */
+export function endRecord(d: StatsDomain, end: DomainEnd, outcome: Outcome, ranNs: bigint): Record<string, unknown> {
+  const hypercalls: Record<string, number> = {};
+  d.hypercallCounts.forEach((n, nr) => {
+    if (n) hypercalls[HYPERCALLS.find((h) => h.nr === nr)?.name ?? `#${nr}`] = n;
+  });
+  return {
+    domain: d.id, name: d.name, end, status: statusOf(outcome), ranNs: Number(ranNs), cpuNs: Number(d.cpuNs), framesReturned: d.framesReturned,
+    hypercalls, exits: Object.fromEntries(d.exitCounts.entries()), ports: { ...d.ports.counts },
+    ...(d.instructionsRetired === undefined ? {} : { instructionsRetired: d.instructionsRetired }),
+  };
 }
 
 /** Output of one of several sources: whole lines, each after `prefix` (`[name] ` on the console, `(d1) ` in the log). */
@@ -344,12 +363,13 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       logs[i]?.flush();
       const outcome = outcomeOf(end, stop);
       output?.breakLine(); // another domain's open prompt ends before the messages below
-      if (opts.stats) io.err(formatStats(d, ranNs));
       const message = endMessage(d, end, outcome);
-      if (message) {
-        io.err(`paravane: ${message}\n`);
-        dmesg.push(Buffer.from(`(d${d.id}) paravane: ${message}\n`));
+      if (opts.json) io.err(JSON.stringify(endRecord(d, end, outcome, ranNs)) + '\n');
+      else {
+        if (opts.stats) io.err(formatStats(d, ranNs));
+        if (message) io.err(`paravane: ${message}\n`);
       }
+      if (message) dmesg.push(Buffer.from(`(d${d.id}) paravane: ${message}\n`));
       return outcome;
     }));
     // A stop counts even if every domain had ended by itself meanwhile: the run was interrupted.
