@@ -145,7 +145,7 @@ export function emulatePrivileged(t: EmulationTarget, vector: number, frame: Sto
 const GPR_ORDER: readonly GprName[] = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
 
 /** A general register operand: its name and width in bits (AH-BH are not taken). */
-function gprOperand(reg: number): { name: GprName; bits: 8 | 16 | 32 | 64 } | undefined {
+export function gprOperand(reg: number): { name: GprName; bits: 8 | 16 | 32 | 64 } | undefined {
   if (reg >= Register.RAX && reg <= Register.R15) return { name: GPR_ORDER[reg - Register.RAX]!, bits: 64 };
   if (reg >= Register.EAX && reg <= Register.R15D) return { name: GPR_ORDER[reg - Register.EAX]!, bits: 32 };
   if (reg >= Register.AX && reg <= Register.R15W) return { name: GPR_ORDER[reg - Register.AX]!, bits: 16 };

@@ -20,9 +20,10 @@
 // monitor cannot continue from crashes the domain with the reason.
 
 import { Decoder, DecoderOptions, Mnemonic, OpKind, Register, type Instruction } from 'iced-x86';
-import type { GprName, Vcpu } from '../../engine/types.js';
+import type { Vcpu } from '../../engine/types.js';
 import { hex } from '../format.js';
 import { MSR } from '../mm/xen-space.js';
+import { gprOperand } from '../cpu/emulate.js';
 import type { PcPlatform } from './pc.js';
 import type { ShadowTables, WalkMode } from './shadow.js';
 
@@ -42,21 +43,12 @@ const IF = 0x200n, TF = 0x100n, NT = 0x4000n, RF = 0x10000n, IOPL = 0x3000n, VM 
 /** RFLAGS bits an iret or sysret may set in the real register (not IF, IOPL, VM: the monitor's). */
 const GUEST_FLAGS = 0x3f7fd5n & ~(IF | IOPL | VM);
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
-const GPR_ORDER: readonly GprName[] = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
 const SREGS: Partial<Record<number, 'es' | 'ss' | 'ds' | 'fs' | 'gs'>> = {
   [Register.ES]: 'es', [Register.SS]: 'ss', [Register.DS]: 'ds', [Register.FS]: 'fs', [Register.GS]: 'gs',
 };
 
 /** What an emulated instruction did: completed, a fault for the guest, or not one the monitor takes. */
 type Outcome = 'done' | 'halt' | 'delivered' | { vector: number; errorCode: bigint } | undefined;
-
-function gpr(reg: number): { name: GprName; bits: 8 | 16 | 32 | 64 } | undefined {
-  if (reg >= Register.RAX && reg <= Register.R15) return { name: GPR_ORDER[reg - Register.RAX]!, bits: 64 };
-  if (reg >= Register.EAX && reg <= Register.R15D) return { name: GPR_ORDER[reg - Register.EAX]!, bits: 32 };
-  if (reg >= Register.AX && reg <= Register.R15W) return { name: GPR_ORDER[reg - Register.AX]!, bits: 16 };
-  if (reg >= Register.AL && reg <= Register.BL) return { name: GPR_ORDER[reg - Register.AL]!, bits: 8 };
-  return undefined;
-}
 
 export class FvVcpu {
   cpl: 0 | 3 = 0;
@@ -282,21 +274,21 @@ export class FvVcpu {
       case Mnemonic.Mov: {
         const toSeg = SREGS[insn.op0Register];
         if (toSeg) {
-          const src = gpr(insn.op1Register);
+          const src = gprOperand(insn.op1Register);
           if (!src) return undefined;
           this.sel[toSeg] = Number(r[src.name] & 0xffffn);
           return 'done';
         }
         const crFrom = crNumber(insn.op1Register), crTo = crNumber(insn.op0Register);
         if (crFrom !== undefined) {
-          const dst = gpr(insn.op0Register);
+          const dst = gprOperand(insn.op0Register);
           if (!dst) return undefined;
           const v = crFrom === 0 ? this.cr0 : crFrom === 2 ? this.cr2 : crFrom === 3 ? this.cr3 : crFrom === 8 ? BigInt(this.tpr) : this.cr4;
           if (dst.name === 'rsp') f.rsp = v; else r[dst.name] = v;
           return 'done';
         }
         if (crTo !== undefined) {
-          const src = gpr(insn.op1Register);
+          const src = gprOperand(insn.op1Register);
           if (!src) return undefined;
           return this.writeCr(crTo, src.name === 'rsp' ? f.rsp : r[src.name]);
         }
@@ -312,7 +304,7 @@ export class FvVcpu {
         return 'done';
       }
       case Mnemonic.Ltr: {
-        const src = insn.op0Kind === OpKind.Register ? gpr(insn.op0Register) : undefined;
+        const src = insn.op0Kind === OpKind.Register ? gprOperand(insn.op0Register) : undefined;
         if (!src) return undefined;
         this.tr = Number(r[src.name] & 0xffffn);
         return 'done';
@@ -373,7 +365,7 @@ export class FvVcpu {
     const r = this.engine.regs;
     const val = (reg: number): bigint => {
       if (reg === Register.None || reg === Register.RIP) return 0n;
-      const g = gpr(reg);
+      const g = gprOperand(reg);
       if (!g || g.bits !== 64) throw new FvFault(`an address with register ${reg} is not emulated`);
       return g.name === 'rsp' ? f.rsp : r[g.name];
     };
