@@ -40,11 +40,15 @@ async function findDomain(name: string, io: ControlIo): Promise<Found> {
 const mib = (b: number): string => `${Math.round(b / (1 << 20))}`;
 const secs = (ns: number): string => (ns / 1e9).toFixed(1);
 
-function table(domains: readonly Found[]): string {
-  const rows = [['NAME', 'ID', 'PID', 'STATE', 'VCPUS', 'MEM(MiB)', 'CPU(s)', 'UP(s)'],
-    ...domains.map((d) => [d.name, String(d.id), String(d.pid), d.state, String(d.vcpus), mib(d.memoryBytes), secs(d.cpuNs), secs(d.uptimeNs)])];
+/** Rows of cells as aligned columns: the first left-aligned, the rest right-aligned. */
+function columns(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function table(domains: readonly Found[]): string {
+  return columns([['NAME', 'ID', 'PID', 'STATE', 'VCPUS', 'MEM(MiB)', 'CPU(s)', 'UP(s)'],
+    ...domains.map((d) => [d.name, String(d.id), String(d.pid), d.state, String(d.vcpus), mib(d.memoryBytes), secs(d.cpuNs), secs(d.uptimeNs)])]);
 }
 
 function describe(d: Found): string {
@@ -189,10 +193,8 @@ export function topRows(now: readonly DomainInfo[] & readonly { pid: number }[],
 }
 
 function topTable(rows: readonly TopRow[]): string {
-  const cells = [['NAME', 'ID', 'PID', 'STATE', 'CPU%', 'HYPERCALLS/s', 'HYPERCALLS'],
-    ...rows.map((r) => [r.name, String(r.id), String(r.pid), r.state, r.cpuPercent.toFixed(1), String(r.hypercallsPerSecond), String(r.hypercalls)])];
-  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+  return columns([['NAME', 'ID', 'PID', 'STATE', 'CPU%', 'HYPERCALLS/s', 'HYPERCALLS'],
+    ...rows.map((r) => [r.name, String(r.id), String(r.pid), r.state, r.cpuPercent.toFixed(1), String(r.hypercallsPerSecond), String(r.hypercalls)])]);
 }
 
 /**

@@ -175,39 +175,55 @@ export class ControlServer {
   }
 }
 
-/** Sends one request to the run serving `socket`; its response, or an error (ECONNREFUSED: nothing serves it). */
-export function request(socket: string, req: ControlRequest, timeoutMs = 10_000): Promise<ControlResponse> {
+/**
+ * Connects to the run serving `socket`, sends `req` and reads its one
+ * response; resolves with the response, the socket still open, and any
+ * bytes that came after the response (a console's first output).
+ * Rejects on a connection error (ECONNREFUSED: nothing serves it), a bad
+ * frame, a close before the answer, or `timeoutMs` without one.
+ */
+function exchange(socket: string, req: ControlRequest, timeoutMs: number): Promise<{ sock: net.Socket; response: ControlResponse; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(socket);
     let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
       sock.destroy();
-      reject(new ControlError(`${socket} did not answer within ${timeoutMs / 1000} s`));
-    }, timeoutMs);
-    sock.on('connect', () => sock.write(encode(schema().req, req)));
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      try {
-        const msg = framed(buf);
-        if (!msg) return;
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(decodeResponse(msg.body));
-      } catch (e) {
-        clearTimeout(timer);
-        sock.destroy();
-        reject(e);
-      }
-    });
-    sock.on('error', (e) => {
-      clearTimeout(timer);
       reject(e);
-    });
-    sock.on('end', () => {
+    };
+    const timer = setTimeout(() => fail(new ControlError(`${socket} did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      let msg;
+      try {
+        msg = framed(buf);
+      } catch (e) {
+        fail(e as Error);
+        return;
+      }
+      if (!msg) return;
       clearTimeout(timer);
-      reject(new ControlError(`${socket} closed without an answer`));
-    });
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      try {
+        resolve({ sock, response: decodeResponse(msg.body), rest: Buffer.from(msg.rest) });
+      } catch (e) {
+        fail(e as Error);
+      }
+    };
+    const onEnd = (): void => fail(new ControlError(`${socket} closed without an answer`));
+    sock.on('connect', () => sock.write(encode(schema().req, req)));
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.once('error', fail);
   });
+}
+
+/** Sends one request to the run serving `socket`; its response, or an error (ECONNREFUSED: nothing serves it). */
+export async function request(socket: string, req: ControlRequest, timeoutMs = 10_000): Promise<ControlResponse> {
+  const { sock, response } = await exchange(socket, req, timeoutMs);
+  sock.destroy();
+  return response;
 }
 
 /** The runs serving the control API now: their sockets, by pid. Stale sockets (nothing answers) are removed. */
@@ -245,41 +261,11 @@ export async function findRuns(dir = runDir()): Promise<Array<{ pid: number; soc
  * the run has accepted (its response had no error), carrying raw bytes
  * both ways from then on, and whatever output came with the response.
  */
-export function attachConsole(socket: string, name: string, timeoutMs = 10_000): Promise<{ sock: net.Socket; first: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const sock = net.createConnection(socket);
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new ControlError(`${socket} did not answer within ${timeoutMs / 1000} s`));
-    }, timeoutMs);
-    const onData = (d: Buffer): void => {
-      buf = Buffer.concat([buf, d]);
-      let msg;
-      try {
-        msg = framed(buf);
-      } catch (e) {
-        clearTimeout(timer);
-        sock.destroy();
-        reject(e);
-        return;
-      }
-      if (!msg) return;
-      clearTimeout(timer);
-      sock.off('data', onData);
-      const r = decodeResponse(msg.body);
-      if (r.error) {
-        sock.destroy();
-        reject(new ControlError(r.error));
-        return;
-      }
-      resolve({ sock, first: msg.rest });
-    };
-    sock.on('connect', () => sock.write(encode(schema().req, { console: { name } })));
-    sock.on('data', onData);
-    sock.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
+export async function attachConsole(socket: string, name: string, timeoutMs = 10_000): Promise<{ sock: net.Socket; first: Buffer }> {
+  const { sock, response, rest } = await exchange(socket, { console: { name } }, timeoutMs);
+  if (response.error) {
+    sock.destroy();
+    throw new ControlError(response.error);
+  }
+  return { sock, first: rest };
 }
