@@ -9,10 +9,10 @@ import { GuestElfError } from '../hv/domain/elf.js';
 import type { DomainEnd } from '../hv/domain/domain.js';
 import { runFvDomains, type FvDomain, type FvEnd } from '../hv/fv/fv-domain.js';
 import { Hypervisor } from '../hv/hypervisor.js';
-import { endMessage, EXIT, outcomeOf, runStatus, type Outcome, type Stop } from './exit-status.js';
+import { endMessage, EXIT, outcomeOf, runStatus, type Outcome } from './exit-status.js';
 import type { RunPlan } from './run-plan.js';
 import { ConsoleOutput } from './consoles.js';
-import { outputStop, watchStops } from './stop.js';
+import { RunStop } from './stop.js';
 import { UsageError } from './usage-error.js';
 
 export const RUN_MODES = ['pv', 'fv-trap'] as const;
@@ -88,24 +88,18 @@ export async function runFvPlan(engine: Engine, plan: RunPlan, opts: { stats?: b
       consoles.set(d, con);
       domains.push(d);
     }
-    let stop: Stop | undefined;
-    const abort = new AbortController();
-    const stopRun = (s: Stop): void => {
-      if (stop) return;
-      stop = s;
-      abort.abort(s.message);
-    };
-    cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
+    const stops = new RunStop(parent, io.onOutError);
+    cleanups.push(() => stops.dispose());
     const t0 = hv.now();
     const outcomes: Outcome[] = [];
     await runFvDomains(domains, hv.now, {
-      signal: abort.signal,
+      signal: stops.signal,
       deadline: plan.timeoutSeconds === undefined ? undefined : t0 + BigInt(Math.round(plan.timeoutSeconds * 1e9)),
       onEnd: (d) => {
         consoles.get(d)?.flush();
         output?.breakLine();
         const end = asDomainEnd(d.end!);
-        const outcome = outcomeOf(end, stop);
+        const outcome = outcomeOf(end, stops.stop);
         outcomes.push(outcome);
         if (opts.stats) io.err(formatFvStats(d, hv.now() - t0));
         const message = endMessage(d, end, outcome);
@@ -113,6 +107,7 @@ export async function runFvPlan(engine: Engine, plan: RunPlan, opts: { stats?: b
         hv.destroyFvDomain(d);
       },
     });
+    const stop = stops.stop;
     return runStatus(stop ? [...outcomes, { kind: 'stopped', stop }] : outcomes);
   } catch (e) {
     if (e instanceof UsageError) {

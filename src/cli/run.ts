@@ -13,13 +13,14 @@ import type { Domain, DomainEnd } from '../hv/domain/domain.js';
 import { GuestElfError } from '../hv/domain/elf.js';
 import { Hypervisor } from '../hv/hypervisor.js';
 import { EXIT_KINDS } from '../hv/cpu/exit-counts.js';
-import { endMessage, EXIT, outcomeOf, runStatus, statusOf, type Outcome, type Stop } from './exit-status.js';
+import { endMessage, EXIT, outcomeOf, runStatus, statusOf, type Outcome } from './exit-status.js';
 import { checkFvPlan, RUN_MODES, runFvPlan, type RunMode } from './run-fv.js';
 import { FIRST_DOMID, planRun, type RunFlags, type RunPlan } from './run-plan.js';
-import { CONSOLE_QUIT, onOutputError, outputStop, watchStops } from './stop.js';
+import { CONSOLE_QUIT, onOutputError, RunStop } from './stop.js';
 import { ConsoleInput, ConsoleOutput, type ConsoleSink } from './consoles.js';
 import { UsageError } from './usage-error.js';
 import { TraceWriter } from '../toolstack/trace-file.js';
+import { hypercallName } from '../toolstack/trace-summary.js';
 import { ControlServer } from '../toolstack/control.js';
 import { controlHandler, LogBuffer, type ControlledDomain } from './run-control.js';
 import { DomainDebugger } from './run-gdb.js';
@@ -91,7 +92,7 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
   d.hypercallCounts.forEach((n, nr) => {
     if (!n) return;
     any = true;
-    const name = HYPERCALLS.find((h) => h.nr === nr)?.name ?? `#${nr}`;
+    const name = hypercallName(nr);
     lines.push(`    ${name.padEnd(STATS_NAME_WIDTH)} ${String(n).padStart(10)}`);
   });
   if (!any) lines.push('    (none)');
@@ -112,7 +113,7 @@ export function formatStats(d: StatsDomain, ranNs: bigint): string {
 export function endRecord(d: StatsDomain, end: DomainEnd, outcome: Outcome, ranNs: bigint): Record<string, unknown> {
   const hypercalls: Record<string, number> = {};
   d.hypercallCounts.forEach((n, nr) => {
-    if (n) hypercalls[HYPERCALLS.find((h) => h.nr === nr)?.name ?? `#${nr}`] = n;
+    if (n) hypercalls[hypercallName(nr)] = n;
   });
   return {
     domain: d.id, name: d.name, end, status: statusOf(outcome), ranNs: Number(ranNs), cpuNs: Number(d.cpuNs), framesReturned: d.framesReturned,
@@ -273,18 +274,11 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
     }
 
     // One stop (signal, parent gone, stdout closed) ends every domain still running.
-    let stop: Stop | undefined;
-    const abort = new AbortController();
     // The terminal's own mode comes back at the first stop: a second signal ends paravane at once,
     // with no chance to restore it after.
     let restoreTerminal = (): void => {};
-    const stopRun = (s: Stop): void => {
-      if (stop) return;
-      stop = s;
-      restoreTerminal();
-      abort.abort(s.message);
-    };
-    cleanups.push(watchStops(stopRun, { parent }), io.onOutError((e) => stopRun(outputStop(e))));
+    const stops = new RunStop(parent, io.onOutError, () => restoreTerminal());
+    cleanups.push(() => stops.dispose());
 
     // Host input goes to one domain at a time (its console ring, or console_io reads), the first at
     // the start; Ctrl-] commands move it, print the XenStore tree or stop the run (consoles.ts).
@@ -298,7 +292,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
         io.err(`${line}\n`);
       },
       xenstore: () => hv.xenstore.store.dump('/'),
-      stop: () => stopRun(CONSOLE_QUIT),
+      stop: () => stops.trigger(CONSOLE_QUIT),
       focused: (i) => output?.setLive(i),
     });
     // The domain typed to shows its text as it comes (a prompt has no newline): on a terminal from
@@ -349,7 +343,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       const x = plan.domains[i]!;
       const dbg = i === 0 ? debug?.dbg : undefined;
       const end = await runPausable(hv, d, controlled[i]!, {
-        deadlineNs, timeoutS: plan.timeoutSeconds, signal: abort.signal, weight: x.spec.weight, cap: x.spec.cap,
+        deadlineNs, timeoutS: plan.timeoutSeconds, signal: stops.signal, weight: x.spec.weight, cap: x.spec.cap,
         ...(dbg ? { gate: dbg.started, onPaused: (resume: () => void) => { dbg.resumeRun = resume; dbg.paused(); } } : {}),
       });
       if (dbg) {
@@ -361,7 +355,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       // This domain's end, as soon as it happens: its last partial line, its stats, why it ended.
       consoles[i]?.flush();
       logs[i]?.flush();
-      const outcome = outcomeOf(end, stop);
+      const outcome = outcomeOf(end, stops.stop);
       output?.breakLine(); // another domain's open prompt ends before the messages below
       const message = endMessage(d, end, outcome);
       if (opts.json) io.err(JSON.stringify(endRecord(d, end, outcome, ranNs)) + '\n');
@@ -373,6 +367,7 @@ async function runPlan(engine: Engine, plan: RunPlan, opts: RunCommandOptions, i
       return outcome;
     }));
     // A stop counts even if every domain had ended by itself meanwhile: the run was interrupted.
+    const stop = stops.stop;
     return runStatus(stop ? [...outcomes, { kind: 'stopped', stop }] : outcomes);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -93,3 +93,34 @@ export function onOutputError(stream: Pick<EventEmitter, 'on' | 'off'>, onError:
     stream.off('error', listener);
   };
 }
+
+/**
+ * A run's one stop: the first signal, its parent going (unless `parent` is
+ * null) or its standard output failing ends every domain still running,
+ * through `signal` (aborted with the stop's message). `before` runs first
+ * (a run puts the terminal back there). `stop` is the Stop once it came.
+ */
+export class RunStop {
+  private readonly abort = new AbortController();
+  stop: Stop | undefined;
+  private readonly unwatch: Array<() => void>;
+
+  constructor(parent: number | null, onOutError: (cb: (e: NodeJS.ErrnoException) => void) => () => void, private readonly before: () => void = () => {}) {
+    this.unwatch = [watchStops((s) => this.trigger(s), { parent }), onOutError((e) => this.trigger(outputStop(e)))];
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  trigger(s: Stop): void {
+    if (this.stop) return;
+    this.stop = s;
+    this.before();
+    this.abort.abort(s.message);
+  }
+
+  dispose(): void {
+    for (const u of this.unwatch) u();
+  }
+}
